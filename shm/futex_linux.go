@@ -1,0 +1,37 @@
+//go:build linux
+
+package shm
+
+import (
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Shared (not FUTEX_PRIVATE) operations: the words live in memory mapped
+// by several processes.
+const (
+	futexWaitOp = 0 // FUTEX_WAIT
+	futexWakeOp = 1 // FUTEX_WAKE
+)
+
+func futexWait(w *atomic.Uint32, val uint32, timeout time.Duration) error {
+	ts := unix.NsecToTimespec(int64(timeout))
+	_, _, errno := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)), futexWaitOp, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
+	switch errno {
+	case 0, unix.EAGAIN, unix.EINTR, unix.ETIMEDOUT:
+		return nil
+	default:
+		return errno
+	}
+}
+
+func futexWake(w *atomic.Uint32) error {
+	_, _, errno := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)), futexWakeOp, uintptr(^uint32(0)>>1), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}

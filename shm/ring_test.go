@@ -1,0 +1,222 @@
+package shm
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newTestRegion(t testing.TB, cfg Config) *Region {
+	t.Helper()
+	l, err := cfg.Layout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewAnonymous(l.RegionSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	r, err := NewRegion(m.Mem, cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestSQFullAndWrap(t *testing.T) {
+	r := newTestRegion(t, Config{SQEntries: 8, CQEntries: 8, ArenaSize: PageSize})
+	sq := r.SQ()
+	for i := 0; i < 8; i++ {
+		if err := sq.TrySubmit(&SQE{Opcode: OpNop, Tag: uint64(i)}); err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+	}
+	if err := sq.TrySubmit(&SQE{Opcode: OpNop}); !errors.Is(err, ErrRingFull) {
+		t.Fatalf("9th submit into 8 slots: got %v, want ErrRingFull", err)
+	}
+	out := make([]SQE, 3)
+	if n := sq.Consume(out); n != 3 || out[2].Tag != 2 {
+		t.Fatalf("consume: n=%d out=%+v", n, out)
+	}
+	for i := 8; i < 11; i++ {
+		if err := sq.TrySubmit(&SQE{Opcode: OpNop, Tag: uint64(i)}); err != nil {
+			t.Fatalf("submit after free %d: %v", i, err)
+		}
+	}
+	all := make([]SQE, 16)
+	n := sq.Consume(all)
+	if n != 8 {
+		t.Fatalf("consumed %d, want 8", n)
+	}
+	for i := 0; i < n; i++ {
+		if all[i].Tag != uint64(3+i) {
+			t.Fatalf("order: slot %d has tag %d", i, all[i].Tag)
+		}
+	}
+}
+
+// TestMPSCStress has many producers and one consumer; every submission
+// must arrive exactly once and each producer's submissions in order.
+func TestMPSCStress(t *testing.T) {
+	r := newTestRegion(t, Config{SQEntries: 16, CQEntries: 16, ArenaSize: PageSize})
+	sq := r.SQ()
+	const producers, per = 8, 5000
+	var wg sync.WaitGroup
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				e := SQE{Opcode: OpNop, Tag: uint64(p)<<32 | uint64(i), Args: [NumArgs]uint64{uint64(i) * 3}}
+				for sq.TrySubmit(&e) != nil {
+				}
+			}
+		}(p)
+	}
+	next := make([]uint64, producers)
+	buf := make([]SQE, 7)
+	got := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for got < producers*per {
+		if time.Now().After(deadline) {
+			t.Fatalf("stalled after %d submissions", got)
+		}
+		n := sq.Consume(buf)
+		for _, e := range buf[:n] {
+			p, i := e.Tag>>32, e.Tag&0xffffffff
+			if p >= producers || i != next[p] || e.Args[0] != i*3 {
+				t.Fatalf("producer %d: got seq %d args %d, want %d", p, i, e.Args[0], next[p])
+			}
+			next[p]++
+		}
+		got += n
+	}
+	wg.Wait()
+	if sq.Pending() {
+		t.Fatal("ring still has a submission after all were consumed")
+	}
+}
+
+func TestCQSPSCAndCorruptHead(t *testing.T) {
+	r := newTestRegion(t, Config{SQEntries: 8, CQEntries: 8, ArenaSize: PageSize})
+	cq := r.CQ()
+	const total = 10000
+	done := make(chan error, 1)
+	go func() {
+		out := make([]CQE, 5)
+		want := uint64(0)
+		for want < total {
+			n := cq.Reap(out)
+			for _, c := range out[:n] {
+				if c.Tag != want || c.Results[0] != want*7 || c.Status != Status(want%4) {
+					done <- errors.New("out of order or torn completion")
+					return
+				}
+				want++
+			}
+		}
+		done <- nil
+	}()
+	for i := uint64(0); i < total; {
+		if cq.Post([]CQE{{Tag: i, Status: Status(i % 4), Results: [2]uint64{i * 7}}}) == 1 {
+			i++
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// A consumer that moves its head past the tail gets no space, not an
+	// overwrite of unread completions or an out-of-range write.
+	r.word(OffCQHead).Add(1000)
+	if s := cq.Space(); s != 0 {
+		t.Fatalf("space with corrupt head = %d, want 0", s)
+	}
+	if n := cq.Post([]CQE{{Tag: 1}}); n != 0 {
+		t.Fatalf("posted %d into a ring with a corrupt head", n)
+	}
+}
+
+func TestLayoutValidation(t *testing.T) {
+	bad := []Config{
+		{SQEntries: 7, CQEntries: 8, ArenaSize: PageSize},
+		{SQEntries: 4, CQEntries: 8, ArenaSize: PageSize},
+		{SQEntries: 16, CQEntries: 8, ArenaSize: PageSize},
+		{SQEntries: 8, CQEntries: 8, ArenaSize: 100},
+		{SQEntries: 8, CQEntries: 8, ArenaSize: 0},
+		{SQEntries: 8, CQEntries: 8, ArenaSize: PageSize, FeaturesSize: 10},
+		{SQEntries: 8, CQEntries: 8, ArenaSize: PageSize, Flags: 1 << 9},
+		{SQEntries: 1 << 15, CQEntries: 1 << 15, ArenaSize: PageSize},
+	}
+	for _, c := range bad {
+		if _, err := c.Layout(); !errors.Is(err, ErrBadConfig) {
+			t.Errorf("%+v: got %v, want ErrBadConfig", c, err)
+		}
+	}
+	r := newTestRegion(t, DefaultConfig)
+	mem := r.Bytes()
+	if _, err := OpenRegion(mem); err != nil {
+		t.Fatalf("reopen fresh region: %v", err)
+	}
+	for _, tc := range []struct {
+		off  int
+		val  byte
+		want error
+	}{
+		{OffMagic, 0, ErrBadMagic},
+		{OffVersionMajor, 9, ErrBadVersion},
+		{OffArenaOff, 1, ErrBadLayout},
+		{OffSQEntries, 3, ErrBadLayout},
+		{OffRegionSize + 5, 1, ErrBadLayout},
+	} {
+		saved := mem[tc.off]
+		mem[tc.off] = tc.val
+		if _, err := OpenRegion(mem); !errors.Is(err, tc.want) {
+			t.Errorf("corrupt byte %#x: got %v, want %v", tc.off, err, tc.want)
+		}
+		mem[tc.off] = saved
+	}
+	if _, err := OpenRegion(mem[:len(mem)-PageSize]); !errors.Is(err, ErrBadLayout) {
+		t.Errorf("truncated mapping: got %v", err)
+	}
+}
+
+func TestArenaRange(t *testing.T) {
+	r := newTestRegion(t, Config{SQEntries: 8, CQEntries: 8, ArenaSize: 2 * PageSize})
+	if _, err := r.ArenaRange(0, 2*PageSize); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][2]uint64{{1, 2 * PageSize}, {2*PageSize + 1, 0}, {^uint64(0), 2}, {8, ^uint64(0) - 4}} {
+		if _, err := r.ArenaRange(c[0], c[1]); err == nil {
+			t.Errorf("range %v accepted", c)
+		}
+	}
+}
+
+func TestBellWakesSleeper(t *testing.T) {
+	r := newTestRegion(t, DefaultConfig)
+	sq := r.SQ()
+	woke := make(chan struct{})
+	go func() {
+		for !sq.Pending() {
+			sq.Bell.Wait(sq.Pending, 10*time.Second)
+		}
+		close(woke)
+	}()
+	// Wait until the sleeper announced itself, then publish and ring.
+	for sq.Bell.Waiters.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := sq.TrySubmit(&SQE{Opcode: OpNop}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sq.Bell.Ring(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke:
+	case <-time.After(5 * time.Second):
+		t.Fatal("sleeper not woken by the doorbell")
+	}
+}

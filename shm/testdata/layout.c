@@ -1,0 +1,36 @@
+/* Prints every offset and size of lake_shm.h as "name value" lines, for
+ * shm's TestCLayoutMatches to compare with the Go constants. */
+#include <stdio.h>
+#include "lake_shm.h"
+
+#define F(s, f) printf("%s.%s %zu\n", #s, #f, offsetof(struct s, f))
+#define S(s) printf("sizeof.%s %zu\n", #s, sizeof(struct s))
+#define C(n) printf("const.%s %llu\n", #n, (unsigned long long)(n))
+
+int main(void)
+{
+	F(lake_region_header, magic); F(lake_region_header, version_major);
+	F(lake_region_header, version_minor); F(lake_region_header, header_size);
+	F(lake_region_header, flags); F(lake_region_header, region_size);
+	F(lake_region_header, sq_entries); F(lake_region_header, cq_entries);
+	F(lake_region_header, slot_size); F(lake_region_header, client_id);
+	F(lake_region_header, sqes_off); F(lake_region_header, cqes_off);
+	F(lake_region_header, arena_off); F(lake_region_header, arena_size);
+	F(lake_region_header, features_off); F(lake_region_header, features_size);
+	F(lake_region_header, daemon_epoch); F(lake_region_header, daemon_state);
+	F(lake_region_header, sq_tail); F(lake_region_header, sq_head);
+	F(lake_region_header, sq_wake_seq); F(lake_region_header, sq_need_wakeup);
+	F(lake_region_header, cq_tail); F(lake_region_header, cq_head);
+	F(lake_region_header, cq_wake_seq); F(lake_region_header, cq_waiters);
+	S(lake_region_header);
+	F(lake_sqe, seq); F(lake_sqe, opcode); F(lake_sqe, flags); F(lake_sqe, pad);
+	F(lake_sqe, tag); F(lake_sqe, args); S(lake_sqe);
+	F(lake_cqe, status); F(lake_cqe, tag); F(lake_cqe, results); S(lake_cqe);
+	F(lake_launch_desc, grid); F(lake_launch_desc, block); F(lake_launch_desc, shared_mem);
+	F(lake_launch_desc, param_bytes); F(lake_launch_desc, stream); S(lake_launch_desc);
+	S(lake_hello); S(lake_reply);
+	C(LAKE_MAGIC); C(LAKE_HELLO_MAGIC); C(LAKE_REPLY_MAGIC);
+	C(LAKE_OP_NOP); C(LAKE_OP_MODEL_INFO); C(LAKE_OP_PREDICT); C(LAKE_OP_LAUNCH_KERNEL);
+	C(LAKE_ERR_CONTEXT_DESTROYED); C(LAKE_ERR_SHUTDOWN);
+	return 0;
+}
