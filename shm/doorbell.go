@@ -105,3 +105,10 @@ func (s *Spinner) Spin(ready func() bool, stop func() bool) bool {
 		}
 	}
 }
+
+// Kick wakes every sleeper whether or not it announced itself, for a
+// side that must be noticed now (a session ending, laked draining).
+func (b Bell) Kick() error {
+	b.Seq.Add(1)
+	return futexWake(b.Seq)
+}

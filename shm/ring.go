@@ -9,6 +9,10 @@ import (
 // ErrRingFull is returned by a non-blocking submission when no slot is free.
 var ErrRingFull = errors.New("shm: ring full")
 
+// ErrRingCorrupt is returned when the ring's words contradict each other
+// (someone scribbled over them); the ring cannot be used any more.
+var ErrRingCorrupt = errors.New("shm: ring corrupt")
+
 // SQ is the submission ring: many producers (client threads) and one
 // consumer (laked), in the style of a bounded MPMC queue with a sequence
 // word per slot (PROTOCOL.md, "Submission ring"):
@@ -66,7 +70,13 @@ func (q *SQ) TrySubmit(e *SQE) error {
 		case d < 0:
 			return ErrRingFull
 		default:
-			t = q.tail.Load()
+			// Another producer took t: tail must have moved on. If it
+			// has not, the words are corrupt; do not spin forever.
+			nt := q.tail.Load()
+			if nt == t {
+				return ErrRingCorrupt
+			}
+			t = nt
 		}
 	}
 }

@@ -1,0 +1,24 @@
+// Package laked is the lake daemon's core: it serves client regions
+// (package shm) by reading their submission rings, copying and validating
+// every slot, executing CUDA-driver-shaped operations on a backend
+// (package backend), batching predict requests per model across clients,
+// asking the placement policy where each batch runs, and posting exactly
+// one completion for every submission it consumed.
+//
+// The pieces:
+//
+//   - Server: owns the backend, the model registry, the batchers, the
+//     sessions and the statistics; Attach serves one Transport.
+//   - session: one client region; a reader goroutine that consumes
+//     submissions, runs most operations inline and hands predict
+//     requests to the model's batcher; completions are posted in
+//     batches, and kept in laked's memory when the client's completion
+//     ring is full (back-pressure: the session stops reading until the
+//     client reaps).
+//   - batcher: one per served model; gathers requests up to a maximum
+//     batch size or an adaptive wait, runs them as one batch, and
+//     scatters the outputs.
+//   - Transports: the unix-socket handshake with memfd regions (this
+//     package, unix_linux.go) and the kernel's /dev/lake device
+//     (devlake_linux.go).
+package laked

@@ -1,0 +1,196 @@
+package laked
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lakeos/lake/laked/backend"
+)
+
+// Config tunes a Server. Zero fields take the defaults in DefaultConfig.
+type Config struct {
+	// MaxBatch is the most items one predict batch holds.
+	MaxBatch int
+	// MaxWait is the longest a batch waits for more requests; the wait
+	// adapts below it to the arrival rate.
+	MaxWait time.Duration
+	// BusyPoll makes session readers spin instead of sleeping when idle
+	// (lowest latency, one core per busy client).
+	BusyPoll bool
+	// SpinMax bounds the adaptive spin before a reader sleeps.
+	SpinMax time.Duration
+	// MaxClients bounds concurrent sessions.
+	MaxClients int
+	// Backend runs device operations; nil means none (ops other than
+	// nop, init, model_info and predict complete with "not supported").
+	Backend backend.Backend
+	// GPU, when non-nil, is a GPU backend that GPUModels may use.
+	GPU backend.Backend
+	// Placer decides CPU or GPU per batch; nil means always CPU.
+	Placer Placer
+	// Logger receives state changes (never per-request lines at info).
+	Logger zerolog.Logger
+}
+
+// DefaultConfig holds the defaults.
+var DefaultConfig = Config{
+	MaxBatch:   64,
+	MaxWait:    200 * time.Microsecond,
+	SpinMax:    50 * time.Microsecond,
+	MaxClients: 256,
+}
+
+// Placer decides where a predict batch runs: it returns true for the GPU.
+// The eBPF policy engine (package policy) is adapted to it by cmd/laked.
+type Placer interface {
+	Place(model uint32, batch, queueDepth int) bool
+}
+
+// PlacerFunc adapts a function to Placer.
+type PlacerFunc func(model uint32, batch, queueDepth int) bool
+
+// Place implements Placer.
+func (f PlacerFunc) Place(model uint32, batch, queueDepth int) bool { return f(model, batch, queueDepth) }
+
+// ErrShutdown is returned by Attach once the server is shutting down.
+var ErrShutdown = errors.New("laked: shutting down")
+
+// ErrTooManyClients is returned by Attach when MaxClients are attached.
+var ErrTooManyClients = errors.New("laked: too many clients")
+
+// Server is a running laked core.
+type Server struct {
+	cfg    Config
+	log    zerolog.Logger
+	models models
+	stats  stats
+
+	mu       sync.Mutex
+	sessions map[uint32]*session
+	nextID   uint32
+	closing  bool
+	wg       sync.WaitGroup // sessions
+
+	placer   atomic.Pointer[Placer]
+	done     chan struct{} // closed when batchers must stop
+	stopOnce sync.Once
+}
+
+// New creates a Server.
+func New(cfg Config) (*Server, error) {
+	d := DefaultConfig
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = d.MaxBatch
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = d.MaxWait
+	}
+	if cfg.SpinMax == 0 {
+		cfg.SpinMax = d.SpinMax
+	}
+	if cfg.MaxClients == 0 {
+		cfg.MaxClients = d.MaxClients
+	}
+	switch {
+	case cfg.MaxBatch < 1 || cfg.MaxBatch > 65536:
+		return nil, fmt.Errorf("laked: max batch %d: want 1..65536", cfg.MaxBatch)
+	case cfg.MaxWait < 0 || cfg.MaxWait > time.Second:
+		return nil, fmt.Errorf("laked: max wait %v: want 0..1s", cfg.MaxWait)
+	case cfg.MaxClients < 1:
+		return nil, fmt.Errorf("laked: max clients %d: want at least 1", cfg.MaxClients)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[uint32]*session{}, done: make(chan struct{})}
+	if cfg.Placer != nil {
+		s.SetPlacer(cfg.Placer)
+	}
+	return s, nil
+}
+
+// SetPlacer swaps the placement policy; batches in progress finish with
+// the old one.
+func (s *Server) SetPlacer(p Placer) { s.placer.Store(&p) }
+
+func (s *Server) place(model uint32, batch, depth int) bool {
+	p := s.placer.Load()
+	gpu := p != nil && (*p).Place(model, batch, depth)
+	if gpu {
+		s.stats.decisionsGPU.Add(1)
+	} else {
+		s.stats.decisionsCPU.Add(1)
+	}
+	return gpu
+}
+
+func (s *Server) gpuAvailable() bool { return s.cfg.GPU != nil }
+
+// Attach serves a client region over t until the client goes away or the
+// server shuts down. It returns at once; the session runs on its own
+// goroutine. On error t is left open for the caller to close.
+func (s *Server) Attach(t Transport) (uint32, error) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return 0, ErrShutdown
+	}
+	if len(s.sessions) >= s.cfg.MaxClients {
+		s.mu.Unlock()
+		return 0, fmt.Errorf("%w: %d attached", ErrTooManyClients, len(s.sessions))
+	}
+	s.nextID++
+	id := s.nextID
+	sess := newSession(s, id, t)
+	s.sessions[id] = sess
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.stats.sessions.Add(1)
+	s.stats.sessionsSeen.Add(1)
+	s.log.Info().Uint32("client", id).Str("transport", t.String()).Msg("client attached")
+	go func() {
+		defer s.wg.Done()
+		sess.run()
+		s.mu.Lock()
+		delete(s.sessions, id)
+		s.mu.Unlock()
+		s.stats.sessions.Add(-1)
+		s.log.Info().Uint32("client", id).Str("transport", t.String()).Msg("client detached")
+	}()
+	return id, nil
+}
+
+// NextClientID returns the id the next Attach will give (transports put
+// it in the region header before attaching).
+func (s *Server) NextClientID() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextID + 1
+}
+
+// Shutdown stops accepting sessions, answers every submission still in
+// the rings (running what is already in flight, failing what is not yet
+// started with "shutting down"), and waits for all sessions to end or for
+// ctx to expire.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for _, sess := range s.sessions {
+		sess.drain()
+	}
+	s.mu.Unlock()
+	doneCh := make(chan struct{})
+	go func() { s.wg.Wait(); close(doneCh) }()
+	var err error
+	select {
+	case <-doneCh:
+	case <-ctx.Done():
+		err = fmt.Errorf("laked: shutdown: %w", ctx.Err())
+	}
+	s.stopOnce.Do(func() { close(s.done) })
+	s.log.Info().Msg("laked stopped")
+	return err
+}

@@ -1,0 +1,264 @@
+package laked
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lakeos/lake/laked/backend"
+	"github.com/lakeos/lake/shm"
+)
+
+// Per-session limits.
+const (
+	maxContextsPerSession = 64
+	maxPredictItems       = 65536
+	maxNameLen            = 256
+	readBatch             = 64
+	idleSleep             = 100 * time.Millisecond
+	drainPostTimeout      = 2 * time.Second
+)
+
+// kicker is implemented by transports that can wake their own sleeping
+// reader (to notice a drain or a departed client at once).
+type kicker interface{ Kick() }
+
+// session serves one client region.
+type session struct {
+	srv    *Server
+	id     uint32
+	t      Transport
+	region *shm.Region
+	sq     *shm.SQ
+	cq     *shm.CQ
+
+	cqMu     sync.Mutex
+	overflow []shm.CQE // completions waiting for ring space, oldest first
+	pending  []shm.CQE // reader-local completions not yet posted
+
+	inflight sync.WaitGroup // accepted predict requests not yet completed
+	draining atomic.Bool
+
+	// lifeMu guards closed: once the transport is closed (and the region
+	// unmapped) nobody may touch the region again.
+	lifeMu sync.Mutex
+	closed bool
+
+	ctxs    map[uint64]backend.Context // reader goroutine only
+	nextCtx uint64
+	spinner shm.Spinner
+}
+
+func newSession(s *Server, id uint32, t Transport) *session {
+	r := t.Region()
+	return &session{
+		srv: s, id: id, t: t, region: r, sq: r.SQ(), cq: r.CQ(),
+		ctxs:    map[uint64]backend.Context{},
+		spinner: shm.Spinner{Max: s.cfg.SpinMax, Forever: s.cfg.BusyPoll},
+	}
+}
+
+// drain asks the session to finish: answer what is in the ring, complete
+// what is in flight, and end.
+func (s *session) drain() {
+	s.draining.Store(true)
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.closed {
+		return
+	}
+	s.region.SetDaemonState(shm.DaemonDraining)
+	if k, ok := s.t.(kicker); ok {
+		k.Kick()
+	}
+}
+
+func (s *session) gone() bool {
+	g := s.t.Gone()
+	if g == nil {
+		return false
+	}
+	select {
+	case <-g:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *session) stopSpinning() bool { return s.draining.Load() || s.gone() }
+
+func (s *session) run() {
+	defer s.teardown()
+	s.sq.ResumeConsumer()
+	s.region.BumpDaemonEpoch()
+	s.region.SetDaemonState(shm.DaemonServing)
+	buf := make([]shm.SQE, readBatch)
+	for {
+		if s.draining.Load() {
+			s.finalDrain(buf)
+			return
+		}
+		if s.gone() {
+			return
+		}
+		if !s.flushOverflow() {
+			// The client's completion ring is full: stop reading its
+			// submissions until it reaps (back-pressure).
+			time.Sleep(50 * time.Microsecond)
+			continue
+		}
+		n := s.sq.Consume(buf)
+		if n > 0 {
+			for i := range buf[:n] {
+				s.handle(&buf[i])
+			}
+			s.postPending()
+			continue
+		}
+		if s.spinner.Spin(s.sq.Pending, s.stopSpinning) {
+			continue
+		}
+		if err := s.t.WaitSubmissions(s.sq.Pending, idleSleep); err != nil {
+			s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("doorbell wait failed")
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// finalDrain answers every submission still published with "shutting
+// down", waits for in-flight requests and posts everything.
+func (s *session) finalDrain(buf []shm.SQE) {
+	for {
+		n := s.sq.Consume(buf)
+		if n == 0 {
+			break
+		}
+		for i := range buf[:n] {
+			s.srv.stats.submissions.Add(1)
+			s.pending = append(s.pending, shm.CQE{Tag: buf[i].Tag, Status: shm.StatusShutdown})
+		}
+		s.postPending()
+	}
+	s.inflight.Wait()
+	deadline := time.Now().Add(drainPostTimeout)
+	for !s.flushOverflow() {
+		if s.gone() || time.Now().After(deadline) {
+			s.cqMu.Lock()
+			lost := len(s.overflow)
+			s.cqMu.Unlock()
+			s.srv.log.Warn().Uint32("client", s.id).Int("completions", lost).Msg("client stopped reaping: completions not delivered before shutdown")
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (s *session) teardown() {
+	s.inflight.Wait()
+	for h, c := range s.ctxs {
+		if err := c.Destroy(); err != nil {
+			s.srv.log.Warn().Err(err).Uint32("client", s.id).Uint64("ctx", h).Msg("destroy context")
+		}
+		delete(s.ctxs, h)
+	}
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	s.closed = true
+	s.region.SetDaemonState(shm.DaemonDetached)
+	if err := s.t.Close(); err != nil {
+		s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("close transport")
+	}
+}
+
+// post writes completions to the ring, keeping what does not fit in the
+// overflow list, and rings the doorbell. Callers hold cqMu.
+func (s *session) postLocked(cs []shm.CQE) {
+	if len(s.overflow) > 0 {
+		s.overflow = append(s.overflow, cs...)
+		s.srv.stats.overflowed.Add(uint64(len(cs)))
+		return
+	}
+	n := s.cq.Post(cs)
+	if n < len(cs) {
+		s.overflow = append(s.overflow, cs[n:]...)
+		s.srv.stats.overflowed.Add(uint64(len(cs) - n))
+	}
+	if n > 0 {
+		if err := s.t.NotifyCompletions(); err != nil {
+			s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("completion doorbell")
+		}
+	}
+}
+
+func (s *session) postPending() {
+	if len(s.pending) == 0 {
+		return
+	}
+	for i := range s.pending {
+		s.srv.stats.complete(s.pending[i].Status)
+	}
+	s.cqMu.Lock()
+	s.postLocked(s.pending)
+	s.cqMu.Unlock()
+	s.pending = s.pending[:0]
+}
+
+// flushOverflow posts held-back completions; it reports whether none are
+// left.
+func (s *session) flushOverflow() bool {
+	s.cqMu.Lock()
+	defer s.cqMu.Unlock()
+	if len(s.overflow) == 0 {
+		return true
+	}
+	n := s.cq.Post(s.overflow)
+	if n > 0 {
+		s.overflow = append(s.overflow[:0], s.overflow[n:]...)
+		if err := s.t.NotifyCompletions(); err != nil {
+			s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("completion doorbell")
+		}
+	}
+	return len(s.overflow) == 0
+}
+
+// completeAsync posts the completion of an accepted predict request.
+func (s *session) completeAsync(c shm.CQE, r *predictReq) {
+	s.srv.stats.complete(c.Status)
+	s.srv.stats.queueNanos.Add(uint64(time.Since(r.start)))
+	if r.inp != nil {
+		bufPool.Put(r.inp)
+		r.inp, r.in = nil, nil
+	}
+	s.cqMu.Lock()
+	var one [1]shm.CQE
+	one[0] = c
+	s.postLocked(one[:])
+	s.cqMu.Unlock()
+	s.inflight.Done()
+}
+
+// statusOf maps a backend error to a protocol status.
+func statusOf(err error) shm.Status {
+	switch {
+	case err == nil:
+		return shm.StatusOK
+	case errors.Is(err, backend.ErrInvalidValue):
+		return shm.StatusInvalidValue
+	case errors.Is(err, backend.ErrInvalidHandle):
+		return shm.StatusInvalidHandle
+	case errors.Is(err, backend.ErrOutOfMemory):
+		return shm.StatusOutOfMemory
+	case errors.Is(err, backend.ErrNotFound):
+		return shm.StatusNotFound
+	case errors.Is(err, backend.ErrLaunchFailed):
+		return shm.StatusLaunchFailed
+	case errors.Is(err, backend.ErrContextDestroyed):
+		return shm.StatusContextDestroyed
+	case errors.Is(err, backend.ErrNotSupported):
+		return shm.StatusNotSupported
+	default:
+		return shm.StatusInternal
+	}
+}

@@ -1,0 +1,217 @@
+//go:build linux
+
+package laked
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lakeos/lake/shm"
+)
+
+// handshakeTimeout bounds how long a connecting client may take to say
+// hello.
+const handshakeTimeout = 5 * time.Second
+
+// unixTransport serves a memfd region handed to a client over a unix
+// socket. The connection carries nothing after the handshake: its closing
+// is the client's departure.
+type unixTransport struct {
+	bellTransport
+	conn    *net.UnixConn
+	mapping *shm.Mapping
+	region  *shm.Region
+	gone    chan struct{}
+	name    string
+	once    sync.Once
+}
+
+func (u *unixTransport) Region() *shm.Region   { return u.region }
+func (u *unixTransport) Gone() <-chan struct{} { return u.gone }
+func (u *unixTransport) String() string        { return u.name }
+func (u *unixTransport) Kick()                 { _ = u.sq.Kick() }
+
+func (u *unixTransport) Close() error {
+	var err error
+	u.once.Do(func() {
+		err = errors.Join(u.conn.Close(), u.mapping.Close())
+	})
+	return err
+}
+
+// watch waits for the client to close its end (or send anything, which
+// the protocol does not allow) and then wakes the session.
+func (u *unixTransport) watch() {
+	var b [1]byte
+	_, _ = u.conn.Read(b[:]) // EOF, error or a protocol violation: all end the session
+	close(u.gone)
+	_ = u.sq.Kick()
+}
+
+// peerName describes the connecting process for logs.
+func peerName(c *net.UnixConn) string {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return "unix"
+	}
+	name := "unix"
+	_ = raw.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			name = fmt.Sprintf("unix:pid=%d,uid=%d", cred.Pid, cred.Uid)
+		}
+	})
+	return name
+}
+
+// Listen creates laked's unix socket at path (mode 0600; the directory is
+// created 0755 if missing; a stale socket from a dead laked is removed,
+// a live one is an error).
+func Listen(path string) (*net.UnixListener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("laked: socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("laked: another laked is listening on %s", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("laked: remove stale socket %s: %w", path, err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("laked: listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("laked: chmod %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// Serve accepts clients on l until l is closed, handing each a region.
+func (s *Server) Serve(l *net.UnixListener) error {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.log.Warn().Err(err).Msg("accept")
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go func() {
+			if err := s.handshake(c); err != nil {
+				s.log.Warn().Err(err).Str("peer", peerName(c)).Msg("handshake failed")
+				c.Close()
+			}
+		}()
+	}
+}
+
+func (s *Server) reply(c *net.UnixConn, st shm.Status, msg string) error {
+	r := shm.Reply{Status: st, Message: msg}
+	_ = shm.SendMsgFD(c, r.Encode(), -1)
+	return fmt.Errorf("%s: %s", st, msg)
+}
+
+// handshake reads a hello, creates (or re-attaches) the region and
+// attaches the session.
+func (s *Server) handshake(c *net.UnixConn) error {
+	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+	msg, fd, err := shm.RecvMsgFD(c)
+	if err != nil {
+		return err
+	}
+	h, err := shm.DecodeHello(msg)
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return s.reply(c, shm.StatusInvalidValue, trimMsg(err.Error()))
+	}
+	var m *shm.Mapping
+	var region *shm.Region
+	id := s.NextClientID()
+	switch h.Kind {
+	case shm.HelloNew:
+		if fd >= 0 {
+			unix.Close(fd)
+			return s.reply(c, shm.StatusInvalidValue, "unexpected fd with new hello")
+		}
+		l, _ := h.Config.Layout() // validated by DecodeHello
+		m, err = shm.CreateMemfd(fmt.Sprintf("lake-client-%d", id), l.RegionSize)
+		if err != nil {
+			return s.reply(c, shm.StatusOutOfMemory, trimMsg(err.Error()))
+		}
+		region, err = shm.NewRegion(m.Mem, h.Config, id)
+		if err != nil {
+			m.Close()
+			return s.reply(c, shm.StatusInternal, trimMsg(err.Error()))
+		}
+	case shm.HelloReattach:
+		if fd < 0 {
+			return s.reply(c, shm.StatusInvalidValue, "re-attach without a region fd")
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Size < shm.HeaderSize {
+			unix.Close(fd)
+			return s.reply(c, shm.StatusInvalidValue, "re-attach fd is not a region")
+		}
+		m, err = shm.MapFD(fd, uint64(st.Size))
+		if err != nil {
+			unix.Close(fd)
+			return s.reply(c, shm.StatusInvalidValue, trimMsg(err.Error()))
+		}
+		region, err = shm.OpenRegion(m.Mem)
+		if err != nil {
+			m.Close()
+			return s.reply(c, shm.StatusInvalidValue, trimMsg(err.Error()))
+		}
+		id = region.ClientID()
+	}
+	t := &unixTransport{
+		bellTransport: newBellTransport(region),
+		conn:          c, mapping: m, region: region,
+		gone: make(chan struct{}),
+		name: peerName(c),
+	}
+	r := shm.Reply{Status: shm.StatusOK, ClientID: id, RegionSize: region.Layout().RegionSize}
+	if h.Kind == shm.HelloNew {
+		if err := shm.SendMsgFD(c, r.Encode(), m.FD()); err != nil {
+			m.Close()
+			return err
+		}
+	} else if err := shm.SendMsgFD(c, r.Encode(), -1); err != nil {
+		m.Close()
+		return err
+	}
+	_ = c.SetDeadline(time.Time{})
+	if _, err := s.Attach(t); err != nil {
+		t.Close()
+		return err
+	}
+	go t.watch()
+	return nil
+}
+
+func trimMsg(s string) string {
+	if len(s) > 31 {
+		return s[:31]
+	}
+	return s
+}
+
+var _ io.Closer = (*unixTransport)(nil)

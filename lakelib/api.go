@@ -1,0 +1,299 @@
+package lakelib
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/lakeos/lake/shm"
+)
+
+// DevPtr is a device address (CUdeviceptr).
+type DevPtr uint64
+
+// Handles returned by laked. They are only meaningful in the context
+// that created them.
+type (
+	// Module is a loaded module (CUmodule).
+	Module uint64
+	// Function is a kernel (CUfunction).
+	Function uint64
+	// Stream is a stream (CUstream); 0 is the default stream.
+	Stream uint64
+)
+
+// Dim3 is a grid or block shape.
+type Dim3 struct{ X, Y, Z uint32 }
+
+// HostBuf is a buffer in the client's arena: the "pinned host memory" of
+// lake. Async copies and zero-copy predicts read and write it in place.
+// It stays valid until Free.
+type HostBuf struct {
+	c   *Client
+	off uint64
+	b   []byte
+}
+
+// AllocHost allocates n bytes in the arena.
+func (c *Client) AllocHost(n int) (*HostBuf, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("lakelib: host buffer of %d bytes", n)
+	}
+	off, err := c.arena.Alloc(uint64(n))
+	if err != nil {
+		return nil, fmt.Errorf("lakelib: %w", err)
+	}
+	b, err := c.region.ArenaRange(off, uint64(n))
+	if err != nil {
+		c.arena.Free(off)
+		return nil, fmt.Errorf("lakelib: %w", err)
+	}
+	return &HostBuf{c: c, off: off, b: b}, nil
+}
+
+// Bytes is the buffer's memory.
+func (h *HostBuf) Bytes() []byte { return h.b }
+
+// Free returns the buffer to the arena. Do not free a buffer an
+// unsynchronized async copy still uses.
+func (h *HostBuf) Free() error {
+	if h.b == nil {
+		return fmt.Errorf("lakelib: host buffer freed twice")
+	}
+	h.b = nil
+	return h.c.arena.Free(h.off)
+}
+
+// staging copies src into a temporary arena buffer; the returned release
+// frees it.
+func (c *Client) staging(n int) (uint64, []byte, func(), error) {
+	if n <= 0 {
+		return 0, nil, nil, fmt.Errorf("lakelib: copy of %d bytes", n)
+	}
+	off, err := c.arena.Alloc(uint64(n))
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("lakelib: staging %d bytes: %w", n, err)
+	}
+	b, err := c.region.ArenaRange(off, uint64(n))
+	if err != nil {
+		c.arena.Free(off)
+		return 0, nil, nil, fmt.Errorf("lakelib: %w", err)
+	}
+	return off, b, func() { c.arena.Free(off) }, nil
+}
+
+// Nop round-trips an empty operation (for health checks and benchmarks).
+func (c *Client) Nop(ctx context.Context) error {
+	_, err := c.do(ctx, &shm.SQE{Opcode: shm.OpNop}, nil, nil)
+	return err
+}
+
+// Init is cuInit; it returns the protocol version laked speaks.
+func (c *Client) Init(ctx context.Context) (major, minor uint16, err error) {
+	r, err := c.do(ctx, &shm.SQE{Opcode: shm.OpInit}, nil, nil)
+	return uint16(r[0] >> 16), uint16(r[0]), err
+}
+
+// Context is a device context (CUcontext).
+type Context struct {
+	c *Client
+	h uint64
+}
+
+// CtxCreate is cuCtxCreate.
+func (c *Client) CtxCreate(ctx context.Context) (*Context, error) {
+	r, err := c.do(ctx, &shm.SQE{Opcode: shm.OpCtxCreate}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Context{c: c, h: r[0]}, nil
+}
+
+func (x *Context) op(ctx context.Context, op shm.Opcode, args ...uint64) ([2]uint64, error) {
+	e := shm.SQE{Opcode: op}
+	e.Args[0] = x.h
+	copy(e.Args[1:], args)
+	return x.c.do(ctx, &e, nil, nil)
+}
+
+// Destroy is cuCtxDestroy.
+func (x *Context) Destroy(ctx context.Context) error {
+	_, err := x.op(ctx, shm.OpCtxDestroy)
+	return err
+}
+
+// Synchronize is cuCtxSynchronize.
+func (x *Context) Synchronize(ctx context.Context) error {
+	_, err := x.op(ctx, shm.OpCtxSynchronize)
+	return err
+}
+
+// MemAlloc is cuMemAlloc.
+func (x *Context) MemAlloc(ctx context.Context, size uint64) (DevPtr, error) {
+	r, err := x.op(ctx, shm.OpMemAlloc, size)
+	return DevPtr(r[0]), err
+}
+
+// MemFree is cuMemFree.
+func (x *Context) MemFree(ctx context.Context, p DevPtr) error {
+	_, err := x.op(ctx, shm.OpMemFree, uint64(p))
+	return err
+}
+
+// MemcpyHtoD is cuMemcpyHtoD from ordinary Go memory (staged through the
+// arena).
+func (x *Context) MemcpyHtoD(ctx context.Context, dst DevPtr, src []byte) error {
+	off, b, release, err := x.c.staging(len(src))
+	if err != nil {
+		return err
+	}
+	copy(b, src)
+	e := shm.SQE{Opcode: shm.OpMemcpyHtoD, Args: [shm.NumArgs]uint64{x.h, uint64(dst), off, uint64(len(src))}}
+	_, err = x.c.do(ctx, &e, release, nil)
+	return err
+}
+
+// MemcpyDtoH is cuMemcpyDtoH into ordinary Go memory.
+func (x *Context) MemcpyDtoH(ctx context.Context, dst []byte, src DevPtr) error {
+	off, b, release, err := x.c.staging(len(dst))
+	if err != nil {
+		return err
+	}
+	e := shm.SQE{Opcode: shm.OpMemcpyDtoH, Args: [shm.NumArgs]uint64{x.h, off, uint64(src), uint64(len(dst))}}
+	_, err = x.c.do(ctx, &e, release, func() { copy(dst, b) })
+	return err
+}
+
+// MemcpyHtoDAsync is cuMemcpyHtoDAsync from a host buffer, which must
+// stay unchanged until the stream is synchronized.
+func (x *Context) MemcpyHtoDAsync(ctx context.Context, dst DevPtr, src *HostBuf, s Stream) error {
+	_, err := x.op(ctx, shm.OpMemcpyHtoDAsync, uint64(dst), src.off, uint64(len(src.b)), uint64(s))
+	return err
+}
+
+// MemcpyDtoHAsync is cuMemcpyDtoHAsync into a host buffer, valid after
+// the stream is synchronized.
+func (x *Context) MemcpyDtoHAsync(ctx context.Context, dst *HostBuf, src DevPtr, s Stream) error {
+	_, err := x.op(ctx, shm.OpMemcpyDtoHAsync, dst.off, uint64(src), uint64(len(dst.b)), uint64(s))
+	return err
+}
+
+// ModuleLoadData is cuModuleLoadData. For laked's CPU backend the image
+// is a registered module name, e.g. "lake_builtin".
+func (x *Context) ModuleLoadData(ctx context.Context, image []byte) (Module, error) {
+	off, b, release, err := x.c.staging(len(image))
+	if err != nil {
+		return 0, err
+	}
+	copy(b, image)
+	e := shm.SQE{Opcode: shm.OpModuleLoad, Args: [shm.NumArgs]uint64{x.h, off, uint64(len(image))}}
+	r, err := x.c.do(ctx, &e, release, nil)
+	return Module(r[0]), err
+}
+
+// ModuleUnload is cuModuleUnload.
+func (x *Context) ModuleUnload(ctx context.Context, m Module) error {
+	_, err := x.op(ctx, shm.OpModuleUnload, uint64(m))
+	return err
+}
+
+// ModuleGetFunction is cuModuleGetFunction.
+func (x *Context) ModuleGetFunction(ctx context.Context, m Module, name string) (Function, error) {
+	off, b, release, err := x.c.staging(len(name))
+	if err != nil {
+		return 0, err
+	}
+	copy(b, name)
+	e := shm.SQE{Opcode: shm.OpModuleGetFunction, Args: [shm.NumArgs]uint64{x.h, uint64(m), off, uint64(len(name))}}
+	r, err := x.c.do(ctx, &e, release, nil)
+	return Function(r[0]), err
+}
+
+// LaunchKernel is cuLaunchKernel. params are the kernel's parameter
+// words (device pointers or scalars), as the kernel documents.
+func (x *Context) LaunchKernel(ctx context.Context, f Function, grid, block Dim3, sharedMem uint32, s Stream, params ...uint64) error {
+	pb := make([]byte, 8*len(params))
+	for i, p := range params {
+		binary.LittleEndian.PutUint64(pb[8*i:], p)
+	}
+	desc := shm.EncodeLaunchDesc(nil, &shm.LaunchDesc{
+		Grid: [3]uint32{grid.X, grid.Y, grid.Z}, Block: [3]uint32{block.X, block.Y, block.Z},
+		SharedMem: sharedMem, Stream: uint64(s), Params: pb,
+	})
+	off, b, release, err := x.c.staging(len(desc))
+	if err != nil {
+		return err
+	}
+	copy(b, desc)
+	e := shm.SQE{Opcode: shm.OpLaunchKernel, Args: [shm.NumArgs]uint64{x.h, uint64(f), off, uint64(len(desc))}}
+	_, err = x.c.do(ctx, &e, release, nil)
+	return err
+}
+
+// StreamCreate is cuStreamCreate.
+func (x *Context) StreamCreate(ctx context.Context) (Stream, error) {
+	r, err := x.op(ctx, shm.OpStreamCreate)
+	return Stream(r[0]), err
+}
+
+// StreamDestroy is cuStreamDestroy.
+func (x *Context) StreamDestroy(ctx context.Context, s Stream) error {
+	_, err := x.op(ctx, shm.OpStreamDestroy, uint64(s))
+	return err
+}
+
+// StreamSynchronize is cuStreamSynchronize.
+func (x *Context) StreamSynchronize(ctx context.Context, s Stream) error {
+	_, err := x.op(ctx, shm.OpStreamSynchronize, uint64(s))
+	return err
+}
+
+// ModelInfo describes a model laked serves.
+type ModelInfo struct {
+	InputBytes, OutputBytes int
+	Version                 uint64
+}
+
+// ModelInfo asks laked for a model's record sizes and version.
+func (c *Client) ModelInfo(ctx context.Context, model uint32) (ModelInfo, error) {
+	r, err := c.do(ctx, &shm.SQE{Opcode: shm.OpModelInfo, Args: [shm.NumArgs]uint64{uint64(model)}}, nil, nil)
+	if err != nil {
+		return ModelInfo{}, err
+	}
+	return ModelInfo{InputBytes: int(uint32(r[0])), OutputBytes: int(r[0] >> 32), Version: r[1]}, nil
+}
+
+// PredictResult says which model version answered and where it ran.
+type PredictResult struct {
+	Version uint64
+	GPU     bool
+}
+
+// Predict runs n records through a served model: in holds n input
+// records, out receives n output records (sizes from ModelInfo). laked
+// batches it with other clients' requests.
+func (c *Client) Predict(ctx context.Context, model uint32, n int, in, out []byte) (PredictResult, error) {
+	if n <= 0 {
+		return PredictResult{}, fmt.Errorf("lakelib: predict of %d items", n)
+	}
+	inOff, inB, relIn, err := c.staging(len(in))
+	if err != nil {
+		return PredictResult{}, err
+	}
+	outOff, outB, relOut, err := c.staging(len(out))
+	if err != nil {
+		relIn()
+		return PredictResult{}, err
+	}
+	copy(inB, in)
+	e := shm.SQE{Opcode: shm.OpPredict, Args: [shm.NumArgs]uint64{uint64(model), uint64(n), inOff, uint64(len(in)), outOff, uint64(len(out))}}
+	r, err := c.do(ctx, &e, func() { relIn(); relOut() }, func() { copy(out, outB) })
+	return PredictResult{Version: r[0], GPU: r[1] == 1}, err
+}
+
+// PredictBuf is Predict on arena buffers, without copies.
+func (c *Client) PredictBuf(ctx context.Context, model uint32, n int, in, out *HostBuf) (PredictResult, error) {
+	e := shm.SQE{Opcode: shm.OpPredict, Args: [shm.NumArgs]uint64{uint64(model), uint64(n), in.off, uint64(len(in.b)), out.off, uint64(len(out.b))}}
+	r, err := c.do(ctx, &e, nil, nil)
+	return PredictResult{Version: r[0], GPU: r[1] == 1}, err
+}

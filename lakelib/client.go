@@ -1,0 +1,470 @@
+package lakelib
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lakeos/lake/shm"
+)
+
+// DefaultSocket is laked's default unix socket.
+const DefaultSocket = "/run/lake/laked.sock"
+
+// Options tune a Client.
+type Options struct {
+	// Region sizes to ask laked for; zero fields take shm.DefaultConfig.
+	Region shm.Config
+	// BusyPoll makes waiting callers spin on the completion ring until
+	// their completion arrives instead of sleeping (lowest latency, burns
+	// a core while waiting).
+	BusyPoll bool
+	// SpinMax bounds the adaptive spin before a waiting caller sleeps.
+	SpinMax time.Duration
+}
+
+// call states
+const (
+	callFree      = 0
+	callPending   = 1
+	callDone      = 2
+	callAbandoned = 3
+)
+
+// call is one in-flight submission. Its index in Client.calls is the low
+// half of the tag; gen, the high half, changes at every reuse, so a stale
+// completion can never be taken for a new call.
+type call struct {
+	state   atomic.Uint32
+	gen     atomic.Uint32
+	op      shm.Opcode
+	status  shm.Status
+	results [2]uint64
+	wake    chan struct{}
+	release func() // frees arena buffers once laked is done with them
+}
+
+// Client is a connection to laked.
+type Client struct {
+	opts    Options
+	conn    *net.UnixConn
+	mapping *shm.Mapping
+	region  *shm.Region
+	sq      *shm.SQ
+	cq      *shm.CQ
+	arena   *shm.Arena
+
+	calls []call
+	free  chan uint32 // free call indices; its capacity bounds calls in flight
+
+	reapMu sync.Mutex
+	reaped []shm.CQE
+
+	closed    chan struct{} // closed by Close
+	dead      chan struct{} // closed when laked goes away
+	deadOnce  sync.Once
+	closeOnce sync.Once
+	strays    atomic.Uint64
+	reaperWG  sync.WaitGroup
+
+	// life guards the mapping: calls hold it shared, Close takes it
+	// exclusively before unmapping, so no call can touch unmapped memory.
+	life     sync.RWMutex
+	unmapped bool
+}
+
+// Dial connects to laked's socket and maps a new region.
+func Dial(ctx context.Context, socket string, opts Options) (*Client, error) {
+	cfg := opts.Region
+	d := shm.DefaultConfig
+	if cfg.SQEntries == 0 {
+		cfg.SQEntries = d.SQEntries
+	}
+	if cfg.CQEntries == 0 {
+		cfg.CQEntries = max(d.CQEntries, cfg.SQEntries)
+	}
+	if cfg.ArenaSize == 0 {
+		cfg.ArenaSize = d.ArenaSize
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("lakelib: %w", err)
+	}
+	var dialer net.Dialer
+	nc, err := dialer.DialContext(ctx, "unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("lakelib: connect to laked at %s: %w", socket, err)
+	}
+	conn := nc.(*net.UnixConn)
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	hello := shm.Hello{Kind: shm.HelloNew, Config: cfg}
+	if err := shm.SendMsgFD(conn, hello.Encode(), -1); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("lakelib: %w", err)
+	}
+	msg, fd, err := shm.RecvMsgFD(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("lakelib: %w", err)
+	}
+	rep, err := shm.DecodeReply(msg)
+	if err != nil || rep.Status != shm.StatusOK || fd < 0 {
+		if fd >= 0 {
+			closeFD(fd)
+		}
+		conn.Close()
+		if err == nil {
+			err = fmt.Errorf("laked refused: %s: %s", rep.Status, rep.Message)
+		}
+		return nil, fmt.Errorf("lakelib: handshake: %w", err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	m, err := shm.MapFD(fd, rep.RegionSize)
+	if err != nil {
+		closeFD(fd)
+		conn.Close()
+		return nil, fmt.Errorf("lakelib: %w", err)
+	}
+	region, err := shm.OpenRegion(m.Mem)
+	if err != nil {
+		m.Close()
+		conn.Close()
+		return nil, fmt.Errorf("lakelib: %w", err)
+	}
+	c, err := newClient(region, opts)
+	if err != nil {
+		m.Close()
+		conn.Close()
+		return nil, err
+	}
+	c.conn, c.mapping = conn, m
+	go c.watch()
+	return c, nil
+}
+
+func newClient(region *shm.Region, opts Options) (*Client, error) {
+	l := region.Layout()
+	arena, err := shm.NewArena(l.ArenaSize)
+	if err != nil {
+		return nil, fmt.Errorf("lakelib: %w", err)
+	}
+	n := l.SQEntries // at most one ring of calls in flight: the CQ (>= SQ) never overflows
+	c := &Client{
+		opts: opts, region: region, sq: region.SQ(), cq: region.CQ(), arena: arena,
+		calls:  make([]call, n),
+		free:   make(chan uint32, n),
+		reaped: make([]shm.CQE, 64),
+		closed: make(chan struct{}),
+		dead:   make(chan struct{}),
+	}
+	for i := range c.calls {
+		c.calls[i].wake = make(chan struct{}, 1)
+		c.free <- uint32(i)
+	}
+	c.reaperWG.Add(1)
+	go c.reaper()
+	return c, nil
+}
+
+// watch turns the socket closing into ErrDaemonGone for every waiter.
+func (c *Client) watch() {
+	var b [1]byte
+	_, _ = c.conn.Read(b[:])
+	c.markDead()
+}
+
+func (c *Client) markDead() {
+	c.deadOnce.Do(func() {
+		close(c.dead)
+		c.life.RLock()
+		if !c.unmapped {
+			_ = c.cq.Bell.Kick()
+		}
+		c.life.RUnlock()
+	})
+}
+
+// Close ends the session. Calls still waiting fail with ErrClosed.
+func (c *Client) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		_ = c.cq.Bell.Kick()
+		c.reaperWG.Wait()
+		// Waiting calls see closed and return; new ones refuse.
+		c.life.Lock()
+		c.unmapped = true
+		if c.conn != nil {
+			err = c.conn.Close()
+		}
+		if c.mapping != nil {
+			err = errors.Join(err, c.mapping.Close())
+		}
+		c.life.Unlock()
+	})
+	return err
+}
+
+// ClientID is laked's id for this session.
+func (c *Client) ClientID() uint32 { return c.region.ClientID() }
+
+// Strays counts completions whose tag matched no pending call (a laked
+// bug or a corrupted region; never expected).
+func (c *Client) Strays() uint64 { return c.strays.Load() }
+
+func (c *Client) failErr() error {
+	select {
+	case <-c.closed:
+		return ErrClosed
+	default:
+	}
+	select {
+	case <-c.dead:
+		return ErrDaemonGone
+	default:
+	}
+	return nil
+}
+
+// acquire takes a free call slot, waiting for one if all are in flight.
+func (c *Client) acquire(ctx context.Context) (uint32, error) {
+	select {
+	case i := <-c.free:
+		return i, nil
+	default:
+	}
+	select {
+	case i := <-c.free:
+		return i, nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("lakelib: waiting for a free slot: %w", ctx.Err())
+	case <-c.closed:
+		return 0, ErrClosed
+	case <-c.dead:
+		return 0, ErrDaemonGone
+	}
+}
+
+func (c *Client) releaseCall(i uint32) {
+	cl := &c.calls[i]
+	if cl.release != nil {
+		cl.release()
+		cl.release = nil
+	}
+	cl.gen.Add(1)
+	cl.state.Store(callFree)
+	// Drain a wake token a late delivery may have left.
+	select {
+	case <-cl.wake:
+	default:
+	}
+	c.free <- i
+}
+
+// submit publishes e for call slot i. The caller fills everything but
+// the tag.
+func (c *Client) submit(ctx context.Context, i uint32, e *shm.SQE) error {
+	cl := &c.calls[i]
+	cl.op = e.Opcode
+	e.Tag = uint64(cl.gen.Load())<<32 | uint64(i)
+	cl.state.Store(callPending)
+	for {
+		err := c.sq.TrySubmit(e)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, shm.ErrRingFull) {
+			return fmt.Errorf("lakelib: submit: %w", err)
+		}
+		// Ring full: laked is behind. Wait a little (it frees slots as
+		// it consumes) unless the call must end.
+		if err := c.failErr(); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("lakelib: submission ring full: %w", ctx.Err())
+		}
+		runtime.Gosched()
+	}
+	return c.sq.Bell.Ring()
+}
+
+// reap drains the completion ring and delivers each completion to its
+// call. Callers hold reapMu.
+func (c *Client) reapLocked() int {
+	total := 0
+	for {
+		n := c.cq.Reap(c.reaped)
+		for _, e := range c.reaped[:n] {
+			c.deliver(e)
+		}
+		total += n
+		if n < len(c.reaped) {
+			return total
+		}
+	}
+}
+
+func (c *Client) deliver(e shm.CQE) {
+	i, gen := uint32(e.Tag), uint32(e.Tag>>32)
+	if int(i) >= len(c.calls) {
+		c.strays.Add(1)
+		return
+	}
+	cl := &c.calls[i]
+	if cl.gen.Load() != gen {
+		c.strays.Add(1)
+		return
+	}
+	cl.status, cl.results = e.Status, e.Results
+	if cl.state.CompareAndSwap(callPending, callDone) {
+		select {
+		case cl.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if cl.state.Load() == callAbandoned {
+		// The caller gave up; laked is done with the call now.
+		c.releaseCall(i)
+		return
+	}
+	c.strays.Add(1)
+}
+
+// tryReap reaps if no one else is.
+func (c *Client) tryReap() {
+	if c.reapMu.TryLock() {
+		c.reapLocked()
+		c.reapMu.Unlock()
+	}
+}
+
+// reaper is the background reaper: it sleeps on the completion doorbell
+// and delivers completions to callers that are sleeping too.
+func (c *Client) reaper() {
+	defer c.reaperWG.Done()
+	for {
+		select {
+		case <-c.closed:
+			return
+		default:
+		}
+		c.reapMu.Lock()
+		n := c.reapLocked()
+		c.reapMu.Unlock()
+		if n > 0 {
+			continue
+		}
+		_ = c.cq.Bell.Wait(c.readyOrStopped, 100*time.Millisecond)
+	}
+}
+
+func (c *Client) readyOrStopped() bool {
+	if c.cq.Ready() {
+		return true
+	}
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for call i to complete. On success the caller owns the slot
+// and must releaseCall it after reading the results.
+func (c *Client) wait(ctx context.Context, i uint32) error {
+	cl := &c.calls[i]
+	spin := shm.Spinner{Max: c.opts.SpinMax, Forever: c.opts.BusyPoll}
+	done := func() bool {
+		if cl.state.Load() == callDone {
+			return true
+		}
+		c.tryReap()
+		return cl.state.Load() == callDone
+	}
+	stop := func() bool { return ctx.Err() != nil || c.failErr() != nil }
+	if spin.Spin(done, stop) {
+		return nil
+	}
+	select {
+	case <-cl.wake:
+		return nil
+	case <-ctx.Done():
+		return c.abandon(i, fmt.Errorf("lakelib: %s: %w", cl.op, ctx.Err()))
+	case <-c.closed:
+		return c.abandon(i, ErrClosed)
+	case <-c.dead:
+		// laked may have posted our completion before it went away.
+		c.tryReap()
+		if cl.state.Load() == callDone {
+			return nil
+		}
+		return c.abandon(i, ErrDaemonGone)
+	}
+}
+
+// abandon gives up on call i. If the completion raced in, it is taken
+// after all.
+func (c *Client) abandon(i uint32, err error) error {
+	cl := &c.calls[i]
+	if cl.state.CompareAndSwap(callPending, callAbandoned) {
+		return err // the slot is released when (if) the completion arrives
+	}
+	return nil // completed meanwhile: the caller reads the result
+}
+
+// do runs one operation synchronously and returns its results.
+//
+// release, if not nil, frees the call's arena buffers; it runs exactly
+// once, when laked can no longer touch them. after, if not nil, runs on
+// success before release (to copy results out of the arena).
+func (c *Client) do(ctx context.Context, e *shm.SQE, release, after func()) ([2]uint64, error) {
+	c.life.RLock()
+	defer c.life.RUnlock()
+	if c.unmapped {
+		if release != nil {
+			release()
+		}
+		return [2]uint64{}, ErrClosed
+	}
+	if err := c.failErr(); err != nil {
+		if release != nil {
+			release()
+		}
+		return [2]uint64{}, err
+	}
+	i, err := c.acquire(ctx)
+	if err != nil {
+		if release != nil {
+			release()
+		}
+		return [2]uint64{}, err
+	}
+	c.calls[i].release = release
+	if err := c.submit(ctx, i, e); err != nil {
+		// Not published: nobody else knows the slot.
+		c.releaseCall(i)
+		return [2]uint64{}, err
+	}
+	if err := c.wait(ctx, i); err != nil {
+		return [2]uint64{}, err
+	}
+	cl := &c.calls[i]
+	st, res, op := cl.status, cl.results, cl.op
+	if st == shm.StatusOK && after != nil {
+		after()
+	}
+	c.releaseCall(i)
+	if st != shm.StatusOK {
+		return res, &StatusError{Op: op, Status: st}
+	}
+	return res, nil
+}
