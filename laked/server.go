@@ -56,7 +56,9 @@ type Placer interface {
 type PlacerFunc func(model uint32, batch, queueDepth int) bool
 
 // Place implements Placer.
-func (f PlacerFunc) Place(model uint32, batch, queueDepth int) bool { return f(model, batch, queueDepth) }
+func (f PlacerFunc) Place(model uint32, batch, queueDepth int) bool {
+	return f(model, batch, queueDepth)
+}
 
 // ErrShutdown is returned by Attach once the server is shutting down.
 var ErrShutdown = errors.New("laked: shutting down")
