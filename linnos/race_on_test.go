@@ -1,0 +1,5 @@
+//go:build race
+
+package linnos
+
+const raceEnabled = true
