@@ -34,10 +34,19 @@ type batcher struct {
 
 	ia       float64 // EWMA of inter-arrival time, ns
 	lastSeen time.Time
+	cpuItem  float64 // EWMA of CPU ns per item
+	gpuItem  float64 // EWMA of GPU ns per item
 
 	inBuf, outBuf []byte
 	batch         []*predictReq
+
+	quit     chan struct{} // closed when the model is unregistered
+	quitOnce sync.Once
 }
+
+// stop ends the batcher after the batch in progress; queued requests
+// complete with "not found".
+func (b *batcher) stop() { b.quitOnce.Do(func() { close(b.quit) }) }
 
 // queueDepth bounds the requests waiting for a model; beyond it predict
 // completes with "busy" at once.
@@ -55,7 +64,7 @@ func getBuf(n int) *[]byte {
 }
 
 func newBatcher(s *Server, m *servedModel) *batcher {
-	return &batcher{s: s, model: m, queue: make(chan *predictReq, queueDepth)}
+	return &batcher{s: s, model: m, queue: make(chan *predictReq, queueDepth), quit: make(chan struct{})}
 }
 
 // offer enqueues r without blocking; false means the queue is full.
@@ -101,7 +110,10 @@ func (b *batcher) run() {
 		select {
 		case first = <-b.queue:
 		case <-b.s.done:
-			b.drainShutdown()
+			b.drainWith(shm.StatusShutdown)
+			return
+		case <-b.quit:
+			b.drainWith(shm.StatusNotFound)
 			return
 		}
 		b.observe(time.Now())
@@ -139,13 +151,35 @@ func (b *batcher) run() {
 	}
 }
 
-// drainShutdown answers whatever is still queued when the server stops.
-func (b *batcher) drainShutdown() {
+// drainWith answers whatever is still queued when the batcher stops.
+// A request that a session queued just after the drain is answered by
+// the straggler goroutine, so that nothing is left unanswered.
+func (b *batcher) drainWith(st shm.Status) {
 	for {
 		select {
 		case r := <-b.queue:
-			r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: shm.StatusShutdown}, r)
+			r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: st}, r)
 		default:
+			go b.stragglers(st)
+			return
+		}
+	}
+}
+
+// stragglers answers requests offered after the batcher stopped (a
+// session may have looked the model up just before it was removed).
+func (b *batcher) stragglers(st shm.Status) {
+	for {
+		select {
+		case r := <-b.queue:
+			r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: st}, r)
+		case <-time.After(10 * time.Second):
+			select {
+			case r := <-b.queue:
+				r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: st}, r)
+				continue
+			default:
+			}
 			return
 		}
 	}
@@ -168,7 +202,10 @@ func (b *batcher) execute(items int) {
 		off += copy(in[off:], r.in)
 	}
 	start := time.Now()
-	gpu := b.s.place(b.model.id, items, len(b.model.b.queue))
+	gpu := b.s.place(BatchInfo{
+		Model: b.model.id, Items: items, QueueDepth: len(b.queue),
+		CPUPerItem: time.Duration(b.cpuItem), GPUPerItem: time.Duration(b.gpuItem),
+	})
 	var err error
 	ranGPU := false
 	if gpu {
@@ -182,7 +219,16 @@ func (b *batcher) execute(items int) {
 	if !ranGPU {
 		err = safePredict(mv.m, in, out, items)
 	}
-	b.s.stats.observeBatch(items, time.Since(start), ranGPU)
+	took := time.Since(start)
+	b.s.stats.observeBatch(items, took, ranGPU)
+	if err == nil {
+		per := float64(took) / float64(items)
+		if ranGPU {
+			b.gpuItem = ewma(b.gpuItem, per)
+		} else {
+			b.cpuItem = ewma(b.cpuItem, per)
+		}
+	}
 	status := shm.StatusOK
 	if err != nil {
 		status = shm.StatusModelFailed
@@ -208,6 +254,13 @@ func (b *batcher) execute(items int) {
 	}
 	clear(b.batch)
 	b.batch = b.batch[:0]
+}
+
+func ewma(old, v float64) float64 {
+	if old == 0 {
+		return v
+	}
+	return 0.875*old + 0.125*v
 }
 
 // safePredict runs a model and turns a panic into an error: a model bug

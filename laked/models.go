@@ -158,3 +158,29 @@ func (s *Server) ReplaceModel(id uint32, m Model) (uint64, error) {
 
 // Models lists the served models.
 func (s *Server) Models() []ModelStatus { return s.models.list() }
+
+// UnregisterModel stops serving id. Requests already queued for it are
+// answered with "not found"; later ones never reach it.
+func (s *Server) UnregisterModel(id uint32) error {
+	r := &s.models
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.tab.Load()
+	if old == nil {
+		return fmt.Errorf("%w: %d", ErrModelNotFound, id)
+	}
+	sm, ok := (*old)[id]
+	if !ok {
+		return fmt.Errorf("%w: %d", ErrModelNotFound, id)
+	}
+	next := make(map[uint32]*servedModel, len(*old))
+	for k, v := range *old {
+		if k != id {
+			next[k] = v
+		}
+	}
+	r.tab.Store(&next)
+	sm.b.stop()
+	s.log.Info().Uint32("model", id).Str("name", sm.info.Name).Msg("model unloaded")
+	return nil
+}

@@ -86,6 +86,7 @@ func (s *session) exec(e *shm.SQE) (st shm.Status, r0, r1 uint64, async bool) {
 		}
 		s.nextCtx++
 		s.ctxs[s.nextCtx] = c
+		s.nctx.Store(int32(len(s.ctxs)))
 		return shm.StatusOK, s.nextCtx, 0, false
 	}
 	c, ok := s.ctxs[a[0]]
@@ -95,6 +96,7 @@ func (s *session) exec(e *shm.SQE) (st shm.Status, r0, r1 uint64, async bool) {
 	switch e.Opcode {
 	case shm.OpCtxDestroy:
 		delete(s.ctxs, a[0])
+		s.nctx.Store(int32(len(s.ctxs)))
 		return statusOf(c.Destroy()), 0, 0, false
 	case shm.OpCtxSynchronize:
 		return statusOf(c.Synchronize()), 0, 0, false

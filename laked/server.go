@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,19 +47,26 @@ var DefaultConfig = Config{
 	MaxClients: 256,
 }
 
+// BatchInfo is what a Placer sees about one batch.
+type BatchInfo struct {
+	Model      uint32
+	Items      int           // items in the batch
+	QueueDepth int           // requests waiting behind it
+	CPUPerItem time.Duration // recent CPU cost per item (0: unknown)
+	GPUPerItem time.Duration // recent GPU cost per item (0: unknown)
+}
+
 // Placer decides where a predict batch runs: it returns true for the GPU.
-// The eBPF policy engine (package policy) is adapted to it by cmd/laked.
+// PolicyPlacer adapts the eBPF policy engine (package policy) to it.
 type Placer interface {
-	Place(model uint32, batch, queueDepth int) bool
+	Place(BatchInfo) bool
 }
 
 // PlacerFunc adapts a function to Placer.
-type PlacerFunc func(model uint32, batch, queueDepth int) bool
+type PlacerFunc func(BatchInfo) bool
 
 // Place implements Placer.
-func (f PlacerFunc) Place(model uint32, batch, queueDepth int) bool {
-	return f(model, batch, queueDepth)
-}
+func (f PlacerFunc) Place(b BatchInfo) bool { return f(b) }
 
 // ErrShutdown is returned by Attach once the server is shutting down.
 var ErrShutdown = errors.New("laked: shutting down")
@@ -118,9 +126,9 @@ func New(cfg Config) (*Server, error) {
 // the old one.
 func (s *Server) SetPlacer(p Placer) { s.placer.Store(&p) }
 
-func (s *Server) place(model uint32, batch, depth int) bool {
+func (s *Server) place(b BatchInfo) bool {
 	p := s.placer.Load()
-	gpu := p != nil && (*p).Place(model, batch, depth)
+	gpu := p != nil && (*p).Place(b)
 	if gpu {
 		s.stats.decisionsGPU.Add(1)
 	} else {
@@ -195,4 +203,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.done) })
 	s.log.Info().Msg("laked stopped")
 	return err
+}
+
+// SessionInfo describes one attached client.
+type SessionInfo struct {
+	ClientID  uint32
+	Transport string
+	Contexts  int
+}
+
+// Sessions lists the attached clients.
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(s.sessions))
+	for id, sess := range s.sessions {
+		out = append(out, SessionInfo{ClientID: id, Transport: sess.t.String(), Contexts: int(sess.nctx.Load())})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ClientID < out[j].ClientID })
+	return out
 }

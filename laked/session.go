@@ -46,6 +46,7 @@ type session struct {
 	closed bool
 
 	ctxs    map[uint64]backend.Context // reader goroutine only
+	nctx    atomic.Int32               // len(ctxs), for Sessions
 	nextCtx uint64
 	spinner shm.Spinner
 }

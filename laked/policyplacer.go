@@ -1,0 +1,73 @@
+package laked
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lakeos/lake/policy"
+)
+
+// PolicyPlacer asks the policy engine (eBPF in the kernel, or its Go
+// twin) where every batch runs.
+type PolicyPlacer struct {
+	Engine *policy.Engine
+	// Load reports GPU utilisation and free memory; nil reads as an idle
+	// GPU with no free memory (so the default policy keeps to the CPU).
+	Load policy.LoadSource
+	// CPUUtil reports CPU utilisation in percent; nil reads as 0.
+	CPUUtil func() uint32
+	Log     zerolog.Logger
+
+	lastErrLog atomic.Int64 // unix nanos of the last logged error
+}
+
+// Place implements Placer.
+func (p *PolicyPlacer) Place(b BatchInfo) bool {
+	ctx := policy.Context{
+		ModelID:      b.Model,
+		BatchSize:    clampU32(b.Items),
+		QueueDepth:   clampU32(b.QueueDepth),
+		CPUNsPerItem: uint64(max(b.CPUPerItem, 0)),
+		GPUNsPerItem: uint64(max(b.GPUPerItem, 0)),
+	}
+	if p.CPUUtil != nil {
+		ctx.CPUUtilPct = p.CPUUtil()
+	}
+	if p.Load != nil {
+		if l, err := p.Load.Sample(); err == nil {
+			l.Fill(&ctx)
+		} else {
+			p.logErr(err, "gpu load sample")
+		}
+	}
+	d, err := p.Engine.Decide(&ctx)
+	if err != nil {
+		// Decide still returned a usable decision (the Go twin's).
+		p.logErr(err, "policy decision")
+	}
+	return d.Side == policy.GPU
+}
+
+// logErr logs at most one error a second: a broken policy must not flood
+// the log at batch rate.
+func (p *PolicyPlacer) logErr(err error, what string) {
+	now := time.Now().UnixNano()
+	last := p.lastErrLog.Load()
+	if now-last < int64(time.Second) || !p.lastErrLog.CompareAndSwap(last, now) {
+		return
+	}
+	p.Log.Warn().Err(err).Msg(what)
+}
+
+func clampU32(v int) uint32 {
+	if v < 0 {
+		return 0
+	}
+	if v > math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(v)
+}
