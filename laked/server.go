@@ -115,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 	case cfg.MaxClients < 1:
 		return nil, fmt.Errorf("laked: max clients %d: want at least 1", cfg.MaxClients)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[uint32]*session{}, done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[uint32]*session{}, done: make(chan struct{}), stats: newStats()}
 	if cfg.Placer != nil {
 		s.SetPlacer(cfg.Placer)
 	}

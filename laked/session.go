@@ -227,7 +227,7 @@ func (s *session) flushOverflow() bool {
 // completeAsync posts the completion of an accepted predict request.
 func (s *session) completeAsync(c shm.CQE, r *predictReq) {
 	s.srv.stats.complete(c.Status)
-	s.srv.stats.queueNanos.Add(uint64(time.Since(r.start)))
+	s.srv.stats.observeWait(time.Since(r.start))
 	if r.inp != nil {
 		bufPool.Put(r.inp)
 		r.inp, r.in = nil, nil

@@ -14,6 +14,60 @@ const numStatuses = int(shm.StatusContextDestroyed) + 1
 // batchBuckets are the upper bounds of the batch-size histogram.
 var batchBuckets = [...]int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
 
+// Histogram bucket upper bounds for durations, in seconds (as Prometheus
+// expects): 1 µs to 1 s.
+var durationBuckets = []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1}
+
+// histogram is a fixed-bucket histogram updated with atomics.
+type histogram struct {
+	bounds []float64
+	counts []atomic.Uint64 // len(bounds)+1, last is +Inf
+	sumNs  atomic.Uint64   // sum of observations in ns (durations) or units
+}
+
+func newHistogram(bounds []float64) *histogram {
+	return &histogram{bounds: bounds, counts: make([]atomic.Uint64, len(bounds)+1)}
+}
+
+func (h *histogram) observe(v float64, raw uint64) {
+	i := len(h.bounds)
+	for k, ub := range h.bounds {
+		if v <= ub {
+			i = k
+			break
+		}
+	}
+	h.counts[i].Add(1)
+	h.sumNs.Add(raw)
+}
+
+// HistogramSnapshot is a histogram's state: Counts[i] observations fell
+// at or below Bounds[i] and above Bounds[i-1]; the last count is above the
+// last bound. Sum is the sum of observations (seconds for durations).
+type HistogramSnapshot struct {
+	Bounds []float64
+	Counts []uint64
+	Sum    float64
+}
+
+// Count is the number of observations.
+func (h HistogramSnapshot) Count() uint64 {
+	var n uint64
+	for _, c := range h.Counts {
+		n += c
+	}
+	return n
+}
+
+func (h *histogram) snapshot(scale float64) HistogramSnapshot {
+	out := HistogramSnapshot{Bounds: h.bounds, Counts: make([]uint64, len(h.counts))}
+	for i := range h.counts {
+		out.Counts[i] = h.counts[i].Load()
+	}
+	out.Sum = float64(h.sumNs.Load()) * scale
+	return out
+}
+
 // stats are laked's counters, all atomics so that the hot path never
 // takes a lock to count.
 type stats struct {
@@ -30,6 +84,18 @@ type stats struct {
 	sessions     atomic.Int64
 	sessionsSeen atomic.Uint64
 	overflowed   atomic.Uint64
+
+	batchSize   *histogram // items per batch
+	queueWait   *histogram // accept to completion of a predict request
+	serviceTime *histogram // model run time per batch
+}
+
+func newStats() stats {
+	b := make([]float64, len(batchBuckets))
+	for i, v := range batchBuckets {
+		b[i] = float64(v)
+	}
+	return stats{batchSize: newHistogram(b), queueWait: newHistogram(durationBuckets), serviceTime: newHistogram(durationBuckets)}
 }
 
 func (s *stats) complete(st shm.Status) {
@@ -52,7 +118,14 @@ func (s *stats) observeBatch(items int, d time.Duration, gpu bool) {
 		}
 	}
 	s.batchHist[b].Add(1)
+	s.batchSize.observe(float64(items), uint64(items))
+	s.serviceTime.observe(d.Seconds(), uint64(d))
 	_ = gpu
+}
+
+func (s *stats) observeWait(d time.Duration) {
+	s.queueNanos.Add(uint64(d))
+	s.queueWait.observe(d.Seconds(), uint64(d))
 }
 
 // Stats is a snapshot of laked's counters.
@@ -65,11 +138,15 @@ type Stats struct {
 	DecisionsCPU   uint64
 	DecisionsGPU   uint64
 	GPUFallbacks   uint64 // GPU chosen but the batch ran on the CPU
-	ServiceTime    time.Duration
-	QueueTime      time.Duration
+	ServiceTotal   time.Duration // total model run time
+	QueueTotal     time.Duration // total predict accept-to-completion time
 	Sessions       int64
 	SessionsServed uint64
 	Overflowed     uint64 // completions held back because a ring was full
+
+	BatchSize   HistogramSnapshot // items per predict batch
+	QueueWait   HistogramSnapshot // seconds from accepting a predict to its completion
+	ServiceTime HistogramSnapshot // seconds a model spent on one batch
 }
 
 // Stats returns a snapshot of the counters.
@@ -84,11 +161,14 @@ func (s *Server) Stats() Stats {
 		DecisionsCPU:   st.decisionsCPU.Load(),
 		DecisionsGPU:   st.decisionsGPU.Load(),
 		GPUFallbacks:   st.gpuFallbacks.Load(),
-		ServiceTime:    time.Duration(st.serviceNanos.Load()),
-		QueueTime:      time.Duration(st.queueNanos.Load()),
+		ServiceTotal:   time.Duration(st.serviceNanos.Load()),
+		QueueTotal:     time.Duration(st.queueNanos.Load()),
 		Sessions:       st.sessions.Load(),
 		SessionsServed: st.sessionsSeen.Load(),
 		Overflowed:     st.overflowed.Load(),
+		BatchSize:      st.batchSize.snapshot(1),
+		QueueWait:      st.queueWait.snapshot(1e-9),
+		ServiceTime:    st.serviceTime.snapshot(1e-9),
 	}
 	for i := 0; i <= numStatuses; i++ {
 		if v := st.completions[i].Load(); v > 0 {
