@@ -137,7 +137,7 @@ type Stats struct {
 	BatchSizeHist  map[string]uint64 // "<=N" buckets and ">1024"
 	DecisionsCPU   uint64
 	DecisionsGPU   uint64
-	GPUFallbacks   uint64 // GPU chosen but the batch ran on the CPU
+	GPUFallbacks   uint64        // GPU chosen but the batch ran on the CPU
 	ServiceTotal   time.Duration // total model run time
 	QueueTotal     time.Duration // total predict accept-to-completion time
 	Sessions       int64
