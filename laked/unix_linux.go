@@ -31,20 +31,31 @@ type unixTransport struct {
 	region  *shm.Region
 	gone    chan struct{}
 	name    string
-	once    sync.Once
+
+	mu     sync.Mutex // guards closed: no region access after Close
+	closed bool
 }
 
 func (u *unixTransport) Region() *shm.Region   { return u.region }
 func (u *unixTransport) Gone() <-chan struct{} { return u.gone }
 func (u *unixTransport) String() string        { return u.name }
-func (u *unixTransport) Kick()                 { _ = u.sq.Kick() }
+// Kick wakes the session's reader (it may sleep on the SQ doorbell).
+func (u *unixTransport) Kick() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.closed {
+		_ = u.sq.Kick()
+	}
+}
 
 func (u *unixTransport) Close() error {
-	var err error
-	u.once.Do(func() {
-		err = errors.Join(u.conn.Close(), u.mapping.Close())
-	})
-	return err
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return nil
+	}
+	u.closed = true
+	return errors.Join(u.conn.Close(), u.mapping.Close())
 }
 
 // watch waits for the client to close its end (or send anything, which
@@ -53,7 +64,7 @@ func (u *unixTransport) watch() {
 	var b [1]byte
 	_, _ = u.conn.Read(b[:]) // EOF, error or a protocol violation: all end the session
 	close(u.gone)
-	_ = u.sq.Kick()
+	u.Kick()
 }
 
 // peerName describes the connecting process for logs.
