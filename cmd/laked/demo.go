@@ -1,13 +1,156 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/lakelib"
+	"github.com/lakeos/lake/linnos"
 )
 
+// demoConfig is the embedded default job: the Azure-like preset on the
+// SSD model, trained and replayed with fixed seeds.
+var demoConfig = linnos.DemoConfig{Preset: "azure", Seed: 3}
+
+// runDemo is laked's default job: it starts a laked on a private socket,
+// trains and serves a LinnOS model, replays a generated trace through it
+// from a lakelib client (every LinnOS decision is a predict through the
+// ring), and prints what it did.
 func runDemo(o options, log zerolog.Logger) error {
-	_ = o
-	_ = log
-	return errors.New("demo not built yet")
+	return demo(context.Background(), o, log, os.Stdout)
 }
+
+func demo(ctx context.Context, o options, log zerolog.Logger, w io.Writer) error {
+	start := time.Now()
+	dir, err := os.MkdirTemp("", "laked-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	o.socket = filepath.Join(dir, "laked.sock")
+	o.device = ""
+
+	fmt.Fprintf(w, "laked demo: training LinnOS on a generated %s trace (seed %d)...\n", demoConfig.Preset, demoConfig.Seed)
+	dm, err := linnos.TrainDemoModel(ctx, demoConfig)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	tm := dm.Train.Test
+	fmt.Fprintf(w, "  slow threshold %.0f µs; held-out accuracy %.2f%%, false submit %.2f%%, false revoke %.2f%%\n",
+		dm.Train.ThresholdUs, 100*tm.Accuracy, 100*tm.FalseSubmitRate, 100*tm.FalseRevokeRate)
+
+	srv, closeAll, err := startServer(o, log, dm.Int)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeAll()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	c, err := lakelib.Dial(ctx, o.socket, lakelib.Options{})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	info, err := c.ModelInfo(ctx, modelLinnOS)
+	if err != nil {
+		return fmt.Errorf("model info: %w", err)
+	}
+	fmt.Fprintf(w, "laked: serving model %d (linnos, %d-byte inputs, %d-byte outputs, version %d) on %s\n",
+		modelLinnOS, info.InputBytes, info.OutputBytes, info.Version, o.socket)
+
+	p := &lakedPredictor{c: c, model: modelLinnOS}
+	cfg := demoConfig
+	cfg.Predictor = p
+	cfg.ThresholdUs = dm.Train.ThresholdUs
+	fmt.Fprintln(w, "replaying through laked: every LinnOS decision is a predict over the shared-memory ring")
+	if _, err := linnos.RunDemo(ctx, cfg, w); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	st := srv.Stats()
+	lat := p.latencies()
+	fmt.Fprintf(w, "\nlaked did: %d submissions, %d completions (%v), %d predict batches of %.1f items on average, placement cpu=%d gpu=%d (gpu fallbacks %d)\n",
+		st.Submissions, st.TotalCompletions(), st.Completions, st.Batches, avg(st.BatchItems, st.Batches),
+		st.DecisionsCPU, st.DecisionsGPU, st.GPUFallbacks)
+	if len(lat) > 0 {
+		fmt.Fprintf(w, "predict latency seen by the caller: p50 %v, p99 %v, max %v over %d calls\n",
+			pct(lat, 0.5), pct(lat, 0.99), lat[len(lat)-1], len(lat))
+	}
+	fmt.Fprintf(w, "done in %v\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func avg(sum, n uint64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(sum) / float64(n)
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	return sorted[int(float64(len(sorted)-1)*p)].Round(100 * time.Nanosecond)
+}
+
+// lakedPredictor is a linnos.Predictor that asks laked.
+type lakedPredictor struct {
+	c     *lakelib.Client
+	model uint32
+
+	mu  sync.Mutex
+	lat []time.Duration
+	in  []byte
+	out []byte
+}
+
+// Predict implements linnos.Predictor through lakelib.Predict.
+func (p *lakedPredictor) Predict(features []int32, n int, decisions []bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	need := n * linnos.NumInputs
+	if len(features) < need || len(decisions) < n {
+		return fmt.Errorf("predictor: %d items with %d features and %d decisions", n, len(features), len(decisions))
+	}
+	if cap(p.in) < 4*need {
+		p.in = make([]byte, 4*need)
+	}
+	if cap(p.out) < 4*n {
+		p.out = make([]byte, 4*n)
+	}
+	in, out := p.in[:4*need], p.out[:4*n]
+	for i, v := range features[:need] {
+		binary.LittleEndian.PutUint32(in[4*i:], uint32(v))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	if _, err := p.c.Predict(ctx, p.model, n, in, out); err != nil {
+		return err
+	}
+	p.lat = append(p.lat, time.Since(t0))
+	for i := 0; i < n; i++ {
+		decisions[i] = binary.LittleEndian.Uint32(out[4*i:]) == 1
+	}
+	return nil
+}
+
+func (p *lakedPredictor) latencies() []time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := append([]time.Duration(nil), p.lat...)
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	return l
+}
+
+var _ = laked.DefaultConfig

@@ -25,6 +25,7 @@ import (
 	"github.com/lakeos/lake/laked/backend/cpu"
 	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/lakelib"
+	"github.com/lakeos/lake/linnos"
 )
 
 func main() {
@@ -68,7 +69,7 @@ func run(args []string) error {
 	if o.demo {
 		return runDemo(o, log)
 	}
-	srv, closeAll, err := startServer(o, log)
+	srv, closeAll, err := startServer(o, log, nil)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func run(args []string) error {
 
 // startServer builds the backend, the server and its models, and starts
 // serving the socket and the device.
-func startServer(o options, log zerolog.Logger) (*laked.Server, func(), error) {
+func startServer(o options, log zerolog.Logger, linnosModel *linnos.IntModel) (*laked.Server, func(), error) {
 	if err := kernels.Register(); err != nil {
 		return nil, nil, fmt.Errorf("register kernels: %w", err)
 	}
@@ -96,7 +97,7 @@ func startServer(o options, log zerolog.Logger) (*laked.Server, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := registerModels(srv); err != nil {
+	if err := registerModels(srv, linnosModel); err != nil {
 		return nil, nil, err
 	}
 	var closers []func()

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/laked/backend"
+	"github.com/lakeos/lake/linnos"
 )
 
 // Model ids laked serves by default.
@@ -13,8 +14,14 @@ const (
 
 func cpuLimits() backend.Limits { return backend.Limits{} }
 
-// registerModels serves the built-in models.
-func registerModels(srv *laked.Server) error {
+// registerModels serves the built-in models: LinnOS (when a model is
+// given) as model 1 and a small demo MLP as model 2.
+func registerModels(srv *laked.Server, lm *linnos.IntModel) error {
+	if lm != nil {
+		if err := srv.RegisterModel(modelLinnOS, laked.NewLinnOSModel("linnos", lm)); err != nil {
+			return err
+		}
+	}
 	m, err := laked.NewMLPModel("mlp-demo", laked.DemoMLPBlob(1, 8, 16, 2))
 	if err != nil {
 		return err

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/laked/backend/kernels"
+	"github.com/lakeos/lake/lakelib"
+	"github.com/lakeos/lake/shm"
+)
+
+// TestMain lets the test binary act as laked: the process tests re-run
+// it with LAKE_TEST_RUN_LAKED=1 so that laked really is a separate
+// process, without a separate build step.
+func TestMain(m *testing.M) {
+	if os.Getenv("LAKE_TEST_RUN_LAKED") == "1" {
+		if err := run(os.Args[1:]); err != nil {
+			os.Stderr.WriteString("laked: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startLaked runs laked as a child process on a temp socket and waits
+// until it accepts clients.
+func startLaked(t *testing.T, extra ...string) (*exec.Cmd, string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "laked.sock")
+	args := append([]string{"--socket", sock, "--log-level", "warn"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "LAKE_TEST_RUN_LAKED=1")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c, err := lakelib.Dial(ctx, sock, lakelib.Options{})
+		cancel()
+		if err == nil {
+			c.Close()
+			return cmd, sock
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("laked did not come up: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func dial(t *testing.T, sock string) *lakelib.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := lakelib.Dial(ctx, sock, lakelib.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// vectorAdd runs alloc -> HtoD -> launch vector_add -> DtoH -> free.
+func vectorAdd(ctx context.Context, c *lakelib.Client, n int, seed float32) error {
+	x, err := c.CtxCreate(ctx)
+	if err != nil {
+		return err
+	}
+	defer x.Destroy(ctx)
+	a, b := make([]float32, n), make([]float32, n)
+	for i := range a {
+		a[i], b[i] = seed*float32(i), float32(n-i)
+	}
+	var p [3]lakelib.DevPtr
+	for i := range p {
+		if p[i], err = x.MemAlloc(ctx, uint64(4*n)); err != nil {
+			return err
+		}
+	}
+	if err := x.MemcpyHtoD(ctx, p[0], laked.Float32sToBytes(a)); err != nil {
+		return err
+	}
+	if err := x.MemcpyHtoD(ctx, p[1], laked.Float32sToBytes(b)); err != nil {
+		return err
+	}
+	m, err := x.ModuleLoadData(ctx, []byte("lake_builtin"))
+	if err != nil {
+		return err
+	}
+	f, err := x.ModuleGetFunction(ctx, m, "vector_add")
+	if err != nil {
+		return err
+	}
+	if err := x.LaunchKernel(ctx, f, lakelib.Dim3{X: 8, Y: 1, Z: 1}, lakelib.Dim3{X: 64, Y: 1, Z: 1}, 0, 0,
+		uint64(p[0]), uint64(p[1]), uint64(p[2]), uint64(n)); err != nil {
+		return err
+	}
+	out := make([]byte, 4*n)
+	if err := x.MemcpyDtoH(ctx, out, p[2]); err != nil {
+		return err
+	}
+	for i, v := range laked.BytesToFloat32s(out) {
+		if v != a[i]+b[i] {
+			return errors.New("vector_add: wrong result")
+		}
+	}
+	for _, q := range p {
+		if err := x.MemFree(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestTwoClientsAgainstLakedProcess is the core acceptance test: laked is
+// a separate process; two clients at once run the vector_add sequence and
+// batched predicts and check the results.
+func TestTwoClientsAgainstLakedProcess(t *testing.T) {
+	_, sock := startLaked(t)
+	ref, err := kernels.ParseMLP(laked.DemoMLPBlob(1, 8, 16, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for k := 0; k < 2; k++ {
+		c := dial(t, sock)
+		wg.Add(1)
+		go func(k int) {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := vectorAdd(ctx, c, 4096, float32(k+1)); err != nil {
+				errs <- err
+				return
+			}
+			var pg sync.WaitGroup
+			for g := 0; g < 4; g++ {
+				pg.Add(1)
+				go func(g int) {
+					defer pg.Done()
+					for it := 0; it < 25; it++ {
+						n := 1 + (k+g+it)%9
+						in := make([]float32, 8*n)
+						for i := range in {
+							in[i] = float32((k*7+g*3+it+i)%11) * 0.25
+						}
+						out := make([]byte, 8*n)
+						if _, err := c.Predict(ctx, modelDemoMLP, n, laked.Float32sToBytes(in), out); err != nil {
+							errs <- err
+							return
+						}
+						want := make([]float32, 2*n)
+						_ = ref.Forward(in, want, n)
+						for i, v := range laked.BytesToFloat32s(out) {
+							if v != want[i] {
+								errs <- errors.New("predict: wrong result")
+								return
+							}
+						}
+					}
+				}(g)
+			}
+			pg.Wait()
+		}(k)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// TestKillLakedMidFlight kills laked with SIGKILL while clients have
+// calls in flight: every call returns (a result or ErrDaemonGone), none
+// hangs, and later calls fail fast.
+func TestKillLakedMidFlight(t *testing.T) {
+	cmd, sock := startLaked(t)
+	c := dial(t, sock)
+	var ok, gone, other atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := make([]byte, 32*16)
+			out := make([]byte, 8*16)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				_, err := c.Predict(ctx, modelDemoMLP, 16, in, out)
+				cancel()
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, lakelib.ErrDaemonGone):
+					gone.Add(1)
+					return
+				default:
+					other.Add(1)
+					t.Errorf("unexpected error: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	for ok.Load() < 200 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		close(stop)
+		t.Fatal("calls still hanging 10 s after laked was killed")
+	}
+	t.Logf("before the kill %d calls completed; after it %d failed with ErrDaemonGone", ok.Load(), gone.Load())
+	if gone.Load() != 6 {
+		t.Fatalf("%d of 6 callers saw ErrDaemonGone (others: %d)", gone.Load(), other.Load())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := c.Nop(ctx); !errors.Is(err, lakelib.ErrDaemonGone) {
+		t.Fatalf("call after death: %v", err)
+	}
+	if time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("call after death took %v: should fail fast", time.Since(start))
+	}
+}
+
+// TestSIGTERMDrains stops laked with SIGTERM under load: every call in
+// flight completes or fails with an error, and laked exits 0.
+func TestSIGTERMDrains(t *testing.T) {
+	cmd, sock := startLaked(t)
+	c := dial(t, sock)
+	var wg sync.WaitGroup
+	var okN atomic.Int64
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				_, err := c.Predict(ctx, modelDemoMLP, 4, make([]byte, 128), make([]byte, 32))
+				cancel()
+				if err == nil {
+					okN.Add(1)
+					continue
+				}
+				if !errors.Is(err, lakelib.ErrDaemonGone) && !errors.Is(err, lakelib.ErrStatus(shm.StatusShutdown)) {
+					t.Errorf("unexpected error: %v", err)
+				}
+				return
+			}
+		}()
+	}
+	for okN.Load() < 100 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("laked exit after SIGTERM: %v", err)
+	}
+}
