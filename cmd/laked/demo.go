@@ -13,7 +13,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/linnos"
 )
@@ -26,19 +25,20 @@ var demoConfig = linnos.DemoConfig{Preset: "azure", Seed: 3}
 // trains and serves a LinnOS model, replays a generated trace through it
 // from a lakelib client (every LinnOS decision is a predict through the
 // ring), and prints what it did.
-func runDemo(o options, log zerolog.Logger) error {
-	return demo(context.Background(), o, log, os.Stdout)
+func runDemo(cfg *Config, log zerolog.Logger) error {
+	return demo(context.Background(), cfg, log, os.Stdout)
 }
 
-func demo(ctx context.Context, o options, log zerolog.Logger, w io.Writer) error {
-	start := time.Now()
+func demo(ctx context.Context, cfgIn *Config, log zerolog.Logger, w io.Writer) error {
+	began := time.Now()
 	dir, err := os.MkdirTemp("", "laked-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	o.socket = filepath.Join(dir, "laked.sock")
-	o.device = ""
+	cfg := *cfgIn
+	cfg.Socket = filepath.Join(dir, "laked.sock")
+	cfg.Device = ""
 
 	fmt.Fprintf(w, "laked demo: training LinnOS on a generated %s trace (seed %d)...\n", demoConfig.Preset, demoConfig.Seed)
 	dm, err := linnos.TrainDemoModel(ctx, demoConfig)
@@ -49,17 +49,17 @@ func demo(ctx context.Context, o options, log zerolog.Logger, w io.Writer) error
 	fmt.Fprintf(w, "  slow threshold %.0f µs; held-out accuracy %.2f%%, false submit %.2f%%, false revoke %.2f%%\n",
 		dm.Train.ThresholdUs, 100*tm.Accuracy, 100*tm.FalseSubmitRate, 100*tm.FalseRevokeRate)
 
-	srv, closeAll, err := startServer(o, log, dm.Int)
+	d, err := start(ctx, &cfg, log, dm.Int)
 	if err != nil {
 		return err
 	}
+	srv := d.srv
 	defer func() {
-		closeAll()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
+		_ = d.stop(sctx)
 	}()
-	c, err := lakelib.Dial(ctx, o.socket, lakelib.Options{})
+	c, err := lakelib.Dial(ctx, cfg.Socket, lakelib.Options{})
 	if err != nil {
 		return err
 	}
@@ -69,14 +69,15 @@ func demo(ctx context.Context, o options, log zerolog.Logger, w io.Writer) error
 		return fmt.Errorf("model info: %w", err)
 	}
 	fmt.Fprintf(w, "laked: serving model %d (linnos, %d-byte inputs, %d-byte outputs, version %d) on %s\n",
-		modelLinnOS, info.InputBytes, info.OutputBytes, info.Version, o.socket)
+		modelLinnOS, info.InputBytes, info.OutputBytes, info.Version, cfg.Socket)
 
 	p := &lakedPredictor{c: c, model: modelLinnOS}
-	cfg := demoConfig
-	cfg.Predictor = p
-	cfg.ThresholdUs = dm.Train.ThresholdUs
+	dc := demoConfig
+	dc.Predictor = p
+	dc.ThresholdUs = dm.Train.ThresholdUs
+	fmt.Fprintf(w, "placement policy: %s (in the kernel: %v)\n", d.engine.Status().Active, d.engine.Status().Kernel)
 	fmt.Fprintln(w, "replaying through laked: every LinnOS decision is a predict over the shared-memory ring")
-	if _, err := linnos.RunDemo(ctx, cfg, w); err != nil {
+	if _, err := linnos.RunDemo(ctx, dc, w); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
 	st := srv.Stats()
@@ -88,7 +89,7 @@ func demo(ctx context.Context, o options, log zerolog.Logger, w io.Writer) error
 		fmt.Fprintf(w, "predict latency seen by the caller: p50 %v, p99 %v, max %v over %d calls\n",
 			pct(lat, 0.5), pct(lat, 0.99), lat[len(lat)-1], len(lat))
 	}
-	fmt.Fprintf(w, "done in %v\n", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(w, "done in %v\n", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
@@ -152,5 +153,3 @@ func (p *lakedPredictor) latencies() []time.Duration {
 	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
 	return l
 }
-
-var _ = laked.DefaultConfig

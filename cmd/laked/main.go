@@ -1,31 +1,36 @@
 // Command laked is the lake daemon: it serves client regions handed out
 // over a unix socket (userspace clients) and the kernel's /dev/lake
-// region, batches predict requests across clients, and runs them and
-// CUDA-driver-shaped operations on its backends.
+// region, batches predict requests across clients, asks the placement
+// policy where each batch runs, and runs them and CUDA-driver-shaped
+// operations on its backends.
 //
-// With --demo it runs its embedded default job instead: it starts a
-// laked on a private socket, serves a LinnOS model, replays a generated
-// SSD trace through it from a lakelib client, prints what it did, and
-// exits.
+// Configuration comes from /etc/lake/laked.yaml (or --config), LAKED_*
+// environment variables and flags, in that order of precedence;
+// --print-config shows the result. SIGHUP reloads the config's policy
+// settings; SIGTERM and SIGINT drain and stop.
+//
+// With --demo it runs its embedded default job instead: a laked on a
+// private socket serving a LinnOS model to a replayed SSD trace.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/laked/backend/cpu"
 	"github.com/lakeos/lake/laked/backend/kernels"
-	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/linnos"
+	"github.com/lakeos/lake/policy"
 )
 
 func main() {
@@ -35,100 +40,212 @@ func main() {
 	}
 }
 
-type options struct {
-	socket   string
-	device   string
-	busyPoll bool
-	maxBatch int
-	maxWait  time.Duration
-	demo     bool
-	logLevel string
-}
-
 func run(args []string) error {
-	var o options
-	fs := flag.NewFlagSet("laked", flag.ContinueOnError)
-	fs.StringVar(&o.socket, "socket", lakelib.DefaultSocket, "unix socket to serve userspace clients on (empty: none)")
-	fs.StringVar(&o.device, "device", "", "kernel region device to serve, e.g. /dev/lake (empty: none)")
-	fs.BoolVar(&o.busyPoll, "busy-poll", false, "spin on idle rings instead of sleeping (lowest latency, one core per busy client)")
-	fs.IntVar(&o.maxBatch, "max-batch", laked.DefaultConfig.MaxBatch, "most items in one predict batch")
-	fs.DurationVar(&o.maxWait, "max-wait", laked.DefaultConfig.MaxWait, "longest a predict batch waits for more requests")
-	fs.BoolVar(&o.demo, "demo", false, "run the embedded LinnOS demo workload, print what it did, and exit")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	lvl, err := zerolog.ParseLevel(o.logLevel)
-	if err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	log := zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Logger()
-	if o.demo {
-		return runDemo(o, log)
-	}
-	srv, closeAll, err := startServer(o, log, nil)
+	cfg, inv, err := loadConfig(args, os.Environ(), os.Stderr)
 	if err != nil {
 		return err
 	}
-	defer closeAll()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sig
-	log.Info().Str("signal", s.String()).Msg("draining")
+	if inv.printConfig {
+		out, err := cfg.YAML()
+		if err != nil {
+			return err
+		}
+		_, err = os.Stdout.Write(out)
+		return err
+	}
+	log := newLogger(cfg.Log, os.Stderr)
+	if inv.demo {
+		return runDemo(cfg, log)
+	}
+	d, err := start(context.Background(), cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for s := range sig {
+		if s == syscall.SIGHUP {
+			if err := d.reload(args); err != nil {
+				log.Error().Err(err).Msg("reload failed; keeping the running configuration")
+			}
+			continue
+		}
+		log.Info().Str("signal", s.String()).Msg("draining")
+		break
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(ctx)
+	return d.stop(ctx)
 }
 
-// startServer builds the backend, the server and its models, and starts
-// serving the socket and the device.
-func startServer(o options, log zerolog.Logger, linnosModel *linnos.IntModel) (*laked.Server, func(), error) {
-	if err := kernels.Register(); err != nil {
-		return nil, nil, fmt.Errorf("register kernels: %w", err)
+// newLogger builds the zerolog logger: JSON, or human console lines when
+// asked for or (format auto) when stderr is a terminal.
+func newLogger(c LogConfig, w *os.File) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(c.Level)
+	if err != nil {
+		lvl = zerolog.InfoLevel // Validate rejected anything else
 	}
+	var out io.Writer = w
+	if c.Format == "console" || (c.Format == "auto" && isTerminal(w)) {
+		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// daemon is a running laked with everything around the core.
+type daemon struct {
+	cfg     *Config
+	log     zerolog.Logger
+	srv     *laked.Server
+	engine  *policy.Engine
+	closers []func()
+}
+
+// start builds the backend, the policy, the server and its models, and
+// serves the socket and the device. linnosModel, if not nil, is served as
+// model 1 (otherwise the config's weight file, or a freshly trained demo
+// model).
+func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *linnos.IntModel) (*daemon, error) {
+	if err := kernels.Register(); err != nil {
+		return nil, fmt.Errorf("register kernels: %w", err)
+	}
+	d := &daemon{cfg: cfg, log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			d.closeAll()
+		}
+	}()
+	params := cfg.PolicyParams()
+	eng, err := policy.New(policy.Options{Policy: cfg.Policy.Name, File: cfg.Policy.File, Params: &params, DisableBPF: cfg.Policy.DisableBPF})
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	d.engine = eng
+	d.closers = append(d.closers, func() { eng.Close() })
+	st := eng.Status()
+	ev := log.Info()
+	if st.Note != "" {
+		ev = log.Warn().Str("note", st.Note)
+	}
+	ev.Str("policy", st.Active).Bool("kernel", st.Kernel).Msg("policy loaded")
+
 	be := cpu.New(cpuLimits())
 	srv, err := laked.New(laked.Config{
-		MaxBatch: o.maxBatch, MaxWait: o.maxWait, BusyPoll: o.busyPoll,
-		Backend: be, Logger: log,
+		MaxBatch: cfg.Batch.MaxSize, MaxWait: cfg.Batch.MaxWait, BusyPoll: cfg.BusyPoll,
+		MaxClients: cfg.MaxClients, Backend: be, Logger: log,
+		Placer: &laked.PolicyPlacer{Engine: eng, Load: policy.NewStaticLoad(policy.Load{}), Log: log},
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	d.srv = srv
+	if linnosModel == nil && cfg.Models.LinnOS != "none" {
+		if linnosModel, err = loadLinnOS(ctx, cfg, log); err != nil {
+			return nil, err
+		}
 	}
 	if err := registerModels(srv, linnosModel); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var closers []func()
-	if o.socket != "" {
-		l, err := laked.Listen(o.socket)
+	if cfg.Socket != "" {
+		l, err := laked.Listen(cfg.Socket)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		closers = append(closers, func() { l.Close() })
+		d.closers = append(d.closers, func() { l.Close() })
 		go func() {
 			if err := srv.Serve(l); err != nil {
 				log.Error().Err(err).Msg("serve")
 			}
 		}()
-		log.Info().Str("socket", o.socket).Msg("listening")
+		log.Info().Str("socket", cfg.Socket).Msg("listening")
 	}
-	if o.device != "" {
-		if err := attachDevice(srv, o.device); err != nil {
-			for _, c := range closers {
-				c()
-			}
-			return nil, nil, err
+	if cfg.Device != "" {
+		if err := attachDevice(srv, cfg.Device); err != nil {
+			return nil, err
 		}
-		log.Info().Str("device", o.device).Msg("serving kernel region")
+		log.Info().Str("device", cfg.Device).Msg("serving kernel region")
 	}
-	if o.socket == "" && o.device == "" {
-		return nil, nil, errors.New("nothing to serve: give --socket or --device")
-	}
-	return srv, func() {
-		for _, c := range closers {
-			c()
+	ok = true
+	return d, nil
+}
+
+// loadLinnOS reads the configured LinnOS weights, or trains the demo
+// model when none are configured.
+func loadLinnOS(ctx context.Context, cfg *Config, log zerolog.Logger) (*linnos.IntModel, error) {
+	if cfg.Models.LinnOS != "" {
+		f, err := os.Open(cfg.Models.LinnOS)
+		if err != nil {
+			return nil, fmt.Errorf("config key models.linnos: %w", err)
 		}
-	}, nil
+		m, err := linnos.ReadModel(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("config key models.linnos: %s: %w", cfg.Models.LinnOS, err)
+		}
+		im, err := m.IntModel()
+		if err != nil {
+			return nil, fmt.Errorf("config key models.linnos: %w", err)
+		}
+		return im, nil
+	}
+	t0 := time.Now()
+	dm, err := linnos.TrainDemoModel(ctx, demoConfig)
+	if err != nil {
+		return nil, fmt.Errorf("train the built-in LinnOS model: %w", err)
+	}
+	log.Info().Dur("took", time.Since(t0)).Float64("accuracy", dm.Train.Test.Accuracy).Msg("trained the built-in LinnOS model (set models.linnos to serve your own)")
+	return dm.Int, nil
+}
+
+// reload re-reads the configuration (same command line) and applies what
+// can change at run time: the policy and its parameters. Other changes
+// need a restart and are reported.
+func (d *daemon) reload(args []string) error {
+	cfg, _, err := loadConfig(args, os.Environ(), io.Discard)
+	if err != nil {
+		return err
+	}
+	if cfg.Policy.File != "" {
+		if err := d.engine.LoadFile(cfg.Policy.File); err != nil {
+			return err
+		}
+	} else if err := d.engine.LoadShipped(cfg.Policy.Name); err != nil {
+		return err
+	}
+	if err := d.engine.SetParams(cfg.PolicyParams()); err != nil {
+		return err
+	}
+	d.log.Info().Str("policy", d.engine.Status().Active).Msg("policy swapped")
+	if cfg.Socket != d.cfg.Socket || cfg.Device != d.cfg.Device || cfg.Batch != d.cfg.Batch || cfg.BusyPoll != d.cfg.BusyPoll {
+		d.log.Warn().Msg("socket, device, batch and busy_poll changes take effect at the next restart")
+	}
+	d.cfg.Policy = cfg.Policy
+	return nil
+}
+
+func (d *daemon) closeAll() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+	d.closers = nil
+}
+
+// stop drains the server and releases everything.
+func (d *daemon) stop(ctx context.Context) error {
+	var err error
+	if d.srv != nil {
+		err = d.srv.Shutdown(ctx)
+	}
+	d.closeAll()
+	if errors.Is(err, context.DeadlineExceeded) {
+		d.log.Warn().Msg("drain timed out")
+	}
+	return err
 }

@@ -37,7 +37,12 @@ func TestMain(m *testing.M) {
 func startLaked(t *testing.T, extra ...string) (*exec.Cmd, string) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "laked.sock")
-	args := append([]string{"--socket", sock, "--log-level", "warn"}, extra...)
+	empty := filepath.Join(t.TempDir(), "laked.yaml")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--config", empty, "--socket", sock, "--log-level", "warn", "--linnos-weights", "none",
+		"--admin-socket", "", "--metrics-addr", ""}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "LAKE_TEST_RUN_LAKED=1")
 	cmd.Stderr = os.Stderr
