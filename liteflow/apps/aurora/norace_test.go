@@ -1,0 +1,5 @@
+//go:build !race
+
+package aurora
+
+const raceEnabled = false

@@ -1,0 +1,5 @@
+//go:build !race
+
+package flowsize
+
+const raceEnabled = false

@@ -1,0 +1,7 @@
+//go:build race
+
+package flowsize
+
+// raceEnabled shrinks the simulations under the race detector, which slows
+// numeric code down about twentyfold.
+const raceEnabled = true
