@@ -1,0 +1,295 @@
+package features
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// Key table: open addressing with linear probing over tableSize slots.
+// A slot's state word holds generation<<3 | state. Insertion claims a free
+// slot (empty or dead) with a CAS to busy, writes the key, moves to claimed,
+// checks the probe chain for a concurrent claim of the same key (the claim
+// nearer the home slot wins; a live slot always wins) and finally CASes
+// claimed -> live. Slots never return to empty, so a probe chain only grows
+// and a later claimer always sees an earlier claim of the same key. See
+// LAYOUT.md, "Key slots".
+
+// spinLimit bounds how long a lookup waits for a slot in the middle of an
+// insertion (three stores in a live inserter) before giving up with ErrBusy.
+const spinLimit = 1 << 16
+
+// capacityWait bounds how long an insertion that finds the schema full
+// keeps looking again while other claims are in flight (one of them may be
+// abandoned and release its reservation a moment later).
+const capacityWait = 50 * time.Millisecond
+
+func (r *Registry) slotOff(s *SchemaInfo, p uint64) uint64 { return s.tableOff + p*keySlotSize }
+
+// lookup finds key in s. It returns the slot, the live state word and true
+// when found; otherwise the first free (empty or dead) slot on the chain and
+// its state word (free=false if none).
+func (r *Registry) lookup(s *SchemaInfo, key uint64) (p, st uint64, found bool, free bool, fp, fst uint64, err error) {
+	mask := s.tableSize - 1
+	h := mix64(key) & mask
+	spins := 0
+	for i := uint64(0); i < s.tableSize; i++ {
+		q := (h + i) & mask
+		so := r.slotOff(s, q)
+		w := atomic.LoadUint64(r.u64(so + slotState))
+		switch w & stMask {
+		case stEmpty:
+			if !free {
+				free, fp, fst = true, q, w
+			}
+			return 0, 0, false, free, fp, fst, nil
+		case stLive:
+			if atomic.LoadUint64(r.u64(so+slotKey)) == key {
+				return q, w, true, false, 0, 0, nil
+			}
+		case stClaimed, stBusy:
+			if w&stMask == stClaimed && atomic.LoadUint64(r.u64(so+slotKey)) != key {
+				continue
+			}
+			// Busy (key unknown yet) or a claim of this key in progress:
+			// wait for it to settle, then look at the slot again.
+			if spins++; spins > spinLimit {
+				return 0, 0, false, false, 0, 0, fmt.Errorf("%w: key slot %d of schema %q stuck mid-insertion", ErrBusy, q, s.name)
+			}
+			runtime.Gosched()
+			i--
+		default: // dead (or garbage state values): skip, remember as free
+			if w&stMask == stDead && !free {
+				free, fp, fst = true, q, w
+			}
+		}
+	}
+	return 0, 0, false, free, fp, fst, nil
+}
+
+// fastFind checks the key's home slot only (the common case at moderate
+// load); ok is false if the key is not live there.
+func (r *Registry) fastFind(s *SchemaInfo, key uint64) (p, gen uint64, ok bool) {
+	p = mix64(key) & (s.tableSize - 1)
+	so := r.slotOff(s, p)
+	st := atomic.LoadUint64(r.u64(so + slotState))
+	if st&stMask == stLive && atomic.LoadUint64(r.u64(so+slotKey)) == key {
+		return p, st >> genShift, true
+	}
+	return 0, 0, false
+}
+
+// find returns the live slot of key and its generation.
+func (r *Registry) find(s *SchemaInfo, key uint64) (p, gen uint64, err error) {
+	if p, gen, ok := r.fastFind(s, key); ok {
+		return p, gen, nil
+	}
+	p, st, found, _, _, _, err := r.lookup(s, key)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !found {
+		return 0, 0, fmt.Errorf("%w: key %#x in schema %q", ErrUnknownKey, key, s.name)
+	}
+	return p, st >> genShift, nil
+}
+
+// findOrInsert returns the live slot of key, inserting it if needed.
+func (r *Registry) findOrInsert(s *SchemaInfo, key uint64) (p, gen uint64, err error) {
+	if p, gen, ok := r.fastFind(s, key); ok {
+		return p, gen, nil
+	}
+	live := r.u32(s.entryOff + schLiveKeys)
+	var fullSince time.Time
+	for attempt := 0; ; attempt++ {
+		if attempt > spinLimit {
+			return 0, 0, fmt.Errorf("%w: could not insert key %#x in schema %q", ErrBusy, key, s.name)
+		}
+		p, st, found, free, fp, fst, err := r.lookup(s, key)
+		if err != nil {
+			return 0, 0, err
+		}
+		if found {
+			return p, st >> genShift, nil
+		}
+		if !free {
+			return 0, 0, fmt.Errorf("%w: schema %q: no free slot among %d for key %#x", ErrKeyCapacity, s.name, s.tableSize, key)
+		}
+		gen := (fst >> genShift) + 1
+		so := r.slotOff(s, fp)
+		sw := r.u64(so + slotState)
+		if !atomic.CompareAndSwapUint64(sw, fst, gen<<genShift|stBusy) {
+			continue
+		}
+		atomic.StoreUint64(r.u64(so+slotKey), key)
+		atomic.StoreUint64(r.u64(so+slotBaseIdx), atomic.LoadUint64(r.u64(so+slotWriteIdx)))
+		claimed := gen<<genShift | stClaimed
+		atomic.StoreUint64(sw, claimed)
+		if !r.resolveClaim(s, key, fp) {
+			// Another claim of the same key wins.
+			atomic.CompareAndSwapUint64(sw, claimed, gen<<genShift|stDead)
+			continue
+		}
+		// Only a claim that won the duplicate check reserves capacity, so
+		// the live count overshoots only while a winner that is killed by
+		// a nearer claim has not yet released it (a few instructions).
+		if n := atomic.AddUint32(live, 1); n > s.keyCap {
+			atomic.AddUint32(live, ^uint32(0))
+			atomic.CompareAndSwapUint64(sw, claimed, gen<<genShift|stDead)
+			if fullSince.IsZero() {
+				fullSince = time.Now()
+			}
+			// While other claims are in flight the count may drop a moment
+			// later: look again (bounded) before calling the schema full.
+			if r.claimsInFlight(s) && time.Since(fullSince) < capacityWait {
+				runtime.Gosched()
+				continue
+			}
+			return 0, 0, fmt.Errorf("%w: schema %q holds %d keys (capacity %d), cannot add %#x", ErrKeyCapacity, s.name, n-1, s.keyCap, key)
+		}
+		if atomic.CompareAndSwapUint64(sw, claimed, gen<<genShift|stLive) {
+			return fp, gen, nil
+		}
+		// Killed by a nearer claim of the same key: release and look again.
+		atomic.AddUint32(live, ^uint32(0))
+	}
+}
+
+// claimsInFlight reports whether any slot of s is being claimed.
+func (r *Registry) claimsInFlight(s *SchemaInfo) bool {
+	for p := uint64(0); p < s.tableSize; p++ {
+		if t := atomic.LoadUint64(r.u64(r.slotOff(s, p)+slotState)) & stMask; t == stBusy || t == stClaimed {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveClaim scans the probe chain of key after this inserter claimed
+// slot mine. It returns false if this claim must be abandoned (a live slot
+// holds key, or a claim nearer the home slot exists); claims of key farther
+// from home are killed (claimed -> dead).
+func (r *Registry) resolveClaim(s *SchemaInfo, key, mine uint64) bool {
+	mask := s.tableSize - 1
+	h := mix64(key) & mask
+	myDist := (mine - h) & mask
+	spins := 0
+	for i := uint64(0); i < s.tableSize; i++ {
+		q := (h + i) & mask
+		if q == mine {
+			continue
+		}
+		so := r.slotOff(s, q)
+		sw := r.u64(so + slotState)
+		w := atomic.LoadUint64(sw)
+		switch w & stMask {
+		case stEmpty:
+			return true
+		case stBusy:
+			if spins++; spins > spinLimit {
+				return false
+			}
+			runtime.Gosched()
+			i--
+			continue
+		case stLive, stClaimed:
+			if atomic.LoadUint64(r.u64(so+slotKey)) != key {
+				continue
+			}
+			if atomic.LoadUint64(sw) != w { // changed under us: look again
+				if spins++; spins > spinLimit {
+					return false
+				}
+				i--
+				continue
+			}
+			if w&stMask == stLive || i < myDist {
+				return false
+			}
+			if !atomic.CompareAndSwapUint64(sw, w, (w&^stMask)|stDead) {
+				if spins++; spins > spinLimit {
+					return false
+				}
+				i-- // it went live or dead meanwhile: look again
+			}
+		}
+	}
+	return true
+}
+
+// Keys returns the keys currently live in schema id (in table order).
+func (r *Registry) Keys(id SchemaID) ([]uint64, error) {
+	s, err := r.schema(id)
+	if err != nil {
+		return nil, fmt.Errorf("features: keys: %w", err)
+	}
+	var out []uint64
+	for p := uint64(0); p < s.tableSize; p++ {
+		so := r.slotOff(s, p)
+		w := atomic.LoadUint64(r.u64(so + slotState))
+		if w&stMask != stLive {
+			continue
+		}
+		k := atomic.LoadUint64(r.u64(so + slotKey))
+		if atomic.LoadUint64(r.u64(so+slotState)) == w {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// DropKey removes key from schema id: its slot becomes dead (reusable) and
+// its history is no longer readable through ReadWindow. A writer that
+// looked the key up before the drop may still complete its record into the
+// dropped generation; such records are never visible under the key's next
+// generation (records carry the generation). The next Record of the key
+// starts a fresh, empty history. Drainers still deliver the dropped
+// generation's remaining records until the slot is reused, and count the
+// rest as dropped.
+func (r *Registry) DropKey(id SchemaID, key uint64) error {
+	s, err := r.schema(id)
+	if err != nil {
+		return fmt.Errorf("features: drop key: %w", err)
+	}
+	for {
+		p, st, found, _, _, _, err := r.lookup(s, key)
+		if err != nil {
+			return fmt.Errorf("features: drop key: %w", err)
+		}
+		if !found {
+			return fmt.Errorf("features: drop key: %w: key %#x in schema %q", ErrUnknownKey, key, s.name)
+		}
+		if atomic.CompareAndSwapUint64(r.u64(r.slotOff(s, p)+slotState), st, (st&^stMask)|stDead) {
+			atomic.AddUint32(r.u32(s.entryOff+schLiveKeys), ^uint32(0))
+			return nil
+		}
+	}
+}
+
+// KeyStats reports counters of one key.
+type KeyStats struct {
+	// Recorded is the number of records reserved in the key's current
+	// generation (including lost ones).
+	Recorded uint64
+	// Lost counts samples (over the slot's whole life) that writers gave up
+	// because the ring record was still being written by an older writer.
+	Lost uint64
+}
+
+// Stats returns the counters of key in schema id.
+func (r *Registry) Stats(id SchemaID, key uint64) (KeyStats, error) {
+	s, err := r.schema(id)
+	if err != nil {
+		return KeyStats{}, fmt.Errorf("features: stats: %w", err)
+	}
+	p, _, err := r.find(s, key)
+	if err != nil {
+		return KeyStats{}, fmt.Errorf("features: stats: %w", err)
+	}
+	so := r.slotOff(s, p)
+	return KeyStats{
+		Recorded: atomic.LoadUint64(r.u64(so+slotWriteIdx)) - atomic.LoadUint64(r.u64(so+slotBaseIdx)),
+		Lost:     atomic.LoadUint64(r.u64(so + slotLost)),
+	}, nil
+}

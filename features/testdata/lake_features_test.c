@@ -1,0 +1,195 @@
+/* Test program for lakelib/include/lake_features.h, built and run by
+ * features/layout_c_test.go.
+ *
+ *   lake_features_test layout
+ *	prints "NAME VALUE" for every offset, size and constant of the header
+ *   lake_features_test record FILE SCHEMA NKEYS PERKEY [KEYBASE]
+ *	maps FILE (a registry created by Go), records PERKEY samples for each
+ *	of the keys KEYBASE+1..KEYBASE+NKEYS (KEYBASE defaults to 0) in schema
+ *	SCHEMA and prints "recorded N lost L"
+ *
+ * Record payload (fields looked up by name in the schema): writer u32 = 1,
+ * key u64 = key, i u32 = sample number, sq i32[2] = {-i, i*i}, x f64 = i/2.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lake_features.h"
+
+#define P(name, val) printf("%s %llu\n", name, (unsigned long long)(val))
+#define OFF(s, f) P(#s "." #f, offsetof(struct s, f))
+
+static void layout(void)
+{
+	P("magic", LAKE_FEAT_MAGIC);
+	P("version", LAKE_FEAT_VERSION);
+	P("header_size", sizeof(struct lake_feat_header));
+	P("max_fields", LAKE_FEAT_MAX_FIELDS);
+	P("name_len", LAKE_FEAT_NAME_LEN);
+	P("field_name_len", LAKE_FEAT_FIELD_NAME_LEN);
+	P("schema_entry_size", sizeof(struct lake_feat_schema));
+	P("field_size", sizeof(struct lake_feat_field));
+	P("slot_size", sizeof(struct lake_feat_slot));
+	P("rec_hdr_size", sizeof(struct lake_feat_rec));
+	P("st_mask", LAKE_FEAT_ST_MASK);
+	P("gen_shift", LAKE_FEAT_GEN_SHIFT);
+	P("st_empty", LAKE_FEAT_ST_EMPTY);
+	P("st_busy", LAKE_FEAT_ST_BUSY);
+	P("st_claimed", LAKE_FEAT_ST_CLAIMED);
+	P("st_live", LAKE_FEAT_ST_LIVE);
+	P("st_dead", LAKE_FEAT_ST_DEAD);
+	P("type_u8", LAKE_FEAT_U8);
+	P("type_u16", LAKE_FEAT_U16);
+	P("type_u32", LAKE_FEAT_U32);
+	P("type_u64", LAKE_FEAT_U64);
+	P("type_i32", LAKE_FEAT_I32);
+	P("type_i64", LAKE_FEAT_I64);
+	P("type_f32", LAKE_FEAT_F32);
+	P("type_f64", LAKE_FEAT_F64);
+	P("hash_1", lake_feat_hash(1));
+	P("hash_deadbeef", lake_feat_hash(0xdeadbeefULL));
+	OFF(lake_feat_header, magic);
+	OFF(lake_feat_header, version);
+	OFF(lake_feat_header, header_size);
+	OFF(lake_feat_header, total_size);
+	OFF(lake_feat_header, max_schemas);
+	OFF(lake_feat_header, max_fields);
+	OFF(lake_feat_header, max_keys);
+	OFF(lake_feat_header, max_history);
+	OFF(lake_feat_header, max_record);
+	OFF(lake_feat_header, schema_entry_size);
+	OFF(lake_feat_header, schema_table_off);
+	OFF(lake_feat_header, arena_off);
+	OFF(lake_feat_header, arena_size);
+	OFF(lake_feat_header, arena_used);
+	OFF(lake_feat_header, schema_count);
+	OFF(lake_feat_header, reg_lock);
+	OFF(lake_feat_header, reserved);
+	OFF(lake_feat_schema, state);
+	OFF(lake_feat_schema, id);
+	OFF(lake_feat_schema, name);
+	OFF(lake_feat_schema, nfields);
+	OFF(lake_feat_schema, history);
+	OFF(lake_feat_schema, ring_len);
+	OFF(lake_feat_schema, record_size);
+	OFF(lake_feat_schema, record_stride);
+	OFF(lake_feat_schema, key_capacity);
+	OFF(lake_feat_schema, table_size);
+	OFF(lake_feat_schema, live_keys);
+	OFF(lake_feat_schema, key_table_off);
+	OFF(lake_feat_schema, ring_off);
+	OFF(lake_feat_schema, reserved);
+	OFF(lake_feat_schema, fields);
+	OFF(lake_feat_field, name);
+	OFF(lake_feat_field, type);
+	OFF(lake_feat_field, reserved);
+	OFF(lake_feat_field, count);
+	OFF(lake_feat_field, offset);
+	OFF(lake_feat_slot, state);
+	OFF(lake_feat_slot, key);
+	OFF(lake_feat_slot, write_idx);
+	OFF(lake_feat_slot, base_idx);
+	OFF(lake_feat_slot, lost);
+	OFF(lake_feat_slot, reserved);
+	OFF(lake_feat_rec, seq);
+	OFF(lake_feat_rec, lost);
+	OFF(lake_feat_rec, payload);
+}
+
+static int field(const struct lake_feat_sdesc *s, const char *name, uint8_t type)
+{
+	int i = lake_feat_field_index(s, name);
+	if (i < 0 || s->fields[i].type != type) {
+		fprintf(stderr, "schema has no %s field of type %u\n", name, type);
+		exit(2);
+	}
+	return (int)s->fields[i].offset;
+}
+
+static int record(const char *path, const char *schema, unsigned nkeys, unsigned perkey, uint64_t keybase)
+{
+	struct lake_feat_view v;
+	struct lake_feat_sdesc s;
+	unsigned char payload[LAKE_FEAT_LIMIT_RECORD];
+	unsigned long recorded = 0, lost = 0;
+	struct stat st;
+	int fd, rc, o_writer, o_key, o_i, o_sq, o_x;
+	void *mem;
+
+	fd = open(path, O_RDWR);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		perror(path);
+		return 2;
+	}
+	mem = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (mem == MAP_FAILED) {
+		perror("mmap");
+		return 2;
+	}
+	rc = lake_feat_attach(&v, mem, (uint64_t)st.st_size);
+	if (rc) {
+		fprintf(stderr, "attach: %d\n", rc);
+		return 3;
+	}
+	rc = lake_feat_schema_find(&v, schema, &s);
+	if (rc) {
+		fprintf(stderr, "schema %s: %d\n", schema, rc);
+		return 3;
+	}
+	o_writer = field(&s, "writer", LAKE_FEAT_U32);
+	o_key = field(&s, "key", LAKE_FEAT_U64);
+	o_i = field(&s, "i", LAKE_FEAT_U32);
+	o_sq = field(&s, "sq", LAKE_FEAT_I32);
+	o_x = field(&s, "x", LAKE_FEAT_F64);
+	for (unsigned i = 0; i < perkey; i++) {
+		for (uint64_t key = keybase + 1; key <= keybase + nkeys; key++) {
+			uint32_t w = 1, n = i;
+			int32_t sq[2] = {-(int32_t)i, (int32_t)(i * i)};
+			double x = i / 2.0;
+			memset(payload, 0, s.record_size);
+			memcpy(payload + o_writer, &w, 4);
+			memcpy(payload + o_key, &key, 8);
+			memcpy(payload + o_i, &n, 4);
+			memcpy(payload + o_sq, sq, 8);
+			memcpy(payload + o_x, &x, 8);
+			rc = lake_feat_record(&v, &s, key, payload, s.record_size);
+			if (rc == -EAGAIN) {
+				lost++;
+			} else if (rc) {
+				fprintf(stderr, "record key %llu: %d\n", (unsigned long long)key, rc);
+				return 4;
+			} else {
+				recorded++;
+			}
+		}
+	}
+	/* Error paths: wrong width, unknown schema, key beyond capacity. */
+	if (lake_feat_record(&v, &s, 1, payload, s.record_size - 8) != -EINVAL) {
+		fprintf(stderr, "wrong width accepted\n");
+		return 5;
+	}
+	if (lake_feat_schema_get(&v, v.max_schemas, &s) != -ENOENT) {
+		fprintf(stderr, "unknown schema accepted\n");
+		return 5;
+	}
+	printf("recorded %lu lost %lu\n", recorded, lost);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "layout") == 0) {
+		layout();
+		return 0;
+	}
+	if ((argc == 6 || argc == 7) && strcmp(argv[1], "record") == 0)
+		return record(argv[2], argv[3], (unsigned)atoi(argv[4]), (unsigned)atoi(argv[5]),
+			      argc == 7 ? strtoull(argv[6], NULL, 10) : 0);
+	fprintf(stderr, "usage: %s layout | record FILE SCHEMA NKEYS PERKEY [KEYBASE]\n", argv[0]);
+	return 1;
+}
