@@ -1,13 +1,18 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/lakeos/lake/laked"
 )
 
-// attachDevice serves the kernel's region device.
+// attachDevice serves the kernel's region device (/dev/lake).
 func attachDevice(srv *laked.Server, path string) error {
-	_ = srv
-	return errors.New("--device " + path + ": /dev/lake support is not built yet")
+	t, err := laked.OpenDevice(path)
+	if err != nil {
+		return err
+	}
+	if _, err := srv.Attach(t); err != nil {
+		t.Close()
+		return err
+	}
+	return nil
 }

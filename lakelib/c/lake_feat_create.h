@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR MIT) */
+/*
+ * lake_feat_create.h - create a feature registry and register schemas from
+ * C, with exactly the layout of Go's features.Create and
+ * features.Registry.Register (features/LAYOUT.md, C view in
+ * lakelib/include/lake_features.h). The kernel module uses it to format
+ * the features area of /dev/lake's region at load and to register the
+ * LinnOS schemas, so that kernel producers can record before any laked
+ * runs; laked attaches with features.Attach and finds the schemas.
+ * lakelib/c's host test checks the result with the Go package.
+ *
+ * Return values: 0 or a negative errno (-EINVAL bad argument, -ENOSPC no
+ * room, -EEXIST name taken, -EBUSY registration lock held, -EPROTO the
+ * area is corrupt).
+ */
+#ifndef LAKE_FEAT_CREATE_H
+#define LAKE_FEAT_CREATE_H
+
+#include "lake_features.h"
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+/* struct lake_feat_config mirrors features.Config (zero: Go's default). */
+struct lake_feat_config {
+	uint32_t max_schemas;
+	uint32_t max_keys;
+	uint32_t max_history;
+	uint32_t max_record;
+	uint64_t arena_bytes;
+};
+
+/* struct lake_feat_field_def is one field of a schema to register. */
+struct lake_feat_field_def {
+	const char *name;
+	uint8_t type;   /* enum lake_feat_type */
+	uint16_t count; /* 0 means 1 */
+};
+
+static inline uint64_t lake_feat__align(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static inline void lake_feat__defaults(struct lake_feat_config *c)
+{
+	if (!c->max_schemas)
+		c->max_schemas = 16;
+	if (!c->max_keys)
+		c->max_keys = 4096;
+	if (!c->max_history)
+		c->max_history = 1024;
+	if (!c->max_record)
+		c->max_record = 512;
+	if (!c->arena_bytes)
+		c->arena_bytes = 4u << 20;
+}
+
+/* lake_feat_size_for returns the bytes a registry with cfg needs (Go's
+ * features.SizeFor), or 0 if cfg is outside the limits. */
+static inline uint64_t lake_feat_size_for(struct lake_feat_config cfg)
+{
+	lake_feat__defaults(&cfg);
+	if (cfg.max_schemas > LAKE_FEAT_LIMIT_SCHEMAS || cfg.max_keys > LAKE_FEAT_LIMIT_KEYS ||
+	    cfg.max_history > LAKE_FEAT_LIMIT_HISTORY || cfg.max_record > LAKE_FEAT_LIMIT_RECORD ||
+	    cfg.arena_bytes > (1ull << 30))
+		return 0;
+	return lake_feat__align(LAKE_FEAT_HEADER_SIZE + (uint64_t)cfg.max_schemas * LAKE_FEAT_SCHEMA_ENTRY_SIZE, 64) +
+	       lake_feat__align(cfg.arena_bytes, 64);
+}
+
+/* lake_feat_create zeroes and formats a registry at mem (len bytes,
+ * 8-byte aligned). Nobody else may use mem meanwhile. */
+static inline int lake_feat_create(void *mem, uint64_t len, struct lake_feat_config cfg)
+{
+	struct lake_feat_header *h = (struct lake_feat_header *)mem;
+	uint64_t need = lake_feat_size_for(cfg);
+
+	lake_feat__defaults(&cfg);
+	if (!mem || ((uintptr_t)mem & 7) || need == 0 || need > len)
+		return -EINVAL;
+	memset(mem, 0, need);
+	h->magic = LAKE_FEAT_MAGIC;
+	h->version = LAKE_FEAT_VERSION;
+	h->header_size = LAKE_FEAT_HEADER_SIZE;
+	h->total_size = need;
+	h->max_schemas = cfg.max_schemas;
+	h->max_fields = LAKE_FEAT_MAX_FIELDS;
+	h->max_keys = cfg.max_keys;
+	h->max_history = cfg.max_history;
+	h->max_record = cfg.max_record;
+	h->schema_entry_size = LAKE_FEAT_SCHEMA_ENTRY_SIZE;
+	h->schema_table_off = LAKE_FEAT_HEADER_SIZE;
+	h->arena_off = lake_feat__align(LAKE_FEAT_HEADER_SIZE + (uint64_t)cfg.max_schemas * LAKE_FEAT_SCHEMA_ENTRY_SIZE, 64);
+	h->arena_size = lake_feat__align(cfg.arena_bytes, 64);
+	return 0;
+}
+
+static inline unsigned lake_feat__strnlen(const char *s, unsigned max)
+{
+	unsigned n = 0;
+
+	while (n < max && s[n])
+		n++;
+	return n;
+}
+
+/* lake_feat_register adds a schema to the registry attached as v (see
+ * lake_feat_attach) and returns its id in *id, like Go's Register. owner
+ * is written to the registration lock word while registering (a pid in
+ * userspace; the kernel uses 0x7fffffff, which no process has). */
+static inline int lake_feat_register(const struct lake_feat_view *v, const char *name,
+				     const struct lake_feat_field_def *fields, unsigned nfields,
+				     uint32_t history, uint32_t max_keys, uint32_t owner, uint32_t *id)
+{
+	struct lake_feat_header *h = (struct lake_feat_header *)v->base;
+	struct lake_feat_schema *e;
+	uint32_t offs[LAKE_FEAT_MAX_FIELDS], count, exp = 0, i, j;
+	uint64_t off = 0, rec, ring_len, table, stride, table_bytes, need, used, at;
+	unsigned nlen = lake_feat__strnlen(name, LAKE_FEAT_NAME_LEN + 1);
+	int rc = 0;
+
+	if (!lake_feat__name_ok(name, LAKE_FEAT_NAME_LEN) || nlen > LAKE_FEAT_NAME_LEN ||
+	    nfields < 1 || nfields > LAKE_FEAT_MAX_FIELDS || !owner)
+		return -EINVAL;
+	for (i = 0; i < nfields; i++) {
+		unsigned sz = lake_feat_type_size(fields[i].type), cnt = fields[i].count ? fields[i].count : 1;
+
+		if (!fields[i].name || !lake_feat__name_ok(fields[i].name, LAKE_FEAT_FIELD_NAME_LEN) ||
+		    lake_feat__strnlen(fields[i].name, LAKE_FEAT_FIELD_NAME_LEN + 1) > LAKE_FEAT_FIELD_NAME_LEN ||
+		    sz == 0)
+			return -EINVAL;
+		for (j = 0; j < i; j++)
+			if (__builtin_strncmp(fields[j].name, fields[i].name, LAKE_FEAT_FIELD_NAME_LEN) == 0)
+				return -EINVAL;
+		off = lake_feat__align(off, sz);
+		offs[i] = (uint32_t)off;
+		off += (uint64_t)sz * cnt;
+		if (off > LAKE_FEAT_LIMIT_RECORD)
+			return -ENOSPC;
+	}
+	rec = lake_feat__align(off, 8);
+	if (rec > v->max_record || history < 1 || history > v->max_history || max_keys < 1 ||
+	    max_keys > v->max_keys)
+		return history < 1 || max_keys < 1 ? -EINVAL : -ENOSPC;
+	ring_len = lake_feat__pow2(history);
+	table = lake_feat__pow2(max_keys);
+	stride = LAKE_FEAT_REC_HDR_SIZE + rec;
+	table_bytes = table * LAKE_FEAT_SLOT_SIZE;
+	need = lake_feat__align(table_bytes + table * ring_len * stride, 64);
+
+	if (!__atomic_compare_exchange_n(&h->reg_lock, &exp, owner, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		return -EBUSY;
+	count = __atomic_load_n(&h->schema_count, __ATOMIC_SEQ_CST);
+	if (count > v->max_schemas) {
+		rc = -EPROTO;
+		goto out;
+	}
+	for (i = 0; i < count; i++) {
+		e = (struct lake_feat_schema *)(v->base + v->table_off + (uint64_t)i * LAKE_FEAT_SCHEMA_ENTRY_SIZE);
+		if (__builtin_strncmp(e->name, name, LAKE_FEAT_NAME_LEN) == 0) {
+			rc = -EEXIST;
+			goto out;
+		}
+	}
+	if (count == v->max_schemas) {
+		rc = -ENOSPC;
+		goto out;
+	}
+	used = __atomic_load_n(&h->arena_used, __ATOMIC_SEQ_CST);
+	if (used > v->arena_size || need > v->arena_size - used) {
+		rc = -ENOSPC;
+		goto out;
+	}
+	at = v->arena_off + used;
+	memset(v->base + at, 0, need);
+	e = (struct lake_feat_schema *)(v->base + v->table_off + (uint64_t)count * LAKE_FEAT_SCHEMA_ENTRY_SIZE);
+	memset((unsigned char *)e + 4, 0, LAKE_FEAT_SCHEMA_ENTRY_SIZE - 4);
+	e->id = count;
+	memcpy(e->name, name, nlen);
+	e->nfields = nfields;
+	e->history = history;
+	e->ring_len = (uint32_t)ring_len;
+	e->record_size = (uint32_t)rec;
+	e->record_stride = (uint32_t)stride;
+	e->key_capacity = max_keys;
+	e->table_size = (uint32_t)table;
+	e->key_table_off = at;
+	e->ring_off = at + table_bytes;
+	for (i = 0; i < nfields; i++) {
+		struct lake_feat_field *f = &e->fields[i];
+
+		memcpy(f->name, fields[i].name, lake_feat__strnlen(fields[i].name, LAKE_FEAT_FIELD_NAME_LEN));
+		f->type = fields[i].type;
+		f->count = fields[i].count ? fields[i].count : 1;
+		f->offset = offs[i];
+	}
+	__atomic_store_n(&h->arena_used, used + need, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&e->state, LAKE_FEAT_SCHEMA_READY, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&h->schema_count, count + 1, __ATOMIC_SEQ_CST);
+	*id = count;
+out:
+	__atomic_store_n(&h->reg_lock, 0, __ATOMIC_SEQ_CST);
+	return rc;
+}
+
+/* LinnOS schemas, as features.NewLinnOS registers them. */
+#define LAKE_FEAT_LINNOS_ARRIVAL "linnos.arrival"
+#define LAKE_FEAT_LINNOS_COMPLETION "linnos.completion"
+#define LAKE_FEAT_LINNOS_HISTORY 16u
+
+/* lake_feat_register_linnos registers the two LinnOS schemas (field
+ * "pending" u32 and field "latency_us" u32, history 16) for up to
+ * max_devices devices; an existing schema of the same name is accepted. */
+static inline int lake_feat_register_linnos(const struct lake_feat_view *v, uint32_t max_devices, uint32_t owner)
+{
+	static const struct lake_feat_field_def arr = { "pending", LAKE_FEAT_U32, 1 };
+	static const struct lake_feat_field_def comp = { "latency_us", LAKE_FEAT_U32, 1 };
+	uint32_t id;
+	int rc;
+
+	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_ARRIVAL, &arr, 1, LAKE_FEAT_LINNOS_HISTORY, max_devices, owner, &id);
+	if (rc && rc != -EEXIST)
+		return rc;
+	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_COMPLETION, &comp, 1, LAKE_FEAT_LINNOS_HISTORY, max_devices, owner, &id);
+	if (rc && rc != -EEXIST)
+		return rc;
+	return 0;
+}
+
+#endif /* LAKE_FEAT_CREATE_H */
