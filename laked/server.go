@@ -68,6 +68,10 @@ type PlacerFunc func(BatchInfo) bool
 // Place implements Placer.
 func (f PlacerFunc) Place(b BatchInfo) bool { return f(b) }
 
+// regionKey identifies a region file (device and inode), so that laked
+// never serves one region twice.
+type regionKey struct{ dev, ino uint64 }
+
 // ErrShutdown is returned by Attach once the server is shutting down.
 var ErrShutdown = errors.New("laked: shutting down")
 
@@ -83,6 +87,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[uint32]*session
+	regions  map[regionKey]bool // region files being served (unix transport)
 	nextID   uint32
 	closing  bool
 	wg       sync.WaitGroup // sessions
@@ -188,10 +193,16 @@ func (s *Server) NextClientID() uint32 {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	sessions := make([]*session, 0, len(s.sessions))
 	for _, sess := range s.sessions {
-		sess.drain()
+		sessions = append(sessions, sess)
 	}
 	s.mu.Unlock()
+	// Drain outside s.mu: a session tearing down takes its own lock and
+	// then s.mu (to forget its region).
+	for _, sess := range sessions {
+		sess.drain()
+	}
 	doneCh := make(chan struct{})
 	go func() { s.wg.Wait(); close(doneCh) }()
 	var err error

@@ -34,11 +34,43 @@ type unixTransport struct {
 
 	mu     sync.Mutex // guards closed: no region access after Close
 	closed bool
+
+	key     regionKey // identity of the region's file
+	release func()    // forgets key in the server's set of served regions
+}
+
+func keyOf(fd int) (regionKey, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return regionKey{}, err
+	}
+	return regionKey{uint64(st.Dev), st.Ino}, nil
+}
+
+// claimRegion records that k is served; false if it already is.
+func (s *Server) claimRegion(k regionKey) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.regions == nil {
+		s.regions = map[regionKey]bool{}
+	}
+	if s.regions[k] {
+		return false
+	}
+	s.regions[k] = true
+	return true
+}
+
+func (s *Server) releaseRegion(k regionKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.regions, k)
 }
 
 func (u *unixTransport) Region() *shm.Region   { return u.region }
 func (u *unixTransport) Gone() <-chan struct{} { return u.gone }
 func (u *unixTransport) String() string        { return u.name }
+
 // Kick wakes the session's reader (it may sleep on the SQ doorbell).
 func (u *unixTransport) Kick() {
 	u.mu.Lock()
@@ -55,7 +87,11 @@ func (u *unixTransport) Close() error {
 		return nil
 	}
 	u.closed = true
-	return errors.Join(u.conn.Close(), u.mapping.Close())
+	err := errors.Join(u.conn.Close(), u.mapping.Close())
+	if u.release != nil {
+		u.release()
+	}
+	return err
 }
 
 // watch waits for the client to close its end (or send anything, which
@@ -193,19 +229,35 @@ func (s *Server) handshake(c *net.UnixConn) error {
 		}
 		id = region.ClientID()
 	}
+	key, err := keyOf(m.FD())
+	if err != nil {
+		m.Close()
+		return s.reply(c, shm.StatusInternal, trimMsg(err.Error()))
+	}
+	if !s.claimRegion(key) {
+		m.Close()
+		return s.reply(c, shm.StatusBusy, "region is already served")
+	}
+	var resume uint32
+	if h.Kind == shm.HelloReattach {
+		resume = region.SQ().ResumeConsumer()
+		s.log.Info().Uint32("client", id).Uint32("resume_head", resume).Msg("client re-attached its region")
+	}
 	t := &unixTransport{
 		bellTransport: newBellTransport(region),
 		conn:          c, mapping: m, region: region,
 		gone: make(chan struct{}),
 		name: peerName(c),
+		key:  key,
 	}
-	r := shm.Reply{Status: shm.StatusOK, ClientID: id, RegionSize: region.Layout().RegionSize}
+	t.release = func() { s.releaseRegion(key) }
+	r := shm.Reply{Status: shm.StatusOK, ClientID: id, RegionSize: region.Layout().RegionSize, ResumeHead: resume}
+	sendFD := -1
 	if h.Kind == shm.HelloNew {
-		if err := shm.SendMsgFD(c, r.Encode(), m.FD()); err != nil {
-			m.Close()
-			return err
-		}
-	} else if err := shm.SendMsgFD(c, r.Encode(), -1); err != nil {
+		sendFD = m.FD()
+	}
+	if err := shm.SendMsgFD(c, r.Encode(), sendFD); err != nil {
+		s.releaseRegion(key)
 		m.Close()
 		return err
 	}

@@ -26,6 +26,16 @@ type Options struct {
 	BusyPoll bool
 	// SpinMax bounds the adaptive spin before a waiting caller sleeps.
 	SpinMax time.Duration
+	// Reconnect makes the client survive a laked restart: when laked's
+	// socket closes, the client keeps its region and re-attaches it to
+	// the next laked on the same socket (PROTOCOL.md, "Re-attach"). Calls
+	// keep waiting meanwhile (bounded by their contexts); calls the old
+	// laked had consumed but not completed fail with ErrLostInRestart.
+	// Without Reconnect, or if no laked comes back within
+	// ReconnectTimeout, calls fail with ErrDaemonGone.
+	Reconnect bool
+	// ReconnectTimeout bounds the wait for a new laked (default 10 s).
+	ReconnectTimeout time.Duration
 }
 
 // call states
@@ -42,6 +52,7 @@ const (
 type call struct {
 	state   atomic.Uint32
 	gen     atomic.Uint32
+	pos     atomic.Uint32 // submission ring position, once published
 	op      shm.Opcode
 	status  shm.Status
 	results [2]uint64
@@ -52,6 +63,8 @@ type call struct {
 // Client is a connection to laked.
 type Client struct {
 	opts    Options
+	socket  string
+	connMu  sync.Mutex // guards conn (swapped by a re-attach)
 	conn    *net.UnixConn
 	mapping *shm.Mapping
 	region  *shm.Region
@@ -65,12 +78,25 @@ type Client struct {
 	reapMu sync.Mutex
 	reaped []shm.CQE
 
+	// parked counts callers that stopped spinning and sleep on their
+	// wake channel; the background reaper only sleeps on the completion
+	// doorbell (which makes laked pay a futex wake per post) while some
+	// caller is parked, and otherwise waits for parkSignal.
+	parked     atomic.Int32
+	parkSignal chan struct{}
+
 	closed    chan struct{} // closed by Close
 	dead      chan struct{} // closed when laked goes away
 	deadOnce  sync.Once
 	closeOnce sync.Once
 	strays    atomic.Uint64
 	reaperWG  sync.WaitGroup
+
+	// submitMu orders submissions against a re-attach: submitters hold
+	// it shared from claiming a ring position until the call records it,
+	// so the re-attach sees every published call's position.
+	submitMu sync.RWMutex
+	restarts atomic.Uint64
 
 	// life guards the mapping: calls hold it shared, Close takes it
 	// exclusively before unmapping, so no call can touch unmapped memory.
@@ -143,8 +169,8 @@ func Dial(ctx context.Context, socket string, opts Options) (*Client, error) {
 		conn.Close()
 		return nil, err
 	}
-	c.conn, c.mapping = conn, m
-	go c.watch()
+	c.conn, c.mapping, c.socket = conn, m, socket
+	go c.watch(conn)
 	return c, nil
 }
 
@@ -157,11 +183,12 @@ func newClient(region *shm.Region, opts Options) (*Client, error) {
 	n := l.SQEntries // at most one ring of calls in flight: the CQ (>= SQ) never overflows
 	c := &Client{
 		opts: opts, region: region, sq: region.SQ(), cq: region.CQ(), arena: arena,
-		calls:  make([]call, n),
-		free:   make(chan uint32, n),
-		reaped: make([]shm.CQE, 64),
-		closed: make(chan struct{}),
-		dead:   make(chan struct{}),
+		calls:      make([]call, n),
+		free:       make(chan uint32, n),
+		reaped:     make([]shm.CQE, 64),
+		parkSignal: make(chan struct{}, 1),
+		closed:     make(chan struct{}),
+		dead:       make(chan struct{}),
 	}
 	for i := range c.calls {
 		c.calls[i].wake = make(chan struct{}, 1)
@@ -172,10 +199,22 @@ func newClient(region *shm.Region, opts Options) (*Client, error) {
 	return c, nil
 }
 
-// watch turns the socket closing into ErrDaemonGone for every waiter.
-func (c *Client) watch() {
+// watch waits for laked's end of the connection to close; then the
+// client re-attaches (Options.Reconnect) or fails every waiter with
+// ErrDaemonGone.
+func (c *Client) watch(conn *net.UnixConn) {
 	var b [1]byte
-	_, _ = c.conn.Read(b[:])
+	_, _ = conn.Read(b[:])
+	select {
+	case <-c.closed:
+		return
+	default:
+	}
+	if c.opts.Reconnect {
+		if err := c.reattach(); err == nil {
+			return
+		}
+	}
 	c.markDead()
 }
 
@@ -200,9 +239,11 @@ func (c *Client) Close() error {
 		// Waiting calls see closed and return; new ones refuse.
 		c.life.Lock()
 		c.unmapped = true
+		c.connMu.Lock()
 		if c.conn != nil {
 			err = c.conn.Close()
 		}
+		c.connMu.Unlock()
 		if c.mapping != nil {
 			err = errors.Join(err, c.mapping.Close())
 		}
@@ -275,7 +316,7 @@ func (c *Client) submit(ctx context.Context, i uint32, e *shm.SQE) error {
 	e.Tag = uint64(cl.gen.Load())<<32 | uint64(i)
 	cl.state.Store(callPending)
 	for {
-		err := c.sq.TrySubmit(e)
+		err := c.publish(cl, e)
 		if err == nil {
 			break
 		}
@@ -293,6 +334,17 @@ func (c *Client) submit(ctx context.Context, i uint32, e *shm.SQE) error {
 		runtime.Gosched()
 	}
 	return c.sq.Bell.Ring()
+}
+
+// publish claims a ring position for cl and publishes e there.
+func (c *Client) publish(cl *call, e *shm.SQE) error {
+	c.submitMu.RLock()
+	defer c.submitMu.RUnlock()
+	pos, err := c.sq.TrySubmitPos(e)
+	if err == nil {
+		cl.pos.Store(pos)
+	}
+	return err
 }
 
 // reap drains the completion ring and delivers each completion to its
@@ -322,7 +374,13 @@ func (c *Client) deliver(e shm.CQE) {
 		c.strays.Add(1)
 		return
 	}
-	cl.status, cl.results = e.Status, e.Results
+	c.complete(i, e.Status, e.Results)
+}
+
+// complete hands a result to call i (its generation already checked).
+func (c *Client) complete(i uint32, st shm.Status, res [2]uint64) {
+	cl := &c.calls[i]
+	cl.status, cl.results = st, res
 	if cl.state.CompareAndSwap(callPending, callDone) {
 		select {
 		case cl.wake <- struct{}{}:
@@ -356,13 +414,30 @@ func (c *Client) reaper() {
 			return
 		default:
 		}
+		if c.parked.Load() == 0 {
+			// Nobody is asleep: callers reap for themselves while they
+			// spin. Wait until one parks (or the client closes).
+			select {
+			case <-c.parkSignal:
+			case <-c.closed:
+				return
+			case <-c.dead:
+				select {
+				case <-c.parkSignal:
+				case <-c.closed:
+					return
+				}
+			}
+		}
 		c.reapMu.Lock()
 		n := c.reapLocked()
 		c.reapMu.Unlock()
 		if n > 0 {
 			continue
 		}
-		_ = c.cq.Bell.Wait(c.readyOrStopped, 100*time.Millisecond)
+		if c.parked.Load() > 0 {
+			_ = c.cq.Bell.Wait(c.readyOrStopped, 100*time.Millisecond)
+		}
 	}
 }
 
@@ -392,6 +467,17 @@ func (c *Client) wait(ctx context.Context, i uint32) error {
 	}
 	stop := func() bool { return ctx.Err() != nil || c.failErr() != nil }
 	if spin.Spin(done, stop) {
+		return nil
+	}
+	c.parked.Add(1)
+	defer c.parked.Add(-1)
+	select {
+	case c.parkSignal <- struct{}{}:
+	default:
+	}
+	// Re-check after announcing: the completion may have arrived while
+	// nobody was reaping.
+	if done() {
 		return nil
 	}
 	select {
@@ -463,6 +549,9 @@ func (c *Client) do(ctx context.Context, e *shm.SQE, release, after func()) ([2]
 		after()
 	}
 	c.releaseCall(i)
+	if st == statusLost {
+		return res, fmt.Errorf("%w: %s", ErrLostInRestart, op)
+	}
 	if st != shm.StatusOK {
 		return res, &StatusError{Op: op, Status: st}
 	}

@@ -13,7 +13,15 @@ var (
 	ErrDaemonGone = errors.New("lakelib: laked is gone")
 	// ErrClosed means the Client was closed.
 	ErrClosed = errors.New("lakelib: client closed")
+	// ErrLostInRestart means laked went away after taking the operation
+	// from the ring and before completing it; the new laked will not run
+	// it. It may or may not have taken effect.
+	ErrLostInRestart = errors.New("lakelib: laked restarted before completing the operation")
 )
+
+// statusLost is the internal status of a call failed by a re-attach (not
+// a protocol status: laked never sends negative statuses).
+const statusLost shm.Status = -1
 
 // StatusError is a completion with a non-zero status.
 type StatusError struct {

@@ -32,6 +32,9 @@ func (c *Client) Raw(ctx context.Context, e shm.SQE) (shm.CQE, error) {
 	cl := &c.calls[i]
 	out = shm.CQE{Status: cl.status, Tag: e.Tag, Results: cl.results}
 	c.releaseCall(i)
+	if out.Status == statusLost {
+		return out, ErrLostInRestart
+	}
 	return out, nil
 }
 
@@ -63,7 +66,7 @@ func (c *Client) Batch(ctx context.Context, es []shm.SQE, out []shm.CQE) error {
 		es[k].Tag = uint64(cl.gen.Load())<<32 | uint64(i)
 		cl.state.Store(callPending)
 		for {
-			err := c.sq.TrySubmit(&es[k])
+			err := c.publish(cl, &es[k])
 			if err == nil {
 				break
 			}

@@ -35,6 +35,10 @@ type Reply struct {
 	Status     Status
 	ClientID   uint32
 	RegionSize uint64
+	// ResumeHead, for a re-attach, is the submission-ring position laked
+	// resumes from: every submission before it was consumed by the laked
+	// that went away, and those it did not complete never will be.
+	ResumeHead uint32
 	Message    string // why, when Status is not OK (at most 32 bytes)
 }
 
@@ -102,6 +106,7 @@ func (r *Reply) Encode() []byte {
 	le.PutUint32(b[0:], ReplyMagic)
 	le.PutUint32(b[4:], uint32(r.Status))
 	le.PutUint32(b[8:], r.ClientID)
+	le.PutUint32(b[12:], r.ResumeHead)
 	le.PutUint64(b[16:], r.RegionSize)
 	copy(b[HandshakeLen-replyMsgLen:], r.Message)
 	return b
@@ -119,6 +124,7 @@ func DecodeReply(b []byte) (Reply, error) {
 	}
 	r.Status = Status(int32(le.Uint32(b[4:])))
 	r.ClientID = le.Uint32(b[8:])
+	r.ResumeHead = le.Uint32(b[12:])
 	r.RegionSize = le.Uint64(b[16:])
 	msg := b[HandshakeLen-replyMsgLen:]
 	for i, c := range msg {

@@ -56,6 +56,14 @@ func (q *SQ) slot(i uint32) []byte {
 // ErrRingFull when the consumer has not yet freed the slot it would need.
 // It is safe for concurrent use by many producers.
 func (q *SQ) TrySubmit(e *SQE) error {
+	_, err := q.TrySubmitPos(e)
+	return err
+}
+
+// TrySubmitPos is TrySubmit that also returns the ring position the
+// submission took (a client uses it to tell, after a laked restart,
+// which of its submissions the old laked had consumed).
+func (q *SQ) TrySubmitPos(e *SQE) (uint32, error) {
 	t := q.tail.Load()
 	for {
 		s := q.seq(t).Load()
@@ -64,17 +72,17 @@ func (q *SQ) TrySubmit(e *SQE) error {
 			if q.tail.CompareAndSwap(t, t+1) {
 				encodeSQE(q.slot(t), e)
 				q.seq(t).Store(t + 1) // publish (release)
-				return nil
+				return t, nil
 			}
 			t = q.tail.Load()
 		case d < 0:
-			return ErrRingFull
+			return 0, ErrRingFull
 		default:
 			// Another producer took t: tail must have moved on. If it
 			// has not, the words are corrupt; do not spin forever.
 			nt := q.tail.Load()
 			if nt == t {
-				return ErrRingCorrupt
+				return 0, ErrRingCorrupt
 			}
 			t = nt
 		}
@@ -109,9 +117,26 @@ func (q *SQ) Consume(out []SQE) int {
 // Pending reports whether the next slot is published (consumer only).
 func (q *SQ) Pending() bool { return q.seq(q.next).Load() == q.next+1 }
 
-// ResumeConsumer sets the consumer's position from the shared head word;
-// a restarted laked calls it when it re-attaches to a region.
-func (q *SQ) ResumeConsumer() { q.next = q.head.Load() }
+// ResumeConsumer sets the consumer's position when a laked (re)attaches
+// to a region: from the shared head word, then past every slot a previous
+// consumer already freed (seq == pos+entries) but whose head update it did
+// not live to publish. It returns the position, which it also publishes:
+// every submission before it was consumed by an earlier laked.
+func (q *SQ) ResumeConsumer() uint32 {
+	h := q.head.Load()
+	for i := uint32(0); i <= q.mask; i++ {
+		if q.seq(h).Load() != h+q.mask+1 {
+			break
+		}
+		h++
+	}
+	q.next = h
+	q.head.Store(h)
+	return h
+}
+
+// Head returns the consumer position published in the region.
+func (q *SQ) Head() uint32 { return q.head.Load() }
 
 // CQ is the completion ring: one producer (laked, which serialises its
 // writers) and one consumer (the client, which serialises its reapers),

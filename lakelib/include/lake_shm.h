@@ -182,7 +182,7 @@ struct lake_reply {
 	lake_u32 magic;       /* 0 */
 	lake_s32 status;      /* 4 */
 	lake_u32 client_id;   /* 8 */
-	lake_u32 reserved0;   /* 12 */
+	lake_u32 resume_head; /* 12: re-attach: submissions before it were consumed */
 	lake_u64 region_size; /* 16 */
 	lake_u8 reserved1[8]; /* 24 */
 	char message[32];     /* 32: NUL-padded reason */
@@ -264,8 +264,9 @@ static inline int lake_ring_init(struct lake_ring *r, void *region, lake_u64 len
 }
 
 /* lake_sq_submit publishes one submission; many producers may call it
- * concurrently. Returns 0, or -1 if the ring is full. sqe->seq is
- * ignored. */
+ * concurrently. Returns 0, -1 if the ring is full, or -2 if the ring's
+ * words are corrupt (the tail stands still while a slot says it was
+ * taken). sqe->seq is ignored. */
 static inline int lake_sq_submit(struct lake_ring *r, const struct lake_sqe *sqe)
 {
 	lake_u32 t = __atomic_load_n(&r->hdr->sq_tail, __ATOMIC_SEQ_CST);
@@ -292,7 +293,13 @@ static inline int lake_sq_submit(struct lake_ring *r, const struct lake_sqe *sqe
 		} else if (d < 0) {
 			return -1;
 		} else {
-			t = __atomic_load_n(&r->hdr->sq_tail, __ATOMIC_SEQ_CST);
+			/* Another producer took t, so the tail must have moved.
+			 * If it has not, the words are corrupt: fail rather than
+			 * spin forever. */
+			lake_u32 nt = __atomic_load_n(&r->hdr->sq_tail, __ATOMIC_SEQ_CST);
+			if (nt == t)
+				return -2;
+			t = nt;
 		}
 	}
 }
