@@ -50,14 +50,17 @@ const (
 // half of the tag; gen, the high half, changes at every reuse, so a stale
 // completion can never be taken for a new call.
 type call struct {
-	state   atomic.Uint32
-	gen     atomic.Uint32
-	pos     atomic.Uint32 // submission ring position, once published
-	op      shm.Opcode
-	status  shm.Status
-	results [2]uint64
-	wake    chan struct{}
-	release func() // frees arena buffers once laked is done with them
+	state atomic.Uint32
+	gen   atomic.Uint32
+	pos   atomic.Uint32 // submission ring position, valid while published
+	// published is set with pos under submitMu once the submission is in
+	// the ring; a re-attach only judges published calls.
+	published atomic.Bool
+	op        shm.Opcode
+	status    shm.Status
+	results   [2]uint64
+	wake      chan struct{}
+	release   func() // frees arena buffers once laked is done with them
 }
 
 // Client is a connection to laked.
@@ -299,6 +302,7 @@ func (c *Client) releaseCall(i uint32) {
 		cl.release = nil
 	}
 	cl.gen.Add(1)
+	cl.published.Store(false)
 	cl.state.Store(callFree)
 	// Drain a wake token a late delivery may have left.
 	select {
@@ -343,6 +347,7 @@ func (c *Client) publish(cl *call, e *shm.SQE) error {
 	pos, err := c.sq.TrySubmitPos(e)
 	if err == nil {
 		cl.pos.Store(pos)
+		cl.published.Store(true)
 	}
 	return err
 }

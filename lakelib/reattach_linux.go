@@ -94,8 +94,8 @@ func (c *Client) resume(conn *net.UnixConn, rep shm.Reply) {
 	for i := range c.calls {
 		cl := &c.calls[i]
 		st := cl.state.Load()
-		if st != callPending && st != callAbandoned {
-			continue
+		if (st != callPending && st != callAbandoned) || !cl.published.Load() {
+			continue // not in the ring yet: it will be submitted to the new laked
 		}
 		if int32(cl.pos.Load()-rep.ResumeHead) >= 0 {
 			continue // still in the ring: the new laked serves it
