@@ -1,0 +1,29 @@
+// Command lakectl inspects and controls a running laked.
+//
+//	lakectl [global flags] <command> [flags] [args]
+//
+//	status                         version, uptime, sessions, policy, models
+//	models [list]                  served models
+//	models load [--replace] ID KIND PATH
+//	                               serve a model file (KIND: mlp, linnos)
+//	models unload ID               stop serving a model
+//	policy [show]                  active policy, params, decision counts
+//	policy load FILE               load a compiled BPF policy object
+//	policy shipped NAME            switch to a shipped policy
+//	policy params [--gpu-min-batch N] [--gpu-max-util-pct P]
+//	              [--gpu-min-mem-mib M] [--gpu-batch-ns NS]
+//	features [list]                registered feature schemas
+//	stats                          counters and latency histograms from /metrics
+//	bench [--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll]
+//	                               round-trip (nop) and predict latency
+//	reload                         what SIGHUP does: re-read config and policy
+//
+// Global flags (also accepted after the command): --admin PATH (laked's
+// admin socket, default /run/lake/laked-admin.sock, root only), --socket
+// PATH (laked's client socket for bench, default /run/lake/laked.sock),
+// --metrics URL (default http://127.0.0.1:9477/metrics), --json (machine
+// readable output instead of tables), --timeout D.
+//
+// Exit status: 0 on success, 1 when laked answered with an error or could
+// not be reached, 2 for a usage error.
+package main

@@ -1,0 +1,406 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lakeos/lake/features"
+	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/laked/admin"
+	"github.com/lakeos/lake/laked/backend"
+	"github.com/lakeos/lake/laked/backend/cpu"
+	"github.com/lakeos/lake/laked/backend/kernels"
+	"github.com/lakeos/lake/laked/metrics"
+	"github.com/lakeos/lake/lakelib"
+	"github.com/lakeos/lake/policy"
+)
+
+const mlpID = 2
+
+// fixture is an in-process laked: the client socket, the admin API on a
+// temp unix socket and /metrics on an httptest server.
+type fixture struct {
+	srv     *laked.Server
+	eng     *policy.Engine
+	sock    string
+	admin   string
+	metrics string
+	dir     string
+}
+
+func loader(kind, path string) (laked.Model, error) {
+	blob, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return laked.NewMLPModel(filepath.Base(path), blob)
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	if err := kernels.Register(); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := policy.New(policy.Options{DisableBPF: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	srv, err := laked.New(laked.Config{Backend: cpu.New(backend.Limits{}), Logger: zerolog.Nop(), Placer: &laked.PolicyPlacer{Engine: eng}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := laked.NewMLPModel("mlp-demo", laked.DemoMLPBlob(1, 8, 16, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.RegisterModel(mlpID, m); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	f := &fixture{srv: srv, eng: eng, dir: dir, sock: filepath.Join(dir, "laked.sock"), admin: filepath.Join(dir, "admin.sock")}
+	l, err := laked.Listen(f.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+
+	cfg := features.Config{MaxSchemas: 2, MaxKeys: 8, MaxHistory: 8, ArenaBytes: 1 << 15}
+	reg, err := features.Create(make([]byte, features.SizeFor(cfg)), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, err := reg.Register(features.Schema{Name: "ssd_io", History: 4, MaxKeys: 8,
+		Fields: []features.Field{{Name: "lat_us", Type: features.U32}, {Name: "queue", Type: features.U16, Count: 4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, _ := reg.Schema(sid)
+	if err := reg.Record(sid, 1, si.NewRecord()); err != nil {
+		t.Fatal(err)
+	}
+
+	h, err := admin.New(admin.Deps{Server: srv, Policy: eng, LoadModel: loader, Features: reg, Version: "v0.9.0-test",
+		Started: time.Now().Add(-time.Hour), Reload: func() error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al, err := admin.Listen(f.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := admin.NewHTTPServer(h)
+	go hs.Serve(al)
+	mh, err := metrics.Handler(srv, eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := httptest.NewServer(mh)
+	f.metrics = ms.URL + metrics.Path
+	t.Cleanup(func() {
+		ms.Close()
+		hs.Close()
+		l.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return f
+}
+
+// ctl runs lakectl against the fixture and returns its status and output.
+func (f *fixture) ctl(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	all := append([]string{"--admin", f.admin, "--socket", f.sock, "--metrics", f.metrics, "--timeout", "10s"}, args...)
+	code := run(t.Context(), all, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func (f *fixture) ok(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errs := f.ctl(t, args...)
+	if code != 0 {
+		t.Fatalf("lakectl %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+func (f *fixture) okJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	out := f.ok(t, append(args, "--json")...)
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("lakectl %s --json: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// hasLine checks out has a line matching the regexp.
+func hasLine(t *testing.T, out, re string) {
+	t.Helper()
+	if !regexp.MustCompile("(?m)" + re).MatchString(out) {
+		t.Errorf("output lacks a line matching %q:\n%s", re, out)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	f := newFixture(t)
+	out := f.ok(t, "status")
+	hasLine(t, out, `^laked\s+v0\.9\.0-test$`)
+	hasLine(t, out, `^uptime\s+1h0m0s$`)
+	hasLine(t, out, `^models\s+1$`)
+	hasLine(t, out, `^sessions\s+0$`)
+	hasLine(t, out, `^policy\s+default \(Go fallback\)$`)
+	hasLine(t, out, `^features\s+registry attached$`)
+
+	// With a client attached, the sessions table appears.
+	dctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	cl, err := lakelib.Dial(dctx, f.sock, lakelib.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for deadline := time.Now().Add(5 * time.Second); len(f.srv.Sessions()) != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions %+v after Dial", f.srv.Sessions())
+		}
+	}
+	out = f.ok(t, "status")
+	hasLine(t, out, `^sessions\s+1$`)
+	hasLine(t, out, `^CLIENT\s+TRANSPORT\s+CONTEXTS$`)
+	hasLine(t, out, fmt.Sprintf(`^%d\s+unix:pid=%d,uid=\d+\s+0$`, cl.ClientID(), os.Getpid()))
+
+	var st admin.StatusResponse
+	f.okJSON(t, &st, "status")
+	if len(st.Sessions) != 1 || st.Sessions[0].ClientID != cl.ClientID() {
+		t.Fatalf("sessions JSON %+v", st.Sessions)
+	}
+	if st.Version != "v0.9.0-test" || st.Models != 1 || st.Policy == nil || st.Policy.Active != "default" || st.UptimeSeconds < 3599 {
+		t.Fatalf("status JSON %+v", st)
+	}
+}
+
+func TestModels(t *testing.T) {
+	f := newFixture(t)
+	out := f.ok(t, "models")
+	hasLine(t, out, `^ID\s+NAME\s+VERSION\s+IN\(B\)\s+OUT\(B\)$`)
+	hasLine(t, out, `^2\s+mlp-demo\s+1\s+32\s+8$`)
+
+	blob := filepath.Join(f.dir, "small.mlp")
+	if err := os.WriteFile(blob, laked.DemoMLPBlob(3, 4, 8, 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = f.ok(t, "models", "load", "7", "mlp", blob)
+	hasLine(t, out, `^model 7 \(small\.mlp\) loaded: version 1, 16 bytes in, 4 bytes out$`)
+	var m admin.Model
+	f.okJSON(t, &m, "models", "load", "--replace", "7", "mlp", blob)
+	if m.ID != 7 || m.Version != 2 {
+		t.Fatalf("replace JSON %+v", m)
+	}
+	var list admin.ModelsResponse
+	f.okJSON(t, &list, "models", "list")
+	if len(list.Models) != 2 || list.Models[1].ID != 7 || list.Models[1].Version != 2 {
+		t.Fatalf("list JSON %+v", list)
+	}
+	code, _, errs := f.ctl(t, "models", "load", "7", "mlp", blob)
+	if code != 1 || !strings.Contains(errs, "already served") || !strings.Contains(errs, "HTTP 409") {
+		t.Fatalf("duplicate load: %d %s", code, errs)
+	}
+	out = f.ok(t, "models", "unload", "7")
+	hasLine(t, out, `^model 7 \(small\.mlp\) unloaded$`)
+	code, _, errs = f.ctl(t, "models", "unload", "7")
+	if code != 1 || !strings.Contains(errs, "not served") {
+		t.Fatalf("second unload: %d %s", code, errs)
+	}
+	for _, bad := range [][]string{{"models", "load", "x", "mlp", blob}, {"models", "load", "7"}, {"models", "unload"}, {"models", "list", "extra"}} {
+		if code, _, errs := f.ctl(t, bad...); code != 2 || !strings.Contains(errs, "usage") {
+			t.Errorf("lakectl %v: %d %s", bad, code, errs)
+		}
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	f := newFixture(t)
+	out := f.ok(t, "policy")
+	hasLine(t, out, `^active\s+default \(Go fallback\)$`)
+	hasLine(t, out, `^params\s+gpu_min_batch=32 gpu_max_util_pct=80 gpu_min_mem_mib=0 gpu_batch_ns=0$`)
+	hasLine(t, out, `^shipped\s+costaware, default$`)
+	out = f.ok(t, "policy", "shipped", "costaware")
+	hasLine(t, out, `^active\s+costaware \(Go fallback\)$`)
+	if f.eng.Active() != "costaware" {
+		t.Fatalf("engine runs %q", f.eng.Active())
+	}
+	var p admin.PolicyResponse
+	f.okJSON(t, &p, "policy", "params", "--gpu-min-batch", "4")
+	if p.Params.GPUMinBatch != 4 || p.Params.GPUMaxUtilPct != 80 || f.eng.Params().GPUMinBatch != 4 {
+		t.Fatalf("params JSON %+v", p.Params)
+	}
+	code, _, errs := f.ctl(t, "policy", "params", "--gpu-max-util-pct", "150")
+	if code != 1 || !strings.Contains(errs, "GPUMaxUtilPct 150") {
+		t.Fatalf("bad params: %d %s", code, errs)
+	}
+	if code, _, errs := f.ctl(t, "policy", "params"); code != 2 || !strings.Contains(errs, "at least one") {
+		t.Fatalf("empty params: %d %s", code, errs)
+	}
+	obj := filepath.Join(f.dir, "bad.o")
+	os.WriteFile(obj, []byte("not elf"), 0o600)
+	code, _, errs = f.ctl(t, "policy", "load", obj)
+	if code != 1 || !strings.Contains(errs, "rejected, keeping costaware") || !strings.Contains(errs, "HTTP 422") {
+		t.Fatalf("bad object: %d %s", code, errs)
+	}
+	f.okJSON(t, &p, "policy", "show")
+	if p.Status.Active != "costaware" {
+		t.Fatalf("policy after a rejected load: %+v", p.Status)
+	}
+}
+
+func TestFeatures(t *testing.T) {
+	f := newFixture(t)
+	out := f.ok(t, "features")
+	hasLine(t, out, `^ID\s+NAME\s+KEYS\s+MAX_KEYS\s+HISTORY\s+RECORD\(B\)\s+FIELDS$`)
+	hasLine(t, out, `^0\s+ssd_io\s+1\s+8\s+4\s+\d+\s+lat_us:u32 queue:u16\[4\]$`)
+	var fr admin.FeaturesResponse
+	f.okJSON(t, &fr, "features", "list")
+	if len(fr.Schemas) != 1 || fr.Schemas[0].Name != "ssd_io" || fr.Schemas[0].Keys != 1 {
+		t.Fatalf("features JSON %+v", fr)
+	}
+}
+
+func TestReload(t *testing.T) {
+	f := newFixture(t)
+	hasLine(t, f.ok(t, "reload"), `^laked reloaded`)
+}
+
+// TestBenchAndStats runs bench (which drives traffic) and checks that
+// stats, read from /metrics, saw it.
+func TestBenchAndStats(t *testing.T) {
+	f := newFixture(t)
+	out := f.ok(t, "bench", "--model", "2", "--n", "3", "--count", "50", "--concurrency", "2", "--warmup", "5")
+	hasLine(t, out, `^OP\s+N\s+COUNT\s+CONC\s+P50\s+P90\s+P99\s+MAX\s+MEAN\s+OPS/S\s+ITEMS/S$`)
+	hasLine(t, out, `^nop\s+-\s+50\s+2\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+-$`)
+	hasLine(t, out, `^predict\s+3\s+50\s+2\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+\d+$`)
+
+	var res []benchResult
+	f.okJSON(t, &res, "bench", "--count", "20", "--warmup", "0")
+	if len(res) != 1 || res[0].Op != "nop" || res[0].Count != 20 || res[0].P50Ns <= 0 ||
+		res[0].P50Ns > res[0].P90Ns || res[0].P90Ns > res[0].P99Ns || res[0].P99Ns > res[0].MaxNs || res[0].OpsPerSec <= 0 {
+		t.Fatalf("bench JSON %+v", res)
+	}
+
+	// 2 x (5 warmup + 50) predicts of 3 items... the predict pass ran
+	// 55 predicts; laked counted them.
+	var s statsJSON
+	f.okJSON(t, &s, "stats")
+	st := f.srv.Stats()
+	if s.Submissions != st.Submissions || s.Submissions < 55+55+20 {
+		t.Fatalf("stats submissions %d (server %d)", s.Submissions, st.Submissions)
+	}
+	if s.BatchSize.Sum != float64(st.BatchItems) || st.BatchItems != 55*3 {
+		t.Fatalf("batch items: metrics %v, server %d, want %d", s.BatchSize.Sum, st.BatchItems, 55*3)
+	}
+	if s.Completions["ok"] != st.Completions["ok"] || s.Policy == nil || s.Policy.Decisions["cpu"] != st.DecisionsCPU {
+		t.Fatalf("stats %+v vs server %+v", s.Snapshot, st)
+	}
+	if s.Estimates["queue_wait_seconds"].P50 == nil || *s.Estimates["queue_wait_seconds"].P50 <= 0 {
+		t.Fatalf("queue wait estimate %+v", s.Estimates["queue_wait_seconds"])
+	}
+	out = f.ok(t, "stats")
+	hasLine(t, out, `^submissions\s+\d+$`)
+	hasLine(t, out, `^completions\s+\d+\s+ok \d+$`)
+	hasLine(t, out, fmt.Sprintf(`^batches\s+%d\s+mean \d+\.\d items, p50 <=\d+, p99 <=\d+$`, f.srv.Stats().Batches))
+	hasLine(t, out, `^queue wait\s+55\s+mean \S+, p50 \S+, p90 \S+, p99 \S+$`)
+	hasLine(t, out, `^models\s+1\s+2 mlp-demo v1$`)
+	hasLine(t, out, `^policy\s+default\s+Go fallback, cpu \d+, gpu 0, errors 0$`)
+}
+
+func TestBenchUnknownModel(t *testing.T) {
+	f := newFixture(t)
+	code, _, errs := f.ctl(t, "bench", "--model", "99", "--count", "5", "--warmup", "0")
+	if code != 1 || !strings.Contains(errs, "model 99") {
+		t.Fatalf("bench on a missing model: %d %s", code, errs)
+	}
+	for _, bad := range [][]string{{"bench", "--n", "0"}, {"bench", "--count", "-1"}, {"bench", "--concurrency", "5000"}, {"bench", "--model", "-2"}} {
+		if code, _, errs := f.ctl(t, bad...); code != 2 {
+			t.Errorf("lakectl %v: %d %s", bad, code, errs)
+		}
+	}
+}
+
+// TestNotRunning: every command says clearly that laked is not there.
+func TestNotRunning(t *testing.T) {
+	dir := t.TempDir()
+	ms := httptest.NewServer(http.NotFoundHandler())
+	dead := ms.URL + "/metrics"
+	ms.Close()
+	base := []string{"--admin", filepath.Join(dir, "admin.sock"), "--socket", filepath.Join(dir, "laked.sock"), "--metrics", dead, "--timeout", "2s"}
+	for _, args := range [][]string{{"status"}, {"models"}, {"policy"}, {"features"}, {"reload"}} {
+		var out, errb bytes.Buffer
+		code := run(t.Context(), append(base, args...), &out, &errb)
+		if code != 1 || !strings.Contains(errb.String(), "laked is not running") {
+			t.Errorf("lakectl %v: %d %q", args, code, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), append(base, "stats"), &out, &errb); code != 1 || !strings.Contains(errb.String(), "is laked running") {
+		t.Errorf("stats: %d %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run(t.Context(), append(base, "bench", "--count", "1"), &out, &errb); code != 1 || !strings.Contains(errb.String(), "is laked running") {
+		t.Errorf("bench: %d %q", code, errb.String())
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"--bogus", "status"}, {"status", "extra"}, {"--timeout", "0s", "status"}} {
+		var out, errb bytes.Buffer
+		if code := run(t.Context(), args, &out, &errb); code != 2 || !strings.Contains(errb.String(), "usage: lakectl") {
+			t.Errorf("lakectl %v: %d %q", args, code, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), []string{"help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "commands:") {
+		t.Errorf("help: %d %q", code, out.String())
+	}
+}
+
+func TestParseInterspersed(t *testing.T) {
+	c := &cli{}
+	for _, tc := range []struct {
+		args []string
+		pos  string
+		json bool
+	}{
+		{[]string{"a", "--json", "b"}, "a b", true},
+		{[]string{"--json", "a"}, "a", true},
+		{[]string{"a", "--", "--json", "-1"}, "a --json -1", false},
+		{[]string{}, "", false},
+	} {
+		c.json = false
+		fs := newFlagSet("t", c)
+		if err := parse(fs, tc.args); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if got := strings.Join(fs.Args(), " "); got != tc.pos || c.json != tc.json {
+			t.Errorf("%v: positional %q json %v, want %q %v", tc.args, got, c.json, tc.pos, tc.json)
+		}
+	}
+	if err := parse(newFlagSet("t", c), []string{"a", "--nope"}); err == nil {
+		t.Error("unknown flag after a positional accepted")
+	}
+}

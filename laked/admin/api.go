@@ -1,0 +1,207 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/policy"
+)
+
+// DefaultSocket is where laked serves the admin API.
+const DefaultSocket = "/run/lake/laked-admin.sock"
+
+// MaxBodyBytes bounds a request body.
+const MaxBodyBytes = 64 << 10
+
+// Model kinds LoadModel is asked for, unless Deps.ModelKinds says
+// otherwise.
+const (
+	KindMLP    = "mlp"    // a kernels MLP blob
+	KindLinnOS = "linnos" // a linnos weight file
+)
+
+// ErrorResponse is the body of every non-2xx answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+	// VerifierLog holds the kernel verifier's log lines when a policy
+	// object was rejected by the verifier.
+	VerifierLog []string `json:"verifier_log,omitempty"`
+}
+
+// Session is one attached client.
+type Session struct {
+	ClientID  uint32 `json:"client_id"`
+	Transport string `json:"transport"`
+	Contexts  int    `json:"contexts"`
+}
+
+// PolicyStatus says which policy is active and how it runs.
+type PolicyStatus struct {
+	Active string `json:"active"`
+	Kernel bool   `json:"kernel"` // true: BPF in the kernel; false: the Go twin
+	Note   string `json:"note,omitempty"`
+}
+
+// StatusResponse is GET /v1/status.
+type StatusResponse struct {
+	Version       string        `json:"version"`
+	Started       time.Time     `json:"started"`
+	UptimeSeconds float64       `json:"uptime_seconds"`
+	Sessions      []Session     `json:"sessions"`
+	Models        int           `json:"models"`
+	Policy        *PolicyStatus `json:"policy,omitempty"` // nil: no policy engine
+	Features      bool          `json:"features"`         // a feature registry is attached
+}
+
+// Model is one served model.
+type Model struct {
+	ID          uint32 `json:"id"`
+	Name        string `json:"name"`
+	InputBytes  int    `json:"input_bytes"`
+	OutputBytes int    `json:"output_bytes"`
+	Version     uint64 `json:"version"`
+}
+
+// ModelsResponse is GET /v1/models.
+type ModelsResponse struct {
+	Models []Model `json:"models"`
+}
+
+// LoadModelRequest is POST /v1/models. ID, Kind and Path are required;
+// Path must be absolute (it is opened by laked, not by the caller).
+// Replace swaps a model already served under ID (same record sizes);
+// without it an existing ID is a conflict.
+type LoadModelRequest struct {
+	ID      *uint32 `json:"id"`
+	Kind    string  `json:"kind"`
+	Path    string  `json:"path"`
+	Replace bool    `json:"replace,omitempty"`
+}
+
+// Params are the policy tunables (policy.Params) in JSON.
+type Params struct {
+	GPUMinBatch   uint32 `json:"gpu_min_batch"`
+	GPUMaxUtilPct uint32 `json:"gpu_max_util_pct"`
+	GPUMinMemMiB  uint32 `json:"gpu_min_mem_mib"`
+	GPUBatchNs    uint64 `json:"gpu_batch_ns"`
+}
+
+// ParamsUpdate is PUT /v1/policy/params: the fields present replace the
+// current values, absent ones are kept.
+type ParamsUpdate struct {
+	GPUMinBatch   *uint32 `json:"gpu_min_batch,omitempty"`
+	GPUMaxUtilPct *uint32 `json:"gpu_max_util_pct,omitempty"`
+	GPUMinMemMiB  *uint32 `json:"gpu_min_mem_mib,omitempty"`
+	GPUBatchNs    *uint64 `json:"gpu_batch_ns,omitempty"`
+}
+
+// Counts are the policy engine's decisions since start.
+type Counts struct {
+	CPU    uint64 `json:"cpu"`
+	GPU    uint64 `json:"gpu"`
+	Errors uint64 `json:"errors"`
+}
+
+// PolicyResponse is GET /v1/policy (and the answer to POST /v1/policy and
+// PUT /v1/policy/params).
+type PolicyResponse struct {
+	Status  PolicyStatus `json:"status"`
+	Params  Params       `json:"params"`
+	Counts  Counts       `json:"counts"`
+	Shipped []string     `json:"shipped"` // names POST /v1/policy accepts as "shipped"
+}
+
+// LoadPolicyRequest is POST /v1/policy: exactly one of File (an absolute
+// path to a compiled policy object) or Shipped (a shipped policy name).
+type LoadPolicyRequest struct {
+	File    string `json:"file,omitempty"`
+	Shipped string `json:"shipped,omitempty"`
+}
+
+// FeatureField is one field of a feature schema.
+type FeatureField struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Count  int    `json:"count"`
+	Offset int    `json:"offset"`
+}
+
+// FeatureSchema is one registered feature schema.
+type FeatureSchema struct {
+	ID         uint32         `json:"id"`
+	Name       string         `json:"name"`
+	Fields     []FeatureField `json:"fields"`
+	History    int            `json:"history"`
+	MaxKeys    int            `json:"max_keys"`
+	RecordSize int            `json:"record_size"`
+	Keys       int            `json:"keys"` // live keys now
+}
+
+// FeaturesResponse is GET /v1/features.
+type FeaturesResponse struct {
+	Schemas []FeatureSchema `json:"schemas"`
+	// Error is set when the registry reported a corrupt entry; the
+	// schemas before it are listed.
+	Error string `json:"error,omitempty"`
+}
+
+// Histogram is a laked histogram snapshot: Counts[i] observations fell at
+// or below Bounds[i] (and above Bounds[i-1]); the last count is above
+// every bound.
+type Histogram struct {
+	Bounds []float64 `json:"bounds"`
+	Counts []uint64  `json:"counts"`
+	Sum    float64   `json:"sum"`
+	Count  uint64    `json:"count"`
+}
+
+// StatsResponse is GET /v1/stats: laked.Stats in JSON (durations in
+// seconds).
+type StatsResponse struct {
+	Submissions         uint64            `json:"submissions"`
+	Completions         map[string]uint64 `json:"completions"`
+	Batches             uint64            `json:"batches"`
+	BatchItems          uint64            `json:"batch_items"`
+	DecisionsCPU        uint64            `json:"decisions_cpu"`
+	DecisionsGPU        uint64            `json:"decisions_gpu"`
+	GPUFallbacks        uint64            `json:"gpu_fallbacks"`
+	ServiceTotalSeconds float64           `json:"service_total_seconds"`
+	QueueTotalSeconds   float64           `json:"queue_total_seconds"`
+	Sessions            int64             `json:"sessions"`
+	SessionsServed      uint64            `json:"sessions_served"`
+	Overflowed          uint64            `json:"overflowed"`
+	BatchSize           Histogram         `json:"batch_size"`
+	QueueWait           Histogram         `json:"queue_wait_seconds"`
+	ServiceTime         Histogram         `json:"service_time_seconds"`
+}
+
+// ReloadResponse is POST /v1/reload.
+type ReloadResponse struct {
+	Reloaded bool `json:"reloaded"`
+}
+
+func histogramOf(h laked.HistogramSnapshot) Histogram {
+	return Histogram{Bounds: h.Bounds, Counts: h.Counts, Sum: h.Sum, Count: h.Count()}
+}
+
+func statsOf(s laked.Stats) StatsResponse {
+	c := s.Completions
+	if c == nil {
+		c = map[string]uint64{}
+	}
+	return StatsResponse{
+		Submissions: s.Submissions, Completions: c, Batches: s.Batches, BatchItems: s.BatchItems,
+		DecisionsCPU: s.DecisionsCPU, DecisionsGPU: s.DecisionsGPU, GPUFallbacks: s.GPUFallbacks,
+		ServiceTotalSeconds: s.ServiceTotal.Seconds(), QueueTotalSeconds: s.QueueTotal.Seconds(),
+		Sessions: s.Sessions, SessionsServed: s.SessionsServed, Overflowed: s.Overflowed,
+		BatchSize: histogramOf(s.BatchSize), QueueWait: histogramOf(s.QueueWait), ServiceTime: histogramOf(s.ServiceTime),
+	}
+}
+
+func paramsOf(p policy.Params) Params {
+	return Params{GPUMinBatch: p.GPUMinBatch, GPUMaxUtilPct: p.GPUMaxUtilPct, GPUMinMemMiB: p.GPUMinMemMiB, GPUBatchNs: p.GPUBatchNs}
+}
+
+func modelOf(m laked.ModelStatus) Model {
+	return Model{ID: m.ID, Name: m.Info.Name, InputBytes: m.Info.InputBytes, OutputBytes: m.Info.OutputBytes, Version: m.Version}
+}

@@ -1,0 +1,545 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lakeos/lake/features"
+	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/policy"
+)
+
+// FeatureLister is what the admin API reads from the feature registry;
+// *features.Registry implements it.
+type FeatureLister interface {
+	Schemas() ([]*features.SchemaInfo, error)
+	Keys(id features.SchemaID) ([]uint64, error)
+}
+
+// Deps are what the admin API serves. Server is required; the rest may be
+// left zero, and the endpoints that need a missing piece answer 404 (no
+// policy engine, no feature registry) or 501 (no LoadModel, no Reload).
+type Deps struct {
+	// Server is the running laked core.
+	Server *laked.Server
+	// Policy is the placement policy engine, nil when laked runs without.
+	Policy *policy.Engine
+	// LoadModel builds a model from a file of the given kind; the caller
+	// (cmd/laked) knows the formats. The path is absolute and cleaned.
+	LoadModel func(kind, path string) (laked.Model, error)
+	// ModelKinds are the kinds LoadModel accepts; empty means KindMLP and
+	// KindLinnOS. Other kinds are refused before LoadModel is called.
+	ModelKinds []string
+	// Features is the feature registry, nil when there is none.
+	Features FeatureLister
+	// Version is laked's version string.
+	Version string
+	// Started is when laked started (uptime is measured from it).
+	Started time.Time
+	// Reload does what SIGHUP does (re-read the configuration and the
+	// policy).
+	Reload func() error
+	// Logger receives one line per state change made through the API.
+	Logger zerolog.Logger
+	// Now is the clock (nil: time.Now); tests pin it.
+	Now func() time.Time
+}
+
+// Handler is the admin API's http.Handler. It is safe for concurrent use;
+// requests that change state are serialised among themselves.
+type Handler struct {
+	d     Deps
+	kinds map[string]bool
+	mu    sync.Mutex // serialises model and policy changes and reloads
+}
+
+// New returns the admin API over d.
+func New(d Deps) (*Handler, error) {
+	if d.Server == nil {
+		return nil, errors.New("admin: Deps.Server is required")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Started.IsZero() {
+		d.Started = d.Now()
+	}
+	if r, ok := d.Features.(*features.Registry); ok && r == nil {
+		d.Features = nil // a nil registry in the interface: none attached
+	}
+	kinds := d.ModelKinds
+	if len(kinds) == 0 {
+		kinds = []string{KindMLP, KindLinnOS}
+	}
+	h := &Handler{d: d, kinds: map[string]bool{}}
+	for _, k := range kinds {
+		h.kinds[k] = true
+	}
+	return h, nil
+}
+
+// apiError is an error with the HTTP status it is answered with.
+type apiError struct {
+	code int
+	msg  string
+	log  []string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func errorf(code int, format string, args ...any) *apiError {
+	return &apiError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// route is one path's handlers by method.
+type route map[string]func(*http.Request) (any, error)
+
+func (h *Handler) routes(path string) (route, bool) {
+	switch path {
+	case "/v1/status":
+		return route{http.MethodGet: h.status}, true
+	case "/v1/models":
+		return route{http.MethodGet: h.models, http.MethodPost: h.loadModel}, true
+	case "/v1/policy":
+		return route{http.MethodGet: h.policy, http.MethodPost: h.loadPolicy}, true
+	case "/v1/policy/params":
+		return route{http.MethodPut: h.setParams}, true
+	case "/v1/features":
+		return route{http.MethodGet: h.features}, true
+	case "/v1/stats":
+		return route{http.MethodGet: h.stats}, true
+	case "/v1/reload":
+		return route{http.MethodPost: h.reload}, true
+	}
+	if rest, ok := strings.CutPrefix(path, "/v1/models/"); ok {
+		return route{http.MethodDelete: func(r *http.Request) (any, error) { return h.unloadModel(rest) }}, true
+	}
+	return nil, false
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, ok := h.routes(r.URL.Path)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: fmt.Sprintf("no endpoint %s", r.URL.Path)})
+		return
+	}
+	fn, ok := rt[r.Method]
+	if !ok {
+		allowed := make([]string, 0, len(rt))
+		for m := range rt {
+			allowed = append(allowed, m)
+		}
+		sort.Strings(allowed)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", "))})
+		return
+	}
+	if r.URL.RawQuery != "" {
+		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: "query parameters are not accepted"})
+		return
+	}
+	out, err := fn(r)
+	if err != nil {
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			ae = &apiError{code: http.StatusInternalServerError, msg: err.Error()}
+		}
+		writeJSON(w, ae.code, ErrorResponse{Error: ae.msg, VerifierLog: ae.log})
+		return
+	}
+	code := http.StatusOK
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/models" {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, out)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(ErrorResponse{Error: "admin: encode response: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+// decode reads a strict JSON body into v: size-limited, JSON content type
+// (or none), no unknown fields, nothing after the value.
+func decode(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return errorf(http.StatusUnsupportedMediaType, "content type %q: want application/json", ct)
+		}
+	}
+	body := http.MaxBytesReader(nil, r.Body, MaxBodyBytes)
+	return decodeBody(body, v)
+}
+
+// decodeBody is decode's strict JSON reader (fuzzed).
+func decodeBody(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return errorf(http.StatusRequestEntityTooLarge, "request body larger than %d bytes", MaxBodyBytes)
+		case errors.Is(err, io.EOF):
+			return errorf(http.StatusBadRequest, "empty request body: want a JSON object")
+		}
+		return errorf(http.StatusBadRequest, "bad request body: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errorf(http.StatusRequestEntityTooLarge, "request body larger than %d bytes", MaxBodyBytes)
+		}
+		return errorf(http.StatusBadRequest, "bad request body: data after the JSON value")
+	}
+	return nil
+}
+
+// maxPathLen bounds file paths in requests (PATH_MAX).
+const maxPathLen = 4096
+
+// checkPath validates a file path laked is asked to open.
+func checkPath(what, p string) (string, error) {
+	switch {
+	case p == "":
+		return "", errorf(http.StatusBadRequest, "%s: path is required", what)
+	case len(p) > maxPathLen:
+		return "", errorf(http.StatusBadRequest, "%s: path is %d bytes, the limit is %d", what, len(p), maxPathLen)
+	case strings.IndexByte(p, 0) >= 0:
+		return "", errorf(http.StatusBadRequest, "%s: path contains a NUL byte", what)
+	case !filepath.IsAbs(p):
+		return "", errorf(http.StatusBadRequest, "%s: path %q is not absolute (laked resolves it, not lakectl's directory)", what, p)
+	}
+	return filepath.Clean(p), nil
+}
+
+func (h *Handler) status(*http.Request) (any, error) {
+	srv := h.d.Server
+	out := StatusResponse{
+		Version:       h.d.Version,
+		Started:       h.d.Started,
+		UptimeSeconds: h.d.Now().Sub(h.d.Started).Seconds(),
+		Sessions:      []Session{},
+		Models:        len(srv.Models()),
+		Features:      h.d.Features != nil,
+	}
+	for _, s := range srv.Sessions() {
+		out.Sessions = append(out.Sessions, Session{ClientID: s.ClientID, Transport: s.Transport, Contexts: s.Contexts})
+	}
+	if h.d.Policy != nil {
+		st := h.policyStatus()
+		out.Policy = &st
+	}
+	return out, nil
+}
+
+func (h *Handler) policyStatus() PolicyStatus {
+	st := h.d.Policy.Status()
+	return PolicyStatus{Active: st.Active, Kernel: st.Kernel, Note: st.Note}
+}
+
+func (h *Handler) models(*http.Request) (any, error) {
+	out := ModelsResponse{Models: []Model{}}
+	for _, m := range h.d.Server.Models() {
+		out.Models = append(out.Models, modelOf(m))
+	}
+	return out, nil
+}
+
+func (h *Handler) findModel(id uint32) (Model, bool) {
+	for _, m := range h.d.Server.Models() {
+		if m.ID == id {
+			return modelOf(m), true
+		}
+	}
+	return Model{}, false
+}
+
+// callLoadModel runs the caller's loader, turning a panic on a hostile
+// file into an error.
+func (h *Handler) callLoadModel(kind, path string) (m laked.Model, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			m, err = nil, fmt.Errorf("model loader panicked: %v", p)
+		}
+	}()
+	m, err = h.d.LoadModel(kind, path)
+	if err == nil && m == nil {
+		err = errors.New("model loader returned no model")
+	}
+	return m, err
+}
+
+func (h *Handler) loadModel(r *http.Request) (any, error) {
+	var req LoadModelRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.ID == nil {
+		return nil, errorf(http.StatusBadRequest, "load model: \"id\" is required")
+	}
+	if !h.kinds[req.Kind] {
+		kinds := make([]string, 0, len(h.kinds))
+		for k := range h.kinds {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		return nil, errorf(http.StatusBadRequest, "load model: kind %q: want one of %s", req.Kind, strings.Join(kinds, ", "))
+	}
+	path, err := checkPath("load model", req.Path)
+	if err != nil {
+		return nil, err
+	}
+	if h.d.LoadModel == nil {
+		return nil, errorf(http.StatusNotImplemented, "load model: this laked cannot load models at run time")
+	}
+	id := *req.ID
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, exists := h.findModel(id)
+	switch {
+	case exists && !req.Replace:
+		return nil, errorf(http.StatusConflict, "load model: model %d is already served (set \"replace\": true to swap it)", id)
+	case !exists && req.Replace:
+		return nil, errorf(http.StatusNotFound, "replace model %d: not served (load it without \"replace\")", id)
+	}
+	m, err := h.callLoadModel(req.Kind, path)
+	if err != nil {
+		return nil, errorf(http.StatusUnprocessableEntity, "load model %d: %s %s: %v", id, req.Kind, path, err)
+	}
+	if req.Replace {
+		if _, err := h.d.Server.ReplaceModel(id, m); err != nil {
+			switch {
+			case errors.Is(err, laked.ErrModelNotFound):
+				return nil, errorf(http.StatusNotFound, "replace model %d: %v", id, err)
+			case errors.Is(err, laked.ErrModelShape):
+				return nil, errorf(http.StatusConflict, "replace model %d: %v", id, err)
+			}
+			return nil, errorf(http.StatusUnprocessableEntity, "replace model %d: %v", id, err)
+		}
+	} else if err := h.d.Server.RegisterModel(id, m); err != nil {
+		if errors.Is(err, laked.ErrModelExists) {
+			return nil, errorf(http.StatusConflict, "load model %d: %v", id, err)
+		}
+		return nil, errorf(http.StatusUnprocessableEntity, "load model %d: %v", id, err)
+	}
+	out, ok := h.findModel(id)
+	if !ok {
+		return nil, fmt.Errorf("load model %d: not listed after loading", id)
+	}
+	h.d.Logger.Info().Uint32("model", id).Str("kind", req.Kind).Str("path", path).Uint64("version", out.Version).Msg("admin: model loaded")
+	return out, nil
+}
+
+func (h *Handler) unloadModel(raw string) (any, error) {
+	id, err := strconv.ParseUint(raw, 10, 32)
+	if err != nil || raw == "" || (len(raw) > 1 && raw[0] == '0') || raw[0] == '+' {
+		return nil, errorf(http.StatusBadRequest, "unload model: id %q is not a decimal uint32", raw)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	prev, _ := h.findModel(uint32(id))
+	if err := h.d.Server.UnregisterModel(uint32(id)); err != nil {
+		if errors.Is(err, laked.ErrModelNotFound) {
+			return nil, errorf(http.StatusNotFound, "unload model %d: not served", id)
+		}
+		return nil, fmt.Errorf("unload model %d: %w", id, err)
+	}
+	h.d.Logger.Info().Uint64("model", id).Str("name", prev.Name).Msg("admin: model unloaded")
+	return prev, nil
+}
+
+func (h *Handler) needPolicy() error {
+	if h.d.Policy == nil {
+		return errorf(http.StatusNotFound, "no policy engine: laked runs without placement policies")
+	}
+	return nil
+}
+
+func (h *Handler) policyResponse() PolicyResponse {
+	e := h.d.Policy
+	c := e.Counts()
+	return PolicyResponse{
+		Status:  h.policyStatus(),
+		Params:  paramsOf(e.Params()),
+		Counts:  Counts{CPU: c.CPU, GPU: c.GPU, Errors: c.Errors},
+		Shipped: policy.Shipped(),
+	}
+}
+
+func (h *Handler) policy(*http.Request) (any, error) {
+	if err := h.needPolicy(); err != nil {
+		return nil, err
+	}
+	return h.policyResponse(), nil
+}
+
+func (h *Handler) loadPolicy(r *http.Request) (any, error) {
+	if err := h.needPolicy(); err != nil {
+		return nil, err
+	}
+	var req LoadPolicyRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if (req.File == "") == (req.Shipped == "") {
+		return nil, errorf(http.StatusBadRequest, "load policy: give exactly one of \"file\" or \"shipped\"")
+	}
+	var err error
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if req.Shipped != "" {
+		if !contains(policy.Shipped(), req.Shipped) {
+			return nil, errorf(http.StatusBadRequest, "load policy: unknown shipped policy %q (have %s)", req.Shipped, strings.Join(policy.Shipped(), ", "))
+		}
+		err = h.d.Policy.LoadShipped(req.Shipped)
+	} else {
+		path, perr := checkPath("load policy", req.File)
+		if perr != nil {
+			return nil, perr
+		}
+		err = h.d.Policy.LoadFile(path)
+	}
+	if err != nil {
+		var le *policy.LoadError
+		switch {
+		case errors.As(err, &le):
+			// The message already carries the verifier log's tail; the
+			// full log goes in its own field.
+			msg, _, _ := strings.Cut(le.Error(), "\nverifier log:")
+			return nil, &apiError{code: http.StatusUnprocessableEntity, msg: msg, log: le.VerifierLog()}
+		case errors.Is(err, policy.ErrClosed):
+			return nil, errorf(http.StatusServiceUnavailable, "load policy: %v", err)
+		}
+		return nil, errorf(http.StatusUnprocessableEntity, "load policy: %v", err)
+	}
+	st := h.d.Policy.Status()
+	h.d.Logger.Info().Str("policy", st.Active).Bool("kernel", st.Kernel).Msg("admin: policy swapped")
+	return h.policyResponse(), nil
+}
+
+func (h *Handler) setParams(r *http.Request) (any, error) {
+	if err := h.needPolicy(); err != nil {
+		return nil, err
+	}
+	var u ParamsUpdate
+	if err := decode(r, &u); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.d.Policy.Params()
+	if u.GPUMinBatch != nil {
+		p.GPUMinBatch = *u.GPUMinBatch
+	}
+	if u.GPUMaxUtilPct != nil {
+		p.GPUMaxUtilPct = *u.GPUMaxUtilPct
+	}
+	if u.GPUMinMemMiB != nil {
+		p.GPUMinMemMiB = *u.GPUMinMemMiB
+	}
+	if u.GPUBatchNs != nil {
+		p.GPUBatchNs = *u.GPUBatchNs
+	}
+	if err := h.d.Policy.SetParams(p); err != nil {
+		if errors.Is(err, policy.ErrInvalidParams) {
+			return nil, errorf(http.StatusBadRequest, "set policy params: %v", err)
+		}
+		if errors.Is(err, policy.ErrClosed) {
+			return nil, errorf(http.StatusServiceUnavailable, "set policy params: %v", err)
+		}
+		return nil, errorf(http.StatusUnprocessableEntity, "set policy params: %v", err)
+	}
+	h.d.Logger.Info().Interface("params", paramsOf(p)).Msg("admin: policy params set")
+	return h.policyResponse(), nil
+}
+
+func (h *Handler) features(*http.Request) (any, error) {
+	if h.d.Features == nil {
+		return nil, errorf(http.StatusNotFound, "no feature registry attached to this laked")
+	}
+	out := FeaturesResponse{Schemas: []FeatureSchema{}}
+	schemas, err := h.d.Features.Schemas()
+	if err != nil {
+		out.Error = err.Error()
+	}
+	for _, s := range schemas {
+		if s == nil {
+			continue
+		}
+		fs := FeatureSchema{ID: uint32(s.ID()), Name: s.Name(), Fields: []FeatureField{}, History: s.History(), MaxKeys: s.MaxKeys(), RecordSize: s.RecordSize()}
+		for _, f := range s.Fields() {
+			fs.Fields = append(fs.Fields, FeatureField{Name: f.Name, Type: f.Type.String(), Count: f.Count, Offset: f.Offset})
+		}
+		keys, err := h.d.Features.Keys(s.ID())
+		if err != nil {
+			fs.Keys = -1
+			if out.Error == "" {
+				out.Error = err.Error()
+			}
+		} else {
+			fs.Keys = len(keys)
+		}
+		out.Schemas = append(out.Schemas, fs)
+	}
+	return out, nil
+}
+
+func (h *Handler) stats(*http.Request) (any, error) {
+	return statsOf(h.d.Server.Stats()), nil
+}
+
+func (h *Handler) reload(r *http.Request) (any, error) {
+	// An empty body or an empty JSON object; nothing else is meaningful.
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	if err != nil {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than %d bytes", MaxBodyBytes)
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		var empty struct{}
+		if err := decodeBody(bytes.NewReader(body), &empty); err != nil {
+			return nil, err
+		}
+	}
+	if h.d.Reload == nil {
+		return nil, errorf(http.StatusNotImplemented, "reload: this laked cannot reload")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.d.Reload(); err != nil {
+		return nil, errorf(http.StatusUnprocessableEntity, "reload: %v", err)
+	}
+	h.d.Logger.Info().Msg("admin: reloaded")
+	return ReloadResponse{Reloaded: true}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,148 @@
+package sdnotify
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// unitPath is deploy/laked.service, the unit that runs laked under the
+// protocol this package speaks.
+const unitPath = "../../deploy/laked.service"
+
+// parseUnit reads a unit file into section -> key -> values (keys may
+// repeat). It understands what laked.service uses: comments, sections and
+// key=value lines.
+func parseUnit(t *testing.T, path string) map[string]map[string][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]map[string][]string{}
+	section := ""
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || line[0] == '#' || line[0] == ';':
+		case line[0] == '[' && line[len(line)-1] == ']':
+			section = line[1 : len(line)-1]
+			out[section] = map[string][]string{}
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || section == "" {
+				t.Fatalf("%s:%d: not a key=value line in a section: %q", path, n, line)
+			}
+			out[section][k] = append(out[section][k], v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestUnitFileDirectives(t *testing.T) {
+	u := parseUnit(t, unitPath)
+	svc := u["Service"]
+	if svc == nil {
+		t.Fatal("no [Service] section")
+	}
+	want := map[string]string{
+		"Type":                    "notify",
+		"NotifyAccess":            "main",
+		"ExecStart":               "/usr/local/bin/laked --config /etc/lake/laked.yaml",
+		"ExecReload":              "/bin/kill -HUP $MAINPID",
+		"WatchdogSec":             "10",
+		"Restart":                 "on-failure",
+		"RuntimeDirectory":        "lake",
+		"RuntimeDirectoryMode":    "0755",
+		"NoNewPrivileges":         "yes",
+		"ProtectSystem":           "strict",
+		"ProtectHome":             "yes",
+		"PrivateTmp":              "yes",
+		"ProtectKernelModules":    "yes",
+		"ProtectControlGroups":    "yes",
+		"RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+		"CapabilityBoundingSet":   "CAP_BPF CAP_PERFMON CAP_SYS_ADMIN CAP_IPC_LOCK CAP_SYS_RESOURCE",
+		"DevicePolicy":            "closed",
+		"DeviceAllow":             "/dev/lake rw",
+		"LimitMEMLOCK":            "infinity",
+		"ReadWritePaths":          "/run/lake",
+	}
+	for k, v := range want {
+		got := svc[k]
+		if len(got) != 1 || got[0] != v {
+			t.Errorf("[Service] %s = %q, want exactly %q", k, got, v)
+		}
+	}
+	// Hardening that would break laked: BPF needs the bpf() syscall and
+	// CAP_BPF, the region needs /dev/lake, reload needs SIGHUP to reach it.
+	for _, k := range []string{"PrivateDevices", "SystemCallFilter", "ProtectKernelTunables", "MemoryDenyWriteExecute", "User", "DynamicUser"} {
+		if _, ok := svc[k]; ok {
+			t.Errorf("[Service] %s is set; it would stop laked loading BPF or opening /dev/lake", k)
+		}
+	}
+	if got := u["Install"]["WantedBy"]; len(got) != 1 || got[0] != "multi-user.target" {
+		t.Errorf("[Install] WantedBy = %q", got)
+	}
+}
+
+// TestUnitVerify runs systemd-analyze verify on the unit (with ExecStart
+// pointed at an executable that exists here, since laked is not
+// installed) and fails on any complaint about it, including the warnings
+// systemd-analyze only prints (unknown keys, bad values).
+func TestUnitVerify(t *testing.T) {
+	tool, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed (apt-get install systemd); the directive test still checks the unit")
+	}
+	data, err := os.ReadFile(unitPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		t.Skip("no true(1) to stand in for laked")
+	}
+	text := strings.Replace(string(data), "ExecStart=/usr/local/bin/laked", "ExecStart="+truePath, 1)
+	if text == string(data) {
+		t.Fatal("ExecStart line not found")
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "laked.service")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tool, "verify", p)
+	cmd.Env = append(os.Environ(), "SYSTEMD_LOG_COLOR=0")
+	out, err := cmd.CombinedOutput()
+	var complaints []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "laked.service") {
+			complaints = append(complaints, line)
+		}
+	}
+	if err != nil || len(complaints) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+
+	// The check itself must be able to fail: a typo is reported.
+	bad := strings.Replace(text, "Type=notify", "Type=notfy", 1)
+	if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = exec.CommandContext(ctx, tool, "verify", p).CombinedOutput()
+	if !strings.Contains(string(out), "notfy") {
+		t.Fatalf("systemd-analyze verify did not notice a bad Type=: %s", out)
+	}
+}
