@@ -234,3 +234,21 @@ func (s *Server) Sessions() []SessionInfo {
 	sort.Slice(out, func(i, j int) bool { return out[i].ClientID < out[j].ClientID })
 	return out
 }
+
+// Healthy reports whether the server is serving (for the systemd
+// watchdog): not shutting down, and its lock is not wedged.
+func (s *Server) Healthy() bool {
+	locked := make(chan bool, 1)
+	go func() {
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		locked <- !closing
+	}()
+	select {
+	case ok := <-locked:
+		return ok
+	case <-time.After(time.Second):
+		return false
+	}
+}

@@ -29,6 +29,9 @@ type DemoConfig struct {
 	InferenceUs float64               // time charged per prediction [0]
 	PlotPath    string                // if set, write the latency CDF PNG here
 	Progress    func(done, total int) // training progress
+	// Features, when set, keeps the feature history of the evaluation
+	// replay (laked's demo: the lock-free feature registry).
+	Features FeatureSource
 }
 
 func (c DemoConfig) withDefaults() DemoConfig {
@@ -125,7 +128,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig, w io.Writer) (*Report, error) 
 	if err != nil {
 		return nil, err
 	}
-	rep, err := ReplayAll(ctx, tr, ReplayConfig{Replicas: cfg.Replicas, Seed: cfg.Seed + 1, ThresholdUs: thr, InferenceUs: cfg.InferenceUs, Predictor: pred})
+	rep, err := ReplayAll(ctx, tr, ReplayConfig{Replicas: cfg.Replicas, Seed: cfg.Seed + 1, ThresholdUs: thr, InferenceUs: cfg.InferenceUs, Predictor: pred, Features: cfg.Features})
 	if err != nil {
 		return nil, err
 	}

@@ -58,6 +58,36 @@ type ReplayConfig struct {
 	InferenceUs  float64     // time added to a read per prediction (default 0)
 	Pending      PendingUnit // unit of the pending feature
 	Predictor    Predictor   // required for the LinnOS modes
+	// Features keeps the per-replica history the 31 inputs come from;
+	// nil means an Extractor per replica. laked's demo records it in the
+	// lock-free feature registry (package features) instead.
+	Features FeatureSource
+}
+
+// FeatureSource keeps the feature history of several devices: what an
+// Extractor does for one device. dev is the replica index. Replay calls
+// Reset(devices) before it starts, so that every run begins with empty
+// histories.
+type FeatureSource interface {
+	Reset(devices int) error
+	Arrive(dev, pending int)
+	Complete(dev, latencyUs int)
+	Features(dev, pending int, dst []int32) error
+}
+
+// extractors is the default FeatureSource: one Extractor per device.
+type extractors []Extractor
+
+func (e *extractors) Reset(devices int) error {
+	*e = make(extractors, devices)
+	return nil
+}
+
+func (e *extractors) Arrive(dev, pending int)     { (*e)[dev].Arrive(pending) }
+func (e *extractors) Complete(dev, latencyUs int) { (*e)[dev].Complete(latencyUs) }
+func (e *extractors) Features(dev, pending int, dst []int32) error {
+	(*e)[dev].Features(pending, dst)
+	return nil
 }
 
 func (c ReplayConfig) withDefaults() ReplayConfig {
@@ -159,7 +189,8 @@ func (h *inflightHeap) Pop() any {
 
 type replica struct {
 	ssd     *SSD
-	ext     Extractor
+	dev     int
+	ext     FeatureSource
 	pending int
 	q       inflightHeap
 }
@@ -169,12 +200,12 @@ func (r *replica) sync(t float64) {
 	for len(r.q) > 0 && r.q[0].done <= t {
 		x := heap.Pop(&r.q).(inflight)
 		r.pending -= x.weight
-		r.ext.Complete(int(math.Round(x.lat)))
+		r.ext.Complete(r.dev, int(math.Round(x.lat)))
 	}
 }
 
 func (r *replica) submit(t float64, x IO, key uint64, unit PendingUnit) float64 {
-	r.ext.Arrive(r.pending)
+	r.ext.Arrive(r.dev, r.pending)
 	var done float64
 	if x.Op == Read {
 		done = r.ssd.SubmitRead(t, x.Size, key)
@@ -220,6 +251,13 @@ func Replay(ctx context.Context, trace []IO, mode Mode, cfg ReplayConfig, sample
 		return nil, fmt.Errorf("linnos: replay: %d replicas not in [1,64]", cfg.Replicas)
 	}
 	usesModel := mode == LinnOS || mode == LinnOSHedging
+	fs := cfg.Features
+	if fs == nil {
+		fs = new(extractors)
+	}
+	if err := fs.Reset(cfg.Replicas); err != nil {
+		return nil, fmt.Errorf("linnos: replay: features: %w", err)
+	}
 	usesHedge := mode == Hedging || mode == LinnOSHedging
 	if usesModel && cfg.Predictor == nil {
 		return nil, errors.New("linnos: replay: LinnOS mode needs a Predictor")
@@ -236,7 +274,7 @@ func Replay(ctx context.Context, trace []IO, mode Mode, cfg ReplayConfig, sample
 		if err != nil {
 			return nil, err
 		}
-		reps[i] = &replica{ssd: s}
+		reps[i] = &replica{ssd: s, dev: i, ext: fs}
 	}
 	res := &ModeResult{Mode: mode}
 	var lat []float64
@@ -288,7 +326,9 @@ func Replay(ctx context.Context, trace []IO, mode Mode, cfg ReplayConfig, sample
 				rn := (primary + k) % cfg.Replicas
 				r := reps[rn]
 				r.sync(now)
-				r.ext.Features(r.pending, feat)
+				if err := r.ext.Features(r.dev, r.pending, feat); err != nil {
+					return nil, fmt.Errorf("linnos: replay: features: %w", err)
+				}
 				if err := cfg.Predictor.Predict(feat, 1, dec); err != nil {
 					return nil, fmt.Errorf("linnos: replay: predict: %w", err)
 				}
@@ -318,7 +358,9 @@ func Replay(ctx context.Context, trace []IO, mode Mode, cfg ReplayConfig, sample
 		r := reps[target]
 		r.sync(now)
 		if samples != nil && target == primary && !usesModel {
-			r.ext.Features(r.pending, feat)
+			if err := r.ext.Features(r.dev, r.pending, feat); err != nil {
+				return nil, fmt.Errorf("linnos: replay: features: %w", err)
+			}
 			samples.Features = append(samples.Features, feat...)
 		}
 		done := r.submit(now, x, uint64(idx)<<8|uint64(target), cfg.Pending)

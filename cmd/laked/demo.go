@@ -72,11 +72,16 @@ func demo(ctx context.Context, cfgIn *Config, log zerolog.Logger, w io.Writer) e
 		modelLinnOS, info.InputBytes, info.OutputBytes, info.Version, cfg.Socket)
 
 	p := &lakedPredictor{c: c, model: modelLinnOS}
+	src, err := newRegistrySource(d.features, 64)
+	if err != nil {
+		return fmt.Errorf("feature registry: %w", err)
+	}
 	dc := demoConfig
 	dc.Predictor = p
+	dc.Features = src
 	dc.ThresholdUs = dm.Train.ThresholdUs
 	fmt.Fprintf(w, "placement policy: %s (in the kernel: %v)\n", d.engine.Status().Active, d.engine.Status().Kernel)
-	fmt.Fprintln(w, "replaying through laked: every LinnOS decision is a predict over the shared-memory ring")
+	fmt.Fprintln(w, "replaying through laked: I/O arrivals and completions are recorded in the feature registry, and every LinnOS decision is a predict over the shared-memory ring")
 	if _, err := linnos.RunDemo(ctx, dc, w); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
@@ -88,6 +93,11 @@ func demo(ctx context.Context, cfgIn *Config, log zerolog.Logger, w io.Writer) e
 	if len(lat) > 0 {
 		fmt.Fprintf(w, "predict latency seen by the caller: p50 %v, p99 %v, max %v over %d calls\n",
 			pct(lat, 0.5), pct(lat, 0.99), lat[len(lat)-1], len(lat))
+	}
+	if schemas, err := d.features.Schemas(); err == nil {
+		for _, sc := range schemas {
+			fmt.Fprintf(w, "feature registry: schema %q\n", sc.Name())
+		}
 	}
 	fmt.Fprintf(w, "done in %v\n", time.Since(began).Round(time.Millisecond))
 	return nil

@@ -5,14 +5,14 @@ import (
 )
 
 // attachDevice serves the kernel's region device (/dev/lake).
-func attachDevice(srv *laked.Server, path string) error {
+func attachDevice(srv *laked.Server, path string) (laked.Transport, error) {
 	t, err := laked.OpenDevice(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := srv.Attach(t); err != nil {
 		t.Close()
-		return err
+		return nil, err
 	}
-	return nil
+	return t, nil
 }

@@ -26,9 +26,11 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/lakeos/lake/features"
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/laked/backend/cpu"
 	"github.com/lakeos/lake/laked/backend/kernels"
+	"github.com/lakeos/lake/laked/sdnotify"
 	"github.com/lakeos/lake/linnos"
 	"github.com/lakeos/lake/policy"
 )
@@ -57,22 +59,41 @@ func run(args []string) error {
 	if inv.demo {
 		return runDemo(cfg, log)
 	}
+	started := time.Now()
 	d, err := start(context.Background(), cfg, log, nil)
 	if err != nil {
 		return err
 	}
+	if err := d.startServices(started, args); err != nil {
+		d.stop(context.Background())
+		return err
+	}
+	// Everything is up: the socket, the device region, the models.
+	if err := sdnotify.Ready(); err != nil {
+		log.Warn().Err(err).Msg("systemd notify")
+	}
+	wdCtx, wdStop := context.WithCancel(context.Background())
+	defer wdStop()
+	go func() {
+		if err := sdnotify.RunWatchdog(wdCtx, d.srv.Healthy); err != nil {
+			log.Warn().Err(err).Msg("systemd watchdog")
+		}
+	}()
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for s := range sig {
 		if s == syscall.SIGHUP {
+			_ = sdnotify.Reloading()
 			if err := d.reload(args); err != nil {
 				log.Error().Err(err).Msg("reload failed; keeping the running configuration")
 			}
+			_ = sdnotify.Ready()
 			continue
 		}
 		log.Info().Str("signal", s.String()).Msg("draining")
 		break
 	}
+	_ = sdnotify.Stopping()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return d.stop(ctx)
@@ -99,11 +120,12 @@ func isTerminal(f *os.File) bool {
 
 // daemon is a running laked with everything around the core.
 type daemon struct {
-	cfg     *Config
-	log     zerolog.Logger
-	srv     *laked.Server
-	engine  *policy.Engine
-	closers []func()
+	cfg      *Config
+	log      zerolog.Logger
+	srv      *laked.Server
+	engine   *policy.Engine
+	features *features.Registry
+	closers  []func()
 }
 
 // start builds the backend, the policy, the server and its models, and
@@ -167,10 +189,28 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 		log.Info().Str("socket", cfg.Socket).Msg("listening")
 	}
 	if cfg.Device != "" {
-		if err := attachDevice(srv, cfg.Device); err != nil {
+		t, err := attachDevice(srv, cfg.Device)
+		if err != nil {
 			return nil, err
 		}
 		log.Info().Str("device", cfg.Device).Msg("serving kernel region")
+		// The kernel module owns the registry in its region: attach,
+		// never create.
+		if area := t.Region().Features(); area != nil {
+			if reg, err := features.Attach(area); err == nil {
+				d.features = reg
+			} else {
+				log.Warn().Err(err).Msg("kernel region has no usable feature registry")
+			}
+		}
+	}
+	if d.features == nil {
+		reg, release, err := newFeatureRegistry()
+		if err != nil {
+			return nil, err
+		}
+		d.features = reg
+		d.closers = append(d.closers, release)
 	}
 	ok = true
 	return d, nil

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/lakeos/lake/features"
+	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/laked/admin"
+	"github.com/lakeos/lake/laked/metrics"
+	"github.com/lakeos/lake/linnos"
+	"github.com/lakeos/lake/shm"
+)
+
+// version is laked's version string (set with -ldflags "-X main.version=...").
+var version = "dev"
+
+// featureConfig sizes laked's own feature registry (the kernel's lives in
+// its region).
+var featureConfig = features.Config{MaxSchemas: 16, MaxKeys: 1024, MaxHistory: 256, ArenaBytes: 1 << 20}
+
+// newFeatureRegistry creates laked's feature registry in shared memory.
+func newFeatureRegistry() (*features.Registry, func(), error) {
+	size := features.SizeFor(featureConfig)
+	m, err := shm.NewAnonymous(uint64(size))
+	if err != nil {
+		return nil, nil, fmt.Errorf("feature registry: %w", err)
+	}
+	reg, err := features.Create(m.Mem, featureConfig)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("feature registry: %w", err)
+	}
+	return reg, func() { m.Close() }, nil
+}
+
+// startServices starts the admin API and the metrics endpoint the config
+// asks for.
+func (d *daemon) startServices(started time.Time, args []string) error {
+	cfg := d.cfg
+	if cfg.AdminSocket != "" {
+		h, err := admin.New(admin.Deps{
+			Server: d.srv, Policy: d.engine, LoadModel: loadModelFile, Features: d.features,
+			Version: version, Started: started, Reload: func() error { return d.reload(args) }, Logger: d.log,
+		})
+		if err != nil {
+			return fmt.Errorf("admin API: %w", err)
+		}
+		l, err := admin.Listen(cfg.AdminSocket)
+		if err != nil {
+			return fmt.Errorf("config key admin_socket: %w", err)
+		}
+		hs := admin.NewHTTPServer(h)
+		go serveHTTP(d, hs, l, "admin API")
+		d.closers = append(d.closers, func() { shutdownHTTP(hs) })
+		d.log.Info().Str("socket", cfg.AdminSocket).Msg("admin API listening")
+	}
+	if cfg.MetricsAddr != "" {
+		loop, err := metrics.IsLoopback(cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("config key metrics_addr: %w", err)
+		}
+		if !loop {
+			d.log.Warn().Str("addr", cfg.MetricsAddr).Msg("metrics endpoint is not on loopback")
+		}
+		h, err := metrics.Handler(d.srv, d.engine)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("config key metrics_addr: %w", err)
+		}
+		hs := metrics.NewHTTPServer(cfg.MetricsAddr, h)
+		go serveHTTP(d, hs, ln, "metrics")
+		d.closers = append(d.closers, func() { shutdownHTTP(hs) })
+		d.log.Info().Str("addr", ln.Addr().String()).Msg("metrics endpoint listening")
+	}
+	return nil
+}
+
+func serveHTTP(d *daemon, hs *http.Server, l net.Listener, what string) {
+	if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		d.log.Error().Err(err).Str("service", what).Msg("serve")
+	}
+}
+
+func shutdownHTTP(hs *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(ctx)
+}
+
+// loadModelFile builds a servable model from a file (lakectl models load).
+func loadModelFile(kind, path string) (laked.Model, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case admin.KindMLP:
+		return laked.NewMLPModel(path, b)
+	case admin.KindLinnOS:
+		f, err := linnos.DecodeModel(b)
+		if err != nil {
+			return nil, err
+		}
+		im, err := f.IntModel()
+		if err != nil {
+			return nil, err
+		}
+		return laked.NewLinnOSModel("linnos", im), nil
+	}
+	return nil, fmt.Errorf("unknown model kind %q", kind)
+}
