@@ -1,0 +1,64 @@
+package laked
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/lakeos/lake/liteflow/router"
+)
+
+// LiteFlowModel serves a LiteFlow router (an active/standby pair of
+// integer snapshots with a flow cache) through predict. An input record
+// is the flow id (u64) followed by InputDim float32s; an output record is
+// OutputDim float32s; all little-endian. Every query of a flow is answered
+// by the snapshot the flow started with, even while the adapter installs
+// new snapshots (router.Install never blocks a query).
+type LiteFlowModel struct {
+	name    string
+	r       *router.Router
+	in, out int
+}
+
+// NewLiteFlowModel serves r under name; inDim and outDim must be the
+// router's shape.
+func NewLiteFlowModel(name string, r *router.Router, inDim, outDim int) (*LiteFlowModel, error) {
+	if inDim < 1 || outDim < 1 || 8+4*inDim > MaxRecordBytes || 4*outDim > MaxRecordBytes {
+		return nil, fmt.Errorf("laked: liteflow model %q: shape %d -> %d", name, inDim, outDim)
+	}
+	return &LiteFlowModel{name: name, r: r, in: inDim, out: outDim}, nil
+}
+
+// Router is the served router (the adapter installs snapshots into it).
+func (m *LiteFlowModel) Router() *router.Router { return m.r }
+
+// Info implements Model.
+func (m *LiteFlowModel) Info() ModelInfo {
+	return ModelInfo{Name: m.name, InputBytes: 8 + 4*m.in, OutputBytes: 4 * m.out}
+}
+
+// Predict implements Model: each record is answered by the snapshot its
+// flow is pinned to.
+func (m *LiteFlowModel) Predict(in, out []byte, n int) error {
+	ib, ob := 8+4*m.in, 4*m.out
+	if len(in) != n*ib || len(out) != n*ob {
+		return fmt.Errorf("laked: liteflow model: %d items with %d/%d bytes", n, len(in), len(out))
+	}
+	x := make([]float32, m.in)
+	y := make([]float32, m.out)
+	for i := 0; i < n; i++ {
+		rec := in[i*ib : (i+1)*ib]
+		flow := binary.LittleEndian.Uint64(rec)
+		for j := range x {
+			x[j] = math.Float32frombits(binary.LittleEndian.Uint32(rec[8+4*j:]))
+		}
+		if _, err := m.r.Query(flow, x, y); err != nil {
+			return fmt.Errorf("laked: liteflow model: item %d: %w", i, err)
+		}
+		o := out[i*ob : (i+1)*ob]
+		for j, v := range y {
+			binary.LittleEndian.PutUint32(o[4*j:], math.Float32bits(v))
+		}
+	}
+	return nil
+}
