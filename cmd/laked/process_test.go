@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -405,5 +409,79 @@ func TestKillAndRestartUnderLoad(t *testing.T) {
 	}
 	if restarts != 3 {
 		t.Fatalf("%d re-attaches, want one per client", restarts)
+	}
+}
+
+// TestNotifyReadyUnderSupervisor runs laked the way systemd does, with a
+// NOTIFY_SOCKET, and checks that it says READY=1 once it serves clients,
+// pings the watchdog, and says STOPPING=1 on SIGTERM.
+func TestNotifyReadyUnderSupervisor(t *testing.T) {
+	dir := t.TempDir()
+	notify := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sock := filepath.Join(dir, "laked.sock")
+	empty := filepath.Join(dir, "laked.yaml")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := net.Listen("tcp", "127.0.0.1:0") // find a free loopback port
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := pl.Addr().String()
+	pl.Close()
+	cmd := exec.Command(os.Args[0], "--config", empty, "--socket", sock, "--log-level", "warn", "--linnos-weights", "none",
+		"--admin-socket", filepath.Join(dir, "admin.sock"), "--metrics-addr", metricsAddr)
+	cmd.Env = append(os.Environ(), "LAKE_TEST_RUN_LAKED=1", "NOTIFY_SOCKET="+notify, "WATCHDOG_USEC=200000")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	seen := map[string]bool{}
+	read := func(want string) {
+		t.Helper()
+		buf := make([]byte, 4096)
+		deadline := time.Now().Add(20 * time.Second)
+		for !seen[want] {
+			_ = conn.SetReadDeadline(deadline)
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("waiting for %s: %v (seen %v)", want, err, seen)
+			}
+			for _, line := range strings.Split(string(buf[:n]), "\n") {
+				seen[line] = true
+			}
+		}
+	}
+	read("READY=1")
+	// READY means serving: a client gets an answer at once.
+	c := dial(t, sock)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Nop(ctx); err != nil {
+		t.Fatalf("not serving after READY=1: %v", err)
+	}
+	// The metrics endpoint and the admin socket are up too.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics endpoint: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "lake_submissions_total") {
+		t.Fatalf("metrics endpoint without lake_submissions_total:\n%.400s", body)
+	}
+	read("WATCHDOG=1")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	read("STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("laked exit: %v", err)
 	}
 }
