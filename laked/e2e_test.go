@@ -5,128 +5,25 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"github.com/lakeos/lake/internal/lakedtest"
 	"github.com/lakeos/lake/laked"
-	"github.com/lakeos/lake/laked/backend/cpu"
 	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/shm"
 )
 
-const mlpID = 2
+const mlpID = lakedtest.DemoMLP
 
-// startServer runs an in-process laked on a temp socket with the CPU
-// backend and the demo MLP served as model 2.
-func startServer(t testing.TB, cfg laked.Config) (*laked.Server, string) {
-	t.Helper()
-	if err := kernels.Register(); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Backend == nil {
-		cfg.Backend = cpu.New(cpuLimits())
-	}
-	cfg.Logger = zerolog.Nop()
-	srv, err := laked.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := laked.NewMLPModel("mlp-demo", laked.DemoMLPBlob(1, 8, 16, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.RegisterModel(mlpID, m); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "laked.sock")
-	l, err := laked.Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		l.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return srv, sock
-}
-
-func dial(t testing.TB, sock string, opts lakelib.Options) *lakelib.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := lakelib.Dial(ctx, sock, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func f32bytes(v []float32) []byte { return laked.Float32sToBytes(v) }
-
-// runVectorAdd does alloc -> HtoD -> launch vector_add -> DtoH -> free
-// and checks the result.
-func runVectorAdd(ctx context.Context, c *lakelib.Client, n int, seed float32) error {
-	x, err := c.CtxCreate(ctx)
-	if err != nil {
-		return err
-	}
-	defer x.Destroy(ctx)
-	a, b := make([]float32, n), make([]float32, n)
-	for i := range a {
-		a[i], b[i] = seed+float32(i), 2*float32(i)
-	}
-	var ptr [3]lakelib.DevPtr
-	for i := range ptr {
-		if ptr[i], err = x.MemAlloc(ctx, uint64(4*n)); err != nil {
-			return err
-		}
-	}
-	if err := x.MemcpyHtoD(ctx, ptr[0], f32bytes(a)); err != nil {
-		return err
-	}
-	if err := x.MemcpyHtoD(ctx, ptr[1], f32bytes(b)); err != nil {
-		return err
-	}
-	mod, err := x.ModuleLoadData(ctx, []byte("lake_builtin"))
-	if err != nil {
-		return err
-	}
-	fn, err := x.ModuleGetFunction(ctx, mod, "vector_add")
-	if err != nil {
-		return err
-	}
-	if err := x.LaunchKernel(ctx, fn, lakelib.Dim3{X: uint32((n + 127) / 128), Y: 1, Z: 1}, lakelib.Dim3{X: 128, Y: 1, Z: 1}, 0, 0,
-		uint64(ptr[0]), uint64(ptr[1]), uint64(ptr[2]), uint64(n)); err != nil {
-		return err
-	}
-	out := make([]byte, 4*n)
-	if err := x.MemcpyDtoH(ctx, out, ptr[2]); err != nil {
-		return err
-	}
-	got := laked.BytesToFloat32s(out)
-	for i := range got {
-		if got[i] != a[i]+b[i] {
-			return errors.New("vector_add result wrong")
-		}
-	}
-	for _, p := range ptr {
-		if err := x.MemFree(ctx, p); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+var (
+	startServer  = lakedtest.Start
+	dial         = lakedtest.Dial
+	runVectorAdd = lakedtest.VectorAdd
+	f32bytes     = laked.Float32sToBytes
+)
 
 func TestVectorAddAndPredictTwoClients(t *testing.T) {
 	srv, sock := startServer(t, laked.Config{})

@@ -1,10 +1,5 @@
 package laked_test
 
-import (
-	"github.com/lakeos/lake/laked/backend"
-	"github.com/lakeos/lake/lakelib"
-)
-
-func cpuLimits() backend.Limits { return backend.Limits{} }
+import "github.com/lakeos/lake/lakelib"
 
 func lakelibOptions() lakelib.Options { return lakelib.Options{} }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lakeos/lake/internal/lakedtest"
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/lakelib"
@@ -91,58 +92,6 @@ func dial(t *testing.T, sock string) *lakelib.Client {
 	return c
 }
 
-// vectorAdd runs alloc -> HtoD -> launch vector_add -> DtoH -> free.
-func vectorAdd(ctx context.Context, c *lakelib.Client, n int, seed float32) error {
-	x, err := c.CtxCreate(ctx)
-	if err != nil {
-		return err
-	}
-	defer x.Destroy(ctx)
-	a, b := make([]float32, n), make([]float32, n)
-	for i := range a {
-		a[i], b[i] = seed*float32(i), float32(n-i)
-	}
-	var p [3]lakelib.DevPtr
-	for i := range p {
-		if p[i], err = x.MemAlloc(ctx, uint64(4*n)); err != nil {
-			return err
-		}
-	}
-	if err := x.MemcpyHtoD(ctx, p[0], laked.Float32sToBytes(a)); err != nil {
-		return err
-	}
-	if err := x.MemcpyHtoD(ctx, p[1], laked.Float32sToBytes(b)); err != nil {
-		return err
-	}
-	m, err := x.ModuleLoadData(ctx, []byte("lake_builtin"))
-	if err != nil {
-		return err
-	}
-	f, err := x.ModuleGetFunction(ctx, m, "vector_add")
-	if err != nil {
-		return err
-	}
-	if err := x.LaunchKernel(ctx, f, lakelib.Dim3{X: 8, Y: 1, Z: 1}, lakelib.Dim3{X: 64, Y: 1, Z: 1}, 0, 0,
-		uint64(p[0]), uint64(p[1]), uint64(p[2]), uint64(n)); err != nil {
-		return err
-	}
-	out := make([]byte, 4*n)
-	if err := x.MemcpyDtoH(ctx, out, p[2]); err != nil {
-		return err
-	}
-	for i, v := range laked.BytesToFloat32s(out) {
-		if v != a[i]+b[i] {
-			return errors.New("vector_add: wrong result")
-		}
-	}
-	for _, q := range p {
-		if err := x.MemFree(ctx, q); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // TestTwoClientsAgainstLakedProcess is the core acceptance test: laked is
 // a separate process; two clients at once run the vector_add sequence and
 // batched predicts and check the results.
@@ -161,7 +110,7 @@ func TestTwoClientsAgainstLakedProcess(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := vectorAdd(ctx, c, 4096, float32(k+1)); err != nil {
+			if err := lakedtest.VectorAdd(ctx, c, 4096, float32(k+1)); err != nil {
 				errs <- err
 				return
 			}

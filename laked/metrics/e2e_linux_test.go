@@ -5,59 +5,19 @@ package metrics_test
 import (
 	"context"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"github.com/lakeos/lake/internal/lakedtest"
 	"github.com/lakeos/lake/laked"
-	"github.com/lakeos/lake/laked/backend"
-	"github.com/lakeos/lake/laked/backend/cpu"
-	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/laked/metrics"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/policy"
 )
 
-const mlpID = 2
+const mlpID = lakedtest.DemoMLP
 
-// startLaked runs an in-process laked (CPU backend, demo MLP as model 2:
-// 8 float32 in, 2 float32 out) on a temp socket.
-func startLaked(t *testing.T, cfg laked.Config) (*laked.Server, string) {
-	t.Helper()
-	if err := kernels.Register(); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Backend = cpu.New(backend.Limits{})
-	cfg.Logger = zerolog.Nop()
-	srv, err := laked.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := laked.NewMLPModel("mlp-demo", laked.DemoMLPBlob(1, 8, 16, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.RegisterModel(mlpID, m); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "laked.sock")
-	l, err := laked.Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		l.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return srv, sock
-}
+var startLaked = lakedtest.Start
 
 func scrape(t *testing.T, url string) *metrics.Snapshot {
 	t.Helper()
