@@ -31,7 +31,7 @@
 // outside the slice.
 //
 // The byte layout and the seqlock/memory-ordering protocol are specified in
-// LAYOUT.md; lakelib/include/lake_features.h declares the same layout for C.
+// shm/PROTOCOL.md, "Feature registry area"; lakelib/include/lake_features.h declares the same layout for C.
 // The layout is little-endian (x86-64 and arm64 are supported); Create and
 // Attach refuse to run on a big-endian machine.
 package features

@@ -14,7 +14,7 @@ import (
 // nearer the home slot wins; a live slot always wins) and finally CASes
 // claimed -> live. Slots never return to empty, so a probe chain only grows
 // and a later claimer always sees an earlier claim of the same key. See
-// LAYOUT.md, "Key slots".
+// shm/PROTOCOL.md ("Feature registry area", "Key slots").
 
 // spinLimit bounds how long a lookup waits for a slot in the middle of an
 // insertion (three stores in a live inserter) before giving up with ErrBusy.

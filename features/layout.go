@@ -1,6 +1,6 @@
 package features
 
-// Byte layout of the registry area. LAYOUT.md documents every offset below
+// Byte layout of the registry area. shm/PROTOCOL.md ("Feature registry area") documents every offset below
 // and lakelib/include/lake_features.h mirrors them; layout_c_test.go checks
 // the C header against these constants.
 

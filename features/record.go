@@ -7,7 +7,7 @@ import (
 	"unsafe"
 )
 
-// Record protocol (see LAYOUT.md, "Records"): a writer that found the key
+// Record protocol (see shm/PROTOCOL.md, "Feature registry area", "Records"): a writer that found the key
 // live in generation g reserves record index n with a fetch-add on the
 // slot's write index and checks that the slot is still live in g (so n was
 // reserved inside generation g; a generation's indices start at its base

@@ -9,7 +9,7 @@ import (
 // FieldType is the element type of a schema field.
 type FieldType uint8
 
-// Field types. The numeric values are part of the layout (LAYOUT.md).
+// Field types. The numeric values are part of the layout (shm/PROTOCOL.md).
 const (
 	U8  FieldType = 1
 	U16 FieldType = 2

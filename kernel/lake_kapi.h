@@ -102,7 +102,7 @@ int lake_predict_async(u32 model, u32 n, const void *in, size_t in_len, void *ou
 /* ---- lakelib.ko: the in-kernel feature registry producer ---- */
 
 /* struct lake_feat_khandle is a kernel producer's handle on one schema of
- * the region's feature registry (features/LAYOUT.md). Opaque; the
+ * the region's feature registry (shm/PROTOCOL.md, "Feature registry area"). Opaque; the
  * geometry it caches was validated once by lake_feat_kopen; the shared
  * area is never re-read for offsets afterwards. */
 struct lake_feat_khandle {

@@ -2,7 +2,7 @@
 /*
  * lake_feat_create.h - create a feature registry and register schemas from
  * C, with exactly the layout of Go's features.Create and
- * features.Registry.Register (features/LAYOUT.md, C view in
+ * features.Registry.Register (shm/PROTOCOL.md, "Feature registry area", C view in
  * lakelib/include/lake_features.h). The kernel module uses it to format
  * the features area of /dev/lake's region at load and to register the
  * LinnOS schemas, so that kernel producers can record before any laked

@@ -2,7 +2,7 @@
 /*
  * lake_features.h - C view of the LAKE feature registry (Go package
  * github.com/lakeos/lake/features). The layout, the key-slot protocol and
- * the record seqlock are specified in features/LAYOUT.md; this header
+ * the record seqlock are specified in shm/PROTOCOL.md, "Feature registry area"; this header
  * declares the same layout (checked by _Static_assert here and by
  * features/layout_c_test.go against the Go constants) and lets a C
  * producer (the kernel module, a userspace client) record samples.
