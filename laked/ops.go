@@ -11,7 +11,6 @@ import (
 // append their completion to s.pending; an accepted predict completes
 // later from its batcher.
 func (s *session) handle(e *shm.SQE) {
-	s.srv.stats.submissions.Add(1)
 	st, r0, r1, async := s.exec(e)
 	if async {
 		return

@@ -15,7 +15,7 @@ const (
 	maxContextsPerSession = 64
 	maxPredictItems       = 65536
 	maxNameLen            = 256
-	readBatch             = 64
+	readBatch             = 256
 	idleSleep             = 100 * time.Millisecond
 	drainPostTimeout      = 2 * time.Second
 )
@@ -112,6 +112,7 @@ func (s *session) run() {
 		}
 		n := s.sq.Consume(buf)
 		if n > 0 {
+			s.srv.stats.submissions.Add(uint64(n))
 			for i := range buf[:n] {
 				s.handle(&buf[i])
 			}
@@ -197,9 +198,7 @@ func (s *session) postPending() {
 	if len(s.pending) == 0 {
 		return
 	}
-	for i := range s.pending {
-		s.srv.stats.complete(s.pending[i].Status)
-	}
+	s.srv.stats.completeBatch(s.pending)
 	s.cqMu.Lock()
 	s.postLocked(s.pending)
 	s.cqMu.Unlock()

@@ -106,6 +106,33 @@ func (s *stats) complete(st shm.Status) {
 	s.completions[i].Add(1)
 }
 
+// completeBatch counts a batch of completions with one atomic add per
+// status present.
+func (s *stats) completeBatch(cs []shm.CQE) {
+	if len(cs) == 0 {
+		return
+	}
+	first := cs[0].Status
+	same := true
+	for i := range cs {
+		if cs[i].Status != first {
+			same = false
+			break
+		}
+	}
+	if same {
+		i := int(first)
+		if i < 0 || i >= numStatuses {
+			i = numStatuses
+		}
+		s.completions[i].Add(uint64(len(cs)))
+		return
+	}
+	for i := range cs {
+		s.complete(cs[i].Status)
+	}
+}
+
 func (s *stats) observeBatch(items int, d time.Duration, gpu bool) {
 	s.batches.Add(1)
 	s.batchItems.Add(uint64(items))

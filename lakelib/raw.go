@@ -88,13 +88,21 @@ func (c *Client) Batch(ctx context.Context, es []shm.SQE, out []shm.CQE) error {
 	}
 	_ = c.sq.Bell.Ring()
 	for k, i := range idx {
-		if err := c.wait(ctx, i); err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
 		cl := &c.calls[i]
+		// By the time earlier completions are read most later ones are
+		// in: reap in bulk, and take the full wait (spin, then park) only
+		// for a call still out.
+		if cl.state.Load() != callDone {
+			c.tryReap()
+		}
+		if cl.state.Load() != callDone {
+			if err := c.wait(ctx, i); err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+		}
 		out[k] = shm.CQE{Status: cl.status, Tag: es[k].Tag, Results: cl.results}
 		c.releaseCall(i)
 	}
