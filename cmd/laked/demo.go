@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/linnos"
 )
@@ -87,6 +88,10 @@ func demo(ctx context.Context, cfgIn *Config, log zerolog.Logger, w io.Writer) e
 	}
 	st := srv.Stats()
 	lat := p.latencies()
+	burst, err := demoBurst(ctx, cfg.Socket, srv)
+	if err != nil {
+		return fmt.Errorf("burst: %w", err)
+	}
 	fmt.Fprintf(w, "\nlaked did: %d submissions, %d completions (%v), %d predict batches of %.1f items on average, placement cpu=%d gpu=%d (gpu fallbacks %d)\n",
 		st.Submissions, st.TotalCompletions(), st.Completions, st.Batches, avg(st.BatchItems, st.Batches),
 		st.DecisionsCPU, st.DecisionsGPU, st.GPUFallbacks)
@@ -94,6 +99,7 @@ func demo(ctx context.Context, cfgIn *Config, log zerolog.Logger, w io.Writer) e
 		fmt.Fprintf(w, "predict latency seen by the caller: p50 %v, p99 %v, max %v over %d calls\n",
 			pct(lat, 0.5), pct(lat, 0.99), lat[len(lat)-1], len(lat))
 	}
+	fmt.Fprint(w, burst)
 	if schemas, err := d.features.Schemas(); err == nil {
 		for _, sc := range schemas {
 			fmt.Fprintf(w, "feature registry: schema %q\n", sc.Name())
@@ -162,4 +168,50 @@ func (p *lakedPredictor) latencies() []time.Duration {
 	l := append([]time.Duration(nil), p.lat...)
 	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
 	return l
+}
+
+// demoBurst shows cross-client batching: 8 clients (8 regions) each send
+// single-I/O predicts as fast as they can for half a second, and laked
+// gathers them into batches.
+func demoBurst(ctx context.Context, socket string, srv *laked.Server) (string, error) {
+	const clients, window = 8, 500 * time.Millisecond
+	before := srv.Stats()
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	calls := make([]int, clients)
+	stop := time.Now().Add(window)
+	for k := 0; k < clients; k++ {
+		c, err := lakelib.Dial(ctx, socket, lakelib.Options{})
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		wg.Add(1)
+		go func(k int) {
+			defer wg.Done()
+			in := make([]byte, laked.LinnOSInputBytes)
+			out := make([]byte, laked.LinnOSOutputBytes)
+			for time.Now().Before(stop) {
+				in[k%len(in)]++
+				if _, err := c.Predict(ctx, modelLinnOS, 1, in, out); err != nil {
+					errs <- err
+					return
+				}
+				calls[k]++
+			}
+		}(k)
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return "", err
+	}
+	after := srv.Stats()
+	total := 0
+	for _, n := range calls {
+		total += n
+	}
+	b := after.Batches - before.Batches
+	return fmt.Sprintf("burst: %d clients sent %d single-I/O predicts in %v; laked ran them as %d batches (%.1f items per batch on average)\n",
+		clients, total, window, b, avg(after.BatchItems-before.BatchItems, b)), nil
 }
