@@ -1,16 +1,3 @@
-// Command laked is the lake daemon: it serves client regions handed out
-// over a unix socket (userspace clients) and the kernel's /dev/lake
-// region, batches predict requests across clients, asks the placement
-// policy where each batch runs, and runs them and CUDA-driver-shaped
-// operations on its backends.
-//
-// Configuration comes from /etc/lake/laked.yaml (or --config), LAKED_*
-// environment variables and flags, in that order of precedence;
-// --print-config shows the result. SIGHUP reloads the config's policy
-// settings; SIGTERM and SIGINT drain and stop.
-//
-// With --demo it runs its embedded default job instead: a laked on a
-// private socket serving a LinnOS model to a replayed SSD trace.
 package main
 
 import (
