@@ -80,6 +80,7 @@ type Client struct {
 
 	reapMu sync.Mutex
 	reaped []shm.CQE
+	leader sync.Mutex // held by the one caller sleeping on the CQ doorbell
 
 	// parked counts callers that stopped spinning and sleep on their
 	// wake channel; the background reaper only sleeps on the completion
@@ -474,6 +475,22 @@ func (c *Client) wait(ctx context.Context, i uint32) error {
 	if spin.Spin(done, stop) {
 		return nil
 	}
+	// Leader: if nobody else is reaping, sleep on the completion doorbell
+	// ourselves and reap when laked rings it: one wake-up per call
+	// (laked's futex wake of this thread) instead of two (the background
+	// reaper's, then this goroutine's).
+	if c.leader.TryLock() {
+		err := c.lead(ctx, i)
+		c.leader.Unlock()
+		if c.parked.Load() > 0 {
+			// Followers may have parked while we led: wake the reaper.
+			select {
+			case c.parkSignal <- struct{}{}:
+			default:
+			}
+		}
+		return err
+	}
 	c.parked.Add(1)
 	defer c.parked.Add(-1)
 	select {
@@ -499,6 +516,47 @@ func (c *Client) wait(ctx context.Context, i uint32) error {
 			return nil
 		}
 		return c.abandon(i, ErrDaemonGone)
+	}
+}
+
+// lead reaps for everyone, sleeping on the completion doorbell, until
+// call i completes or must be given up. Callers hold c.leader (one
+// leader sleeps in the kernel at a time; other callers park). The reap
+// lock is held only while reaping, never while sleeping, so a re-attach
+// can always take it.
+func (c *Client) lead(ctx context.Context, i uint32) error {
+	cl := &c.calls[i]
+	ready := func() bool {
+		return c.cq.Ready() || c.failErr() != nil || ctx.Err() != nil
+	}
+	for {
+		c.tryReap()
+		if cl.state.Load() == callDone {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return c.abandon(i, fmt.Errorf("lakelib: %s: %w", cl.op, err))
+		}
+		select {
+		case <-c.closed:
+			return c.abandon(i, ErrClosed)
+		case <-c.dead:
+			c.reapMu.Lock()
+			c.reapLocked()
+			c.reapMu.Unlock()
+			if cl.state.Load() == callDone {
+				return nil
+			}
+			return c.abandon(i, ErrDaemonGone)
+		default:
+		}
+		wait := 20 * time.Millisecond
+		if dl, ok := ctx.Deadline(); ok {
+			if left := time.Until(dl); left < wait {
+				wait = max(left, time.Microsecond)
+			}
+		}
+		_ = c.cq.Bell.Wait(ready, wait)
 	}
 }
 
