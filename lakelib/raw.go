@@ -65,27 +65,41 @@ func (c *Client) Batch(ctx context.Context, es []shm.SQE, out []shm.CQE) error {
 		cl.op = es[k].Opcode
 		es[k].Tag = uint64(cl.gen.Load())<<32 | uint64(i)
 		cl.state.Store(callPending)
-		for {
-			err := c.publish(cl, &es[k])
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, shm.ErrRingFull) {
-				firstErr = fmt.Errorf("lakelib: submit: %w", err)
-				break
-			}
-			if err := c.failErr(); err != nil {
-				firstErr = err
-				break
-			}
-			c.tryReap()
-		}
-		if firstErr != nil {
-			c.releaseCall(i)
-			break
-		}
 		idx = append(idx, i)
 	}
+	// Publish in bulk: one ring claim for as many slots as are free.
+	published := 0
+	for published < len(idx) {
+		c.submitMu.RLock()
+		first, n, err := c.sq.TrySubmitBatch(es[published:len(idx)])
+		for j := 0; j < n; j++ {
+			cl := &c.calls[idx[published+j]]
+			cl.pos.Store(first + uint32(j))
+			cl.published.Store(true)
+		}
+		c.submitMu.RUnlock()
+		published += n
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, shm.ErrRingFull) {
+			firstErr = fmt.Errorf("lakelib: submit: %w", err)
+		} else if ferr := c.failErr(); ferr != nil {
+			firstErr = ferr
+		} else if cerr := ctx.Err(); cerr != nil {
+			firstErr = fmt.Errorf("lakelib: submission ring full: %w", cerr)
+		}
+		if firstErr != nil {
+			break
+		}
+		_ = c.sq.Bell.Ring()
+		c.tryReap()
+	}
+	// Calls never published are nobody else's: release them now.
+	for _, i := range idx[published:] {
+		c.releaseCall(i)
+	}
+	idx = idx[:published]
 	_ = c.sq.Bell.Ring()
 	for k, i := range idx {
 		cl := &c.calls[i]

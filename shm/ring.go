@@ -89,6 +89,47 @@ func (q *SQ) TrySubmitPos(e *SQE) (uint32, error) {
 	}
 }
 
+// TrySubmitBatch publishes as many of es as fit, in order, claiming
+// their positions with a single CAS: the first position is returned with
+// the count. Because the consumer frees slots in order, the slot of the
+// last position being free means all of them are. It returns ErrRingFull
+// (with n == 0) when not even one slot is free.
+func (q *SQ) TrySubmitBatch(es []SQE) (first uint32, n int, err error) {
+	if len(es) == 0 {
+		return 0, 0, nil
+	}
+	for {
+		t := q.tail.Load()
+		d := int32(q.seq(t).Load() - t)
+		if d < 0 {
+			return 0, 0, ErrRingFull
+		}
+		if d > 0 {
+			if q.tail.Load() == t {
+				return 0, 0, ErrRingCorrupt
+			}
+			continue
+		}
+		// Slot t is free; find how many after it are (binary search
+		// would do, but the common case is all or the ring's worth).
+		k := uint32(len(es))
+		if k > q.mask+1 {
+			k = q.mask + 1
+		}
+		for k > 1 && q.seq(t+k-1).Load() != t+k-1 {
+			k /= 2
+		}
+		if !q.tail.CompareAndSwap(t, t+k) {
+			continue
+		}
+		for i := uint32(0); i < k; i++ {
+			encodeSQE(q.slot(t+i), &es[i])
+			q.seq(t + i).Store(t + i + 1) // publish (release)
+		}
+		return t, int(k), nil
+	}
+}
+
 // Consume copies at most len(out) published submissions into out, frees
 // their slots and returns how many it copied. Only the single consumer
 // may call it. A slot whose sequence word holds anything but the
