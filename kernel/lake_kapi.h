@@ -86,8 +86,21 @@ int lake_predict(u32 model, u32 n, const void *in, size_t in_len, void *out, siz
 		 struct lake_predict_result *res);
 
 /* lake_done_fn completes an async call: err is 0 or a negative errno;
- * res is valid when err is 0. */
+ * res is valid when err is 0 (all zero for calls other than predict). */
 typedef void (*lake_done_fn)(void *arg, int err, const struct lake_predict_result *res);
+
+/* Async variants for contexts that cannot sleep (any context, hard
+ * interrupts included). Each copies its input at once, returns 0 when
+ * submitted (done will then be called exactly once, in process context,
+ * after any output was written) or a negative errno (done is not called).
+ * "Async" means completion by callback, not CUDA stream ordering: laked
+ * runs each on the default stream when it arrives. No timeout: done runs
+ * when laked answers or detaches (-EPIPE). */
+int lake_cuMemcpyHtoD_async(u64 ctx, u64 dst, const void *src, size_t len, lake_done_fn done, void *arg);
+int lake_cuMemcpyDtoH_async(u64 ctx, void *dst, u64 src, size_t len, lake_done_fn done, void *arg);
+int lake_cuLaunchKernel_async(u64 ctx, u64 fn, const u32 grid[3], const u32 block[3],
+			      u32 shared_mem, u64 stream, const u64 *params, u32 nparams,
+			      lake_done_fn done, void *arg);
 
 /* lake_predict_async is lake_predict for contexts that cannot sleep (any
  * context, hard interrupts included): it copies in, returns at once, and

@@ -41,11 +41,13 @@ struct lake_call {
 	struct lake_cqe cqe;
 	unsigned long buf[LAKE_CALL_BUFS];
 	size_t buf_len[LAKE_CALL_BUFS];
-	/* async predict */
+	/* async calls: done callback, and where the result is copied */
 	lake_done_fn user_done;
 	void *user_arg;
 	void *out;
 	size_t out_len;
+	int out_buf;     /* arena buffer the result comes from */
+	bool is_predict; /* fill a lake_predict_result */
 };
 
 static struct gen_pool *arena_pool;
@@ -137,9 +139,12 @@ static void call_done(void *arg, int err, const struct lake_cqe *cqe)
 		if (!err)
 			err = lake_status_errno(c->cqe.status);
 		if (!err) {
-			memcpy(c->out, call_ptr(c, 1), c->out_len);
-			res.model_version = c->cqe.results[0];
-			res.on_gpu = c->cqe.results[1] == 1;
+			if (c->out)
+				memcpy(c->out, call_ptr(c, c->out_buf), c->out_len);
+			if (c->is_predict) {
+				res.model_version = c->cqe.results[0];
+				res.on_gpu = c->cqe.results[1] == 1;
+			}
 		}
 		c->user_done(c->user_arg, err, err ? NULL : &res);
 	} else {
@@ -309,6 +314,62 @@ out:
 	return err;
 }
 
+/* async_buf_op is buf_op for contexts that cannot sleep: src is copied
+ * into the arena now, dst (which must stay valid) is filled just before
+ * done(arg, err, res) runs, in process context. */
+static int async_buf_op(struct lake_sqe *sqe, int arg_off, int arg_len, const void *src,
+			void *dst, size_t len, lake_done_fn done, void *arg)
+{
+	struct lake_call *c;
+	u64 off;
+	int err;
+
+	if (!done)
+		return -EINVAL;
+	c = call_alloc(GFP_ATOMIC);
+	if (!c)
+		return -ENOMEM;
+	err = call_buf(c, 0, len, &off);
+	if (err) {
+		call_put(c);
+		return err;
+	}
+	if (src)
+		memcpy(call_ptr(c, 0), src, len);
+	sqe->args[arg_off] = off;
+	sqe->args[arg_len] = len;
+	c->user_done = done;
+	c->user_arg = arg;
+	c->out = dst;
+	c->out_len = dst ? len : 0;
+	c->out_buf = 0;
+	/* the one reference passes to the done callback */
+	err = lake_shm_submit(sqe, call_done, c);
+	if (err)
+		call_put(c);
+	return err;
+}
+
+int lake_cuMemcpyHtoD_async(u64 ctx, u64 dst, const void *src, size_t len, lake_done_fn done, void *arg)
+{
+	struct lake_sqe sqe = { .opcode = LAKE_OP_MEMCPY_HTOD, .args = { ctx, dst } };
+
+	if (!src)
+		return -EINVAL;
+	return async_buf_op(&sqe, 2, 3, src, NULL, len, done, arg);
+}
+EXPORT_SYMBOL_GPL(lake_cuMemcpyHtoD_async);
+
+int lake_cuMemcpyDtoH_async(u64 ctx, void *dst, u64 src, size_t len, lake_done_fn done, void *arg)
+{
+	struct lake_sqe sqe = { .opcode = LAKE_OP_MEMCPY_DTOH, .args = { ctx, 0, src } };
+
+	if (!dst)
+		return -EINVAL;
+	return async_buf_op(&sqe, 1, 3, NULL, dst, len, done, arg);
+}
+EXPORT_SYMBOL_GPL(lake_cuMemcpyDtoH_async);
+
 int lake_cuMemcpyHtoD(u64 ctx, u64 dst, const void *src, size_t len)
 {
 	struct lake_sqe sqe = { .opcode = LAKE_OP_MEMCPY_HTOD, .args = { ctx, dst } };
@@ -349,6 +410,29 @@ int lake_cuModuleGetFunction(u64 ctx, u64 *fn, u64 mod, const char *name)
 }
 EXPORT_SYMBOL_GPL(lake_cuModuleGetFunction);
 
+/* launch_desc builds a launch descriptor (freed by the caller). */
+static struct lake_launch_desc *launch_desc(gfp_t gfp, const u32 grid[3], const u32 block[3],
+					    u32 shared_mem, u64 stream, const u64 *params,
+					    u32 nparams, size_t *len)
+{
+	struct lake_launch_desc *d;
+
+	if (nparams > LAKE_MAX_LAUNCH_PARAMS / 8 || (nparams && !params) || !grid || !block)
+		return NULL;
+	*len = LAKE_LAUNCH_DESC_HEADER + (size_t)nparams * 8;
+	d = kzalloc(*len, gfp);
+	if (!d)
+		return NULL;
+	memcpy(d->grid, grid, sizeof(d->grid));
+	memcpy(d->block, block, sizeof(d->block));
+	d->shared_mem = shared_mem;
+	d->param_bytes = nparams * 8;
+	d->stream = stream;
+	if (nparams)
+		memcpy((u8 *)d + LAKE_LAUNCH_DESC_HEADER, params, (size_t)nparams * 8);
+	return d;
+}
+
 int lake_cuLaunchKernel(u64 ctx, u64 fn, const u32 grid[3], const u32 block[3],
 			u32 shared_mem, u64 stream, const u64 *params, u32 nparams)
 {
@@ -357,24 +441,32 @@ int lake_cuLaunchKernel(u64 ctx, u64 fn, const u32 grid[3], const u32 block[3],
 	size_t len;
 	int err;
 
-	if (nparams > LAKE_MAX_LAUNCH_PARAMS / 8 || (nparams && !params))
-		return -EINVAL;
-	len = LAKE_LAUNCH_DESC_HEADER + (size_t)nparams * 8;
-	d = kzalloc(len, GFP_KERNEL);
+	d = launch_desc(GFP_KERNEL, grid, block, shared_mem, stream, params, nparams, &len);
 	if (!d)
-		return -ENOMEM;
-	memcpy(d->grid, grid, sizeof(d->grid));
-	memcpy(d->block, block, sizeof(d->block));
-	d->shared_mem = shared_mem;
-	d->param_bytes = nparams * 8;
-	d->stream = stream;
-	if (nparams)
-		memcpy((u8 *)d + LAKE_LAUNCH_DESC_HEADER, params, (size_t)nparams * 8);
+		return -EINVAL;
 	err = buf_op(&sqe, 2, 3, d, NULL, len, NULL);
 	kfree(d);
 	return err;
 }
 EXPORT_SYMBOL_GPL(lake_cuLaunchKernel);
+
+int lake_cuLaunchKernel_async(u64 ctx, u64 fn, const u32 grid[3], const u32 block[3],
+			      u32 shared_mem, u64 stream, const u64 *params, u32 nparams,
+			      lake_done_fn done, void *arg)
+{
+	struct lake_sqe sqe = { .opcode = LAKE_OP_LAUNCH_KERNEL, .args = { ctx, fn } };
+	struct lake_launch_desc *d;
+	size_t len;
+	int err;
+
+	d = launch_desc(GFP_ATOMIC, grid, block, shared_mem, stream, params, nparams, &len);
+	if (!d)
+		return -EINVAL;
+	err = async_buf_op(&sqe, 2, 3, d, NULL, len, done, arg);
+	kfree(d);
+	return err;
+}
+EXPORT_SYMBOL_GPL(lake_cuLaunchKernel_async);
 
 /* predict_prepare builds a predict call with its input copied in. */
 static int predict_prepare(gfp_t gfp, u32 model, u32 n, const void *in, size_t in_len,
@@ -450,6 +542,8 @@ int lake_predict_async(u32 model, u32 n, const void *in, size_t in_len, void *ou
 	c->user_arg = arg;
 	c->out = out;
 	c->out_len = out_len;
+	c->out_buf = 1;
+	c->is_predict = true;
 	/* the one reference passes to the done callback */
 	err = lake_shm_submit(&sqe, call_done, c);
 	if (err)

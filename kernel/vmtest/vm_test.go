@@ -18,7 +18,7 @@ import (
 // selftestSteps are the steps every full lake_selftest run must pass.
 var selftestSteps = []string{
 	"init", "ctx-create", "mem-alloc", "memcpy-htod", "module-load", "get-function",
-	"launch-vector_add", "ctx-synchronize", "memcpy-dtoh", "vector_add-check", "module-unload",
+	"launch-vector_add", "ctx-synchronize", "memcpy-dtoh", "vector_add-check", "async-htod-launch-dtoh", "module-unload",
 	"mem-free", "mem-free-twice-refused", "ctx-destroy",
 	"features-open", "features-record", "model-info", "predict", "predict-bad-length-refused",
 	"predict-async",
