@@ -5,7 +5,7 @@ GO ?= go
 PREFIX ?= /usr/local
 BIN := bin
 
-.PHONY: all setup build demo test test-short bench lint fuzz install clean generate vm-test
+.PHONY: all setup build demo test test-short bench lint fuzz install clean generate vm-test eval
 
 all: build
 
@@ -46,6 +46,12 @@ fuzz:
 
 generate:
 	$(GO) generate ./...
+
+# The block I/O evaluation (root): fio workloads on loop devices, traced
+# with eBPF, LinnOS trained and replayed on the recorded latencies, and a
+# live run through laked. Results in results/eval, see docs/EVALUATION.md.
+eval: setup
+	$(GO) run ./cmd/lake-eval -jobs eval/jobs -out results/eval
 
 vm-test:
 	$(GO) test -count=1 -v -run VM ./kernel/...

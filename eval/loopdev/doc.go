@@ -1,0 +1,3 @@
+// Package loopdev creates loop block devices backed by files (losetup) for
+// the evaluation and the tracer test, and always detaches them.
+package loopdev
