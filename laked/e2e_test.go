@@ -5,13 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lakeos/lake/internal/lakedtest"
 	"github.com/lakeos/lake/laked"
-	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/shm"
 )
@@ -27,63 +25,7 @@ var (
 
 func TestVectorAddAndPredictTwoClients(t *testing.T) {
 	srv, sock := startServer(t, laked.Config{})
-	ref, err := kernels.ParseMLP(laked.DemoMLPBlob(1, 8, 16, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for k := 0; k < 2; k++ {
-		c := dial(t, sock, lakelib.Options{})
-		wg.Add(1)
-		go func(k int) {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if err := runVectorAdd(ctx, c, 1000+k, float32(k)); err != nil {
-				errs <- err
-				return
-			}
-			// Batched predict from several goroutines of this client.
-			var pg sync.WaitGroup
-			for g := 0; g < 4; g++ {
-				pg.Add(1)
-				go func(g int) {
-					defer pg.Done()
-					for it := 0; it < 20; it++ {
-						n := 1 + (g+it)%7
-						in := make([]float32, 8*n)
-						for i := range in {
-							in[i] = float32(k+g+it+i%5) * 0.1
-						}
-						out := make([]byte, 8*n)
-						if _, err := c.Predict(ctx, mlpID, n, f32bytes(in), out); err != nil {
-							errs <- err
-							return
-						}
-						want := make([]float32, 2*n)
-						if err := ref.Forward(in, want, n); err != nil {
-							errs <- err
-							return
-						}
-						got := laked.BytesToFloat32s(out)
-						for i := range want {
-							if got[i] != want[i] {
-								errs <- errors.New("predict result differs from the reference MLP")
-								return
-							}
-						}
-					}
-				}(g)
-			}
-			pg.Wait()
-		}(k)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	lakedtest.TwoClients(t, sock)
 	st := srv.Stats()
 	if st.Batches == 0 || st.BatchItems == 0 || st.DecisionsCPU == 0 {
 		t.Fatalf("no batches counted: %+v", st)

@@ -9,32 +9,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"github.com/lakeos/lake/internal/lakedtest"
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/shm"
 )
 
-// startLaked runs an in-process laked (no backend: nop and predict only).
+// startLaked runs an in-process laked for the benchmarks.
 func startLaked(tb testing.TB, busy bool) string {
 	tb.Helper()
-	srv, err := laked.New(laked.Config{BusyPoll: busy, Logger: zerolog.Nop()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sock := filepath.Join(tb.TempDir(), "laked.sock")
-	l, err := laked.Listen(sock)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	go srv.Serve(l)
-	tb.Cleanup(func() {
-		l.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	_, sock := lakedtest.Start(tb, laked.Config{BusyPoll: busy})
 	return sock
 }
 

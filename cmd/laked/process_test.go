@@ -97,58 +97,7 @@ func dial(t *testing.T, sock string) *lakelib.Client {
 // batched predicts and check the results.
 func TestTwoClientsAgainstLakedProcess(t *testing.T) {
 	_, sock := startLaked(t)
-	ref, err := kernels.ParseMLP(laked.DemoMLPBlob(1, 8, 16, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for k := 0; k < 2; k++ {
-		c := dial(t, sock)
-		wg.Add(1)
-		go func(k int) {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := lakedtest.VectorAdd(ctx, c, 4096, float32(k+1)); err != nil {
-				errs <- err
-				return
-			}
-			var pg sync.WaitGroup
-			for g := 0; g < 4; g++ {
-				pg.Add(1)
-				go func(g int) {
-					defer pg.Done()
-					for it := 0; it < 25; it++ {
-						n := 1 + (k+g+it)%9
-						in := make([]float32, 8*n)
-						for i := range in {
-							in[i] = float32((k*7+g*3+it+i)%11) * 0.25
-						}
-						out := make([]byte, 8*n)
-						if _, err := c.Predict(ctx, modelDemoMLP, n, laked.Float32sToBytes(in), out); err != nil {
-							errs <- err
-							return
-						}
-						want := make([]float32, 2*n)
-						_ = ref.Forward(in, want, n)
-						for i, v := range laked.BytesToFloat32s(out) {
-							if v != want[i] {
-								errs <- errors.New("predict: wrong result")
-								return
-							}
-						}
-					}
-				}(g)
-			}
-			pg.Wait()
-		}(k)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	lakedtest.TwoClients(t, sock)
 }
 
 // TestKillLakedMidFlight kills laked with SIGKILL while clients have

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,4 +125,66 @@ func VectorAdd(ctx context.Context, c *lakelib.Client, n int, seed float32) erro
 		}
 	}
 	return nil
+}
+
+// TwoClients is the core acceptance workload: two clients at once, each
+// running the vector_add sequence and then predicts of 1..9 items from four
+// goroutines, every answer checked against the demo MLP computed locally.
+func TwoClients(tb testing.TB, sock string) {
+	tb.Helper()
+	ref, err := kernels.ParseMLP(laked.DemoMLPBlob(1, 8, 16, 2))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for k := 0; k < 2; k++ {
+		c := Dial(tb, sock, lakelib.Options{})
+		wg.Add(1)
+		go func(k int) {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := VectorAdd(ctx, c, 4096, float32(k+1)); err != nil {
+				errs <- err
+				return
+			}
+			var pg sync.WaitGroup
+			for g := 0; g < 4; g++ {
+				pg.Add(1)
+				go func(g int) {
+					defer pg.Done()
+					for it := 0; it < 25; it++ {
+						n := 1 + (k+g+it)%9
+						in := make([]float32, 8*n)
+						for i := range in {
+							in[i] = float32((k*7+g*3+it+i)%11) * 0.25
+						}
+						out := make([]byte, 8*n)
+						if _, err := c.Predict(ctx, DemoMLP, n, laked.Float32sToBytes(in), out); err != nil {
+							errs <- err
+							return
+						}
+						want := make([]float32, 2*n)
+						if err := ref.Forward(in, want, n); err != nil {
+							errs <- err
+							return
+						}
+						for i, v := range laked.BytesToFloat32s(out) {
+							if v != want[i] {
+								errs <- errors.New("predict result differs from the reference MLP")
+								return
+							}
+						}
+					}
+				}(g)
+			}
+			pg.Wait()
+		}(k)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Fatal(err)
+	}
 }
