@@ -44,6 +44,11 @@ func run(args []string) error {
 	}
 	log := newLogger(cfg.Log, os.Stderr)
 	if inv.demo {
+		// The demo prints its own report; the daemon's state-change lines
+		// would only interleave with it.
+		if log.GetLevel() < zerolog.WarnLevel {
+			log = log.Level(zerolog.WarnLevel)
+		}
 		return runDemo(cfg, log)
 	}
 	started := time.Now()
