@@ -1,6 +1,7 @@
 package cpu_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -60,6 +61,8 @@ func TestModuleLoadErrors(t *testing.T) {
 	}
 }
 
+var growRuns int
+
 func TestRegisterErrors(t *testing.T) {
 	k := func(*cpu.KernelContext) error { return nil }
 	wantErr(t, cpu.RegisterModule(testModule, map[string]cpu.KernelFunc{"x": k}), backend.ErrInvalidValue, "duplicate module")
@@ -70,27 +73,32 @@ func TestRegisterErrors(t *testing.T) {
 	wantErr(t, cpu.RegisterKernel(testModule, "count", k), backend.ErrInvalidValue, "duplicate kernel")
 	wantErr(t, cpu.RegisterKernel("reg_x", "k", nil), backend.ErrInvalidValue, "nil kernel")
 
+	// The registry is process-wide: a fresh name per run keeps the test
+	// repeatable (go test -count=N).
+	growRuns++
+	grow := fmt.Sprintf("reg_grow_%d", growRuns)
+
 	// RegisterKernel creates a module; a context that loaded it earlier
 	// keeps the kernel set it loaded.
-	if err := cpu.RegisterKernel("reg_grow", "a", k); err != nil {
+	if err := cpu.RegisterKernel(grow, "a", k); err != nil {
 		t.Fatal(err)
 	}
 	_, c := newCtx(t, backend.Limits{})
-	m, err := c.ModuleLoad([]byte("reg_grow"))
+	m, err := c.ModuleLoad([]byte(grow))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cpu.RegisterKernel("reg_grow", "b", k); err != nil {
+	if err := cpu.RegisterKernel(grow, "b", k); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.ModuleGetFunction(m, "b"); err == nil {
 		t.Error("kernel registered after load visible in the loaded module")
 	}
-	m2, _ := c.ModuleLoad([]byte("reg_grow"))
+	m2, _ := c.ModuleLoad([]byte(grow))
 	if _, err := c.ModuleGetFunction(m2, "b"); err != nil {
 		t.Errorf("kernel b after reload: %v", err)
 	}
-	if got := cpu.RegisteredKernels("reg_grow"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+	if got := cpu.RegisteredKernels(grow); len(got) != 2 || got[0] != "a" || got[1] != "b" {
 		t.Errorf("RegisteredKernels = %v", got)
 	}
 }
