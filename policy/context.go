@@ -31,7 +31,7 @@ const (
 )
 
 // Context is what a policy sees for one batch. Its memory layout is exactly
-// that of struct lake_policy_ctx in bpf/lake_policy.h (40 bytes, no padding,
+// that of struct lake_policy_ctx in lakelib/include/lake_policy.h (40 bytes, no padding,
 // little-endian); TestLayoutMatchesBTF checks it against the compiled object.
 type Context struct {
 	ModelID       uint32 // model the batch is for

@@ -3,7 +3,7 @@
 //
 // The decision is made by an eBPF program running in the kernel. The ABI is
 // one read-only context struct (Context, C: struct lake_policy_ctx in
-// bpf/lake_policy.h, copied to lakelib/include/lake_policy.h), one array map
+// lakelib/include/lake_policy.h), one array map
 // "lake_params" holding the tunables (Params), and the program's return value
 // (Decision: bits 0..7 side, bits 8..31 a batch size hint).
 //

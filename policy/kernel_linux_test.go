@@ -194,12 +194,16 @@ func compileC(t *testing.T, src string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	inc, err := filepath.Abs("../lakelib/include")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := filepath.Join(dir, "p.c")
 	if err := os.WriteFile(c, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	obj := filepath.Join(dir, "p.o")
-	out, err := exec.Command(clang, "-O2", "-g", "-target", "bpf", "-I", abs, "-c", c, "-o", obj).CombinedOutput()
+	out, err := exec.Command(clang, "-O2", "-g", "-target", "bpf", "-I", abs, "-I", inc, "-c", c, "-o", obj).CombinedOutput()
 	if err != nil {
 		t.Fatalf("clang: %v\n%s", err, out)
 	}

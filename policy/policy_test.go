@@ -194,21 +194,6 @@ func checkBTFLayout(t *testing.T, types *btf.Spec, cname string, gotype reflect.
 	}
 }
 
-// TestHeaderCopy checks lakelib's copy of the ABI header is identical.
-func TestHeaderCopy(t *testing.T) {
-	src, err := os.ReadFile("bpf/lake_policy.h")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := os.ReadFile("../lakelib/include/lake_policy.h")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(src, cp) {
-		t.Error("lakelib/include/lake_policy.h differs from policy/bpf/lake_policy.h; copy it again")
-	}
-}
-
 func TestParseObjectShipped(t *testing.T) {
 	requireObjects(t)
 	for _, o := range []string{"defaultpolicy_bpfel.o", "costawarepolicy_bpfel.o", "defaultsyscallpolicy_bpfel.o"} {

@@ -4,8 +4,8 @@
  *
  * This header is the single C definition of the policy ABI. The Go mirror is
  * policy.Context / policy.Params in policy/context.go; a test
- * (TestLayoutMatchesHeader) parses this file and fails if the two drift.
- * A copy lives in lakelib/include/lake_policy.h for C clients.
+ * (TestLayoutMatchesBTF) compares them with the compiled C and fails if the
+ * two drift. The shipped policies (policy/bpf) include it from here.
  *
  * A policy object must contain:
  *   - a program named "lake_decide" in section "raw_tp" (preferred: fastest
