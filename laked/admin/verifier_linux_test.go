@@ -32,6 +32,10 @@ func TestPolicyVerifierRejection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	abi, err := filepath.Abs("../../lakelib/include")
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "p.c")
 	// Reads far past the end of the context: the verifier refuses it.
@@ -42,7 +46,7 @@ SEC("raw_tp") int lake_decide(struct lake_policy_ctx *c) { return ((__u64 *)c)[2
 		t.Fatal(err)
 	}
 	obj := filepath.Join(dir, "p.o")
-	if out, err := exec.Command(clang, "-O2", "-g", "-target", "bpf", "-I", inc, "-c", src, "-o", obj).CombinedOutput(); err != nil {
+	if out, err := exec.Command(clang, "-O2", "-g", "-target", "bpf", "-I", inc, "-I", abi, "-c", src, "-o", obj).CombinedOutput(); err != nil {
 		t.Fatalf("clang: %v\n%s", err, out)
 	}
 	e := newEnv(t, func(d *Deps) { d.Policy = eng })
