@@ -137,53 +137,6 @@ static inline int lake_sq_submit_sp(struct lake_ring *r, lake_u32 *tail, const s
 	return 0;
 }
 
-/* LAKE_SQ_SUBMIT_MAX_TRIES bounds lake_sq_submit_mp's retries. */
-#define LAKE_SQ_SUBMIT_MAX_TRIES (1u << 16)
-
-/* lake_sq_submit_mp is lake_sq_submit (lock-free, many producers) made
- * safe against a corrupt or hostile consumer: lake_sq_submit retries
- * forever when a slot's sequence word is ahead of sq_tail and sq_tail
- * does not move, which honest producers never cause (a sequence ahead of
- * t means position t was claimed, so sq_tail has passed it). This variant
- * gives up with -1 in that case and after LAKE_SQ_SUBMIT_MAX_TRIES
- * retries. Returns 0, or -1 (ring full or corrupt). */
-static inline int lake_sq_submit_mp(struct lake_ring *r, const struct lake_sqe *sqe)
-{
-	lake_u32 t = __atomic_load_n(&r->hdr->sq_tail, __ATOMIC_SEQ_CST), tries;
-
-	for (tries = 0; tries < LAKE_SQ_SUBMIT_MAX_TRIES; tries++) {
-		struct lake_sqe *s = &r->sqes[t & r->sq_mask];
-		lake_u32 seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
-		lake_s32 d = (lake_s32)(seq - t);
-
-		if (d == 0) {
-			if (__atomic_compare_exchange_n(&r->hdr->sq_tail, &t, t + 1, 0,
-							__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-				int i;
-
-				s->opcode = sqe->opcode;
-				s->flags = sqe->flags;
-				s->pad = 0;
-				s->tag = sqe->tag;
-				for (i = 0; i < LAKE_NUM_ARGS; i++)
-					s->args[i] = sqe->args[i];
-				__atomic_store_n(&s->seq, t + 1, __ATOMIC_SEQ_CST);
-				return 0;
-			}
-			/* the failed CAS reloaded t */
-		} else if (d < 0) {
-			return -1;
-		} else {
-			lake_u32 nt = __atomic_load_n(&r->hdr->sq_tail, __ATOMIC_SEQ_CST);
-
-			if (nt == t)
-				return -1; /* corrupt: nobody claimed t, yet it is published */
-			t = nt;
-		}
-	}
-	return -1;
-}
-
 /* lake_sq_ready reports whether the slot at the published sq_head holds a
  * submission (the /dev/lake poll condition). */
 static inline int lake_sq_ready(struct lake_ring *r)

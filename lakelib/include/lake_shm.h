@@ -263,14 +263,20 @@ static inline int lake_ring_init(struct lake_ring *r, void *region, lake_u64 len
 	return 0;
 }
 
+/* LAKE_SQ_SUBMIT_MAX_TRIES bounds lake_sq_submit's retries under
+ * contention, so that a hostile consumer can never make it spin forever. */
+#define LAKE_SQ_SUBMIT_MAX_TRIES (1u << 16)
+
 /* lake_sq_submit publishes one submission; many producers may call it
  * concurrently. Returns 0, -1 if the ring is full, or -2 if the ring's
  * words are corrupt (the tail stands still while a slot says it was
- * taken). sqe->seq is ignored. */
+ * taken) or it lost LAKE_SQ_SUBMIT_MAX_TRIES races in a row. sqe->seq is
+ * ignored. */
 static inline int lake_sq_submit(struct lake_ring *r, const struct lake_sqe *sqe)
 {
-	lake_u32 t = __atomic_load_n(&r->hdr->sq_tail, __ATOMIC_SEQ_CST);
-	for (;;) {
+	lake_u32 t = __atomic_load_n(&r->hdr->sq_tail, __ATOMIC_SEQ_CST), tries;
+
+	for (tries = 0; tries < LAKE_SQ_SUBMIT_MAX_TRIES; tries++) {
 		struct lake_sqe *s = &r->sqes[t & r->sq_mask];
 		lake_u32 seq = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
 		lake_s32 d = (lake_s32)(seq - t);
@@ -302,6 +308,7 @@ static inline int lake_sq_submit(struct lake_ring *r, const struct lake_sqe *sqe
 			t = nt;
 		}
 	}
+	return -2;
 }
 
 /* lake_sq_doorbell_needed reports whether laked announced that it may

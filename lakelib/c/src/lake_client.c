@@ -229,7 +229,7 @@ static void futex_ring(lake_u32 *seq, lake_u32 *waiters)
 
 int lake_client_submit(struct lake_client *c, const struct lake_sqe *sqe)
 {
-	if (lake_sq_submit_mp(&c->ring, sqe))
+	if (lake_sq_submit(&c->ring, sqe))
 		return -EAGAIN;
 	futex_ring(&c->ring.hdr->sq_wake_seq, &c->ring.hdr->sq_need_wakeup);
 	return 0;
