@@ -9,34 +9,22 @@ import (
 	"time"
 
 	"github.com/lakeos/lake/liteflow/adapt"
+	"github.com/lakeos/lake/liteflow/apps"
 	"github.com/lakeos/lake/liteflow/model"
 	"github.com/lakeos/lake/liteflow/quant"
 	"github.com/lakeos/lake/liteflow/router"
 	"github.com/lakeos/lake/liteflow/snapshot"
 )
 
-// Mode is a way of serving the policy.
-type Mode int
+// Mode is a way of serving the model (shared by the apps).
+type Mode = apps.Mode
 
 // Modes compared by Run.
 const (
-	Static Mode = iota
-	LiteFlow
-	SlowPath
+	Static   = apps.Static
+	LiteFlow = apps.LiteFlow
+	SlowPath = apps.SlowPath
 )
-
-// String names the mode.
-func (m Mode) String() string {
-	switch m {
-	case Static:
-		return "static snapshot"
-	case LiteFlow:
-		return "liteflow adaptation"
-	case SlowPath:
-		return "slow path (userspace per query)"
-	}
-	return fmt.Sprintf("mode(%d)", int(m))
-}
 
 // Segment is one environment: link capacity, base RTT, random
 // (non-congestive) loss and delay jitter for a duration.
@@ -104,7 +92,7 @@ func (c *Config) defaults() error {
 		c.Modes = []Mode{Static, LiteFlow, SlowPath}
 	}
 	for _, m := range c.Modes {
-		if m < Static || m > SlowPath {
+		if !m.Valid() {
 			return fmt.Errorf("aurora: unknown mode %d", int(m))
 		}
 	}
@@ -506,12 +494,8 @@ type liteflowPolicy struct {
 }
 
 func newLiteflowPolicy(cfg Config, m *model.MLP, calib [][]float32) (*liteflowPolicy, error) {
-	rt, err := router.New(router.Config{InputDim: NumInputs, OutputDim: 1})
-	if err != nil {
-		return nil, err
-	}
-	p := &liteflowPolicy{rt: rt, bs: cfg.BatchSize, rp: newReplay(cfg.Seed)}
-	ad, err := adapt.New(m, rt, adapt.Config{
+	p := &liteflowPolicy{bs: cfg.BatchSize, rp: newReplay(cfg.Seed)}
+	rt, ad, err := apps.ServeAdaptive(m, NumInputs, adapt.Config{
 		FidelityThreshold:  0.05,
 		MinInstallInterval: 200 * time.Millisecond,
 		RecentInputs:       256,
@@ -520,14 +504,11 @@ func newLiteflowPolicy(cfg Config, m *model.MLP, calib [][]float32) (*liteflowPo
 		Window:             4,
 		StabilityFraction:  0.5,
 		Now:                func() time.Duration { return p.now },
-	})
+	}, calib)
 	if err != nil {
 		return nil, err
 	}
-	p.ad = ad
-	if _, err := ad.Bootstrap(calib); err != nil {
-		return nil, err
-	}
+	p.rt, p.ad = rt, ad
 	return p, nil
 }
 

@@ -11,34 +11,22 @@ import (
 	"time"
 
 	"github.com/lakeos/lake/liteflow/adapt"
+	"github.com/lakeos/lake/liteflow/apps"
 	"github.com/lakeos/lake/liteflow/model"
 	"github.com/lakeos/lake/liteflow/quant"
 	"github.com/lakeos/lake/liteflow/router"
 	"github.com/lakeos/lake/liteflow/snapshot"
 )
 
-// Mode is a way of serving the model.
-type Mode int
+// Mode is a way of serving the model (shared by the apps).
+type Mode = apps.Mode
 
 // Modes compared by Run.
 const (
-	Static Mode = iota
-	LiteFlow
-	SlowPath
+	Static   = apps.Static
+	LiteFlow = apps.LiteFlow
+	SlowPath = apps.SlowPath
 )
-
-// String names the mode.
-func (m Mode) String() string {
-	switch m {
-	case Static:
-		return "static snapshot"
-	case LiteFlow:
-		return "liteflow adaptation"
-	case SlowPath:
-		return "slow path (userspace per query)"
-	}
-	return fmt.Sprintf("mode(%d)", int(m))
-}
 
 // Config describes a simulation. Zero fields take the defaults noted.
 type Config struct {
@@ -86,7 +74,7 @@ func (c *Config) defaults() error {
 		c.Modes = []Mode{Static, LiteFlow, SlowPath}
 	}
 	for _, m := range c.Modes {
-		if m < Static || m > SlowPath {
+		if !m.Valid() {
 			return fmt.Errorf("flowsize: unknown mode %d", int(m))
 		}
 	}
@@ -412,24 +400,17 @@ type liteflowPred struct {
 }
 
 func newLiteflowPred(cfg Config, m *model.MLP, calib [][]float32) (*liteflowPred, error) {
-	rt, err := router.New(router.Config{InputDim: NumInputs, OutputDim: 1})
-	if err != nil {
-		return nil, err
-	}
-	p := &liteflowPred{rt: rt, bs: cfg.BatchSize}
-	ad, err := adapt.New(m, rt, adapt.Config{
+	p := &liteflowPred{bs: cfg.BatchSize}
+	rt, ad, err := apps.ServeAdaptive(m, NumInputs, adapt.Config{
 		FidelityThreshold:  0.03,
 		MinInstallInterval: 20 * time.Millisecond,
 		RecentInputs:       256,
 		Now:                func() time.Duration { return secs(p.now) },
-	})
+	}, calib)
 	if err != nil {
 		return nil, err
 	}
-	p.ad = ad
-	if _, err := ad.Bootstrap(calib); err != nil {
-		return nil, err
-	}
+	p.rt, p.ad = rt, ad
 	return p, nil
 }
 
