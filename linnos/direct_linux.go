@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"sort"
 	"sync"
 	"time"
 
@@ -164,17 +163,7 @@ func ReplayDirect(ctx context.Context, trace []IO, cfg DirectConfig) (*ModeResul
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	sort.Float64s(lat)
-	res.Reads = len(lat)
-	res.Latencies = lat
-	sum := 0.0
-	for _, v := range lat {
-		sum += v
-	}
-	if len(lat) > 0 {
-		res.AvgUs = sum / float64(len(lat))
-	}
-	res.P95Us, res.P99Us, res.P999Us = Percentile(lat, 0.95), Percentile(lat, 0.99), Percentile(lat, 0.999)
+	res.setLatencies(lat)
 	return res, nil
 }
 

@@ -374,19 +374,7 @@ func Replay(ctx context.Context, trace []IO, mode Mode, cfg ReplayConfig, sample
 		}
 	}
 	fireHedges(math.Inf(1), true)
-	sort.Float64s(lat)
-	res.Reads = len(lat)
-	res.Latencies = lat
-	sum := 0.0
-	for _, v := range lat {
-		sum += v
-	}
-	if len(lat) > 0 {
-		res.AvgUs = sum / float64(len(lat))
-	}
-	res.P95Us = Percentile(lat, 0.95)
-	res.P99Us = Percentile(lat, 0.99)
-	res.P999Us = Percentile(lat, 0.999)
+	res.setLatencies(lat)
 	return res, nil
 }
 
@@ -407,6 +395,24 @@ func (r *Report) Result(m Mode) *ModeResult {
 		}
 	}
 	return nil
+}
+
+// setLatencies sorts lat (read latencies in µs) and fills the result's
+// latency figures from it.
+func (res *ModeResult) setLatencies(lat []float64) {
+	sort.Float64s(lat)
+	res.Reads = len(lat)
+	res.Latencies = lat
+	sum := 0.0
+	for _, v := range lat {
+		sum += v
+	}
+	if len(lat) > 0 {
+		res.AvgUs = sum / float64(len(lat))
+	}
+	res.P95Us = Percentile(lat, 0.95)
+	res.P99Us = Percentile(lat, 0.99)
+	res.P999Us = Percentile(lat, 0.999)
 }
 
 // ReplayAll runs the baseline, takes its p95 read latency as the hedge delay
