@@ -74,44 +74,79 @@ func (mm *mutexMap) window(key uint64, n int, dst []byte) int {
 	return int(got)
 }
 
-// worker is one goroutine's loop body: op(i) for i in [from, to).
-type worker func(g int) func(i uint64)
+// privateBuf returns a zeroed n-byte buffer with a cache line of padding on
+// each side, so that two goroutines' buffers never share a line (false
+// sharing would slow both implementations and hide their own costs).
+func privateBuf(n int) []byte { return make([]byte, n+128)[64 : 64+n : 64+n] }
 
-// runRound runs n operations on each of procs goroutines and returns the
-// wall time.
-func runRound(procs int, from, n uint64, mk []func(i uint64)) time.Duration {
+// worker sets up goroutine g and returns its round: operations i in
+// [from, to), in a loop of its own (a call per operation through a func
+// value would cost about as much as an owned record).
+type worker func(g int) func(from, to uint64)
+
+// spinBarrier lines up the benchmark's goroutines between rounds without
+// parking them: a parked goroutine takes tens of microseconds to wake on a
+// VM, which would stretch short rounds and hide the operations' own cost.
+type spinBarrier struct{ arrived atomic.Int64 }
+
+// wait blocks (spinning, yielding the P) until all procs goroutines have
+// called it for the k-th time (k counts from 1 per goroutine).
+func (b *spinBarrier) wait(procs int, k *int64) {
+	*k++
+	b.arrived.Add(1)
+	for spins := 0; b.arrived.Load() < *k*int64(procs); spins++ {
+		// Spin: a goroutine locked to its thread (pinToCPU) that yields
+		// is handed back to its thread through the scheduler, which costs
+		// microseconds. Yield only after a long wait (more goroutines
+		// than CPUs).
+		if spins > 1<<16 {
+			runtime.Gosched()
+		}
+	}
+}
+
+// interleave runs b.N operations of each implementation, alternating rounds
+// of chunkOps operations per goroutine, and reports both rates and their
+// ratio. There is one goroutine per GOMAXPROCS, kept for the whole run and
+// pinned to its own CPU (pinToCPU): unpinned, the goroutines that a
+// contended mutex parks are often woken onto one CPU and the next rounds
+// run there, two producers time-sharing a core (seen in about 65% of the
+// rounds on the 2-core machine of docs/PERFORMANCE.md). A round's
+// time runs from the barrier that starts it to the barrier that ends it,
+// so it includes waiting for the slowest goroutine.
+func interleave(b *testing.B, unit string, base, reg worker) {
+	procs := runtime.GOMAXPROCS(0)
+	perG := uint64(max(b.N/procs, 1))
+	var bar spinBarrier
+	var tb, tr time.Duration
 	var wg sync.WaitGroup
-	start := time.Now()
-	for g := 0; g < procs; g++ {
+	b.ResetTimer()
+	for g := range procs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			op := mk[g]
-			for i := from; i < from+n; i++ {
-				op(i)
+			pinToCPU(g)
+			ob, or := base(g), reg(g)
+			var k int64
+			for done := uint64(0); done < perG; done += chunkOps {
+				n := min(chunkOps, perG-done)
+				for impl, round := range []func(uint64, uint64){ob, or} {
+					bar.wait(procs, &k)
+					start := time.Now()
+					round(done, done+n)
+					bar.wait(procs, &k)
+					if g == 0 {
+						if d := time.Since(start); impl == 0 {
+							tb += d
+						} else {
+							tr += d
+						}
+					}
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	return time.Since(start)
-}
-
-// interleave runs b.N operations of each implementation, alternating rounds,
-// and reports both rates and their ratio.
-func interleave(b *testing.B, unit string, base, reg worker) {
-	procs := runtime.GOMAXPROCS(0)
-	mb, mr := make([]func(uint64), procs), make([]func(uint64), procs)
-	for g := range procs {
-		mb[g], mr[g] = base(g), reg(g)
-	}
-	perG := uint64(max(b.N/procs, 1))
-	var tb, tr time.Duration
-	b.ResetTimer()
-	for done := uint64(0); done < perG; done += chunkOps {
-		n := min(chunkOps, perG-done)
-		tb += runRound(procs, done, n, mb)
-		tr += runRound(procs, done, n, mr)
-	}
 	b.StopTimer()
 	ops := float64(perG) * float64(procs)
 	b.ReportMetric(float64(tb.Nanoseconds())/ops, "mutex-ns/op")
@@ -136,8 +171,10 @@ func benchRegistry(b *testing.B) (*Registry, SchemaID, *SchemaInfo) {
 //	own-key:     each goroutine records its own key (a per-device producer)
 //	shared-keys: every goroutine cycles over the same 64 keys
 //	handle:      own key through a KeyHandle (no lookup per record)
+//	owned:       own key through a Writer (Registry.Own: the goroutine is
+//	             the key's only writer; no lookup, no atomic read-modify-write)
 func BenchmarkRecord(b *testing.B) {
-	for _, mode := range []string{"own-key", "shared-keys", "handle"} {
+	for _, mode := range []string{"own-key", "shared-keys", "handle", "owned"} {
 		b.Run(mode, func(b *testing.B) {
 			keyFor := func(g int, i uint64) uint64 {
 				if mode == "shared-keys" {
@@ -148,32 +185,59 @@ func BenchmarkRecord(b *testing.B) {
 			mm := newMutexMap(8 * benchWords)
 			r, id, s := benchRegistry(b)
 			var lost atomic.Uint64
-			base := func(g int) func(uint64) {
-				payload := make([]byte, 8*benchWords)
-				return func(i uint64) {
-					binary.LittleEndian.PutUint64(payload, i)
-					mm.record(keyFor(g, i), payload)
+			base := func(g int) func(uint64, uint64) {
+				payload := privateBuf(8 * benchWords)
+				return func(from, to uint64) {
+					for i := from; i < to; i++ {
+						binary.LittleEndian.PutUint64(payload, i)
+						mm.record(keyFor(g, i), payload)
+					}
 				}
 			}
-			reg := func(g int) func(uint64) {
-				payload := s.NewRecord()
-				if mode == "handle" {
+			reg := func(g int) func(uint64, uint64) {
+				payload := privateBuf(s.RecordSize())
+				var failed uint64
+				switch mode {
+				case "owned":
+					w, err := r.Own(id, uint64(g))
+					if err != nil {
+						b.Fatal(err)
+					}
+					return func(from, to uint64) {
+						for i := from; i < to; i++ {
+							binary.LittleEndian.PutUint64(payload, i)
+							if w.Record(payload) != nil {
+								failed++
+							}
+						}
+						lost.Add(failed)
+						failed = 0
+					}
+				case "handle":
 					h, err := r.Key(id, uint64(g))
 					if err != nil {
 						b.Fatal(err)
 					}
-					return func(i uint64) {
-						binary.LittleEndian.PutUint64(payload, i)
-						if h.Record(payload) != nil {
-							lost.Add(1)
+					return func(from, to uint64) {
+						for i := from; i < to; i++ {
+							binary.LittleEndian.PutUint64(payload, i)
+							if h.Record(payload) != nil {
+								failed++
+							}
 						}
+						lost.Add(failed)
+						failed = 0
 					}
 				}
-				return func(i uint64) {
-					binary.LittleEndian.PutUint64(payload, i)
-					if r.Record(id, keyFor(g, i), payload) != nil {
-						lost.Add(1)
+				return func(from, to uint64) {
+					for i := from; i < to; i++ {
+						binary.LittleEndian.PutUint64(payload, i)
+						if r.Record(id, keyFor(g, i), payload) != nil {
+							failed++
+						}
 					}
+					lost.Add(failed)
+					failed = 0
 				}
 			}
 			interleave(b, "records", base, reg)
@@ -208,25 +272,31 @@ func BenchmarkWindow(b *testing.B) {
 				}
 			})
 			var short atomic.Uint64
-			base := func(g int) func(uint64) {
+			base := func(g int) func(uint64, uint64) {
 				dst := make([]byte, benchWindow*mm.rs)
-				return func(i uint64) {
+				return func(from, to uint64) {
 					which.Store(0)
-					if mm.window((uint64(g)+i)%benchKeys, benchWindow, dst) != benchWindow {
-						panic("short window")
+					for i := from; i < to; i++ {
+						if mm.window((uint64(g)+i)%benchKeys, benchWindow, dst) != benchWindow {
+							panic("short window")
+						}
 					}
 				}
 			}
-			reg := func(g int) func(uint64) {
+			reg := func(g int) func(uint64, uint64) {
 				var w Window
-				return func(i uint64) {
+				return func(from, to uint64) {
 					which.Store(1)
-					if err := r.ReadWindow(id, (uint64(g)+i)%benchKeys, benchWindow, &w); err != nil {
-						panic(err)
+					var n uint64
+					for i := from; i < to; i++ {
+						if err := r.ReadWindow(id, (uint64(g)+i)%benchKeys, benchWindow, &w); err != nil {
+							panic(err)
+						}
+						if w.Len() != benchWindow {
+							n++
+						}
 					}
-					if w.Len() != benchWindow {
-						short.Add(1)
-					}
+					short.Add(n)
 				}
 			}
 			interleave(b, "windows", base, reg)

@@ -14,6 +14,12 @@
 //     marks it in progress or complete. Writers never block or wait.
 //     Registry.Key returns a KeyHandle that skips the key lookup for
 //     producers with a fixed set of keys.
+//   - Own a key: Registry.Own returns a Writer for a producer that is the
+//     key's only writer (one per device or CPU). It records with plain
+//     stores, no atomic read-modify-write (on amd64, a few MOVs in
+//     assembly; see publish.go), while readers and drainers see the key as
+//     usual and other writers get ErrOwned. A key whose owner process died
+//     is taken over.
 //   - ReadWindow: the latest N complete samples of a key, oldest first;
 //     readers validate every record's sequence before and after the copy
 //     and never return a torn or reordered sample.

@@ -92,7 +92,7 @@ func (d *Drainer) Drain(maxSamples int, b *Batch) error {
 	for k := uint64(0); k < s.tableSize && len(b.Samples) < maxSamples; k++ {
 		p := (d.next + k) & (s.tableSize - 1)
 		st, key, base, end, ok := r.slotSpan(s, p)
-		if t := st & stMask; !ok || (t != stLive && t != stDead) {
+		if t := st & stMask; !ok || (t != stLive && t != stOwned && t != stDead) {
 			continue // free, being claimed, or changing: look next time
 		}
 		gen := st >> genShift

@@ -38,4 +38,10 @@ var (
 	// ring wrapped under it). The loss is also counted in the key's Lost
 	// counter; writers never wait.
 	ErrLost = errors.New("features: sample lost to a concurrent writer")
+	// ErrOwned reports a Record, Own or DropKey of a key that a Writer
+	// (Registry.Own) owns: only its owner records into it or drops it.
+	ErrOwned = errors.New("features: key owned by a writer")
+	// ErrNotOwner reports a Writer used after Close or Drop, or one whose
+	// ownership was taken away (its area was changed under it).
+	ErrNotOwner = errors.New("features: writer does not own its key")
 )

@@ -67,6 +67,12 @@ func exercise(r *Registry) {
 		if v, err := r.CompileVector([]VectorItem{{Schema: s.ID(), Field: s.Fields()[0].Name, Digits: 3}}); err == nil {
 			_, _ = v.Build(0, nil, nil)
 		}
+		if w, err := r.Own(s.ID(), 2); err == nil {
+			for range 6 {
+				_ = w.Record(s.NewRecord())
+			}
+			_ = w.Close()
+		}
 		_ = r.DropKey(s.ID(), 1)
 	}
 	_, _ = r.Lookup("seed")
@@ -74,7 +80,8 @@ func exercise(r *Registry) {
 }
 
 func FuzzAttach(f *testing.F) {
-	regLockWait = time.Millisecond // corrupt images often hold a stale registration lock
+	regLockWait = time.Millisecond    // corrupt images often hold a stale registration lock
+	ownerTokenWait = time.Millisecond // and owned slots without a valid owner token
 	f.Add(fuzzSeed(f, 0))
 	f.Add(fuzzSeed(f, 7))
 	f.Add([]byte{})
@@ -101,7 +108,8 @@ func TestAttachRejectsCorruptHeaders(t *testing.T) {
 	le := binary.LittleEndian
 	cases := map[string]func(b []byte){
 		"magic":        func(b []byte) { b[0] ^= 1 },
-		"version":      func(b []byte) { le.PutUint32(b[hdrVersion:], 2) },
+		"version":      func(b []byte) { le.PutUint32(b[hdrVersion:], Version+1) },
+		"old version":  func(b []byte) { le.PutUint32(b[hdrVersion:], Version-1) },
 		"header size":  func(b []byte) { le.PutUint32(b[hdrHeaderSize:], 64) },
 		"total size":   func(b []byte) { le.PutUint64(b[hdrTotalSize:], uint64(len(b))+1) },
 		"tiny total":   func(b []byte) { le.PutUint64(b[hdrTotalSize:], 8) },

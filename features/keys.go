@@ -27,8 +27,8 @@ const capacityWait = 50 * time.Millisecond
 
 func (r *Registry) slotOff(s *SchemaInfo, p uint64) uint64 { return s.tableOff + p*keySlotSize }
 
-// lookup finds key in s. It returns the slot, the live state word and true
-// when found; otherwise the first free (empty or dead) slot on the chain and
+// lookup finds key in s. It returns the slot, the state word (live or
+// owned) and true when found; otherwise the first free (empty or dead) slot on the chain and
 // its state word (free=false if none).
 func (r *Registry) lookup(s *SchemaInfo, key uint64) (p, st uint64, found bool, free bool, fp, fst uint64, err error) {
 	mask := s.tableSize - 1
@@ -44,7 +44,7 @@ func (r *Registry) lookup(s *SchemaInfo, key uint64) (p, st uint64, found bool, 
 				free, fp, fst = true, q, w
 			}
 			return 0, 0, false, free, fp, fst, nil
-		case stLive:
+		case stLive, stOwned:
 			if atomic.LoadUint64(r.u64(so+slotKey)) == key {
 				return q, w, true, false, 0, 0, nil
 			}
@@ -80,7 +80,7 @@ func (r *Registry) fastFind(s *SchemaInfo, key uint64) (p, gen uint64, ok bool) 
 	return 0, 0, false
 }
 
-// find returns the live slot of key and its generation.
+// find returns the slot of key (live or owned) and its generation.
 func (r *Registry) find(s *SchemaInfo, key uint64) (p, gen uint64, err error) {
 	if p, gen, ok := r.fastFind(s, key); ok {
 		return p, gen, nil
@@ -95,7 +95,8 @@ func (r *Registry) find(s *SchemaInfo, key uint64) (p, gen uint64, err error) {
 	return p, st >> genShift, nil
 }
 
-// findOrInsert returns the live slot of key, inserting it if needed.
+// findOrInsert returns the slot of key (live or owned), inserting it (live)
+// if needed.
 func (r *Registry) findOrInsert(s *SchemaInfo, key uint64) (p, gen uint64, err error) {
 	if p, gen, ok := r.fastFind(s, key); ok {
 		return p, gen, nil
@@ -193,7 +194,7 @@ func (r *Registry) resolveClaim(s *SchemaInfo, key, mine uint64) bool {
 			runtime.Gosched()
 			i--
 			continue
-		case stLive, stClaimed:
+		case stLive, stOwned, stClaimed:
 			if atomic.LoadUint64(r.u64(so+slotKey)) != key {
 				continue
 			}
@@ -204,7 +205,7 @@ func (r *Registry) resolveClaim(s *SchemaInfo, key, mine uint64) bool {
 				i--
 				continue
 			}
-			if w&stMask == stLive || i < myDist {
+			if w&stMask != stClaimed || i < myDist {
 				return false
 			}
 			if !atomic.CompareAndSwapUint64(sw, w, (w&^stMask)|stDead) {
@@ -228,7 +229,7 @@ func (r *Registry) Keys(id SchemaID) ([]uint64, error) {
 	for p := uint64(0); p < s.tableSize; p++ {
 		so := r.slotOff(s, p)
 		w := atomic.LoadUint64(r.u64(so + slotState))
-		if w&stMask != stLive {
+		if t := w & stMask; t != stLive && t != stOwned {
 			continue
 		}
 		k := atomic.LoadUint64(r.u64(so + slotKey))
@@ -246,7 +247,8 @@ func (r *Registry) Keys(id SchemaID) ([]uint64, error) {
 // generation (records carry the generation). The next Record of the key
 // starts a fresh, empty history. Drainers still deliver the dropped
 // generation's remaining records until the slot is reused, and count the
-// rest as dropped.
+// rest as dropped. A key owned by a Writer is dropped with Writer.Drop;
+// DropKey returns ErrOwned for it unless its owner process has exited.
 func (r *Registry) DropKey(id SchemaID, key uint64) error {
 	s, err := r.schema(id)
 	if err != nil {
@@ -259,6 +261,16 @@ func (r *Registry) DropKey(id SchemaID, key uint64) error {
 		}
 		if !found {
 			return fmt.Errorf("features: drop key: %w: key %#x in schema %q", ErrUnknownKey, key, s.name)
+		}
+		if st&stMask == stOwned {
+			// Only the owner drops an owned key, unless the owner is dead.
+			repair, err := r.checkOwnerDead(s, p, st)
+			if err != nil {
+				return fmt.Errorf("features: drop key: %w", err)
+			}
+			if repair {
+				r.repairDeadOwner(s, p)
+			}
 		}
 		if atomic.CompareAndSwapUint64(r.u64(r.slotOff(s, p)+slotState), st, (st&^stMask)|stDead) {
 			atomic.AddUint32(r.u32(s.entryOff+schLiveKeys), ^uint32(0))

@@ -9,7 +9,7 @@ package features
 const Magic uint64 = 0x5441454645_4B414C
 
 // Version is the layout version written by Create and required by Attach.
-const Version uint32 = 1
+const Version uint32 = 2
 
 // HeaderSize is the size in bytes of the registry header at offset 0.
 const HeaderSize = 128
@@ -87,7 +87,9 @@ const (
 	slotWriteIdx = 16 // u64: free-running record index, fetch-add by writers
 	slotBaseIdx  = 24 // u64: first record index of the current generation
 	slotLost     = 32 // u64: samples lost to ring contention
-	slotReserved = 40 // 24 bytes of zero
+	slotOwner    = 40 // u64: owner token (pid<<32 | low 32 bits of the owned generation), meaningful while owned
+	slotOwnBase  = 48 // u64: first record index of the current ownership, meaningful while owned
+	slotReserved = 56 // 8 bytes of zero
 	keySlotSize  = 64
 )
 
@@ -98,6 +100,7 @@ const (
 	stClaimed = 2 // key word valid; inserter checking for duplicates
 	stLive    = 3 // key present, accepting records
 	stDead    = 4 // dropped or abandoned; reusable; does not end chains
+	stOwned   = 5 // key present, written by its owner only (Registry.Own)
 	stMask    = 7
 	genShift  = 3
 )

@@ -62,7 +62,7 @@ func TestCHeaderLayoutMatchesGo(t *testing.T) {
 		"name_len": MaxNameLen, "field_name_len": MaxFieldNameLen, "schema_entry_size": schemaEntrySize,
 		"field_size": fieldDescSize, "slot_size": keySlotSize, "rec_hdr_size": recHdrSize,
 		"st_mask": stMask, "gen_shift": genShift, "st_empty": stEmpty, "st_busy": stBusy,
-		"st_claimed": stClaimed, "st_live": stLive, "st_dead": stDead,
+		"st_claimed": stClaimed, "st_live": stLive, "st_dead": stDead, "st_owned": stOwned,
 		"type_u8": uint64(U8), "type_u16": uint64(U16), "type_u32": uint64(U32), "type_u64": uint64(U64),
 		"type_i32": uint64(I32), "type_i64": uint64(I64), "type_f32": uint64(F32), "type_f64": uint64(F64),
 		"hash_1": mix64(1), "hash_deadbeef": mix64(0xdeadbeef),
@@ -89,7 +89,8 @@ func TestCHeaderLayoutMatchesGo(t *testing.T) {
 		"lake_feat_field.count": fdCount, "lake_feat_field.offset": fdOffset,
 
 		"lake_feat_slot.state": slotState, "lake_feat_slot.key": slotKey, "lake_feat_slot.write_idx": slotWriteIdx,
-		"lake_feat_slot.base_idx": slotBaseIdx, "lake_feat_slot.lost": slotLost, "lake_feat_slot.reserved": slotReserved,
+		"lake_feat_slot.base_idx": slotBaseIdx, "lake_feat_slot.lost": slotLost, "lake_feat_slot.owner": slotOwner,
+		"lake_feat_slot.own_base": slotOwnBase, "lake_feat_slot.reserved": slotReserved,
 
 		"lake_feat_rec.seq": recSeq, "lake_feat_rec.lost": recLost,
 		"lake_feat_rec.payload": recHdrSize,

@@ -1,7 +1,6 @@
 package features
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sync/atomic"
 	"unsafe"
@@ -68,9 +67,13 @@ func (r *Registry) Record(id SchemaID, key uint64, payload []byte) error {
 // the caller looks the key up again.
 func (r *Registry) recordAt(s *SchemaInfo, p, gen, key uint64, payload []byte) (done bool, err error) {
 	so := r.slotOff(s, p)
+	sw := r.u64(so + slotState)
+	if st := atomic.LoadUint64(sw); st&stMask == stOwned && atomic.LoadUint64(r.u64(so+slotKey)) == key {
+		return true, fmt.Errorf("features: record: %w: key %#x of schema %q (owner pid %d)", ErrOwned, key, s.name, atomic.LoadUint64(r.u64(so+slotOwner))>>32)
+	}
 	n := atomic.AddUint64(r.u64(so+slotWriteIdx), 1) - 1
 	ro := r.recOff(s, p, n)
-	if atomic.LoadUint64(r.u64(so+slotState)) != gen<<genShift|stLive {
+	if atomic.LoadUint64(sw) != gen<<genShift|stLive {
 		r.markHole(ro, n)
 		return false, nil
 	}
@@ -86,11 +89,7 @@ func (r *Registry) recordAt(s *SchemaInfo, p, gen, key uint64, payload []byte) (
 			break
 		}
 	}
-	d := unsafe.Pointer(r.u64(ro + recHdrSize))
-	for i := 0; i+8 <= len(payload); i += 8 {
-		atomic.StoreUint64((*uint64)(unsafe.Add(d, i)), binary.LittleEndian.Uint64(payload[i:]))
-	}
-	atomic.StoreUint64(seq, 2*n+2)
+	publishRecord(seq, 2*n+2, unsafe.Pointer(r.u64(ro+recHdrSize)), payloadPtr(payload), uintptr(len(payload)/8))
 	return true, nil
 }
 
@@ -143,7 +142,8 @@ func (h *KeyHandle) Record(payload []byte) error {
 		p := pg >> 40
 		st := atomic.LoadUint64(h.r.u64(h.r.slotOff(s, p) + slotState))
 		gen := st >> genShift
-		if st&stMask == stLive && gen&(1<<40-1) == pg&(1<<40-1) {
+		if t := st & stMask; (t == stLive || t == stOwned) && gen&(1<<40-1) == pg&(1<<40-1) {
+			// (recordAt reports ErrOwned for an owned key.)
 			if done, err := h.r.recordAt(s, p, gen, h.key, payload); done {
 				return err
 			}
@@ -282,7 +282,7 @@ func (r *Registry) readWindow(s *SchemaInfo, p, gen, key uint64, n int, w *Windo
 	for try := 0; try <= windowRetries; try++ {
 		w.Data, w.Index = w.Data[:n*rs], w.Index[:n]
 		st, _, lo, end, ok := r.slotSpan(s, p)
-		if !ok || st != gen<<genShift|stLive {
+		if t := st & stMask; !ok || st>>genShift != gen || (t != stLive && t != stOwned) {
 			return false
 		}
 		if end > s.ringLen && end-s.ringLen > lo {

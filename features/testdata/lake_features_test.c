@@ -43,6 +43,7 @@ static void layout(void)
 	P("st_claimed", LAKE_FEAT_ST_CLAIMED);
 	P("st_live", LAKE_FEAT_ST_LIVE);
 	P("st_dead", LAKE_FEAT_ST_DEAD);
+	P("st_owned", LAKE_FEAT_ST_OWNED);
 	P("type_u8", LAKE_FEAT_U8);
 	P("type_u16", LAKE_FEAT_U16);
 	P("type_u32", LAKE_FEAT_U32);
@@ -95,6 +96,8 @@ static void layout(void)
 	OFF(lake_feat_slot, write_idx);
 	OFF(lake_feat_slot, base_idx);
 	OFF(lake_feat_slot, lost);
+	OFF(lake_feat_slot, owner);
+	OFF(lake_feat_slot, own_base);
 	OFF(lake_feat_slot, reserved);
 	OFF(lake_feat_rec, seq);
 	OFF(lake_feat_rec, lost);

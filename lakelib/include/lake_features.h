@@ -25,7 +25,8 @@
  * -EPROTO corrupt region, -ENOENT unknown schema, -ENOSPC key capacity
  * exhausted, -EBUSY a key slot stuck mid-insertion, -EAGAIN sample lost
  * because the ring record was still being written by an older writer
- * (counted in the slot's lost counter; writers never wait).
+ * (counted in the slot's lost counter; writers never wait), -EPERM the key
+ * is owned by a single writer (Go's Registry.Own) and only it records.
  */
 #ifndef LAKE_FEATURES_H
 #define LAKE_FEATURES_H
@@ -54,7 +55,7 @@
 #endif
 
 #define LAKE_FEAT_MAGIC 0x54414546454B414CULL /* "LAKEFEAT" little-endian */
-#define LAKE_FEAT_VERSION 1u
+#define LAKE_FEAT_VERSION 2u
 #define LAKE_FEAT_HEADER_SIZE 128u
 #define LAKE_FEAT_MAX_FIELDS 16u
 #define LAKE_FEAT_NAME_LEN 32u
@@ -88,6 +89,7 @@ enum lake_feat_slot_state {
 	LAKE_FEAT_ST_CLAIMED = 2,
 	LAKE_FEAT_ST_LIVE = 3,
 	LAKE_FEAT_ST_DEAD = 4,
+	LAKE_FEAT_ST_OWNED = 5, /* live, written by its owner only (Go: Registry.Own) */
 };
 #define LAKE_FEAT_ST_MASK 7ull
 #define LAKE_FEAT_GEN_SHIFT 3
@@ -146,7 +148,9 @@ struct lake_feat_slot {
 	uint64_t write_idx; /* atomic fetch-add */
 	uint64_t base_idx;  /* atomic */
 	uint64_t lost;      /* atomic */
-	uint64_t reserved[3];
+	uint64_t owner;     /* atomic: owner token (pid << 32 | low 32 bits of the generation) while owned */
+	uint64_t own_base;  /* atomic: first record index of the ownership while owned */
+	uint64_t reserved[1];
 };
 
 struct lake_feat_rec {
@@ -398,6 +402,7 @@ static inline int lake_feat__lookup(const struct lake_feat_view *v, const struct
 			}
 			return 0;
 		case LAKE_FEAT_ST_LIVE:
+		case LAKE_FEAT_ST_OWNED:
 			if (__atomic_load_n(&sl->key, LAKE_FEAT_SC) == key) {
 				*p = q;
 				*st = w;
@@ -452,7 +457,7 @@ static inline int lake_feat__resolve(const struct lake_feat_view *v, const struc
 			i--;
 			continue;
 		}
-		if (t != LAKE_FEAT_ST_LIVE && t != LAKE_FEAT_ST_CLAIMED)
+		if (t != LAKE_FEAT_ST_LIVE && t != LAKE_FEAT_ST_OWNED && t != LAKE_FEAT_ST_CLAIMED)
 			continue;
 		if (__atomic_load_n(&sl->key, LAKE_FEAT_SC) != key)
 			continue;
@@ -462,7 +467,7 @@ static inline int lake_feat__resolve(const struct lake_feat_view *v, const struc
 			i--;
 			continue;
 		}
-		if (t == LAKE_FEAT_ST_LIVE || i < my_dist)
+		if (t != LAKE_FEAT_ST_CLAIMED || i < my_dist)
 			return 0;
 		{
 			uint64_t exp = w;
@@ -577,6 +582,9 @@ static inline int lake_feat_record(const struct lake_feat_view *v, const struct 
 		if (rc)
 			return rc;
 		sl = lake_feat__slot(v, s, p);
+		/* An owned key takes records from its owner only. */
+		if (__atomic_load_n(&sl->state, LAKE_FEAT_SC) == (gen << LAKE_FEAT_GEN_SHIFT | LAKE_FEAT_ST_OWNED))
+			return -EPERM;
 		n = __atomic_fetch_add(&sl->write_idx, 1, LAKE_FEAT_SC);
 		rec = (struct lake_feat_rec *)(v->base + s->ring_off +
 					       (p * s->ring_len + (n & (s->ring_len - 1))) * s->stride);

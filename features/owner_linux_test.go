@@ -1,0 +1,159 @@
+//go:build linux
+
+package features
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// ownerChildEnv names the registry file a re-executed test binary owns a
+// key of (TestOwnerProcessKilled).
+const ownerChildEnv = "LAKE_FEATURES_OWNER_CHILD"
+
+// TestOwnerChildProcess is not a test of its own: it is the child process
+// of TestOwnerProcessKilled (skipped unless ownerChildEnv is set). It owns
+// key 9 of schema "own", records 100 samples, says so on stdout and keeps
+// recording until it is killed.
+func TestOwnerChildProcess(t *testing.T) {
+	path := os.Getenv(ownerChildEnv)
+	if path == "" {
+		t.Skip("helper process for TestOwnerProcessKilled")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	mem, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Attach(mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := r.Lookup("own")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := r.Schema(id)
+	w, err := r.Own(id, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := uint64(1); ; v++ {
+		if err := w.Record(u64rec(s, v)); err != nil {
+			t.Fatal(err)
+		}
+		if v == 100 {
+			os.Stdout.WriteString("owned " + strconv.Itoa(os.Getpid()) + "\n")
+		}
+	}
+}
+
+// TestOwnerProcessKilled: another process owns a key in a shared registry
+// file; while it lives Own, Record and DropKey refuse the key naming its
+// pid; after it is killed (SIGKILL, possibly mid-record) Own takes the key
+// over and the history reads back untorn.
+func TestOwnerProcessKilled(t *testing.T) {
+	path, r := mappedRegistry(t, smallCfg())
+	id, err := r.Register(Schema{Name: "own", History: 8, MaxKeys: 4, Fields: []Field{{Name: "v", Type: U64}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := r.Schema(id)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOwnerChildProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), ownerChildEnv+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "owned ") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("child: %q, %v", line, err)
+	}
+	pid := strconv.Itoa(cmd.Process.Pid)
+	for name, err := range map[string]error{
+		"Record":  r.Record(id, 9, u64rec(s, 0)),
+		"DropKey": r.DropKey(id, 9),
+	} {
+		if !errors.Is(err, ErrOwned) || !strings.Contains(err.Error(), pid) {
+			t.Errorf("%s while the owner lives: %v, want ErrOwned naming pid %s", name, err, pid)
+		}
+	}
+	if _, err := r.Own(id, 9); !errors.Is(err, ErrOwned) {
+		t.Errorf("Own while the owner lives: %v", err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+
+	w, err := r.Own(id, 9)
+	if err != nil {
+		t.Fatalf("takeover after the owner was killed: %v", err)
+	}
+	var win Window
+	if err := r.ReadWindow(id, 9, 8, &win); err != nil {
+		t.Fatal(err)
+	}
+	vals := windowVals(&win)
+	if len(vals) < 7 {
+		t.Fatalf("window after the kill %v: too short", vals)
+	}
+	for i := 1; i < len(vals); i++ {
+		if vals[i] != vals[i-1]+1 {
+			t.Fatalf("window after the kill %v: not the owner's consecutive samples", vals)
+		}
+	}
+	last := vals[len(vals)-1]
+	for v := last + 1; v <= last+20; v++ {
+		if err := w.Record(u64rec(s, v)); err != nil {
+			t.Fatalf("record after takeover: %v", err)
+		}
+	}
+	if err := r.ReadWindow(id, 9, 8, &win); err != nil || windowVals(&win)[7] != last+20 {
+		t.Fatalf("window after takeover %v, %v", windowVals(&win), err)
+	}
+}
+
+// TestCRecordRefusesOwnedKey: the C producer gets -EPERM for a key a Go
+// Writer owns, and records the other keys.
+func TestCRecordRefusesOwnedKey(t *testing.T) {
+	bin := buildCProgram(t)
+	path, r := mappedRegistry(t, Config{MaxSchemas: 4, MaxKeys: 16, MaxHistory: 64, MaxRecordBytes: 64, ArenaBytes: 1 << 20})
+	cs := cSchema
+	cs.History = 64
+	id, err := r.Register(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := r.Own(id, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	out, err := exec.Command(bin, "record", path, cs.Name, "1", "5").CombinedOutput()
+	if err != nil {
+		t.Fatalf("C record of an unowned key: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "record", path, cs.Name, "1", "5", "1").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(out), "record key 2: -1") {
+		t.Fatalf("C record of an owned key: %v\n%s\nwant exit 4 and -EPERM (-1)", err, out)
+	}
+	if st, err := r.Stats(id, 2); err != nil || st.Recorded != 0 {
+		t.Fatalf("owned key stats %+v, %v: the C producer must not reserve records", st, err)
+	}
+}

@@ -1,0 +1,48 @@
+//go:build !amd64 || race
+
+package features
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// publishRecord is documented in publish.go: sync/atomic stores, for
+// architectures without the assembly and for -race builds.
+func publishRecord(seq *uint64, val uint64, dst, src unsafe.Pointer, words uintptr) {
+	for i := uintptr(0); i < words; i++ {
+		atomic.StoreUint64((*uint64)(unsafe.Add(dst, i*8)), *(*uint64)(unsafe.Add(src, i*8)))
+	}
+	atomic.StoreUint64(seq, val)
+}
+
+// publishOwned is documented in publish.go: sync/atomic stores.
+func publishOwned(seq *uint64, odd uint64, dst, src unsafe.Pointer, words uintptr, widx *uint64, next uint64) {
+	atomic.StoreUint64(seq, odd)
+	publishRecord(seq, odd+1, dst, src, words)
+	atomic.StoreUint64(widx, next)
+}
+
+// ownedWrite is documented in publish.go (the Go version of the assembly in
+// publish_amd64.s).
+func ownedWrite(h *ownedHot, src unsafe.Pointer) bool {
+	if atomic.LoadUint64(h.state) != h.want {
+		return false
+	}
+	n := h.next
+	if n < h.fastFrom {
+		return false
+	}
+	seq := (*uint64)(unsafe.Add(h.ring, (n&h.mask)*h.stride))
+	publishOwned(seq, 2*n+1, unsafe.Add(unsafe.Pointer(seq), recHdrSize), src, h.words, h.widx, n+1)
+	h.next = n + 1
+	return true
+}
+
+// writerRecord is Writer.Record (see publish_amd64.s).
+func writerRecord(w *Writer, payload []byte) error {
+	if len(payload) == w.hot.size && ownedWrite(&w.hot, payloadPtr(payload)) {
+		return nil
+	}
+	return writerRecordSlow(w, payload)
+}
