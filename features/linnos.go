@@ -125,3 +125,45 @@ func (l *LinnOS) Features(dev uint64, pending uint32, dst []int32) ([]int32, err
 	}
 	return out, nil
 }
+
+// LinnOSDevice records one device's LinnOS samples as the owner of its
+// arrival and completion keys (Registry.Own): the fast way for a producer
+// that is the device's only recorder, such as a replay loop or a per-device
+// completion handler. Not safe for concurrent use.
+type LinnOSDevice struct {
+	arr, comp *Writer
+	buf       [8]byte
+}
+
+// Own returns a LinnOSDevice owning dev's two keys.
+func (l *LinnOS) Own(dev uint64) (*LinnOSDevice, error) {
+	arr, err := l.r.Own(l.arrivals, dev)
+	if err != nil {
+		return nil, fmt.Errorf("features: linnos own arrivals of %#x: %w", dev, err)
+	}
+	comp, err := l.r.Own(l.completions, dev)
+	if err != nil {
+		_ = arr.Close()
+		return nil, fmt.Errorf("features: linnos own completions of %#x: %w", dev, err)
+	}
+	return &LinnOSDevice{arr: arr, comp: comp}, nil
+}
+
+func (d *LinnOSDevice) record(w *Writer, v uint32) error {
+	binary.LittleEndian.PutUint32(d.buf[:], v)
+	return w.Record(d.buf[:])
+}
+
+// RecordArrival records the pending I/O count when an I/O arrived.
+func (d *LinnOSDevice) RecordArrival(pending uint32) error { return d.record(d.arr, pending) }
+
+// RecordCompletion records the latency in µs of an I/O that completed.
+func (d *LinnOSDevice) RecordCompletion(latencyUs uint32) error {
+	return d.record(d.comp, latencyUs)
+}
+
+// Close gives both keys back to shared writers; their history stays.
+func (d *LinnOSDevice) Close() error { return errors.Join(d.arr.Close(), d.comp.Close()) }
+
+// Drop removes both keys and their history.
+func (d *LinnOSDevice) Drop() error { return errors.Join(d.arr.Drop(), d.comp.Drop()) }

@@ -56,6 +56,40 @@ func TestLinnOSVector(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("partial history: %v, want %v", got, want)
 	}
+	// An owned device records the same history as the shared path.
+	od, err := l.Own(dev + 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []uint32{5, 12, 999, 1500, 7} {
+		if err := od.RecordArrival(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, lat := range []uint32{100, 25, 12345, 9999, 3} {
+		if err := od.RecordCompletion(lat); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.RecordArrival(dev+2, 1); !errors.Is(err, ErrOwned) {
+		t.Fatalf("shared record of an owned device: %v", err)
+	}
+	owned, _ := l.Features(dev+2, 1234, nil)
+	shared, _ := l.Features(dev, 1234, nil)
+	if !slices.Equal(owned, shared) {
+		t.Fatalf("owned device features %v, shared %v", owned, shared)
+	}
+	if err := od.Drop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Keys(l.Arrivals()); err != nil {
+		t.Fatal(err)
+	}
+	if od2, err := l.Own(dev + 2); err != nil {
+		t.Fatalf("own after drop: %v", err)
+	} else if err := od2.Close(); err != nil {
+		t.Fatal(err)
+	}
 	// A second NewLinnOS (e.g. another process) attaches to the same schemas.
 	l2, err := NewLinnOS(r, 8)
 	if err != nil || l2.Arrivals() != l.Arrivals() || l2.Completions() != l.Completions() {

@@ -10,12 +10,16 @@ import (
 // feature registry: every arrival and completion of the demo's replay is
 // recorded there, and every LinnOS input vector is built from it, exactly
 // as a kernel producer would record them.
+//
+// The replay is the only recorder of its devices, so each device's keys
+// are owned (features.LinnOSDevice): records take the registry's
+// single-writer path, with no atomic read-modify-write.
 type registrySource struct {
 	reg  *features.Registry
 	l    *features.LinnOS
 	run  uint64 // key prefix: each replay run gets fresh keys
-	devs int
-	buf  []int32
+	devs []*features.LinnOSDevice
+	err  error // first recording error of the run (reported by Features)
 }
 
 func newRegistrySource(reg *features.Registry, maxDevices int) (*registrySource, error) {
@@ -38,28 +42,50 @@ func clampU32(v int) uint32 {
 	return uint32(v)
 }
 
-// Reset starts a new run with fresh keys and drops the previous run's.
+// Reset starts a new run with fresh, owned keys and drops the previous
+// run's.
 func (r *registrySource) Reset(devices int) error {
-	if r.run > 0 {
-		for dev := 0; dev < r.devs; dev++ {
-			_ = r.reg.DropKey(r.l.Arrivals(), r.key(dev))
-			_ = r.reg.DropKey(r.l.Completions(), r.key(dev))
-		}
+	for _, d := range r.devs {
+		_ = d.Drop()
 	}
+	r.devs, r.err = r.devs[:0], nil
 	r.run++
-	r.devs = devices
+	for dev := range devices {
+		d, err := r.l.Own(r.key(dev))
+		if err != nil {
+			return fmt.Errorf("feature registry: device %d: %w", dev, err)
+		}
+		r.devs = append(r.devs, d)
+	}
 	return nil
 }
 
+func (r *registrySource) note(err error) {
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+}
+
 func (r *registrySource) Arrive(dev, pending int) {
-	_ = r.l.RecordArrival(r.key(dev), clampU32(pending))
+	if dev < 0 || dev >= len(r.devs) {
+		r.note(fmt.Errorf("feature registry: device %d of %d", dev, len(r.devs)))
+		return
+	}
+	r.note(r.devs[dev].RecordArrival(clampU32(pending)))
 }
 
 func (r *registrySource) Complete(dev, latencyUs int) {
-	_ = r.l.RecordCompletion(r.key(dev), clampU32(latencyUs))
+	if dev < 0 || dev >= len(r.devs) {
+		r.note(fmt.Errorf("feature registry: device %d of %d", dev, len(r.devs)))
+		return
+	}
+	r.note(r.devs[dev].RecordCompletion(clampU32(latencyUs)))
 }
 
 func (r *registrySource) Features(dev, pending int, dst []int32) error {
+	if r.err != nil {
+		return r.err
+	}
 	v, err := r.l.Features(r.key(dev), clampU32(pending), dst[:0])
 	if err != nil {
 		return err
