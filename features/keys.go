@@ -2,6 +2,7 @@ package features
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -55,7 +56,10 @@ func (r *Registry) lookup(s *SchemaInfo, key uint64) (p, st uint64, found bool, 
 			// Busy (key unknown yet) or a claim of this key in progress:
 			// wait for it to settle, then look at the slot again.
 			if spins++; spins > spinLimit {
-				return 0, 0, false, false, 0, 0, fmt.Errorf("%w: key slot %d of schema %q stuck mid-insertion", ErrBusy, q, s.name)
+				if !r.reclaimStuck(s, q, w) {
+					return 0, 0, false, false, 0, 0, fmt.Errorf("%w: key slot %d of schema %q stuck mid-insertion", ErrBusy, q, s.name)
+				}
+				spins = 0
 			}
 			runtime.Gosched()
 			i--
@@ -120,13 +124,19 @@ func (r *Registry) findOrInsert(s *SchemaInfo, key uint64) (p, gen uint64, err e
 		gen := (fst >> genShift) + 1
 		so := r.slotOff(s, fp)
 		sw := r.u64(so + slotState)
-		if !atomic.CompareAndSwapUint64(sw, fst, gen<<genShift|stBusy) {
+		busy := gen<<genShift | stBusy
+		if !atomic.CompareAndSwapUint64(sw, fst, busy) {
 			continue
 		}
+		// The claimer's token lets others clear the claim if this process
+		// dies before finishing it (reclaimStuck).
+		atomic.StoreUint64(r.u64(so+slotOwner), ownerToken(os.Getpid(), gen))
 		atomic.StoreUint64(r.u64(so+slotKey), key)
 		atomic.StoreUint64(r.u64(so+slotBaseIdx), atomic.LoadUint64(r.u64(so+slotWriteIdx)))
 		claimed := gen<<genShift | stClaimed
-		atomic.StoreUint64(sw, claimed)
+		if !atomic.CompareAndSwapUint64(sw, busy, claimed) {
+			continue // cleared as abandoned: start again
+		}
 		if !r.resolveClaim(s, key, fp) {
 			// Another claim of the same key wins.
 			atomic.CompareAndSwapUint64(sw, claimed, gen<<genShift|stDead)
@@ -155,6 +165,32 @@ func (r *Registry) findOrInsert(s *SchemaInfo, key uint64) (p, gen uint64, err e
 		// Killed by a nearer claim of the same key: release and look again.
 		atomic.AddUint32(live, ^uint32(0))
 	}
+}
+
+// reclaimStuck is called when slot q of s stayed busy or claimed (state
+// word w) for a whole spin budget. If the process that claimed it has
+// exited (the claim's token names a dead pid), the claim is abandoned:
+// the slot becomes dead, and reclaimStuck returns true (look at the slot
+// again). It also returns true if the slot changed meanwhile. A claim
+// without a token for its generation (claimer died between the state CAS
+// and the token store, or a C producer in the kernel, pid 0) is never
+// cleared. A process that died after counting the claim in live_keys
+// leaves that count one too high (the claim cannot tell).
+func (r *Registry) reclaimStuck(s *SchemaInfo, q, w uint64) bool {
+	so := r.slotOff(s, q)
+	sw := r.u64(so + slotState)
+	tok := atomic.LoadUint64(r.u64(so + slotOwner))
+	if atomic.LoadUint64(sw) != w {
+		return true
+	}
+	if tok&0xffffffff != (w>>genShift)&0xffffffff {
+		return false
+	}
+	pid := int(tok >> 32)
+	if pid == 0 || pid == os.Getpid() || processAlive(pid) {
+		return false
+	}
+	return atomic.CompareAndSwapUint64(sw, w, (w&^stMask)|stDead)
 }
 
 // claimsInFlight reports whether any slot of s is being claimed.
@@ -189,7 +225,10 @@ func (r *Registry) resolveClaim(s *SchemaInfo, key, mine uint64) bool {
 			return true
 		case stBusy:
 			if spins++; spins > spinLimit {
-				return false
+				if !r.reclaimStuck(s, q, w) {
+					return false
+				}
+				spins = 0
 			}
 			runtime.Gosched()
 			i--

@@ -87,7 +87,7 @@ const (
 	slotWriteIdx = 16 // u64: free-running record index, fetch-add by writers
 	slotBaseIdx  = 24 // u64: first record index of the current generation
 	slotLost     = 32 // u64: samples lost to ring contention
-	slotOwner    = 40 // u64: owner token (pid<<32 | low 32 bits of the owned generation), meaningful while owned
+	slotOwner    = 40 // u64: token pid<<32 | low 32 bits of the generation of the slot's claimer (busy, claimed) or owner (owned)
 	slotOwnBase  = 48 // u64: first record index of the current ownership, meaningful while owned
 	slotReserved = 56 // 8 bytes of zero
 	keySlotSize  = 64

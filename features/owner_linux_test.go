@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -155,5 +156,56 @@ func TestCRecordRefusesOwnedKey(t *testing.T) {
 	}
 	if st, err := r.Stats(id, 2); err != nil || st.Recorded != 0 {
 		t.Fatalf("owned key stats %+v, %v: the C producer must not reserve records", st, err)
+	}
+}
+
+// TestStuckClaimOfDeadProcess: a process that died in the middle of
+// inserting a key (slot left busy or claimed) no longer blocks lookups
+// through that slot: its claim is cleared once its pid is gone. Claims of
+// live processes, and claims without a token (pid 0: the kernel), stay.
+func TestStuckClaimOfDeadProcess(t *testing.T) {
+	dead := deadPID(t)
+	for _, c := range []struct {
+		name  string
+		state uint64
+		pid   int
+		ok    bool
+	}{
+		{"busy, dead pid", stBusy, dead, true},
+		{"claimed, dead pid", stClaimed, dead, true},
+		{"busy, live pid", stBusy, 1, false},
+		{"busy, this process", stBusy, os.Getpid(), false},
+		{"busy, no token", stBusy, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newTestRegistry(t, smallCfg())
+			id, err := r.Register(Schema{Name: "k", History: 4, MaxKeys: 4, Fields: []Field{{Name: "v", Type: U64}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := r.Schema(id)
+			const key = 42
+			so := r.slotOff(s, mix64(key)&(s.tableSize-1)) // the key's home slot
+			atomic.StoreUint64(r.u64(so+slotKey), key)
+			atomic.StoreUint64(r.u64(so+slotOwner), ownerToken(c.pid, 1))
+			atomic.StoreUint64(r.u64(so+slotState), 1<<genShift|c.state)
+			err = r.Record(id, key, u64rec(s, 7))
+			if !c.ok {
+				if !errors.Is(err, ErrBusy) {
+					t.Fatalf("Record through a live claim: %v, want ErrBusy", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Record through a dead process's claim: %v", err)
+			}
+			var w Window
+			if err := r.ReadWindow(id, key, 1, &w); err != nil || windowVals(&w)[0] != 7 {
+				t.Fatalf("read back %v, %v", windowVals(&w), err)
+			}
+			if keys, _ := r.Keys(id); len(keys) != 1 {
+				t.Fatalf("keys %v: the key must be live exactly once", keys)
+			}
+		})
 	}
 }

@@ -174,6 +174,8 @@ func TestOwnedStress(t *testing.T) {
 		succeeded = map[[2]uint64]bool{} // (writer, counter) recorded without error
 		owned     atomic.Uint64
 		windows   atomic.Uint64
+		liveDrain atomic.Uint64 // samples drained while the owner runs
+		quiet     atomic.Bool   // every writer has returned
 	)
 	fail := func(err error) { errOnce.Do(func() { firstErr = err }); done.Store(true) }
 	ok := func(writer, c uint64) { okMu.Lock(); succeeded[[2]uint64{writer, c}] = true; okMu.Unlock() }
@@ -184,7 +186,12 @@ func TestOwnedStress(t *testing.T) {
 		defer owner.Done()
 		buf := s.NewRecord()
 		c := uint64(0)
-		for range rounds {
+		// At least `rounds` rounds, and on until the readers and the
+		// drainer have worked alongside (bounded for a slow machine).
+		for round := 0; ; round++ {
+			if round >= 100*rounds || (round >= rounds && windows.Load() >= 2000 && liveDrain.Load() >= 200) {
+				break
+			}
 			w, err := r.Own(id, key)
 			if err != nil {
 				fail(fmt.Errorf("own: %w", err))
@@ -269,12 +276,15 @@ func TestOwnedStress(t *testing.T) {
 		var got []smp
 		var b Batch
 		for {
-			stop := done.Load()
+			stop := quiet.Load() // then drain what is left and stop
 			if err := dr.Drain(32, &b); err != nil {
 				fail(err)
 				break
 			}
 			dropped.Add(b.Dropped)
+			if !done.Load() {
+				liveDrain.Add(uint64(len(b.Samples)))
+			}
 			for _, x := range b.Samples {
 				wr, c, err := checkStress(x.Data, x.Key)
 				if err != nil {
@@ -292,6 +302,7 @@ func TestOwnedStress(t *testing.T) {
 	owner.Wait()
 	done.Store(true)
 	writers.Wait()
+	quiet.Store(true)
 	rwg.Wait()
 	got := <-drained
 	if firstErr != nil {
@@ -319,8 +330,9 @@ func TestOwnedStress(t *testing.T) {
 	if uint64(len(got))+dropped.Load() != st.Recorded {
 		t.Fatalf("drainer delivered %d + dropped %d != %d indices reserved", len(got), dropped.Load(), st.Recorded)
 	}
-	if owned.Load() < rounds*perRound/2 || windows.Load() == 0 {
-		t.Fatalf("owner recorded %d, readers checked %d windows: too little happened", owned.Load(), windows.Load())
+	if owned.Load() < rounds*perRound/2 || windows.Load() == 0 || liveDrain.Load() == 0 {
+		t.Fatalf("owner recorded %d, readers checked %d windows, drainer took %d samples while it ran: too little happened",
+			owned.Load(), windows.Load(), liveDrain.Load())
 	}
 	t.Logf("owner recorded %d, %d samples succeeded in all, drained %d, dropped %d, windows %d",
 		owned.Load(), len(succeeded), len(got), dropped.Load(), windows.Load())

@@ -38,11 +38,15 @@
 #include <linux/string.h>
 #include <asm/processor.h>
 #define LAKE_FEAT_RELAX() cpu_relax()
+/* Claims made in the kernel carry pid 0: never cleared as abandoned. */
+#define LAKE_FEAT_PID() 0u
 #else
 #include <stdint.h>
 #include <stddef.h>
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
+#define LAKE_FEAT_PID() ((uint32_t)getpid())
 #if defined(__x86_64__) || defined(__i386__)
 #define LAKE_FEAT_RELAX() __builtin_ia32_pause()
 #else
@@ -148,7 +152,7 @@ struct lake_feat_slot {
 	uint64_t write_idx; /* atomic fetch-add */
 	uint64_t base_idx;  /* atomic */
 	uint64_t lost;      /* atomic */
-	uint64_t owner;     /* atomic: owner token (pid << 32 | low 32 bits of the generation) while owned */
+	uint64_t owner;     /* atomic: pid << 32 | low 32 bits of the generation of the claimer (busy, claimed) or owner (owned) */
 	uint64_t own_base;  /* atomic: first record index of the ownership while owned */
 	uint64_t reserved[1];
 };
@@ -502,7 +506,7 @@ static inline int lake_feat__find_or_insert(const struct lake_feat_view *v, cons
 	unsigned attempt, full_tries = 0;
 
 	for (attempt = 0; attempt <= LAKE_FEAT_SPIN_LIMIT; attempt++) {
-		uint64_t p = 0, st = 0, fp = 0, fst = 0, gen, exp, claimed;
+		uint64_t p = 0, st = 0, fp = 0, fst = 0, gen, exp, busy, claimed;
 		struct lake_feat_slot *sl;
 		int free = 0, rc = lake_feat__lookup(v, s, key, &p, &st, &free, &fp, &fst);
 
@@ -518,13 +522,18 @@ static inline int lake_feat__find_or_insert(const struct lake_feat_view *v, cons
 		gen = (fst >> LAKE_FEAT_GEN_SHIFT) + 1;
 		sl = lake_feat__slot(v, s, fp);
 		exp = fst;
-		if (!__atomic_compare_exchange_n(&sl->state, &exp, gen << LAKE_FEAT_GEN_SHIFT | LAKE_FEAT_ST_BUSY,
-						 0, LAKE_FEAT_SC, LAKE_FEAT_SC))
+		busy = gen << LAKE_FEAT_GEN_SHIFT | LAKE_FEAT_ST_BUSY;
+		if (!__atomic_compare_exchange_n(&sl->state, &exp, busy, 0, LAKE_FEAT_SC, LAKE_FEAT_SC))
 			continue;
+		/* The claimer's token: lets a Go reader clear the claim if this
+		 * process dies before finishing it. */
+		__atomic_store_n(&sl->owner, (uint64_t)LAKE_FEAT_PID() << 32 | (gen & 0xffffffffull), LAKE_FEAT_SC);
 		__atomic_store_n(&sl->key, key, LAKE_FEAT_SC);
 		__atomic_store_n(&sl->base_idx, __atomic_load_n(&sl->write_idx, LAKE_FEAT_SC), LAKE_FEAT_SC);
 		claimed = gen << LAKE_FEAT_GEN_SHIFT | LAKE_FEAT_ST_CLAIMED;
-		__atomic_store_n(&sl->state, claimed, LAKE_FEAT_SC);
+		exp = busy;
+		if (!__atomic_compare_exchange_n(&sl->state, &exp, claimed, 0, LAKE_FEAT_SC, LAKE_FEAT_SC))
+			continue; /* cleared as abandoned: start again */
 		if (!lake_feat__resolve(v, s, key, fp)) {
 			exp = claimed;
 			__atomic_compare_exchange_n(&sl->state, &exp, gen << LAKE_FEAT_GEN_SHIFT | LAKE_FEAT_ST_DEAD,
