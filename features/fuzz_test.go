@@ -2,6 +2,8 @@ package features
 
 import (
 	"encoding/binary"
+	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -26,6 +28,28 @@ func fuzzSeed(tb testing.TB, records int) []byte {
 			tb.Fatal(err)
 		}
 	}
+	return append([]byte(nil), r.mem[:r.size]...)
+}
+
+// fuzzSeedOwned is fuzzSeed with key 0 owned (by pid, as Own records it)
+// after a few owned records.
+func fuzzSeedOwned(tb testing.TB, pid int) []byte {
+	r, err := Attach(aligned(fuzzSeed(tb, 7)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, _ := r.Schema(0)
+	w, err := r.Own(0, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for range 5 {
+		if err := w.Record(s.NewRecord()); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	so := r.slotOff(s, w.p)
+	atomic.StoreUint64(r.u64(so+slotOwner), ownerToken(pid, w.st>>genShift))
 	return append([]byte(nil), r.mem[:r.size]...)
 }
 
@@ -67,11 +91,13 @@ func exercise(r *Registry) {
 		if v, err := r.CompileVector([]VectorItem{{Schema: s.ID(), Field: s.Fields()[0].Name, Digits: 3}}); err == nil {
 			_, _ = v.Build(0, nil, nil)
 		}
-		if w, err := r.Own(s.ID(), 2); err == nil {
-			for range 6 {
-				_ = w.Record(s.NewRecord())
+		for _, k := range []uint64{0, 2} { // 0: owned in some seeds (takeover)
+			if w, err := r.Own(s.ID(), k); err == nil {
+				for range 6 {
+					_ = w.Record(s.NewRecord())
+				}
+				_ = w.Close()
 			}
-			_ = w.Close()
 		}
 		_ = r.DropKey(s.ID(), 1)
 	}
@@ -84,6 +110,8 @@ func FuzzAttach(f *testing.F) {
 	ownerTokenWait = time.Millisecond // and owned slots without a valid owner token
 	f.Add(fuzzSeed(f, 0))
 	f.Add(fuzzSeed(f, 7))
+	f.Add(fuzzSeedOwned(f, os.Getpid())) // owned by a live process
+	f.Add(fuzzSeedOwned(f, 1<<30))       // owned by a pid that does not exist
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		mem := aligned(data)
