@@ -59,7 +59,7 @@ type Writer struct {
 	done bool
 }
 
-// ownedHot is what ownedWrite (the fast path of Writer.Record) needs; its
+// ownedHot is what the fast path of Writer.Record (writerRecord) needs; its
 // layout is read by publish_amd64.s (offsets in the comments).
 type ownedHot struct {
 	state    *uint64        // 0: the slot's state word
@@ -203,7 +203,7 @@ func (w *Writer) Key() uint64 { return w.key }
 // published for readers) and knows which ring records it has claimed: once
 // it has written every record of the ring since it took the key, no other
 // writer can touch them (see the safety argument above), and a record is
-// written with no check of its old sequence at all (ownedWrite). Until
+// written with no check of its old sequence at all (writerRecord). Until
 // then, and after a record it could not claim, writerRecordSlow checks and
 // claims each record.
 func (w *Writer) Record(payload []byte) error { return writerRecord(w, payload) }

@@ -33,8 +33,9 @@ import "unsafe"
 // the odd sequence (its second sequence load fails), and one that sees
 // odd+1 sees the whole payload.
 //
-// ownedWrite(h, src) is the fast path of Writer.Record: the checks and
-// publishOwned in one call (see owner.go for when it declines).
+// writerRecord(w, payload) is Writer.Record: the owner's fast path (the
+// checks and publishOwned's stores in one call; owner.go says when it
+// declines), else writerRecordSlow.
 //
 // src need not be aligned (x86-64 and arm64 allow unaligned loads); dst is
 // 8-byte aligned by the layout.

@@ -55,60 +55,15 @@ publish:
 	MOVQ BX, (AX)
 	RET
 
-// func ownedWrite(h *ownedHot, src unsafe.Pointer) bool
-//
-// The fast path of Writer.Record (owner.go): if the slot is still in the
-// owned state h.want and n = h.next >= h.fastFrom (every ring record is the
-// owner's), write record n as publishOwned does, advance h.next and return
-// true. Otherwise write nothing and return false (the Go slow path
-// decides). h.want is never 0 while owned, so a closed Writer (want 0)
-// always declines.
-TEXT ·ownedWrite(SB), NOSPLIT, $0-17
-	MOVQ h+0(FP), R8
-	MOVQ src+8(FP), SI
-	MOVQ 0(R8), AX          // state pointer
-	MOVQ (AX), AX
-	CMPQ AX, 24(R8)         // == want?
-	JNE decline
-	MOVQ 48(R8), R10        // n = next
-	CMPQ R10, 56(R8)        // n >= fastFrom?
-	JB decline
-	MOVQ R10, R11
-	ANDQ 32(R8), R11        // n & mask
-	IMULQ 40(R8), R11       // * stride
-	ADDQ 16(R8), R11        // record address
-	LEAQ 1(R10)(R10*1), BX  // 2n+1
-	MOVQ BX, (R11)          // in progress
-	LEAQ 16(R11), DI        // payload (recHdrSize)
-	MOVQ 64(R8), CX         // words
-	TESTQ CX, CX
-	JZ done
-copy:
-	MOVQ (SI), DX
-	MOVQ DX, (DI)
-	ADDQ $8, SI
-	ADDQ $8, DI
-	DECQ CX
-	JNZ copy
-done:
-	INCQ BX
-	MOVQ BX, (R11)          // complete
-	INCQ R10
-	MOVQ 8(R8), R9
-	MOVQ R10, (R9)          // write index n+1, for readers
-	MOVQ R10, 48(R8)        // next = n+1
-	MOVB $1, ret+16(FP)
-	RET
-decline:
-	MOVB $0, ret+16(FP)
-	RET
-
 // func writerRecord(w *Writer, payload []byte) error
 //
 // Writer.Record (owner.go). w.hot is the Writer's first field, so w is
-// also &w.hot. If the payload has the schema's size and the fast path of
-// ownedWrite applies, write the record and return nil; otherwise jump to
-// writerRecordSlow with the same arguments.
+// also &w.hot. If the payload has the schema's size, the slot is still in
+// the owned state h.want and n = h.next >= h.fastFrom (every ring record is
+// the owner's), write record n as publishOwned does, advance h.next and
+// return nil. Otherwise write nothing and jump to writerRecordSlow with the
+// same arguments. h.want is 0 after Close or Drop, so a closed Writer
+// always takes the slow path.
 TEXT ·writerRecord(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), R8
 	MOVQ payload_base+8(FP), SI

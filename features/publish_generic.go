@@ -23,8 +23,8 @@ func publishOwned(seq *uint64, odd uint64, dst, src unsafe.Pointer, words uintpt
 	atomic.StoreUint64(widx, next)
 }
 
-// ownedWrite is documented in publish.go (the Go version of the assembly in
-// publish_amd64.s).
+// ownedWrite is the fast path of writerRecord (the Go version of the
+// assembly in publish_amd64.s).
 func ownedWrite(h *ownedHot, src unsafe.Pointer) bool {
 	if atomic.LoadUint64(h.state) != h.want {
 		return false
