@@ -106,8 +106,10 @@ func exercise(r *Registry) {
 }
 
 func FuzzAttach(f *testing.F) {
+	defer func(a, b, c time.Duration) { regLockWait, ownerTokenWait, claimWait = a, b, c }(regLockWait, ownerTokenWait, claimWait)
 	regLockWait = time.Millisecond    // corrupt images often hold a stale registration lock
 	ownerTokenWait = time.Millisecond // and owned slots without a valid owner token
+	claimWait = time.Millisecond      // and slots stuck mid-insertion
 	f.Add(fuzzSeed(f, 0))
 	f.Add(fuzzSeed(f, 7))
 	f.Add(fuzzSeedOwned(f, os.Getpid())) // owned by a live process

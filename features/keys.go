@@ -17,9 +17,51 @@ import (
 // and a later claimer always sees an earlier claim of the same key. See
 // shm/PROTOCOL.md ("Feature registry area", "Key slots").
 
-// spinLimit bounds how long a lookup waits for a slot in the middle of an
-// insertion (three stores in a live inserter) before giving up with ErrBusy.
+// spinLimit bounds retry loops that make progress only when another
+// writer does (a key dropped again and again, a claim lost again and
+// again) before they give up with ErrBusy.
 const spinLimit = 1 << 16
+
+// claimSpins is how many times a lookup yields while a slot is in the
+// middle of an insertion (a few stores in a running inserter) before it
+// starts sleeping between looks.
+const claimSpins = 1 << 10
+
+// claimWait bounds how long a lookup waits for a slot in the middle of an
+// insertion whose claimer is alive (a descheduled thread can hold it for
+// milliseconds) before giving up with ErrBusy. A claim whose process has
+// exited is cleared instead (reclaimStuck).
+var claimWait = time.Second
+
+// slotWaiter paces a lookup's wait for a slot in the middle of an
+// insertion: yield claimSpins times, then sleep briefly between looks,
+// clearing the claim if its process has exited, until claimWait.
+type slotWaiter struct {
+	spins    int
+	deadline time.Time
+}
+
+// wait is called each time slot q of s is still mid-insertion (state w).
+// It returns false when the lookup should give up (ErrBusy).
+func (r *Registry) waitSlot(sw *slotWaiter, s *SchemaInfo, q, w uint64) bool {
+	if sw.spins++; sw.spins <= claimSpins {
+		runtime.Gosched()
+		return true
+	}
+	if r.reclaimStuck(s, q, w) {
+		sw.spins = 0
+		return true
+	}
+	now := time.Now()
+	if sw.deadline.IsZero() {
+		sw.deadline = now.Add(claimWait)
+	}
+	if now.After(sw.deadline) {
+		return false
+	}
+	time.Sleep(50 * time.Microsecond)
+	return true
+}
 
 // capacityWait bounds how long an insertion that finds the schema full
 // keeps looking again while other claims are in flight (one of them may be
@@ -34,7 +76,7 @@ func (r *Registry) slotOff(s *SchemaInfo, p uint64) uint64 { return s.tableOff +
 func (r *Registry) lookup(s *SchemaInfo, key uint64) (p, st uint64, found bool, free bool, fp, fst uint64, err error) {
 	mask := s.tableSize - 1
 	h := mix64(key) & mask
-	spins := 0
+	var waiter slotWaiter
 	for i := uint64(0); i < s.tableSize; i++ {
 		q := (h + i) & mask
 		so := r.slotOff(s, q)
@@ -55,13 +97,9 @@ func (r *Registry) lookup(s *SchemaInfo, key uint64) (p, st uint64, found bool, 
 			}
 			// Busy (key unknown yet) or a claim of this key in progress:
 			// wait for it to settle, then look at the slot again.
-			if spins++; spins > spinLimit {
-				if !r.reclaimStuck(s, q, w) {
-					return 0, 0, false, false, 0, 0, fmt.Errorf("%w: key slot %d of schema %q stuck mid-insertion", ErrBusy, q, s.name)
-				}
-				spins = 0
+			if !r.waitSlot(&waiter, s, q, w) {
+				return 0, 0, false, false, 0, 0, fmt.Errorf("%w: key slot %d of schema %q stuck mid-insertion for %v", ErrBusy, q, s.name, claimWait)
 			}
-			runtime.Gosched()
 			i--
 		default: // dead (or garbage state values): skip, remember as free
 			if w&stMask == stDead && !free {
@@ -212,6 +250,7 @@ func (r *Registry) resolveClaim(s *SchemaInfo, key, mine uint64) bool {
 	h := mix64(key) & mask
 	myDist := (mine - h) & mask
 	spins := 0
+	var waiter slotWaiter
 	for i := uint64(0); i < s.tableSize; i++ {
 		q := (h + i) & mask
 		if q == mine {
@@ -224,13 +263,9 @@ func (r *Registry) resolveClaim(s *SchemaInfo, key, mine uint64) bool {
 		case stEmpty:
 			return true
 		case stBusy:
-			if spins++; spins > spinLimit {
-				if !r.reclaimStuck(s, q, w) {
-					return false
-				}
-				spins = 0
+			if !r.waitSlot(&waiter, s, q, w) {
+				return false
 			}
-			runtime.Gosched()
 			i--
 			continue
 		case stLive, stOwned, stClaimed:

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // ownerChildEnv names the registry file a re-executed test binary owns a
@@ -165,6 +166,8 @@ func TestCRecordRefusesOwnedKey(t *testing.T) {
 // live processes, and claims without a token (pid 0: the kernel), stay.
 func TestStuckClaimOfDeadProcess(t *testing.T) {
 	dead := deadPID(t)
+	defer func(w time.Duration) { claimWait = w }(claimWait)
+	claimWait = 50 * time.Millisecond // how long the live claims below hold Record up
 	for _, c := range []struct {
 		name  string
 		state uint64
