@@ -145,7 +145,8 @@ func (r *Registry) installOwner(s *SchemaInfo, key, p, owned uint64) *Writer {
 // checkOwnerDead returns nil if the owner of slot p (state st, owned) is
 // gone: its process has exited (repair: it may have left records half
 // written), or it never installed its token (it wrote nothing). Otherwise
-// it returns ErrOwned naming the owner's pid.
+// it returns ErrOwned naming the owner's pid. An owner with pid 0 (a C
+// owner in the kernel) is never gone.
 func (r *Registry) checkOwnerDead(s *SchemaInfo, p, st uint64) (repair bool, err error) {
 	so := r.slotOff(s, p)
 	key := atomic.LoadUint64(r.u64(so + slotKey))
@@ -157,6 +158,9 @@ func (r *Registry) checkOwnerDead(s *SchemaInfo, p, st uint64) (repair bool, err
 		}
 		if tok&0xffffffff == (st>>genShift)&0xffffffff {
 			pid := int(tok >> 32)
+			if pid == 0 {
+				return false, fmt.Errorf("%w: key %#x of schema %q is owned by the kernel", ErrOwned, key, s.name)
+			}
 			if pid == os.Getpid() || processAlive(pid) {
 				return false, fmt.Errorf("%w: key %#x of schema %q is owned by pid %d", ErrOwned, key, s.name, pid)
 			}

@@ -5,6 +5,7 @@ package features
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -210,5 +211,96 @@ func TestStuckClaimOfDeadProcess(t *testing.T) {
 				t.Fatalf("keys %v: the key must be live exactly once", keys)
 			}
 		})
+	}
+}
+
+// TestCOwnerRecordsGoReads: the C owner API (lake_feat_own,
+// lake_feat_owner_record, lake_feat_owner_close) follows the same protocol:
+// Go reads what a C owner wrote, refuses to write while it owns the key,
+// takes the key over once the C process has exited without closing, and a
+// key Go owns is refused to a C owner.
+func TestCOwnerRecordsGoReads(t *testing.T) {
+	bin := buildCProgram(t)
+	path, r := mappedRegistry(t, Config{MaxSchemas: 4, MaxKeys: 16, MaxHistory: 64, MaxRecordBytes: 64, ArenaBytes: 1 << 20})
+	cs := cSchema
+	cs.History = 16
+	id, err := r.Register(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := r.Schema(id)
+	iField := s.FieldIndex("i")
+	lastI := func(key uint64, n int) []uint64 {
+		t.Helper()
+		var w Window
+		if err := r.ReadWindow(id, key, n, &w); err != nil {
+			t.Fatal(err)
+		}
+		var out []uint64
+		for j := 0; j < w.Len(); j++ {
+			v, err := s.Int(w.Record(j), iField, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, uint64(v))
+		}
+		return out
+	}
+	run := func(args ...string) (string, int) {
+		out, err := exec.Command(bin, append([]string{"own", path, cs.Name}, args...)...).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+
+	// A C owner records 100 samples (several laps of the 16-record ring)
+	// and closes: Go reads the last ones, shared writes work again.
+	if out, code := run("3", "100", "1"); code != 0 || !strings.Contains(out, "owned recorded 100 lost 0") {
+		t.Fatalf("C owner: exit %d\n%s", code, out)
+	}
+	if got := lastI(3, 4); fmt.Sprint(got) != "[97 98 99 100]" {
+		t.Fatalf("Go reads %v after the C owner", got)
+	}
+	if st, err := r.Stats(id, 3); err != nil || st.Recorded != 100 {
+		t.Fatalf("stats %+v, %v", st, err)
+	}
+	if err := r.Record(id, 3, s.NewRecord()); err != nil {
+		t.Fatalf("shared record after the C owner closed: %v", err)
+	}
+
+	// A C owner that exits without closing: Go refuses to write, then
+	// takes the key over (the C process is gone) and continues.
+	if out, code := run("4", "40", "0"); code != 0 {
+		t.Fatalf("C owner: exit %d\n%s", code, out)
+	}
+	if err := r.Record(id, 4, s.NewRecord()); !errors.Is(err, ErrOwned) {
+		t.Fatalf("Go record of a C-owned key: %v", err)
+	}
+	w, err := r.Own(id, 4)
+	if err != nil {
+		t.Fatalf("take over from the exited C owner: %v", err)
+	}
+	rec := s.NewRecord()
+	if err := s.SetUint(rec, iField, 0, 41); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastI(4, 3); fmt.Sprint(got) != "[39 40 41]" {
+		t.Fatalf("after takeover %v", got)
+	}
+
+	// A key Go owns is refused to a C owner.
+	if out, code := run("4", "1", "1"); code != 6 {
+		t.Fatalf("C owner of a Go-owned key: exit %d, want 6\n%s", code, out)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -625,4 +625,122 @@ static inline int lake_feat_record(const struct lake_feat_view *v, const struct 
 	return -EBUSY;
 }
 
+/*
+ * Owned keys (shm/PROTOCOL.md, "Owned keys"; Go: Registry.Own, Writer).
+ * A producer that is a key's only writer owns it and records with plain
+ * stores once every ring record carries a sequence of its own. A struct
+ * lake_feat_owner is used by one thread at a time.
+ */
+struct lake_feat_owner {
+	const struct lake_feat_view *v;
+	const struct lake_feat_sdesc *s;
+	struct lake_feat_slot *slot;
+	uint64_t p;         /* slot index */
+	uint64_t state;     /* the owned state word; 0 once closed */
+	uint64_t base;      /* first record index of this ownership */
+	uint64_t next;      /* next record index (the owner's own count) */
+	uint64_t fast_from; /* from this index on every ring record is the owner's */
+};
+
+/* lake_feat_own makes the caller the only writer of key (inserting it if
+ * needed) and fills o. pid goes into the owner token: the caller's pid in
+ * userspace (a Go process may take the key over once that pid is gone),
+ * 0 in the kernel (never taken over). Returns 0, -EPERM if the key is
+ * already owned, or an error of the key lookup. */
+static inline int lake_feat_own(const struct lake_feat_view *v, const struct lake_feat_sdesc *s, uint64_t key,
+				uint32_t pid, struct lake_feat_owner *o)
+{
+	unsigned try;
+
+	for (try = 0; try <= LAKE_FEAT_SPIN_LIMIT; try++) {
+		uint64_t p, gen, st, owned;
+		struct lake_feat_slot *sl;
+		int rc = lake_feat__find_or_insert(v, s, key, &p, &gen);
+
+		if (rc)
+			return rc;
+		sl = lake_feat__slot(v, s, p);
+		st = __atomic_load_n(&sl->state, LAKE_FEAT_SC);
+		if (st == (gen << LAKE_FEAT_GEN_SHIFT | LAKE_FEAT_ST_OWNED))
+			return -EPERM;
+		if (st != (gen << LAKE_FEAT_GEN_SHIFT | LAKE_FEAT_ST_LIVE))
+			continue; /* dropped or reused meanwhile */
+		owned = (gen + 1) << LAKE_FEAT_GEN_SHIFT | LAKE_FEAT_ST_OWNED;
+		if (!__atomic_compare_exchange_n(&sl->state, &st, owned, 0, LAKE_FEAT_SC, LAKE_FEAT_SC))
+			continue;
+		o->v = v;
+		o->s = s;
+		o->slot = sl;
+		o->p = p;
+		o->state = owned;
+		o->base = __atomic_load_n(&sl->write_idx, LAKE_FEAT_SC);
+		o->next = o->base;
+		o->fast_from = o->base + s->ring_len;
+		__atomic_store_n(&sl->own_base, o->base, LAKE_FEAT_SC);
+		__atomic_store_n(&sl->owner, (uint64_t)pid << 32 | ((gen + 1) & 0xffffffffull), LAKE_FEAT_SC);
+		return 0;
+	}
+	return -EBUSY;
+}
+
+/* lake_feat_owner_record appends one sample (size == record_size bytes) to
+ * the owned key. Returns 0, -EINVAL (bad size), -EPERM (closed, or the
+ * ownership was taken away), or -EAGAIN (lost: a writer from before the
+ * ownership still held the ring record; counted in the slot's lost). */
+static inline int lake_feat_owner_record(struct lake_feat_owner *o, const void *payload, uint32_t size)
+{
+	const struct lake_feat_sdesc *s = o->s;
+	struct lake_feat_rec *rec;
+	uint64_t n = o->next, old, i;
+
+	if (!payload || size != s->record_size)
+		return -EINVAL;
+	if (!o->state || __atomic_load_n(&o->slot->state, __ATOMIC_ACQUIRE) != o->state)
+		return -EPERM;
+	rec = (struct lake_feat_rec *)(o->v->base + s->ring_off + (o->p * s->ring_len + (n & (s->ring_len - 1))) * s->stride);
+	o->next = n + 1;
+	old = __atomic_load_n(&rec->seq, __ATOMIC_ACQUIRE);
+	if (n < o->fast_from && !((old & 1) == 0 && old >= 2 * o->base + 2 && old < 2 * n + 1)) {
+		/* Not this ownership's record yet: claim it as shared writers do. */
+		if ((old & 1) || old >= 2 * n + 1 ||
+		    !__atomic_compare_exchange_n(&rec->seq, &old, 2 * n + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			lake_feat__mark_hole(rec, n);
+			__atomic_fetch_add(&o->slot->lost, 1, LAKE_FEAT_SC);
+			__atomic_store_n(&o->slot->write_idx, n + 1, __ATOMIC_RELEASE);
+			if (o->fast_from < n + s->ring_len + 1)
+				o->fast_from = n + s->ring_len + 1;
+			return -EAGAIN;
+		}
+	} else {
+		/* Only this owner touches the record: plain (relaxed) stores,
+		 * "in progress" ordered before the payload. */
+		__atomic_store_n(&rec->seq, 2 * n + 1, __ATOMIC_RELAXED);
+	}
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (i = 0; i < size / 8; i++) {
+		uint64_t w;
+		__builtin_memcpy(&w, (const unsigned char *)payload + 8 * i, 8);
+		__atomic_store_n(&rec->payload[i], w, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&rec->seq, 2 * n + 2, __ATOMIC_RELEASE);
+	__atomic_store_n(&o->slot->write_idx, n + 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* lake_feat_owner_close gives the key back to shared writers (its history
+ * stays). Returns 0 or -EPERM if the ownership had been taken away. */
+static inline int lake_feat_owner_close(struct lake_feat_owner *o)
+{
+	uint64_t st = o->state;
+
+	if (!st)
+		return 0;
+	o->state = 0;
+	if (!__atomic_compare_exchange_n(&o->slot->state, &st,
+					 ((st >> LAKE_FEAT_GEN_SHIFT) + 1) << LAKE_FEAT_GEN_SHIFT | LAKE_FEAT_ST_LIVE, 0,
+					 LAKE_FEAT_SC, LAKE_FEAT_SC))
+		return -EPERM;
+	return 0;
+}
+
 #endif /* LAKE_FEATURES_H */
