@@ -249,22 +249,9 @@ func TestOwnedStress(t *testing.T) {
 					continue
 				}
 				windows.Add(1)
-				last := map[uint64]uint64{}
-				for i := 0; i < win.Len(); i++ {
-					wr, c, err := checkStress(win.Record(i), key)
-					if err != nil {
-						fail(err)
-						return
-					}
-					if i > 0 && win.Index[i] <= win.Index[i-1] {
-						fail(fmt.Errorf("window indices not increasing: %v", win.Index))
-						return
-					}
-					if c <= last[wr] {
-						fail(fmt.Errorf("writer %d: counter %d after %d (reordered)", wr, c, last[wr]))
-						return
-					}
-					last[wr] = c
+				if err := checkStressWindow(&win, key); err != nil {
+					fail(err)
+					return
 				}
 			}
 		}()

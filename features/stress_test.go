@@ -55,6 +55,27 @@ func checkStress(rec []byte, key uint64) (writer, counter uint64, err error) {
 	return w[0], w[1], nil
 }
 
+// checkStressWindow checks every record of a window of key (checksum,
+// key), that indices strictly increase, and that each writer's counters
+// increase (no reordering).
+func checkStressWindow(win *Window, key uint64) error {
+	last := map[uint64]uint64{}
+	for i := 0; i < win.Len(); i++ {
+		wr, c, err := checkStress(win.Record(i), key)
+		if err != nil {
+			return err
+		}
+		if i > 0 && win.Index[i] <= win.Index[i-1] {
+			return fmt.Errorf("window indices not increasing: %v", win.Index)
+		}
+		if c <= last[wr] {
+			return fmt.Errorf("writer %d: counter %d after %d in one window (reordered)", wr, c, last[wr])
+		}
+		last[wr] = c
+	}
+	return nil
+}
+
 // TestStressNoTornOrReorderedWindows runs many writers (several per key, so
 // the short rings wrap under concurrent writers), window readers and a
 // drainer at once, and checks that no window holds a torn record, a record
@@ -135,22 +156,9 @@ func TestStressNoTornOrReorderedWindows(t *testing.T) {
 					return
 				}
 				windows.Add(1)
-				last := map[uint64]uint64{}
-				for i := 0; i < win.Len(); i++ {
-					wr, c, err := checkStress(win.Record(i), key)
-					if err != nil {
-						fail(err)
-						return
-					}
-					if i > 0 && win.Index[i] <= win.Index[i-1] {
-						fail(fmt.Errorf("window indices not increasing: %v", win.Index))
-						return
-					}
-					if c <= last[wr] {
-						fail(fmt.Errorf("writer %d: counter %d after %d in one window (reordered)", wr, c, last[wr]))
-						return
-					}
-					last[wr] = c
+				if err := checkStressWindow(&win, key); err != nil {
+					fail(err)
+					return
 				}
 			}
 		}()
