@@ -230,12 +230,11 @@ func writerRecordSlow(w *Writer, payload []byte) error {
 	h.next = n + 1
 	if old&1 == 0 && old >= 2*w.base+2 && old < 2*n+1 {
 		// Last published by this ownership: no other writer can touch it.
-		publishOwned(seq, 2*n+1, dst, payloadPtr(payload), h.words, h.widx, n+1)
-		return nil
-	}
-	// Not claimed by this ownership yet (first pass), or held by a
-	// straggler: claim it with a CAS, as a shared writer does.
-	if old&1 != 0 || old >= 2*n+1 || !atomic.CompareAndSwapUint64(seq, old, 2*n+1) {
+		atomic.StoreUint64(seq, 2*n+1)
+	} else if old&1 != 0 || old >= 2*n+1 || !atomic.CompareAndSwapUint64(seq, old, 2*n+1) {
+		// Not claimed by this ownership yet (first pass), or held by a
+		// straggler: it must be claimed with a CAS, as a shared writer
+		// does, and that failed.
 		r.markHole(ro, n)
 		atomic.AddUint64(r.u64(r.slotOff(s, w.p)+slotLost), 1)
 		atomic.StoreUint64(h.widx, n+1)

@@ -25,16 +25,14 @@ import "unsafe"
 //     3 ns on the machine in docs/PERFORMANCE.md), which is why the
 //     assembly exists.
 //
-// publishOwned(seq, odd, dst, src, words, widx, next) is an owner's whole
-// record write (owner.go): seq = odd, the payload, seq = odd+1, then the
-// slot's write index = next. A record the owner itself published last can
-// be touched by nobody else, so even the first store may be plain: with
-// x86-64's store order, a reader that sees the payload change also sees
-// the odd sequence (its second sequence load fails), and one that sees
-// odd+1 sees the whole payload.
+// An owner's record (owner.go) needs no CAS: it stores seq = 2n+1 with a
+// plain store too, then publishes as above, then stores the slot's write
+// index. A record the owner itself published last can be touched by nobody
+// else, and with x86-64's store order a reader that sees the payload
+// change also sees the odd sequence (its second sequence load fails).
 //
 // writerRecord(w, payload) is Writer.Record: the owner's fast path (the
-// checks and publishOwned's stores in one call; owner.go says when it
+// checks and an owner's stores in one call; owner.go says when it
 // declines), else writerRecordSlow.
 //
 // src need not be aligned (x86-64 and arm64 allow unaligned loads); dst is

@@ -9,11 +9,6 @@ import "unsafe"
 //go:noescape
 func publishRecord(seq *uint64, val uint64, dst, src unsafe.Pointer, words uintptr)
 
-// publishOwned is documented in publish.go; the body is publish_amd64.s.
-//
-//go:noescape
-func publishOwned(seq *uint64, odd uint64, dst, src unsafe.Pointer, words uintptr, widx *uint64, next uint64)
-
 // writerRecord is Writer.Record: the owner's fast path, falling through
 // (a tail jump) to writerRecordSlow. Being one call, Writer.Record inlines
 // to it. The body is publish_amd64.s.

@@ -2,6 +2,21 @@
 
 #include "textflag.h"
 
+// COPY_WORDS copies CX 8-byte words from (SI) to (DI) with plain MOVs
+// (clobbers CX, DX, SI, DI; CX may be 0). Its labels are local to the
+// function that uses it.
+#define COPY_WORDS \
+	TESTQ CX, CX; \
+	JZ    copied; \
+copy: \
+	MOVQ  (SI), DX; \
+	MOVQ  DX, (DI); \
+	ADDQ  $8, SI; \
+	ADDQ  $8, DI; \
+	DECQ  CX; \
+	JNZ   copy; \
+copied:
+
 // func publishRecord(seq *uint64, val uint64, dst, src unsafe.Pointer, words uintptr)
 //
 // Copies words 8-byte words from src to dst with plain MOVs, then stores
@@ -13,45 +28,7 @@ TEXT ·publishRecord(SB), NOSPLIT, $0-40
 	MOVQ dst+16(FP), DI
 	MOVQ src+24(FP), SI
 	MOVQ words+32(FP), CX
-	TESTQ CX, CX
-	JZ publish
-copy:
-	MOVQ (SI), DX
-	MOVQ DX, (DI)
-	ADDQ $8, SI
-	ADDQ $8, DI
-	DECQ CX
-	JNZ copy
-publish:
-	MOVQ BX, (AX)
-	RET
-
-// func publishOwned(seq *uint64, odd uint64, dst, src unsafe.Pointer, words uintptr, widx *uint64, next uint64)
-//
-// The owner's whole record write: *seq = odd (in progress), the payload
-// words, *seq = odd+1 (complete), *widx = next. Plain MOVs, seen by other
-// CPUs in this order (x86-64 TSO; see publish.go).
-TEXT ·publishOwned(SB), NOSPLIT, $0-56
-	MOVQ seq+0(FP), AX
-	MOVQ odd+8(FP), BX
-	MOVQ dst+16(FP), DI
-	MOVQ src+24(FP), SI
-	MOVQ words+32(FP), CX
-	MOVQ BX, (AX)
-	TESTQ CX, CX
-	JZ publish
-copy:
-	MOVQ (SI), DX
-	MOVQ DX, (DI)
-	ADDQ $8, SI
-	ADDQ $8, DI
-	DECQ CX
-	JNZ copy
-publish:
-	INCQ BX
-	MOVQ BX, (AX)
-	MOVQ widx+40(FP), AX
-	MOVQ next+48(FP), BX
+	COPY_WORDS
 	MOVQ BX, (AX)
 	RET
 
@@ -60,10 +37,10 @@ publish:
 // Writer.Record (owner.go). w.hot is the Writer's first field, so w is
 // also &w.hot. If the payload has the schema's size, the slot is still in
 // the owned state h.want and n = h.next >= h.fastFrom (every ring record is
-// the owner's), write record n as publishOwned does, advance h.next and
-// return nil. Otherwise write nothing and jump to writerRecordSlow with the
-// same arguments. h.want is 0 after Close or Drop, so a closed Writer
-// always takes the slow path.
+// the owner's), write record n (*seq = 2n+1, the payload, *seq = 2n+2,
+// *widx = n+1), advance h.next and return nil. Otherwise write nothing and
+// jump to writerRecordSlow with the same arguments. h.want is 0 after
+// Close or Drop, so a closed Writer always takes the slow path.
 TEXT ·writerRecord(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), R8
 	MOVQ payload_base+8(FP), SI
@@ -85,16 +62,7 @@ TEXT ·writerRecord(SB), NOSPLIT, $0-48
 	MOVQ BX, (R11)          // in progress
 	LEAQ 16(R11), DI        // payload (recHdrSize)
 	MOVQ 64(R8), CX         // words
-	TESTQ CX, CX
-	JZ done
-copy:
-	MOVQ (SI), DX
-	MOVQ DX, (DI)
-	ADDQ $8, SI
-	ADDQ $8, DI
-	DECQ CX
-	JNZ copy
-done:
+	COPY_WORDS
 	INCQ BX
 	MOVQ BX, (R11)          // complete
 	INCQ R10

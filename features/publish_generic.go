@@ -16,13 +16,6 @@ func publishRecord(seq *uint64, val uint64, dst, src unsafe.Pointer, words uintp
 	atomic.StoreUint64(seq, val)
 }
 
-// publishOwned is documented in publish.go: sync/atomic stores.
-func publishOwned(seq *uint64, odd uint64, dst, src unsafe.Pointer, words uintptr, widx *uint64, next uint64) {
-	atomic.StoreUint64(seq, odd)
-	publishRecord(seq, odd+1, dst, src, words)
-	atomic.StoreUint64(widx, next)
-}
-
 // ownedWrite is the fast path of writerRecord (the Go version of the
 // assembly in publish_amd64.s).
 func ownedWrite(h *ownedHot, src unsafe.Pointer) bool {
@@ -34,7 +27,9 @@ func ownedWrite(h *ownedHot, src unsafe.Pointer) bool {
 		return false
 	}
 	seq := (*uint64)(unsafe.Add(h.ring, (n&h.mask)*h.stride))
-	publishOwned(seq, 2*n+1, unsafe.Add(unsafe.Pointer(seq), recHdrSize), src, h.words, h.widx, n+1)
+	atomic.StoreUint64(seq, 2*n+1)
+	publishRecord(seq, 2*n+2, unsafe.Add(unsafe.Pointer(seq), recHdrSize), src, h.words)
+	atomic.StoreUint64(h.widx, n+1)
 	h.next = n + 1
 	return true
 }
