@@ -114,15 +114,13 @@ static int field(const struct lake_feat_sdesc *s, const char *name, uint8_t type
 	return (int)s->fields[i].offset;
 }
 
-static int record(const char *path, const char *schema, unsigned nkeys, unsigned perkey, uint64_t keybase)
+/* open_schema maps the registry file at path, attaches it and finds
+ * schema. Returns 0, or the exit status for the failure (reported). */
+static int open_schema(const char *path, const char *schema, struct lake_feat_view *v, struct lake_feat_sdesc *s)
 {
-	struct lake_feat_view v;
-	struct lake_feat_sdesc s;
-	unsigned char payload[LAKE_FEAT_LIMIT_RECORD];
-	unsigned long recorded = 0, lost = 0;
 	struct stat st;
-	int fd, rc, o_writer, o_key, o_i, o_sq, o_x;
 	void *mem;
+	int fd, rc;
 
 	fd = open(path, O_RDWR);
 	if (fd < 0 || fstat(fd, &st) < 0) {
@@ -134,16 +132,30 @@ static int record(const char *path, const char *schema, unsigned nkeys, unsigned
 		perror("mmap");
 		return 2;
 	}
-	rc = lake_feat_attach(&v, mem, (uint64_t)st.st_size);
+	rc = lake_feat_attach(v, mem, (uint64_t)st.st_size);
 	if (rc) {
 		fprintf(stderr, "attach: %d\n", rc);
 		return 3;
 	}
-	rc = lake_feat_schema_find(&v, schema, &s);
+	rc = lake_feat_schema_find(v, schema, s);
 	if (rc) {
 		fprintf(stderr, "schema %s: %d\n", schema, rc);
 		return 3;
 	}
+	return 0;
+}
+
+static int record(const char *path, const char *schema, unsigned nkeys, unsigned perkey, uint64_t keybase)
+{
+	struct lake_feat_view v;
+	struct lake_feat_sdesc s;
+	unsigned char payload[LAKE_FEAT_LIMIT_RECORD];
+	unsigned long recorded = 0, lost = 0;
+	int rc, o_writer, o_key, o_i, o_sq, o_x;
+
+	rc = open_schema(path, schema, &v, &s);
+	if (rc)
+		return rc;
 	o_writer = field(&s, "writer", LAKE_FEAT_U32);
 	o_key = field(&s, "key", LAKE_FEAT_U64);
 	o_i = field(&s, "i", LAKE_FEAT_U32);
@@ -194,21 +206,11 @@ static int own(const char *path, const char *schema, uint64_t key, unsigned n, i
 	struct lake_feat_owner o;
 	unsigned char payload[LAKE_FEAT_LIMIT_RECORD];
 	unsigned long recorded = 0, lost = 0;
-	struct stat st;
-	int fd, rc, o_writer, o_key, o_i;
-	void *mem;
+	int rc, o_writer, o_key, o_i;
 
-	fd = open(path, O_RDWR);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		perror(path);
-		return 2;
-	}
-	mem = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (mem == MAP_FAILED || lake_feat_attach(&v, mem, (uint64_t)st.st_size) ||
-	    lake_feat_schema_find(&v, schema, &s)) {
-		fprintf(stderr, "attach %s / schema %s failed\n", path, schema);
-		return 3;
-	}
+	rc = open_schema(path, schema, &v, &s);
+	if (rc)
+		return rc;
 	o_writer = field(&s, "writer", LAKE_FEAT_U32);
 	o_key = field(&s, "key", LAKE_FEAT_U64);
 	o_i = field(&s, "i", LAKE_FEAT_U32);

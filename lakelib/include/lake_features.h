@@ -573,6 +573,22 @@ static inline void lake_feat__mark_hole(struct lake_feat_rec *rec, uint64_t n)
 		;
 }
 
+/* lake_feat__publish stores the payload of record index n (whose sequence
+ * is already 2n+1) and then marks it complete (2n+2, release). */
+static inline void lake_feat__publish(struct lake_feat_rec *rec, uint64_t n, const void *payload, uint32_t size)
+{
+	uint32_t i;
+
+	/* Order the "in progress" sequence before the payload stores. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (i = 0; i < size / 8; i++) {
+		uint64_t w;
+		__builtin_memcpy(&w, (const unsigned char *)payload + 8 * i, 8);
+		__atomic_store_n(&rec->payload[i], w, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&rec->seq, 2 * n + 2, __ATOMIC_RELEASE);
+}
+
 /* lake_feat_record appends one sample (size == s->record_size bytes) for
  * key. Never waits on another writer. See features/record.go. */
 static inline int lake_feat_record(const struct lake_feat_view *v, const struct lake_feat_sdesc *s,
@@ -585,7 +601,7 @@ static inline int lake_feat_record(const struct lake_feat_view *v, const struct 
 	for (try = 0; try <= LAKE_FEAT_SPIN_LIMIT; try++) {
 		struct lake_feat_slot *sl;
 		struct lake_feat_rec *rec;
-		uint64_t p, gen, n, old, i;
+		uint64_t p, gen, n, old;
 		int rc = lake_feat__find_or_insert(v, s, key, &p, &gen);
 
 		if (rc)
@@ -612,14 +628,7 @@ static inline int lake_feat_record(const struct lake_feat_view *v, const struct 
 			if (__atomic_compare_exchange_n(&rec->seq, &old, 2 * n + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 				break;
 		}
-		/* Order the "in progress" sequence before the payload stores. */
-		__atomic_thread_fence(__ATOMIC_RELEASE);
-		for (i = 0; i < size / 8; i++) {
-			uint64_t w;
-			__builtin_memcpy(&w, (const unsigned char *)payload + 8 * i, 8);
-			__atomic_store_n(&rec->payload[i], w, __ATOMIC_RELAXED);
-		}
-		__atomic_store_n(&rec->seq, 2 * n + 2, __ATOMIC_RELEASE);
+		lake_feat__publish(rec, n, payload, size);
 		return 0;
 	}
 	return -EBUSY;
@@ -691,7 +700,7 @@ static inline int lake_feat_owner_record(struct lake_feat_owner *o, const void *
 {
 	const struct lake_feat_sdesc *s = o->s;
 	struct lake_feat_rec *rec;
-	uint64_t n = o->next, old, i;
+	uint64_t n = o->next, old;
 
 	if (!payload || size != s->record_size)
 		return -EINVAL;
@@ -712,17 +721,10 @@ static inline int lake_feat_owner_record(struct lake_feat_owner *o, const void *
 			return -EAGAIN;
 		}
 	} else {
-		/* Only this owner touches the record: plain (relaxed) stores,
-		 * "in progress" ordered before the payload. */
+		/* Only this owner touches the record: a plain (relaxed) store. */
 		__atomic_store_n(&rec->seq, 2 * n + 1, __ATOMIC_RELAXED);
 	}
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	for (i = 0; i < size / 8; i++) {
-		uint64_t w;
-		__builtin_memcpy(&w, (const unsigned char *)payload + 8 * i, 8);
-		__atomic_store_n(&rec->payload[i], w, __ATOMIC_RELAXED);
-	}
-	__atomic_store_n(&rec->seq, 2 * n + 2, __ATOMIC_RELEASE);
+	lake_feat__publish(rec, n, payload, size);
 	__atomic_store_n(&o->slot->write_idx, n + 1, __ATOMIC_RELEASE);
 	return 0;
 }
