@@ -11,10 +11,11 @@ import (
 // Owned keys (shm/PROTOCOL.md, "Owned keys"). A producer that is the only
 // writer of a key (one per device, one per CPU) can own it: Registry.Own
 // moves the key's slot from live to owned, and from then on the owner alone
-// reserves record indices (a plain load and store of the slot's write
-// index instead of a fetch-add) and writes records (plain stores instead of
-// a CAS on the record's sequence). On x86-64 an owned write has no locked
-// instruction at all. Readers, drainers and the key's history are the same
+// counts record indices (its own counter, published to readers with a
+// plain store of the slot's write index, instead of a fetch-add) and
+// writes records (plain stores instead of a CAS on the record's sequence,
+// once it has claimed every ring record). On x86-64 an owned write then
+// has no locked instruction at all. Readers, drainers and the key's history are the same
 // as for a live key; other writers get ErrOwned.
 //
 // Safety argument, in short:
