@@ -110,8 +110,7 @@ func (b *spinBarrier) wait(procs int, k *int64) {
 // ratio. There is one goroutine per GOMAXPROCS, kept for the whole run and
 // pinned to its own CPU (pinToCPU): unpinned, the goroutines that a
 // contended mutex parks are often woken onto one CPU and the next rounds
-// run there, two producers time-sharing a core (seen in about 65% of the
-// rounds on the 2-core machine of docs/PERFORMANCE.md). A round's
+// run there, two producers time-sharing a core. A round's
 // time runs from the barrier that starts it to the barrier that ends it,
 // so it includes waiting for the slowest goroutine.
 func interleave(b *testing.B, unit string, base, reg worker) {
@@ -264,11 +263,14 @@ func BenchmarkWindow(b *testing.B) {
 				}
 			}
 			var which atomic.Int32 // 0: writer feeds the mutex map, 1: the registry
+			var writes [2]uint64   // records the writer made during each side's rounds
 			stop := startWriter(mode, func(i uint64) {
-				if which.Load() == 0 {
+				if w := which.Load(); w == 0 {
 					mm.record(i%benchKeys, payload)
+					writes[0]++
 				} else {
 					_ = r.Record(id, i%benchKeys, payload)
+					writes[1]++
 				}
 			})
 			var short atomic.Uint64
@@ -300,8 +302,13 @@ func BenchmarkWindow(b *testing.B) {
 				}
 			}
 			interleave(b, "windows", base, reg)
-			stop()
+			stop() // the writer has returned: writes is safe to read
 			b.ReportMetric(float64(short.Load())/float64(b.N), "short/op")
+			if mode == "with-writer" {
+				// How hard the writer pushed meanwhile (per window read).
+				b.ReportMetric(float64(writes[0])/float64(b.N), "mutex-writes/window")
+				b.ReportMetric(float64(writes[1])/float64(b.N), "registry-writes/window")
+			}
 		})
 	}
 }
