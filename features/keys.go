@@ -361,6 +361,11 @@ type KeyStats struct {
 	// Lost counts samples (over the slot's whole life) that writers gave up
 	// because the ring record was still being written by an older writer.
 	Lost uint64
+	// Owned reports a key owned by a Writer (Registry.Own) or a C owner;
+	// OwnerPID is the owner's pid (0 for an owner in the kernel, or while
+	// the owner is still installing itself).
+	Owned    bool
+	OwnerPID int
 }
 
 // Stats returns the counters of key in schema id.
@@ -369,13 +374,20 @@ func (r *Registry) Stats(id SchemaID, key uint64) (KeyStats, error) {
 	if err != nil {
 		return KeyStats{}, fmt.Errorf("features: stats: %w", err)
 	}
-	p, _, err := r.find(s, key)
+	p, gen, err := r.find(s, key)
 	if err != nil {
 		return KeyStats{}, fmt.Errorf("features: stats: %w", err)
 	}
 	so := r.slotOff(s, p)
-	return KeyStats{
+	st := KeyStats{
 		Recorded: atomic.LoadUint64(r.u64(so+slotWriteIdx)) - atomic.LoadUint64(r.u64(so+slotBaseIdx)),
 		Lost:     atomic.LoadUint64(r.u64(so + slotLost)),
-	}, nil
+	}
+	if atomic.LoadUint64(r.u64(so+slotState)) == gen<<genShift|stOwned {
+		st.Owned = true
+		if tok := atomic.LoadUint64(r.u64(so + slotOwner)); tok&0xffffffff == gen&0xffffffff {
+			st.OwnerPID = int(tok >> 32)
+		}
+	}
+	return st, nil
 }

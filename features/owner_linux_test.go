@@ -281,6 +281,9 @@ func TestCOwnerRecordsGoReads(t *testing.T) {
 	if err := r.Record(id, 4, s.NewRecord()); !errors.Is(err, ErrOwned) {
 		t.Fatalf("Go record of a C-owned key: %v", err)
 	}
+	if st, err := r.Stats(id, 4); err != nil || !st.Owned || st.OwnerPID == 0 || st.OwnerPID == os.Getpid() || st.Recorded != 40 {
+		t.Fatalf("stats of the C-owned key %+v, %v: want owned by the C process", st, err)
+	}
 	w, err := r.Own(id, 4)
 	if err != nil {
 		t.Fatalf("take over from the exited C owner: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"runtime"
 	"sync"
@@ -55,7 +56,7 @@ func TestOwnBasics(t *testing.T) {
 	if win.Index[7] != 42 {
 		t.Fatalf("indices %v: the owner must continue the key's index sequence", win.Index)
 	}
-	if st, err := r.Stats(id, key); err != nil || st.Recorded != 43 || st.Lost != 0 {
+	if st, err := r.Stats(id, key); err != nil || st.Recorded != 43 || st.Lost != 0 || !st.Owned || st.OwnerPID != os.Getpid() {
 		t.Fatalf("stats %+v, %v", st, err)
 	}
 	if keys, _ := r.Keys(id); len(keys) != 1 || keys[0] != key {
@@ -98,6 +99,9 @@ func TestOwnBasics(t *testing.T) {
 	}
 	if err := r.ReadWindow(id, key, 3, &win); err != nil || fmt.Sprint(windowVals(&win)) != "[43 44 45]" {
 		t.Fatalf("window after Close %v, %v", windowVals(&win), err)
+	}
+	if st, err := r.Stats(id, key); err != nil || st.Owned || st.Recorded != 45 {
+		t.Fatalf("stats after Close %+v, %v", st, err)
 	}
 
 	// Own again, then Drop: the key is gone and can be recreated.
