@@ -160,16 +160,7 @@ func TestOwnedStress(t *testing.T) {
 		ownerID  = 100
 		key      = 0x77
 	)
-	r := newTestRegistry(t, smallCfg())
-	id, err := r.Register(stressSchema())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := r.Schema(id)
-	dr, err := r.NewDrainer(id, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, id, s, dr := newStressRegistry(t)
 	var (
 		done      atomic.Bool
 		errOnce   sync.Once

@@ -55,6 +55,23 @@ func checkStress(rec []byte, key uint64) (writer, counter uint64, err error) {
 	return w[0], w[1], nil
 }
 
+// newStressRegistry returns a registry with the stress schema and a
+// drainer of it from the beginning.
+func newStressRegistry(t *testing.T) (*Registry, SchemaID, *SchemaInfo, *Drainer) {
+	t.Helper()
+	r := newTestRegistry(t, smallCfg())
+	id, err := r.Register(stressSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := r.Schema(id)
+	dr, err := r.NewDrainer(id, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, id, s, dr
+}
+
 // checkStressWindow checks every record of a window of key (checksum,
 // key), that indices strictly increase, and that each writer's counters
 // increase (no reordering).
@@ -90,16 +107,7 @@ func TestStressNoTornOrReorderedWindows(t *testing.T) {
 		minWindows = 3000 // windows checked while writers run
 		minDrained = 500  // samples drained while writers run
 	)
-	r := newTestRegistry(t, smallCfg())
-	id, err := r.Register(stressSchema())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := r.Schema(id)
-	dr, err := r.NewDrainer(id, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, id, s, dr := newStressRegistry(t)
 
 	var (
 		wg          sync.WaitGroup

@@ -72,22 +72,29 @@ func percentile(d []time.Duration, p float64) float64 {
 	return float64(d[int(float64(len(d)-1)*p)].Nanoseconds())
 }
 
+// ringAndSocket starts a busy-polling laked and a unix-socket echo server
+// (the baseline) and returns a client of each, closed when b ends.
+func ringAndSocket(b *testing.B, opts lakelib.Options) (*lakelib.Client, net.Conn) {
+	sock := startLaked(b, true)
+	c, err := lakelib.Dial(context.Background(), sock, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	ec, err := net.Dial("unix", echoServer(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ec.Close() })
+	return c, ec
+}
+
 // BenchmarkRoundTrip measures one request/response through the ring
 // (busy-polling on both sides) and through a unix socket in the same
 // run, interleaved in blocks so that both see the same machine state. It
 // reports p50 and p99 of each and the ring/socket p50 ratio.
 func BenchmarkRoundTrip(b *testing.B) {
-	sock := startLaked(b, true)
-	c, err := lakelib.Dial(context.Background(), sock, lakelib.Options{BusyPoll: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	ec, err := net.Dial("unix", echoServer(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ec.Close()
+	c, ec := ringAndSocket(b, lakelib.Options{BusyPoll: true})
 	ctx := context.Background()
 	msg := make([]byte, 64)
 	ringLat := make([]time.Duration, 0, b.N)
@@ -134,17 +141,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // echo; it reports slots per second for each and their ratio.
 func BenchmarkThroughput(b *testing.B) {
 	const batch = 256
-	sock := startLaked(b, true)
-	c, err := lakelib.Dial(context.Background(), sock, lakelib.Options{BusyPoll: true, Region: shm.Config{SQEntries: 1024, CQEntries: 1024}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	ec, err := net.Dial("unix", echoServer(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ec.Close()
+	c, ec := ringAndSocket(b, lakelib.Options{BusyPoll: true, Region: shm.Config{SQEntries: 1024, CQEntries: 1024}})
 	ctx := context.Background()
 	es := make([]shm.SQE, batch)
 	out := make([]shm.CQE, batch)

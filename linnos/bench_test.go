@@ -96,10 +96,21 @@ func reportVsC(b *testing.B, batch int) {
 // BenchmarkIntPredict measures the bit-exact integer path; speedup_vs_C is the
 // gcc -O2 reference's ns/io divided by Go's, measured in the same run.
 func BenchmarkIntPredict(b *testing.B) {
+	benchPredict(b, func(dm *DemoModel) batchPredictor { return dm.Int })
+}
+
+// batchPredictor is what the predict benchmarks run.
+type batchPredictor interface {
+	PredictBatch(in, out []int32) error
+}
+
+// benchPredict runs the model pick chooses over the benchmark vectors in
+// batches of 1 and 64 and reports the speed against the C reference.
+func benchPredict(b *testing.B, pick func(*DemoModel) batchPredictor) {
 	for _, batch := range []int{1, 64} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			dm, vecs := benchSetup()
-			m := dm.Int
+			m := pick(dm)
 			out := make([]int32, batch)
 			nv := len(vecs) / NumInputs
 			b.ResetTimer()
@@ -122,27 +133,7 @@ func BenchmarkIntPredict(b *testing.B) {
 // BenchmarkFloatPredict measures the float32 path (speedup_vs_C compares it
 // with the integer C reference).
 func BenchmarkFloatPredict(b *testing.B) {
-	for _, batch := range []int{1, 64} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			dm, vecs := benchSetup()
-			m := dm.Train.Model
-			out := make([]int32, batch)
-			nv := len(vecs) / NumInputs
-			b.ResetTimer()
-			pos := 0
-			for i := 0; i < b.N; i++ {
-				if pos+batch > nv {
-					pos = 0
-				}
-				if err := m.PredictBatch(vecs[pos*NumInputs:(pos+batch)*NumInputs], out); err != nil {
-					b.Fatal(err)
-				}
-				pos += batch
-			}
-			b.StopTimer()
-			reportVsC(b, batch)
-		})
-	}
+	benchPredict(b, func(dm *DemoModel) batchPredictor { return dm.Train.Model })
 }
 
 // BenchmarkCReference reports the gcc -O2 reference's own ns/io (it runs the

@@ -114,6 +114,16 @@ static int field(const struct lake_feat_sdesc *s, const char *name, uint8_t type
 	return (int)s->fields[i].offset;
 }
 
+/* start_payload zeroes a record of s and sets its writer, key and i fields. */
+static void start_payload(unsigned char *payload, const struct lake_feat_sdesc *s, uint32_t writer, uint64_t key,
+			  uint32_t i)
+{
+	memset(payload, 0, s->record_size);
+	memcpy(payload + field(s, "writer", LAKE_FEAT_U32), &writer, 4);
+	memcpy(payload + field(s, "key", LAKE_FEAT_U64), &key, 8);
+	memcpy(payload + field(s, "i", LAKE_FEAT_U32), &i, 4);
+}
+
 /* open_schema maps the registry file at path, attaches it and finds
  * schema. Returns 0, or the exit status for the failure (reported). */
 static int open_schema(const char *path, const char *schema, struct lake_feat_view *v, struct lake_feat_sdesc *s)
@@ -151,25 +161,18 @@ static int record(const char *path, const char *schema, unsigned nkeys, unsigned
 	struct lake_feat_sdesc s;
 	unsigned char payload[LAKE_FEAT_LIMIT_RECORD];
 	unsigned long recorded = 0, lost = 0;
-	int rc, o_writer, o_key, o_i, o_sq, o_x;
+	int rc, o_sq, o_x;
 
 	rc = open_schema(path, schema, &v, &s);
 	if (rc)
 		return rc;
-	o_writer = field(&s, "writer", LAKE_FEAT_U32);
-	o_key = field(&s, "key", LAKE_FEAT_U64);
-	o_i = field(&s, "i", LAKE_FEAT_U32);
 	o_sq = field(&s, "sq", LAKE_FEAT_I32);
 	o_x = field(&s, "x", LAKE_FEAT_F64);
 	for (unsigned i = 0; i < perkey; i++) {
 		for (uint64_t key = keybase + 1; key <= keybase + nkeys; key++) {
-			uint32_t w = 1, n = i;
 			int32_t sq[2] = {-(int32_t)i, (int32_t)(i * i)};
 			double x = i / 2.0;
-			memset(payload, 0, s.record_size);
-			memcpy(payload + o_writer, &w, 4);
-			memcpy(payload + o_key, &key, 8);
-			memcpy(payload + o_i, &n, 4);
+			start_payload(payload, &s, 1, key, i);
 			memcpy(payload + o_sq, sq, 8);
 			memcpy(payload + o_x, &x, 8);
 			rc = lake_feat_record(&v, &s, key, payload, s.record_size);
@@ -206,14 +209,11 @@ static int own(const char *path, const char *schema, uint64_t key, unsigned n, i
 	struct lake_feat_owner o;
 	unsigned char payload[LAKE_FEAT_LIMIT_RECORD];
 	unsigned long recorded = 0, lost = 0;
-	int rc, o_writer, o_key, o_i;
+	int rc;
 
 	rc = open_schema(path, schema, &v, &s);
 	if (rc)
 		return rc;
-	o_writer = field(&s, "writer", LAKE_FEAT_U32);
-	o_key = field(&s, "key", LAKE_FEAT_U64);
-	o_i = field(&s, "i", LAKE_FEAT_U32);
 	rc = lake_feat_own(&v, &s, key, (uint32_t)getpid(), &o);
 	if (rc == -EPERM) {
 		printf("owned by another writer\n");
@@ -224,11 +224,7 @@ static int own(const char *path, const char *schema, uint64_t key, unsigned n, i
 		return 4;
 	}
 	for (uint32_t i = 1; i <= n; i++) {
-		uint32_t w = 3;
-		memset(payload, 0, s.record_size);
-		memcpy(payload + o_writer, &w, 4);
-		memcpy(payload + o_key, &key, 8);
-		memcpy(payload + o_i, &i, 4);
+		start_payload(payload, &s, 3, key, i);
 		rc = lake_feat_owner_record(&o, payload, s.record_size);
 		if (rc == -EAGAIN) {
 			lost++;

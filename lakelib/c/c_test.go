@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -184,7 +185,7 @@ func TestCFeatureRegistryReadByGo(t *testing.T) {
 	for i := 0; i < w.Len(); i++ {
 		got = append(got, binary.LittleEndian.Uint32(w.Record(i)))
 	}
-	if want := []uint32{3, 4, 5, 6}; !equalU32(got, want) {
+	if want := []uint32{3, 4, 5, 6}; !slices.Equal(got, want) {
 		t.Errorf("device 7 arrivals = %v, want %v", got, want)
 	}
 	// the LinnOS vector Go builds from C's records: pending now 12, last 4
@@ -194,7 +195,7 @@ func TestCFeatureRegistryReadByGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []int32{0, 1, 2, 0, 0, 3, 0, 0, 4, 0, 0, 5, 0, 0, 6, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0}
-	if !equalI32(vec, want) {
+	if !slices.Equal(vec, want) {
 		t.Errorf("LinnOS vector = %v\nwant            %v", vec, want)
 	}
 	keys, err := reg.Keys(l.Arrivals())
@@ -344,28 +345,4 @@ func aligned(n int) []byte {
 	b := make([]byte, n+4096)
 	off := int((4096 - uintptr(unsafe.Pointer(&b[0]))%4096) % 4096)
 	return b[off : off+n : off+n]
-}
-
-func equalU32(a, b []uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalI32(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

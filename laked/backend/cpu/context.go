@@ -116,12 +116,7 @@ func (c *Context) Destroy() error {
 	// No new operation can be admitted now; wait for those in flight
 	// (they may be enqueueing or waiting on streams), then drain streams.
 	c.active.Wait()
-	c.mu.RLock()
-	streams := make([]*stream, 0, len(c.streams))
-	for _, s := range c.streams {
-		streams = append(streams, s)
-	}
-	c.mu.RUnlock()
+	streams := c.streamList()
 	for _, s := range streams {
 		s.close()
 	}

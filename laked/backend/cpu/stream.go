@@ -172,15 +172,20 @@ func (c *Context) lookupStream(h backend.Handle) (*stream, error) {
 // (the implicit wait of the legacy default stream). Errors stay on their
 // streams.
 func (c *Context) waitStreams() {
+	for _, s := range c.streamList() {
+		s.drained()
+	}
+}
+
+// streamList returns the context's streams as they are now.
+func (c *Context) streamList() []*stream {
 	c.mu.RLock()
+	defer c.mu.RUnlock()
 	streams := make([]*stream, 0, len(c.streams))
 	for _, s := range c.streams {
 		streams = append(streams, s)
 	}
-	c.mu.RUnlock()
-	for _, s := range streams {
-		s.drained()
-	}
+	return streams
 }
 
 // submit runs o on the default stream (waiting for all other streams,
