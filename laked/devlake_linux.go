@@ -15,7 +15,7 @@ import (
 	"github.com/lakeos/lake/shm"
 )
 
-// The /dev/lake ioctls (kernel/lake_dev.h; a host test compiles the header
+// The /dev/lake ioctls (kernel/include/lake_dev.h; a host test compiles the header
 // and checks that these agree).
 const (
 	// DevIoctlInfo reads the region geometry (struct lake_dev_info,

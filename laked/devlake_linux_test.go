@@ -19,12 +19,12 @@ import (
 )
 
 // TestDevIoctlNumbersMatchHeader compiles a C program against
-// kernel/lake_dev.h and checks the ioctl numbers and struct lake_dev_info
+// kernel/include/lake_dev.h and checks the ioctl numbers and struct lake_dev_info
 // against the Go constants and DevInfo.
 func TestDevIoctlNumbersMatchHeader(t *testing.T) {
 	cc, err := exec.LookPath("gcc")
 	if err != nil {
-		t.Skip("gcc not found: cannot compile kernel/lake_dev.h (CI has gcc)")
+		t.Skip("gcc not found: cannot compile kernel/include/lake_dev.h (CI has gcc)")
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "ioc.c")
@@ -45,8 +45,8 @@ int main(void) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "ioc")
-	if out, err := exec.Command(cc, "-Wall", "-Werror", "-I", filepath.Join("..", "kernel"), "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("compiling against kernel/lake_dev.h: %v\n%s", err, out)
+	if out, err := exec.Command(cc, "-Wall", "-Werror", "-I", filepath.Join("..", "kernel", "include"), "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("compiling against kernel/include/lake_dev.h: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin).Output()
 	if err != nil {

@@ -66,7 +66,12 @@ echo "run.sh: kernel $kver, laked=$mode, work dir $work"
 src=$work/src
 rm -rf "$src"
 mkdir -p "$src/kernel" "$src/lakelib"
-cp "$root"/kernel/*.c "$root"/kernel/*.h "$root/kernel/Kbuild" "$root/kernel/Makefile" "$src/kernel/"
+# every module folder (one with a Kbuild), the shared headers, and the top level
+cp "$root/kernel/Kbuild" "$root/kernel/Makefile" "$src/kernel/"
+cp -r "$root/kernel/include" "$src/kernel/"
+for d in "$root"/kernel/*/; do
+	[ -f "$d/Kbuild" ] && cp -r "$d" "$src/kernel/"
+done
 cp -r "$root/lakelib/include" "$root/lakelib/c" "$src/lakelib/"
 if ! make -s -j"$(nproc)" -C "$kdir" M="$src/kernel" W=1 modules >"$work/kbuild.log" 2>&1; then
 	cat "$work/kbuild.log"
@@ -79,7 +84,7 @@ echo "run.sh: modules built without warnings"
 
 # 2. the daemon
 cc=${CC:-gcc}
-"$cc" -static -O2 -Wall -Wextra -Werror -I"$root/kernel" -I"$root/lakelib/include" -I"$root/lakelib/c" \
+"$cc" -static -O2 -Wall -Wextra -Werror -I"$root/kernel/include" -I"$root/lakelib/include" -I"$root/lakelib/c" \
 	-o "$work/fakelaked" "$root/kernel/tools/fakelaked.c" || die "fakelaked build failed"
 case "$mode" in
 laked)
@@ -106,7 +111,7 @@ ir=$work/initramfs
 rm -rf "$ir"
 mkdir -p "$ir/bin" "$ir/dev" "$ir/proc" "$ir/sys" "$ir/tmp" "$ir/run/lake" "$ir/lib/lake" "$ir/etc"
 cp "$bb" "$ir/bin/busybox"
-cp "$src/kernel/lake_shm.ko" "$src/kernel/lakelib.ko" "$src/kernel/lake_selftest.ko" "$ir/lib/lake/"
+find "$src/kernel" -name '*.ko' -exec cp {} "$ir/lib/lake/" \;
 cp "$work/fakelaked" "$ir/bin/"
 [ "$mode" = laked ] && cp "$work/laked" "$ir/bin/"
 echo "$laked_cmd" >"$ir/etc/laked_cmd"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR MIT) */
 /*
- * lake_ring.h - ring code shared by the kernel module (kernel/lake_shm.c,
+ * lake_ring.h - ring code shared by the kernel module (kernel/shm/lake_shm.c,
  * built with __KERNEL__) and the C userspace library (lakelib/c), on top
  * of the layout in lakelib/include/lake_shm.h (shm/PROTOCOL.md).
  *
