@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
+	"reflect"
 	"strings"
 	"time"
 
@@ -71,45 +71,53 @@ type ModelsConfig struct {
 	LinnOS string `mapstructure:"linnos" yaml:"linnos"`
 }
 
-// defaults are the built-in values; every key laked knows appears here.
-var defaults = map[string]any{
-	"socket":                  lakelib.DefaultSocket,
-	"device":                  "",
-	"admin_socket":            "/run/lake/laked-admin.sock",
-	"metrics_addr":            "127.0.0.1:9477",
-	"busy_poll":               false,
-	"max_clients":             256,
-	"watchdog":                "0s",
-	"log.level":               "info",
-	"log.format":              "auto",
-	"batch.max_size":          64,
-	"batch.max_wait":          "200us",
-	"policy.name":             "default",
-	"policy.file":             "",
-	"policy.gpu_min_batch":    policy.DefaultGPUMinBatch,
-	"policy.gpu_max_util_pct": policy.DefaultGPUMaxUtilPct,
-	"policy.gpu_min_mem_mib":  0,
-	"policy.gpu_batch_ns":     0,
-	"policy.disable_bpf":      false,
-	"models.linnos":           "",
+// A configuration key, its default, its command-line flag and what it
+// means. keys is the one list laked reads: viper's defaults, the LAKED_*
+// variables and the flags all come from it.
+//
+// Adding a key is a one-place change: add the field to Config (or one of
+// its sections) with `mapstructure` and `yaml` tags naming the key, add
+// one row here (the default's Go type is the key's type: string, bool,
+// int, uint32, uint64 or time.Duration; flag "" for a key set only in the
+// file or the environment), and, if it has limits, a case in Validate.
+// deploy/laked.yaml documents every key with its default;
+// TestKeysMatchConfig and TestShippedDefaultConfig fail until the row,
+// the field and the file agree.
+type key struct {
+	name  string // dotted config key, e.g. batch.max_size
+	def   any    // default value; its type is the key's type
+	flag  string // command-line flag, or "" for none
+	usage string // flag help
 }
 
-// flagKeys maps command-line flags to config keys.
-var flagKeys = map[string]string{
-	"socket":         "socket",
-	"device":         "device",
-	"admin-socket":   "admin_socket",
-	"metrics-addr":   "metrics_addr",
-	"busy-poll":      "busy_poll",
-	"max-clients":    "max_clients",
-	"log-level":      "log.level",
-	"log-format":     "log.format",
-	"max-batch":      "batch.max_size",
-	"max-wait":       "batch.max_wait",
-	"policy":         "policy.name",
-	"policy-file":    "policy.file",
-	"no-bpf":         "policy.disable_bpf",
-	"linnos-weights": "models.linnos",
+var keys = []key{
+	{"socket", lakelib.DefaultSocket, "socket", "unix socket for userspace clients (empty: none)"},
+	{"device", "", "device", "kernel region device to serve, e.g. /dev/lake"},
+	{"admin_socket", "/run/lake/laked-admin.sock", "admin-socket", "unix socket of the admin API (lakectl; empty: none)"},
+	{"metrics_addr", "127.0.0.1:9477", "metrics-addr", "address of the Prometheus endpoint (empty: none)"},
+	{"busy_poll", false, "busy-poll", "spin on idle rings instead of sleeping"},
+	{"max_clients", 256, "max-clients", "most attached clients"},
+	{"watchdog", time.Duration(0), "", ""},
+	{"log.level", "info", "log-level", "debug, info, warn or error"},
+	{"log.format", "auto", "log-format", "json, console or auto"},
+	{"batch.max_size", 64, "max-batch", "most items in one predict batch"},
+	{"batch.max_wait", 200 * time.Microsecond, "max-wait", "longest a predict batch waits for more requests"},
+	{"policy.name", "default", "policy", "shipped placement policy: " + strings.Join(shippedNames(), ", ")},
+	{"policy.file", "", "policy-file", "compiled eBPF policy object to load instead"},
+	{"policy.gpu_min_batch", uint32(policy.DefaultGPUMinBatch), "", ""},
+	{"policy.gpu_max_util_pct", uint32(policy.DefaultGPUMaxUtilPct), "", ""},
+	{"policy.gpu_min_mem_mib", uint32(0), "", ""},
+	{"policy.gpu_batch_ns", uint64(0), "", ""},
+	{"policy.disable_bpf", false, "no-bpf", "use the Go policy instead of loading eBPF"},
+	{"models.linnos", "", "linnos-weights", "LinnOS weight file to serve as model 1"},
+}
+
+// envPrefix prefixes the environment variable of every key:
+// LAKED_BATCH_MAX_SIZE for batch.max_size.
+const envPrefix = "LAKED"
+
+func envName(k string) string {
+	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))
 }
 
 // invocation is what the command line asked for besides config.
@@ -119,29 +127,41 @@ type invocation struct {
 	demo        bool
 }
 
-// loadConfig parses args and builds the effective Config. env is the
-// process environment (os.Environ()).
-func loadConfig(args, env []string, stderr io.Writer) (*Config, invocation, error) {
+// addFlag defines k's flag on fs with k's default and type.
+func addFlag(fs *pflag.FlagSet, k key) {
+	switch d := k.def.(type) {
+	case string:
+		fs.String(k.flag, d, k.usage)
+	case bool:
+		fs.Bool(k.flag, d, k.usage)
+	case int:
+		fs.Int(k.flag, d, k.usage)
+	case uint32:
+		fs.Uint32(k.flag, d, k.usage)
+	case uint64:
+		fs.Uint64(k.flag, d, k.usage)
+	case time.Duration:
+		fs.Duration(k.flag, d, k.usage)
+	default:
+		panic(fmt.Sprintf("config key %s: default of unsupported type %T", k.name, k.def))
+	}
+}
+
+// loadConfig parses args and builds the effective Config from the
+// defaults, the config file, the process environment and args, in that
+// order of precedence (viper does the layering).
+func loadConfig(args []string, stderr io.Writer) (*Config, invocation, error) {
 	var inv invocation
 	fs := pflag.NewFlagSet("laked", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&inv.configFile, "config", "", "config file (default "+DefaultConfigFile+" if it exists)")
 	fs.BoolVar(&inv.printConfig, "print-config", false, "print the effective configuration as YAML and exit")
 	fs.BoolVar(&inv.demo, "demo", false, "run the embedded LinnOS demo job, print what it did, and exit")
-	fs.String("socket", "", "unix socket for userspace clients (empty: none)")
-	fs.String("device", "", "kernel region device to serve, e.g. /dev/lake")
-	fs.String("admin-socket", "", "unix socket of the admin API (lakectl)")
-	fs.String("metrics-addr", "", "address of the Prometheus endpoint (empty: none)")
-	fs.Bool("busy-poll", false, "spin on idle rings instead of sleeping")
-	fs.Int("max-clients", 0, "most attached clients")
-	fs.String("log-level", "", "debug, info, warn or error")
-	fs.String("log-format", "", "json, console or auto")
-	fs.Int("max-batch", 0, "most items in one predict batch")
-	fs.Duration("max-wait", 0, "longest a predict batch waits for more requests")
-	fs.String("policy", "", "shipped placement policy: "+strings.Join(shippedNames(), ", "))
-	fs.String("policy-file", "", "compiled eBPF policy object to load instead")
-	fs.Bool("no-bpf", false, "use the Go policy instead of loading eBPF")
-	fs.String("linnos-weights", "", "LinnOS weight file to serve as model 1")
+	for _, k := range keys {
+		if k.flag != "" {
+			addFlag(fs, k)
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, inv, err
 	}
@@ -150,121 +170,89 @@ func loadConfig(args, env []string, stderr io.Writer) (*Config, invocation, erro
 	}
 
 	v := viper.New()
-	for k, d := range defaults {
-		v.SetDefault(k, d)
+	v.SetEnvPrefix(envPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AllowEmptyEnv(true) // LAKED_DEVICE= means "no device", as in the file
+	v.AutomaticEnv()
+	known := map[string]bool{}
+	for _, k := range keys {
+		known[k.name] = true
+		v.SetDefault(k.name, k.def)
+		if k.flag != "" {
+			if err := v.BindPFlag(k.name, fs.Lookup(k.flag)); err != nil {
+				return nil, inv, err
+			}
+		}
 	}
-	// File.
+
 	path, explicit := inv.configFile, inv.configFile != ""
 	if !explicit {
 		path = DefaultConfigFile
 	}
 	if _, err := os.Stat(path); err == nil || explicit {
-		fv := viper.New()
-		fv.SetConfigFile(path)
-		fv.SetConfigType("yaml")
-		if err := fv.ReadInConfig(); err != nil {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
 			return nil, inv, fmt.Errorf("config file %s: %w", path, err)
 		}
-		for _, k := range fv.AllKeys() {
-			if _, ok := defaults[k]; !ok {
+		// UnmarshalExact would reject these too; checking here names
+		// the key and the file.
+		for _, k := range v.AllKeys() {
+			if !known[k] {
 				return nil, inv, fmt.Errorf("config file %s: unknown key %q", path, k)
 			}
-			v.Set(k, fv.Get(k))
 		}
 	}
-	// Environment: LAKED_<KEY with dots as underscores>. An unknown
-	// LAKED_ variable is a typo that would otherwise be ignored.
-	envKeys := map[string]string{}
-	for k := range defaults {
-		envKeys["LAKED_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = k
+	// viper reads only the variables of keys it knows; an unknown LAKED_
+	// variable is a typo that would otherwise be ignored.
+	knownEnv := map[string]bool{}
+	for _, k := range keys {
+		knownEnv[envName(k.name)] = true
 	}
-	for _, kv := range env {
-		name, val, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, "LAKED_") {
-			continue
-		}
-		k, ok := envKeys[name]
-		if !ok {
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix+"_") && !knownEnv[name] {
 			return nil, inv, fmt.Errorf("environment: unknown variable %s", name)
 		}
-		v.Set(k, val)
 	}
-	// Flags, only those given.
-	var ferr error
-	fs.Visit(func(f *pflag.Flag) {
-		if k, ok := flagKeys[f.Name]; ok {
-			v.Set(k, f.Value.String())
-		}
-	})
-	if ferr != nil {
-		return nil, inv, ferr
-	}
-	cfg, err := decode(v)
-	if err != nil {
-		return nil, inv, err
-	}
-	return cfg, inv, nil
-}
 
-// decode turns the merged settings into a Config, naming the key of any
-// value that does not parse, and validates it.
-func decode(v *viper.Viper) (*Config, error) {
 	var cfg Config
-	keys := v.AllKeys()
-	sort.Strings(keys)
-	for _, k := range keys {
-		// Decode each key on its own first so that an error names it.
-		single := map[string]any{}
-		setPath(single, strings.Split(k, "."), v.Get(k))
-		var probe Config
-		if err := strictDecode(single, &probe); err != nil {
-			return nil, fmt.Errorf("config key %s: bad value %q: %w", k, fmt.Sprint(v.Get(k)), unwrapDecode(err))
+	hooks := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(), rejectNegativeUnsigned))
+	if err := v.UnmarshalExact(&cfg, hooks); err != nil {
+		var de *mapstructure.DecodeError
+		if errors.As(err, &de) {
+			return nil, inv, fmt.Errorf("config key %s: bad value %q: %w", de.Name(), fmt.Sprint(v.Get(de.Name())), de.Unwrap())
 		}
-	}
-	all := map[string]any{}
-	for _, k := range keys {
-		setPath(all, strings.Split(k, "."), v.Get(k))
-	}
-	if err := strictDecode(all, &cfg); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, inv, fmt.Errorf("config: %w", err)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, inv, err
 	}
-	return &cfg, nil
+	return &cfg, inv, nil
 }
 
-func setPath(m map[string]any, path []string, val any) {
-	for _, p := range path[:len(path)-1] {
-		next, ok := m[p].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			m[p] = next
+// rejectNegativeUnsigned refuses a negative number for an unsigned key:
+// weakly typed decoding (needed for LAKED_* strings) would otherwise wrap
+// -1 to the type's maximum.
+func rejectNegativeUnsigned(_, to reflect.Type, data any) (any, error) {
+	switch to.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	default:
+		return data, nil
+	}
+	v := reflect.ValueOf(data)
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if v.Int() < 0 {
+			return nil, fmt.Errorf("negative value %d for an unsigned key", v.Int())
 		}
-		m = next
+	case reflect.Float32, reflect.Float64:
+		if v.Float() < 0 {
+			return nil, fmt.Errorf("negative value %v for an unsigned key", v.Float())
+		}
 	}
-	m[path[len(path)-1]] = val
-}
-
-func strictDecode(in map[string]any, out *Config) error {
-	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		Result:           out,
-		ErrorUnused:      true,
-		WeaklyTypedInput: true,
-		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
-	})
-	if err != nil {
-		return err
-	}
-	return d.Decode(in)
-}
-
-func unwrapDecode(err error) error {
-	var de *mapstructure.DecodeError
-	if errors.As(err, &de) && de.Unwrap() != nil {
-		return de.Unwrap()
-	}
-	return err
+	return data, nil
 }
 
 // Validate checks values, naming the key of the first bad one.
@@ -317,23 +305,9 @@ func (c *Config) PolicyParams() policy.Params {
 	}
 }
 
-// YAML renders the effective config in the config file's format
-// (durations as strings, so that the output is a valid config file).
-func (c *Config) YAML() ([]byte, error) {
-	m := map[string]any{
-		"socket": c.Socket, "device": c.Device, "admin_socket": c.AdminSocket,
-		"metrics_addr": c.MetricsAddr, "busy_poll": c.BusyPoll, "max_clients": c.MaxClients,
-		"watchdog": c.Watchdog.String(),
-		"log":      map[string]any{"level": c.Log.Level, "format": c.Log.Format},
-		"batch":    map[string]any{"max_size": c.Batch.MaxSize, "max_wait": c.Batch.MaxWait.String()},
-		"policy": map[string]any{
-			"name": c.Policy.Name, "file": c.Policy.File, "gpu_min_batch": c.Policy.GPUMinBatch,
-			"gpu_max_util_pct": c.Policy.GPUMaxUtilPct, "gpu_min_mem_mib": c.Policy.GPUMinMemMiB,
-			"gpu_batch_ns": c.Policy.GPUBatchNs, "disable_bpf": c.Policy.DisableBPF,
-		},
-		"models": map[string]any{"linnos": c.Models.LinnOS},
-	}
-	return yaml.Marshal(m)
-}
+// YAML renders the effective config in the config file's format; yaml
+// writes durations as strings ("200µs"), so the output is a valid config
+// file.
+func (c *Config) YAML() ([]byte, error) { return yaml.Marshal(c) }
 
 func shippedNames() []string { return policy.Shipped() }

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -21,7 +26,7 @@ func writeConfig(t *testing.T, body string) string {
 // TestConfigPrecedence checks defaults < file < environment < flags.
 func TestConfigPrecedence(t *testing.T) {
 	file := writeConfig(t, "batch:\n  max_size: 10\n  max_wait: 1ms\nlog:\n  level: warn\nsocket: /tmp/file.sock\n")
-	cfg, _, err := loadConfig([]string{"--config", file}, nil, io.Discard)
+	cfg, _, err := loadConfig([]string{"--config", file}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,20 +36,39 @@ func TestConfigPrecedence(t *testing.T) {
 	if cfg.MaxClients != 256 || cfg.Policy.Name != "default" {
 		t.Fatalf("defaults lost: %+v", cfg)
 	}
-	env := []string{"LAKED_BATCH_MAX_SIZE=20", "LAKED_LOG_LEVEL=debug", "PATH=/bin"}
-	cfg, _, err = loadConfig([]string{"--config", file}, env, io.Discard)
+	t.Setenv("LAKED_BATCH_MAX_SIZE", "20")
+	t.Setenv("LAKED_LOG_LEVEL", "debug")
+	cfg, _, err = loadConfig([]string{"--config", file}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Batch.MaxSize != 20 || cfg.Log.Level != "debug" || cfg.Batch.MaxWait != time.Millisecond {
 		t.Fatalf("environment does not override the file: %+v", cfg)
 	}
-	cfg, _, err = loadConfig([]string{"--config", file, "--max-batch", "30", "--max-wait", "2ms"}, env, io.Discard)
+	cfg, _, err = loadConfig([]string{"--config", file, "--max-batch", "30", "--max-wait", "2ms"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Batch.MaxSize != 30 || cfg.Batch.MaxWait != 2*time.Millisecond || cfg.Log.Level != "debug" {
 		t.Fatalf("flags do not override the environment: %+v", cfg)
+	}
+	// Empty values are values: an empty variable clears the file's
+	// socket, an empty flag clears the environment's device.
+	t.Setenv("LAKED_SOCKET", "")
+	t.Setenv("LAKED_DEVICE", "/dev/lake")
+	cfg, _, err = loadConfig([]string{"--config", file}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Socket != "" || cfg.Device != "/dev/lake" {
+		t.Fatalf("empty LAKED_SOCKET not applied: %+v", cfg)
+	}
+	cfg, _, err = loadConfig([]string{"--config", file, "--device", "", "--socket", "/tmp/flag.sock"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Socket != "/tmp/flag.sock" || cfg.Device != "" {
+		t.Fatalf("empty --device not applied: %+v", cfg)
 	}
 }
 
@@ -58,8 +82,9 @@ func TestConfigRejectsBadInput(t *testing.T) {
 	}{
 		{name: "unknown file key", file: "batch:\n  max_sise: 3\n", want: `unknown key "batch.max_sise"`},
 		{name: "unknown top key", file: "sockett: /x\n", want: `unknown key "sockett"`},
-		{name: "bad duration", file: "batch:\n  max_wait: soon\n", want: "batch.max_wait"},
-		{name: "bad int", file: "max_clients: many\n", want: "max_clients"},
+		{name: "bad duration", file: "batch:\n  max_wait: soon\n", want: "config key batch.max_wait"},
+		{name: "bad int", file: "max_clients: many\n", want: "config key max_clients"},
+		{name: "negative uint", file: "policy:\n  gpu_batch_ns: -1\n", want: "config key policy.gpu_batch_ns"},
 		{name: "out of range", file: "batch:\n  max_size: 0\n", want: "batch.max_size"},
 		{name: "bad level", file: "log:\n  level: loud\n", want: "log.level"},
 		{name: "bad policy", file: "policy:\n  name: fastest\n", want: "policy.name"},
@@ -67,6 +92,10 @@ func TestConfigRejectsBadInput(t *testing.T) {
 		{name: "bad yaml", file: "batch: [1, 2\n", want: "config file"},
 		{name: "unknown env", env: []string{"LAKED_BATCH_MAXSIZE=3"}, want: "LAKED_BATCH_MAXSIZE"},
 		{name: "bad env value", env: []string{"LAKED_MAX_CLIENTS=-4"}, want: "max_clients"},
+		{name: "bad env type", env: []string{"LAKED_POLICY_GPU_MIN_BATCH=lots"}, want: "config key policy.gpu_min_batch"},
+		{name: "bad env duration", env: []string{"LAKED_WATCHDOG=often"}, want: "config key watchdog"},
+		{name: "bad env bool", env: []string{"LAKED_BUSY_POLL=maybe"}, want: "config key busy_poll"},
+		{name: "map for a value", file: "socket:\n  path: /x\n", want: "socket"},
 		{name: "bad flag", args: []string{"--max-wait", "2 s"}, want: "max-wait"},
 		{name: "missing file", args: []string{"--config", "/nonexistent/laked.yaml"}, want: "/nonexistent/laked.yaml"},
 		{name: "nothing to serve", args: []string{"--socket", ""}, want: "socket"},
@@ -78,21 +107,27 @@ func TestConfigRejectsBadInput(t *testing.T) {
 		} else if len(args) == 0 || args[0] != "--config" {
 			args = append([]string{"--config", writeConfig(t, "")}, args...)
 		}
-		_, _, err := loadConfig(args, tc.env, io.Discard)
-		if err == nil {
-			t.Errorf("%s: accepted", tc.name)
-			continue
-		}
-		if !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: error %q does not name %q", tc.name, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			for _, kv := range tc.env {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			_, _, err := loadConfig(args, io.Discard)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not name %q", err, tc.want)
+			}
+		})
 	}
 }
 
 // TestPrintConfigIsAValidConfig checks that --print-config's output reads
 // back as the same configuration.
 func TestPrintConfigIsAValidConfig(t *testing.T) {
-	cfg, inv, err := loadConfig([]string{"--config", writeConfig(t, "batch:\n  max_wait: 3ms\n"), "--print-config", "--policy", "costaware"}, []string{"LAKED_MAX_CLIENTS=9"}, io.Discard)
+	t.Setenv("LAKED_MAX_CLIENTS", "9")
+	cfg, inv, err := loadConfig([]string{"--config", writeConfig(t, "batch:\n  max_wait: 3ms\n"), "--print-config", "--policy", "costaware"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +138,8 @@ func TestPrintConfigIsAValidConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, _, err := loadConfig([]string{"--config", writeConfig(t, string(out))}, nil, io.Discard)
+	os.Unsetenv("LAKED_MAX_CLIENTS") // t.Setenv restores it
+	back, _, err := loadConfig([]string{"--config", writeConfig(t, string(out))}, io.Discard)
 	if err != nil {
 		t.Fatalf("printed config does not load: %v\n%s", err, out)
 	}
@@ -118,15 +154,67 @@ func TestPrintConfigIsAValidConfig(t *testing.T) {
 // TestShippedDefaultConfig checks that deploy/laked.yaml loads and equals
 // the built-in defaults, so the documented file never drifts.
 func TestShippedDefaultConfig(t *testing.T) {
-	shipped, _, err := loadConfig([]string{"--config", "../../deploy/laked.yaml"}, nil, io.Discard)
+	shipped, _, err := loadConfig([]string{"--config", "../../deploy/laked.yaml"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	builtin, _, err := loadConfig([]string{"--config", writeConfig(t, "")}, nil, io.Discard)
+	builtin, _, err := loadConfig([]string{"--config", writeConfig(t, "")}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if *shipped != *builtin {
 		t.Fatalf("deploy/laked.yaml differs from the defaults:\n%+v\n%+v", shipped, builtin)
+	}
+}
+
+// TestKeysMatchConfig checks that the key table and Config name the same
+// keys, so that a key added to one and not the other fails here.
+func TestKeysMatchConfig(t *testing.T) {
+	var leaves func(prefix string, typ reflect.Type) []string
+	leaves = func(prefix string, typ reflect.Type) []string {
+		var out []string
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name := prefix + f.Tag.Get("mapstructure")
+			if f.Tag.Get("yaml") != f.Tag.Get("mapstructure") {
+				t.Errorf("field %s: yaml tag %q differs from mapstructure tag %q", f.Name, f.Tag.Get("yaml"), f.Tag.Get("mapstructure"))
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
+				out = append(out, leaves(name+".", f.Type)...)
+				continue
+			}
+			out = append(out, name)
+		}
+		return out
+	}
+	fields := leaves("", reflect.TypeFor[Config]())
+	var table []string
+	flags := map[string]bool{}
+	for _, k := range keys {
+		table = append(table, k.name)
+		if k.flag != "" && flags[k.flag] {
+			t.Errorf("flag --%s used twice", k.flag)
+		}
+		flags[k.flag] = true
+	}
+	slices.Sort(fields)
+	slices.Sort(table)
+	if !slices.Equal(fields, table) {
+		t.Fatalf("Config fields and keys differ:\nfields %v\nkeys   %v", fields, table)
+	}
+}
+
+// TestFlagHelpShowsDefaults checks that --help lists each flag with the
+// key's default and exits with pflag.ErrHelp.
+func TestFlagHelpShowsDefaults(t *testing.T) {
+	var buf strings.Builder
+	_, _, err := loadConfig([]string{"--help"}, &buf)
+	if !errors.Is(err, pflag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, want := range []string{"--max-batch int", "(default 64)", "--max-wait duration", "(default 200µs)", "--print-config"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, buf.String())
+		}
 	}
 }

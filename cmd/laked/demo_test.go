@@ -16,7 +16,7 @@ func TestDemo(t *testing.T) {
 	saved := demoConfig
 	defer func() { demoConfig = saved }()
 	demoConfig.NumIOs, demoConfig.TrainIOs, demoConfig.Epochs = 4000, 4000, 1
-	cfg, _, err := loadConfig([]string{"--config", writeConfig(t, ""), "--admin-socket", "", "--metrics-addr", ""}, nil, io.Discard)
+	cfg, _, err := loadConfig([]string{"--config", writeConfig(t, ""), "--admin-socket", "", "--metrics-addr", ""}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,8 @@
 // operations on its backends.
 //
 // Configuration comes from /etc/lake/laked.yaml (or --config), LAKED_*
-// environment variables and flags, in that order of precedence;
+// environment variables and flags, in that order of precedence (viper
+// layers them; config.go says how to add a key);
 // --print-config shows the result. SIGHUP reloads the config's policy
 // settings; SIGTERM and SIGINT drain and stop.
 //

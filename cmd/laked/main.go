@@ -30,7 +30,7 @@ func main() {
 }
 
 func run(args []string) error {
-	cfg, inv, err := loadConfig(args, os.Environ(), os.Stderr)
+	cfg, inv, err := loadConfig(args, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -240,7 +240,7 @@ func loadLinnOS(ctx context.Context, cfg *Config, log zerolog.Logger) (*linnos.I
 // can change at run time: the policy and its parameters. Other changes
 // need a restart and are reported.
 func (d *daemon) reload(args []string) error {
-	cfg, _, err := loadConfig(args, os.Environ(), io.Discard)
+	cfg, _, err := loadConfig(args, io.Discard)
 	if err != nil {
 		return err
 	}
