@@ -38,12 +38,18 @@ type Options struct {
 	ReconnectTimeout time.Duration
 }
 
-// call states
+// call states. A call moves free -> pending (submitted) -> completing
+// (its results being written) -> done (results readable by its caller)
+// -> free, or pending -> abandoned (its caller gave up) -> free when the
+// completion arrives. Only a caller that saw done reads a call's results:
+// a wake token is only a hint (it may be a late one from an earlier use
+// of the slot).
 const (
-	callFree      = 0
-	callPending   = 1
-	callDone      = 2
-	callAbandoned = 3
+	callFree       = 0
+	callPending    = 1
+	callDone       = 2
+	callAbandoned  = 3
+	callCompleting = 4
 )
 
 // call is one in-flight submission. Its index in Client.calls is the low
@@ -62,6 +68,12 @@ type call struct {
 	wake      chan struct{}
 	release   func() // frees arena buffers once laked is done with them
 }
+
+// testHookCompleted, if set (by tests only, before any client exists),
+// runs in complete after a call is marked done and before its caller is
+// woken: it widens that window so tests can check no late wake-up is
+// taken for a later call.
+var testHookCompleted func()
 
 // Client is a connection to laked.
 type Client struct {
@@ -305,7 +317,8 @@ func (c *Client) releaseCall(i uint32) {
 	cl.gen.Add(1)
 	cl.published.Store(false)
 	cl.state.Store(callFree)
-	// Drain a wake token a late delivery may have left.
+	// Drain a wake token a late delivery may have left (best effort: a
+	// token can still arrive after this; wait ignores it).
 	select {
 	case <-cl.wake:
 	default:
@@ -386,8 +399,17 @@ func (c *Client) deliver(e shm.CQE) {
 // complete hands a result to call i (its generation already checked).
 func (c *Client) complete(i uint32, st shm.Status, res [2]uint64) {
 	cl := &c.calls[i]
-	cl.status, cl.results = st, res
-	if cl.state.CompareAndSwap(callPending, callDone) {
+	if cl.state.CompareAndSwap(callPending, callCompleting) {
+		// Only the completion that won the call writes its results, and
+		// before its caller can see done.
+		cl.status, cl.results = st, res
+		cl.state.Store(callDone)
+		if h := testHookCompleted; h != nil {
+			h()
+		}
+		// The caller may have seen done while spinning, returned and
+		// freed the slot already: this token may then reach the slot's
+		// next call, which therefore checks the state on every wake-up.
 		select {
 		case cl.wake <- struct{}{}:
 		default:
@@ -502,20 +524,27 @@ func (c *Client) wait(ctx context.Context, i uint32) error {
 	if done() {
 		return nil
 	}
-	select {
-	case <-cl.wake:
-		return nil
-	case <-ctx.Done():
-		return c.abandon(i, fmt.Errorf("lakelib: %s: %w", cl.op, ctx.Err()))
-	case <-c.closed:
-		return c.abandon(i, ErrClosed)
-	case <-c.dead:
-		// laked may have posted our completion before it went away.
-		c.tryReap()
-		if cl.state.Load() == callDone {
-			return nil
+	for {
+		select {
+		case <-cl.wake:
+			if cl.state.Load() == callDone {
+				return nil
+			}
+			// A late token meant for an earlier call in this slot.
+		case <-ctx.Done():
+			return c.abandon(i, fmt.Errorf("lakelib: %s: %w", cl.op, ctx.Err()))
+		case <-c.closed:
+			return c.abandon(i, ErrClosed)
+		case <-c.dead:
+			// laked may have posted our completion before it went away.
+			c.reapMu.Lock()
+			c.reapLocked()
+			c.reapMu.Unlock()
+			if cl.state.Load() == callDone {
+				return nil
+			}
+			return c.abandon(i, ErrDaemonGone)
 		}
-		return c.abandon(i, ErrDaemonGone)
 	}
 }
 
@@ -567,7 +596,11 @@ func (c *Client) abandon(i uint32, err error) error {
 	if cl.state.CompareAndSwap(callPending, callAbandoned) {
 		return err // the slot is released when (if) the completion arrives
 	}
-	return nil // completed meanwhile: the caller reads the result
+	// Completed meanwhile: the caller reads the result once it is written.
+	for cl.state.Load() == callCompleting {
+		runtime.Gosched()
+	}
+	return nil
 }
 
 // do runs one operation synchronously and returns its results.
