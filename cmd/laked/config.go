@@ -23,6 +23,14 @@ import (
 // an error.
 const DefaultConfigFile = "/etc/lake/laked.yaml"
 
+// DefaultDevice is the region device the lake_shm module creates.
+// DeviceAuto, the device key's default, serves it when it exists at start
+// and runs without it otherwise; a path must exist; "" turns it off.
+const (
+	DefaultDevice = "/dev/lake"
+	DeviceAuto    = "auto"
+)
+
 // Config is laked's configuration. Sources, lowest precedence first: the
 // defaults below, the config file, LAKED_* environment variables
 // (LAKED_BATCH_MAX_SIZE for batch.max_size), command-line flags.
@@ -92,7 +100,7 @@ type key struct {
 
 var keys = []key{
 	{"socket", lakelib.DefaultSocket, "socket", "unix socket for userspace clients (empty: none)"},
-	{"device", "", "device", "kernel region device to serve, e.g. /dev/lake"},
+	{"device", DeviceAuto, "device", `kernel region device to serve: "auto" (` + DefaultDevice + ` when it exists), a path, or "" for none`},
 	{"admin_socket", "/run/lake/laked-admin.sock", "admin-socket", "unix socket of the admin API (lakectl; empty: none)"},
 	{"metrics_addr", "127.0.0.1:9477", "metrics-addr", "address of the Prometheus endpoint (empty: none)"},
 	{"busy_poll", false, "busy-poll", "spin on idle rings instead of sleeping"},
@@ -261,8 +269,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config key %s: bad value %v: %s", key, val, why)
 	}
 	switch {
-	case c.Socket == "" && c.Device == "":
-		return bad("socket", `""`, "give a socket or a device (or both)")
+	case c.Socket == "" && (c.Device == "" || c.Device == DeviceAuto):
+		return bad("socket", `""`, "give a socket or a device path (or both)")
 	case c.MaxClients < 1 || c.MaxClients > 65536:
 		return bad("max_clients", c.MaxClients, "want 1..65536")
 	case c.Batch.MaxSize < 1 || c.Batch.MaxSize > 65536:

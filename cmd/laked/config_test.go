@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 )
 
@@ -216,5 +218,54 @@ func TestFlagHelpShowsDefaults(t *testing.T) {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("help lacks %q:\n%s", want, buf.String())
 		}
+	}
+}
+
+// TestDeviceAuto checks the device key: "auto" (the default) serves
+// /dev/lake only when it exists, a path is served or laked fails naming
+// the key, and "" serves none.
+func TestDeviceAuto(t *testing.T) {
+	saved := autoDevice
+	defer func() { autoDevice = saved }()
+	dir := t.TempDir()
+	autoDevice = filepath.Join(dir, "lake")
+	cfg, _, err := loadConfig([]string{"--config", writeConfig(t, ""), "--socket", filepath.Join(dir, "s.sock"),
+		"--admin-socket", "", "--metrics-addr", "", "--linnos-weights", "none", "--no-bpf"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Device != DeviceAuto {
+		t.Fatalf("default device %q, want %q", cfg.Device, DeviceAuto)
+	}
+	if got := resolveDevice(DeviceAuto); got != "" {
+		t.Fatalf("auto with no device resolved to %q", got)
+	}
+	d, err := start(context.Background(), cfg, zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatalf("auto without a device: %v", err)
+	}
+	d.stop(context.Background())
+
+	// The device appears (here a plain file, which is not a lake
+	// region): auto now serves it, and fails to start naming the key.
+	if err := os.WriteFile(autoDevice, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := resolveDevice(DeviceAuto); got != autoDevice {
+		t.Fatalf("auto with %s present resolved to %q", autoDevice, got)
+	}
+	if _, err := start(context.Background(), cfg, zerolog.Nop(), nil); err == nil || !strings.Contains(err.Error(), "config key device") {
+		t.Fatalf("auto with a bad device: %v", err)
+	}
+	if got := resolveDevice(""); got != "" {
+		t.Fatalf("device off resolved to %q", got)
+	}
+	if got := resolveDevice("/dev/other"); got != "/dev/other" {
+		t.Fatalf("explicit device resolved to %q", got)
+	}
+	// auto alone is not enough to serve: with no socket laked may end
+	// up serving nothing.
+	if _, _, err := loadConfig([]string{"--config", writeConfig(t, ""), "--socket", ""}, io.Discard); err == nil || !strings.Contains(err.Error(), "config key socket") {
+		t.Fatalf("auto device and no socket: %v", err)
 	}
 }

@@ -180,12 +180,12 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 		}()
 		log.Info().Str("socket", cfg.Socket).Msg("listening")
 	}
-	if cfg.Device != "" {
-		t, err := attachDevice(srv, cfg.Device)
+	if dev := resolveDevice(cfg.Device); dev != "" {
+		t, err := attachDevice(srv, dev)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("config key device: %w", err)
 		}
-		log.Info().Str("device", cfg.Device).Msg("serving kernel region")
+		log.Info().Str("device", dev).Msg("serving kernel region")
 		// The kernel module owns the registry in its region: attach,
 		// never create.
 		if area := t.Region().Features(); area != nil {
@@ -195,6 +195,8 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 				log.Warn().Err(err).Msg("kernel region has no usable feature registry")
 			}
 		}
+	} else if cfg.Device == DeviceAuto {
+		log.Info().Str("device", autoDevice).Msg("no kernel region device (lake_shm not loaded); serving userspace clients only")
 	}
 	if d.features == nil {
 		reg, release, err := newFeatureRegistry()

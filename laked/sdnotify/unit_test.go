@@ -95,6 +95,54 @@ func TestUnitFileDirectives(t *testing.T) {
 	}
 }
 
+// TestUnitWantsABuiltModule checks that the modprobe@ units laked.service
+// wants name modules the kernel tree builds (an obj-m in a kernel/*/Kbuild),
+// so that a renamed module cannot leave the unit loading nothing.
+func TestUnitWantsABuiltModule(t *testing.T) {
+	kbuilds, err := filepath.Glob("../../kernel/*/Kbuild")
+	if err != nil || len(kbuilds) == 0 {
+		t.Fatalf("no kernel/*/Kbuild: %v", err)
+	}
+	built := map[string]bool{}
+	for _, p := range kbuilds {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || !strings.HasPrefix(strings.TrimSpace(strings.TrimRight(k, ":+")), "obj-") {
+				continue
+			}
+			for _, o := range strings.Fields(v) {
+				if m, ok := strings.CutSuffix(o, ".o"); ok {
+					built[m] = true
+				}
+			}
+		}
+	}
+	if !built["lake_shm"] {
+		t.Fatalf("kernel/*/Kbuild build no lake_shm (found %v)", built)
+	}
+	u := parseUnit(t, unitPath)
+	var wanted []string
+	for _, w := range u["Unit"]["Wants"] {
+		for _, name := range strings.Fields(w) {
+			if m, ok := strings.CutPrefix(name, "modprobe@"); ok {
+				wanted = append(wanted, strings.TrimSuffix(m, ".service"))
+			}
+		}
+	}
+	if len(wanted) == 0 {
+		t.Fatal("laked.service wants no modprobe@ unit: /dev/lake's module is never loaded with it")
+	}
+	for _, m := range wanted {
+		if !built[m] {
+			t.Errorf("laked.service wants modprobe@%s.service; the kernel tree builds no %s.ko (it builds %v)", m, m, built)
+		}
+	}
+}
+
 // TestUnitVerify runs systemd-analyze verify on the unit (with ExecStart
 // pointed at an executable that exists here, since laked is not
 // installed) and fails on any complaint about it, including the warnings
