@@ -424,19 +424,39 @@ func Pretrain(cfg Config) (*model.MLP, [][]float32, error) {
 	return m, calib, nil
 }
 
+// PretrainedSnapshot pre-trains the policy on cfg's first environment and
+// quantizes it as Run's static mode ships it (per-channel int8): the
+// snapshot a kernel datapath starts from. It also returns the float model
+// and its calibration inputs, from which adaptation continues.
+func PretrainedSnapshot(cfg Config) (*snapshot.Snapshot, *model.MLP, [][]float32, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, nil, nil, err
+	}
+	pre, calib, snap, err := pretrainedSnapshot(cfg)
+	return snap, pre, calib, err
+}
+
+func pretrainedSnapshot(cfg Config) (*model.MLP, [][]float32, *snapshot.Snapshot, error) {
+	pre, calib, err := Pretrain(cfg)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("aurora: pretrain: %w", err)
+	}
+	snap, err := quant.Quantize(pre, calib, quant.Options{PerChannel: true})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("aurora: quantize: %w", err)
+	}
+	return pre, calib, snap, nil
+}
+
 // Run simulates the three modes on the same schedule and seed.
 func Run(cfg Config) (Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return Result{}, err
 	}
 	res := Result{Config: cfg}
-	pre, calib, err := Pretrain(cfg)
+	pre, calib, snap, err := pretrainedSnapshot(cfg)
 	if err != nil {
-		return Result{}, fmt.Errorf("aurora: pretrain: %w", err)
-	}
-	snap, err := quant.Quantize(pre, calib, quant.Options{PerChannel: true})
-	if err != nil {
-		return Result{}, fmt.Errorf("aurora: quantize: %w", err)
+		return Result{}, err
 	}
 	for _, mode := range cfg.Modes {
 		m := pre.Freeze() // each mode adapts its own copy

@@ -201,6 +201,19 @@ func newModel(cfg Config, fs []flow) (*model.MLP, [][]float32, error) {
 	return m, calib, nil
 }
 
+// PretrainedSnapshot trains the model on the first phase of cfg's workload
+// and quantizes it as every mode of Run starts from (per-tensor int8).
+func PretrainedSnapshot(cfg Config) (*snapshot.Snapshot, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	m, calib, err := newModel(cfg, workload(cfg))
+	if err != nil {
+		return nil, err
+	}
+	return quant.Quantize(m.Freeze(), calib, quant.Options{})
+}
+
 // Run simulates the three modes on the same workload.
 func Run(cfg Config) (Result, error) {
 	if err := cfg.defaults(); err != nil {

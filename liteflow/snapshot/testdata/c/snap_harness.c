@@ -1,0 +1,139 @@
+/*
+ * snap_harness.c - drives lakelib/include/lake_snapshot.h for
+ * liteflow/snapshot/c_engine_test.go. Line protocol on stdin/stdout:
+ *
+ *   S <hex image>        -> "ok <need> <crc> <gen> <in> <out> <max_width>"
+ *                           or "err <errno> <message>"
+ *   R <q_in...>          -> "o <q_out...>" (runs the last snapshot built)
+ *   Q                    -> exits
+ *
+ * Every image is built into exactly the memory lake_snap_check asks for,
+ * at a deliberately odd address, then the image buffer is overwritten, so
+ * ASan catches a read past the build memory and the tests catch a model
+ * that still refers to its image.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include "lake_snapshot.h"
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int main(void)
+{
+	size_t cap = 1 << 16;
+	char *line = malloc(cap);
+	uint8_t *mem = NULL, *img = NULL;
+	struct lake_snap *s = NULL;
+	int32_t *scratch = NULL;
+
+	if (!line)
+		return 2;
+	for (;;) {
+		size_t n = 0;
+		int c;
+
+		while ((c = getchar()) != EOF && c != '\n') {
+			if (n + 1 >= cap) {
+				cap *= 2;
+				line = realloc(line, cap);
+				if (!line)
+					return 2;
+			}
+			line[n++] = (char)c;
+		}
+		line[n] = 0;
+		if (c == EOF && n == 0)
+			break;
+		if (line[0] == 'Q')
+			break;
+		if (line[0] == 'S') {
+			size_t len = 0, need = 0, i;
+			char why[256];
+			int rc;
+
+			free(mem);
+			free(img);
+			free(scratch);
+			mem = img = NULL;
+			scratch = NULL;
+			s = NULL;
+			if (n >= 2) {
+				len = (n - 2) / 2;
+				img = malloc(len ? len : 1);
+				for (i = 0; i < len; i++)
+					img[i] = (uint8_t)(hexval(line[2 + 2 * i]) << 4 | hexval(line[3 + 2 * i]));
+			}
+			why[0] = 0;
+			rc = lake_snap_check(img, len, &need, why, sizeof(why));
+			if (rc == 0) {
+				/* one byte short must be refused */
+				mem = malloc(need + 1);
+				rc = lake_snap_build(img, len, mem + 1, need - 1, &s, why, sizeof(why));
+				if (rc != -ENOSPC) {
+					printf("err %d build with short memory returned %d\n", -EFAULT, rc);
+					fflush(stdout);
+					continue;
+				}
+				rc = lake_snap_build(img, len, mem + 1, need, &s, why, sizeof(why));
+			}
+			if (rc) {
+				printf("err %d %s\n", -rc, why);
+			} else {
+				memset(img, 0xA5, len);
+				scratch = malloc(sizeof(int32_t) * lake_snap_scratch_words(s));
+				printf("ok %zu %u %llu %u %u %u\n", need, s->image_crc,
+				       (unsigned long long)s->generation, s->in_dim, s->out_dim,
+				       s->max_width);
+			}
+			fflush(stdout);
+			continue;
+		}
+		if (line[0] == 'R') {
+			int32_t in[LAKE_SNAP_MAX_WIDTH], out[LAKE_SNAP_MAX_WIDTH];
+			char *p = line + 1, *e;
+			uint32_t k = 0, i;
+
+			if (!s) {
+				printf("err %d no snapshot\n", EINVAL);
+				fflush(stdout);
+				continue;
+			}
+			while (k < LAKE_SNAP_MAX_WIDTH) {
+				long v = strtol(p, &e, 10);
+
+				if (e == p)
+					break;
+				in[k++] = (int32_t)v;
+				p = e;
+			}
+			if (k != s->in_dim) {
+				printf("err %d %u inputs, want %u\n", EINVAL, k, s->in_dim);
+				fflush(stdout);
+				continue;
+			}
+			lake_snap_run(s, in, out, scratch);
+			printf("o");
+			for (i = 0; i < s->out_dim; i++)
+				printf(" %d", out[i]);
+			printf("\n");
+			fflush(stdout);
+			continue;
+		}
+		printf("err %d unknown command\n", EINVAL);
+		fflush(stdout);
+	}
+	free(mem);
+	free(img);
+	free(scratch);
+	free(line);
+	return 0;
+}
