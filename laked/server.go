@@ -26,8 +26,11 @@ type Config struct {
 	BusyPoll bool
 	// SpinMax bounds the adaptive spin before a reader sleeps.
 	SpinMax time.Duration
-	// MaxClients bounds concurrent sessions.
+	// MaxClients bounds concurrent sessions; a handshake beyond it is
+	// refused before laked creates anything for it.
 	MaxClients int
+	// Limits are the resource budgets (zero fields: DefaultLimits).
+	Limits Limits
 	// Backend runs device operations; nil means none (ops other than
 	// nop, init, model_info and predict complete with "not supported").
 	Backend backend.Backend
@@ -87,10 +90,15 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[uint32]*session
+	reserved int                // session places handed out by reserve, not yet attached
 	regions  map[regionKey]bool // region files being served (unix transport)
 	nextID   uint32
-	closing  bool
-	wg       sync.WaitGroup // sessions
+
+	limits      Limits
+	regionBytes budget       // bytes of client regions mapped (unix transport)
+	handshakes  atomic.Int32 // handshakes in progress
+	closing     bool
+	wg          sync.WaitGroup // sessions
 
 	placer   atomic.Pointer[Placer]
 	done     chan struct{} // closed when batchers must stop
@@ -120,7 +128,12 @@ func New(cfg Config) (*Server, error) {
 	case cfg.MaxClients < 1:
 		return nil, fmt.Errorf("laked: max clients %d: want at least 1", cfg.MaxClients)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[uint32]*session{}, done: make(chan struct{}), stats: newStats()}
+	lim := cfg.Limits.withDefaults()
+	if err := lim.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[uint32]*session{}, done: make(chan struct{}), stats: newStats(), limits: lim}
+	s.regionBytes.max = lim.TotalRegionBytes
 	if cfg.Placer != nil {
 		s.SetPlacer(cfg.Placer)
 	}
@@ -148,17 +161,49 @@ func (s *Server) gpuAvailable() bool { return s.cfg.GPU != nil }
 // server shuts down. It returns at once; the session runs on its own
 // goroutine. On error t is left open for the caller to close.
 func (s *Server) Attach(t Transport) (uint32, error) {
+	id, err := s.reserve()
+	if err != nil {
+		return 0, err
+	}
+	if err := s.attachReserved(id, t); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// reserve takes a place for a session under MaxClients and a client id
+// no other session of this server has, before a transport creates
+// anything for the client. The place is given back by attachReserved
+// (which uses it) or unreserve.
+func (s *Server) reserve() (uint32, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closing {
-		s.mu.Unlock()
 		return 0, ErrShutdown
 	}
-	if len(s.sessions) >= s.cfg.MaxClients {
-		s.mu.Unlock()
-		return 0, fmt.Errorf("%w: %d attached", ErrTooManyClients, len(s.sessions))
+	if n := len(s.sessions) + s.reserved; n >= s.cfg.MaxClients {
+		return 0, fmt.Errorf("%w: %d of max_clients %d attached or attaching", ErrTooManyClients, n, s.cfg.MaxClients)
 	}
+	s.reserved++
 	s.nextID++
-	id := s.nextID
+	return s.nextID, nil
+}
+
+func (s *Server) unreserve() {
+	s.mu.Lock()
+	s.reserved--
+	s.mu.Unlock()
+}
+
+// attachReserved starts the session of a reserved id over t; the
+// reservation is used up either way. On error t is left open.
+func (s *Server) attachReserved(id uint32, t Transport) error {
+	s.mu.Lock()
+	s.reserved--
+	if s.closing {
+		s.mu.Unlock()
+		return ErrShutdown
+	}
 	sess := newSession(s, id, t)
 	s.sessions[id] = sess
 	s.wg.Add(1)
@@ -175,15 +220,7 @@ func (s *Server) Attach(t Transport) (uint32, error) {
 		s.stats.sessions.Add(-1)
 		s.log.Info().Uint32("client", id).Str("transport", t.String()).Msg("client detached")
 	}()
-	return id, nil
-}
-
-// NextClientID returns the id the next Attach will give (transports put
-// it in the region header before attaching).
-func (s *Server) NextClientID() uint32 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.nextID + 1
+	return nil
 }
 
 // Shutdown stops accepting sessions, answers every submission still in

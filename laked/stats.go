@@ -84,6 +84,7 @@ type stats struct {
 	sessions     atomic.Int64
 	sessionsSeen atomic.Uint64
 	overflowed   atomic.Uint64
+	refused      atomic.Uint64 // handshakes refused (limits, bad region fds)
 
 	batchSize   *histogram // items per batch
 	queueWait   *histogram // accept to completion of a predict request
@@ -170,6 +171,7 @@ type Stats struct {
 	Sessions       int64
 	SessionsServed uint64
 	Overflowed     uint64 // completions held back because a ring was full
+	Refused        uint64 // handshakes refused: max_clients, limits, bad region fds
 
 	BatchSize   HistogramSnapshot // items per predict batch
 	QueueWait   HistogramSnapshot // seconds from accepting a predict to its completion
@@ -193,6 +195,7 @@ func (s *Server) Stats() Stats {
 		Sessions:       st.sessions.Load(),
 		SessionsServed: st.sessionsSeen.Load(),
 		Overflowed:     st.overflowed.Load(),
+		Refused:        st.refused.Load(),
 		BatchSize:      st.batchSize.snapshot(1),
 		QueueWait:      st.queueWait.snapshot(1e-9),
 		ServiceTime:    st.serviceTime.snapshot(1e-9),

@@ -159,7 +159,16 @@ func (s *Server) Serve(l *net.UnixListener) error {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		if n := s.handshakes.Add(1); int(n) > s.limits.Handshakes {
+			s.handshakes.Add(-1)
+			s.stats.refused.Add(1)
+			_ = c.SetDeadline(time.Now().Add(100 * time.Millisecond))
+			_ = s.reply(c, shm.StatusBusy, "too many handshakes at once")
+			c.Close()
+			continue
+		}
 		go func() {
+			defer s.handshakes.Add(-1)
 			if err := s.handshake(c); err != nil {
 				s.log.Warn().Err(err).Str("peer", peerName(c)).Msg("handshake failed")
 				c.Close()
@@ -175,31 +184,82 @@ func (s *Server) reply(c *net.UnixConn, st shm.Status, msg string) error {
 }
 
 // handshake reads a hello, creates (or re-attaches) the region and
-// attaches the session.
+// attaches the session. Everything the client sends is untrusted: the
+// client's place under max_clients and the region's budget are taken
+// before laked creates or maps anything, and a re-attached region must be
+// a sealed memfd (shm.MapFD), so no client can make laked's mapping
+// fault.
 func (s *Server) handshake(c *net.UnixConn) error {
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	msg, fd, err := shm.RecvMsgFD(c)
 	if err != nil {
 		return err
 	}
-	h, err := shm.DecodeHello(msg)
-	if err != nil {
+	closeFD := func() {
 		if fd >= 0 {
 			unix.Close(fd)
+			fd = -1
 		}
+	}
+	h, err := shm.DecodeHello(msg)
+	if err != nil {
+		closeFD()
 		return s.reply(c, shm.StatusInvalidValue, trimMsg(err.Error()))
 	}
-	var m *shm.Mapping
-	var region *shm.Region
-	id := s.NextClientID()
+	id, err := s.reserve()
+	if err != nil {
+		closeFD()
+		s.stats.refused.Add(1)
+		if errors.Is(err, ErrShutdown) {
+			return s.reply(c, shm.StatusShutdown, "laked is shutting down")
+		}
+		return s.reply(c, shm.StatusBusy, "too many clients (max_clients)")
+	}
+	attached := false
+	defer func() {
+		if !attached {
+			s.unreserve()
+		}
+	}()
+	var size uint64
 	switch h.Kind {
 	case shm.HelloNew:
 		if fd >= 0 {
-			unix.Close(fd)
+			closeFD()
 			return s.reply(c, shm.StatusInvalidValue, "unexpected fd with new hello")
 		}
 		l, _ := h.Config.Layout() // validated by DecodeHello
-		m, err = shm.CreateMemfd(fmt.Sprintf("lake-client-%d", id), l.RegionSize)
+		size = l.RegionSize
+	case shm.HelloReattach:
+		if fd < 0 {
+			return s.reply(c, shm.StatusInvalidValue, "re-attach without a region fd")
+		}
+		if size, err = shm.FDSize(fd); err != nil {
+			closeFD()
+			s.stats.refused.Add(1)
+			return s.reply(c, shm.StatusInvalidValue, "re-attach fd: not a sealed memfd")
+		}
+	}
+	if size > s.limits.RegionBytes {
+		closeFD()
+		s.stats.refused.Add(1)
+		return s.reply(c, shm.StatusOutOfMemory, "region above limits.region_bytes")
+	}
+	if !s.regionBytes.take(size) {
+		closeFD()
+		s.stats.refused.Add(1)
+		return s.reply(c, shm.StatusBusy, "limits.total_region_bytes full")
+	}
+	defer func() {
+		if !attached {
+			s.regionBytes.give(size)
+		}
+	}()
+	var m *shm.Mapping
+	var region *shm.Region
+	switch h.Kind {
+	case shm.HelloNew:
+		m, err = shm.CreateMemfd(fmt.Sprintf("lake-client-%d", id), size)
 		if err != nil {
 			return s.reply(c, shm.StatusOutOfMemory, trimMsg(err.Error()))
 		}
@@ -209,25 +269,17 @@ func (s *Server) handshake(c *net.UnixConn) error {
 			return s.reply(c, shm.StatusInternal, trimMsg(err.Error()))
 		}
 	case shm.HelloReattach:
-		if fd < 0 {
-			return s.reply(c, shm.StatusInvalidValue, "re-attach without a region fd")
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil || st.Size < shm.HeaderSize {
-			unix.Close(fd)
-			return s.reply(c, shm.StatusInvalidValue, "re-attach fd is not a region")
-		}
-		m, err = shm.MapFD(fd, uint64(st.Size))
+		m, err = shm.MapFD(fd, size)
 		if err != nil {
-			unix.Close(fd)
+			closeFD()
 			return s.reply(c, shm.StatusInvalidValue, trimMsg(err.Error()))
 		}
+		fd = -1 // the mapping owns it
 		region, err = shm.OpenRegion(m.Mem)
 		if err != nil {
 			m.Close()
 			return s.reply(c, shm.StatusInvalidValue, trimMsg(err.Error()))
 		}
-		id = region.ClientID()
 	}
 	key, err := keyOf(m.FD())
 	if err != nil {
@@ -240,6 +292,8 @@ func (s *Server) handshake(c *net.UnixConn) error {
 	}
 	var resume uint32
 	if h.Kind == shm.HelloReattach {
+		// This laked's id for the session (the old laked's may be taken).
+		region.SetClientID(id)
 		resume = region.SQ().ResumeConsumer()
 		s.log.Info().Uint32("client", id).Uint32("resume_head", resume).Msg("client re-attached its region")
 	}
@@ -250,7 +304,10 @@ func (s *Server) handshake(c *net.UnixConn) error {
 		name: peerName(c),
 		key:  key,
 	}
-	t.release = func() { s.releaseRegion(key) }
+	t.release = func() {
+		s.releaseRegion(key)
+		s.regionBytes.give(size)
+	}
 	r := shm.Reply{Status: shm.StatusOK, ClientID: id, RegionSize: region.Layout().RegionSize, ResumeHead: resume}
 	sendFD := -1
 	if h.Kind == shm.HelloNew {
@@ -262,7 +319,9 @@ func (s *Server) handshake(c *net.UnixConn) error {
 		return err
 	}
 	_ = c.SetDeadline(time.Time{})
-	if _, err := s.Attach(t); err != nil {
+	// From here the transport gives the place and the budget back.
+	attached = true
+	if err := s.attachReserved(id, t); err != nil {
 		t.Close()
 		return err
 	}

@@ -166,6 +166,13 @@ func (c Config) Layout() (Layout, error) {
 	return l, nil
 }
 
+// MaxRegionSize is the size of the largest region a valid Config lays
+// out; no region file larger than this is ever mapped.
+func MaxRegionSize() uint64 {
+	l, _ := Config{SQEntries: MaxSQEntries, CQEntries: MaxCQEntries, ArenaSize: MaxArenaSize, FeaturesSize: MaxFeaturesSize}.Layout()
+	return l.RegionSize
+}
+
 // WriteHeader initialises the header page of mem for layout l: geometry,
 // zeroed ring words, and each submission slot's sequence number set to its
 // index (PROTOCOL.md, "Submission ring"). It is called by whoever creates

@@ -3,6 +3,7 @@
 package shm
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -28,7 +29,7 @@ func CreateMemfd(name string, size uint64) (*Mapping, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("shm: size memfd to %d bytes: %w", size, err)
 	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL); err != nil {
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, RegionSeals); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("shm: seal memfd: %w", err)
 	}
@@ -40,30 +41,80 @@ func CreateMemfd(name string, size uint64) (*Mapping, error) {
 	return m, nil
 }
 
-// MapFD maps size bytes of fd shared, read-write. The Mapping takes
-// ownership of fd. It refuses a file smaller than size, which would fault
-// on access, and a memfd that is not sealed against shrinking.
+// RegionSeals are the seals a region memfd must carry before either side
+// maps it: it can neither shrink (which would make the other side's
+// mapping fault with SIGBUS) nor grow, and no seal can be added or
+// removed any more.
+const RegionSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL
+
+// ErrNotSealedMemfd is returned by MapFD for a descriptor that is not a
+// memfd carrying RegionSeals (a regular file, a pipe, a device, an
+// unsealed memfd).
+var ErrNotSealedMemfd = errors.New("shm: region fd is not a sealed memfd")
+
+// MapFD maps a region memfd of exactly size bytes shared, read-write; on
+// success the Mapping owns fd, on error the caller still does. fd comes
+// from the other side of a handshake and is untrusted: it must be a
+// regular file carrying RegionSeals (so its size is fixed for good: no
+// one can truncate it under the mapping), be size bytes long, and size
+// must be a region size (0 < size <= MaxRegionSize).
 func MapFD(fd int, size uint64) (*Mapping, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, fmt.Errorf("shm: fstat region fd: %w", err)
+	if size == 0 || size > MaxRegionSize() {
+		return nil, fmt.Errorf("%w: region size %d: want 1..%d", ErrBadLayout, size, MaxRegionSize())
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFREG {
-		if uint64(st.Size) < size {
-			return nil, fmt.Errorf("%w: region file is %d bytes, need %d", ErrBadLayout, st.Size, size)
-		}
-		if seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0); err == nil && seals&unix.F_SEAL_SHRINK == 0 {
-			return nil, fmt.Errorf("%w: memfd region is not sealed against shrinking", ErrBadLayout)
-		}
+	got, err := sealedSize(fd)
+	if err != nil {
+		return nil, err
 	}
-	if size == 0 || size > 1<<40 {
-		return nil, fmt.Errorf("%w: region size %d", ErrBadLayout, size)
+	if got != size {
+		return nil, fmt.Errorf("%w: region file is %d bytes, want %d", ErrBadLayout, got, size)
 	}
 	mem, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("shm: mmap region (%d bytes): %w", size, err)
 	}
 	return &Mapping{Mem: mem, fd: fd}, nil
+}
+
+// FDSize returns the size of a sealed region memfd (what a re-attach
+// maps), refusing what MapFD refuses and a size no region has.
+func FDSize(fd int) (uint64, error) {
+	size, err := sealedSize(fd)
+	if err != nil {
+		return 0, err
+	}
+	if size < HeaderSize || size > MaxRegionSize() {
+		return 0, fmt.Errorf("%w: region file is %d bytes: want %d..%d", ErrBadLayout, size, HeaderSize, MaxRegionSize())
+	}
+	return size, nil
+}
+
+// sealedSize checks that fd is a regular file carrying RegionSeals and
+// returns its (now fixed) size.
+func sealedSize(fd int) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, fmt.Errorf("shm: fstat region fd: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, fmt.Errorf("%w: file type %#o", ErrNotSealedMemfd, st.Mode&unix.S_IFMT)
+	}
+	// Seals first: once SHRINK and GROW are on, the size read next is
+	// the size for good.
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return 0, fmt.Errorf("%w: F_GET_SEALS: %v", ErrNotSealedMemfd, err)
+	}
+	if seals&RegionSeals != RegionSeals {
+		return 0, fmt.Errorf("%w: seals %#x, want %#x", ErrNotSealedMemfd, seals, RegionSeals)
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, fmt.Errorf("shm: fstat region fd: %w", err)
+	}
+	if st.Size < 0 {
+		return 0, fmt.Errorf("%w: region file size %d", ErrBadLayout, st.Size)
+	}
+	return uint64(st.Size), nil
 }
 
 // MapFile maps an existing region file by path (for example a file on

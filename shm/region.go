@@ -1,7 +1,6 @@
 package shm
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -77,7 +76,11 @@ func (r *Region) Features() []byte {
 }
 
 // ClientID returns the id laked gave this region's client.
-func (r *Region) ClientID() uint32 { return binary.LittleEndian.Uint32(r.mem[OffClientID:]) }
+func (r *Region) ClientID() uint32 { return r.word(OffClientID).Load() }
+
+// SetClientID records the client id laked serves the region under (laked
+// only: a re-attaching laked gives the region its own id).
+func (r *Region) SetClientID(id uint32) { r.word(OffClientID).Store(id) }
 
 // word returns the header word at off as an atomic.
 func (r *Region) word(off uintptr) *atomic.Uint32 {
