@@ -63,7 +63,7 @@ install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/lake $(DESTDIR)/etc/systemd/system
 	install -m 0755 $(BIN)/laked $(BIN)/lakectl $(DESTDIR)$(PREFIX)/bin/ 2>/dev/null || install -m 0755 $(BIN)/laked $(DESTDIR)$(PREFIX)/bin/
 	[ -f $(DESTDIR)/etc/lake/laked.yaml ] || install -m 0644 deploy/laked.yaml $(DESTDIR)/etc/lake/laked.yaml
-	install -m 0644 deploy/laked.service $(DESTDIR)/etc/systemd/system/laked.service
+	install -m 0644 deploy/laked.service deploy/laked.socket deploy/laked-admin.socket $(DESTDIR)/etc/systemd/system/
 
 clean:
 	rm -rf $(BIN) kernel/build

@@ -240,7 +240,7 @@ func TestDeviceAuto(t *testing.T) {
 	if got := resolveDevice(DeviceAuto); got != "" {
 		t.Fatalf("auto with no device resolved to %q", got)
 	}
-	d, err := start(context.Background(), cfg, zerolog.Nop(), nil)
+	d, err := start(context.Background(), cfg, zerolog.Nop(), nil, nil)
 	if err != nil {
 		t.Fatalf("auto without a device: %v", err)
 	}
@@ -254,7 +254,7 @@ func TestDeviceAuto(t *testing.T) {
 	if got := resolveDevice(DeviceAuto); got != autoDevice {
 		t.Fatalf("auto with %s present resolved to %q", autoDevice, got)
 	}
-	if _, err := start(context.Background(), cfg, zerolog.Nop(), nil); err == nil || !strings.Contains(err.Error(), "config key device") {
+	if _, err := start(context.Background(), cfg, zerolog.Nop(), nil, nil); err == nil || !strings.Contains(err.Error(), "config key device") {
 		t.Fatalf("auto with a bad device: %v", err)
 	}
 	if got := resolveDevice(""); got != "" {

@@ -50,7 +50,7 @@ func demo(ctx context.Context, cfgIn *Config, log zerolog.Logger, w io.Writer) e
 	fmt.Fprintf(w, "  slow threshold %.0f µs; held-out accuracy %.2f%%, false submit %.2f%%, false revoke %.2f%%\n",
 		dm.Train.ThresholdUs, 100*tm.Accuracy, 100*tm.FalseSubmitRate, 100*tm.FalseRevokeRate)
 
-	d, err := start(ctx, &cfg, log, dm.Int)
+	d, err := start(ctx, &cfg, log, dm.Int, nil)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,10 @@
 // environment variables and flags, in that order of precedence (viper
 // layers them; config.go says how to add a key);
 // --print-config shows the result. SIGHUP reloads the config's policy
-// settings; SIGTERM and SIGINT drain and stop.
+// settings; SIGTERM and SIGINT drain and stop. Started by systemd with
+// deploy/laked.socket and deploy/laked-admin.socket, it serves the sockets
+// systemd passes (package sdactivate) instead of creating its own, so
+// clients queue while it restarts.
 //
 // With --demo it runs its embedded default job instead: a laked on a
 // private socket serving a LinnOS model to a replayed SSD trace.

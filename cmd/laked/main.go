@@ -52,8 +52,13 @@ func run(args []string) error {
 		return runDemo(cfg, log)
 	}
 	started := time.Now()
-	d, err := start(context.Background(), cfg, log, nil)
+	passed, err := takePassedSockets(log)
 	if err != nil {
+		return err
+	}
+	d, err := start(context.Background(), cfg, log, nil, passed)
+	if err != nil {
+		passed.close()
 		return err
 	}
 	if err := d.startServices(started, args); err != nil {
@@ -117,18 +122,23 @@ type daemon struct {
 	srv      *laked.Server
 	engine   *policy.Engine
 	features *features.Registry
+	passed   *passedSockets // sockets a service manager passed, not yet served
 	closers  []func()
 }
 
 // start builds the backend, the policy, the server and its models, and
 // serves the socket and the device. linnosModel, if not nil, is served as
 // model 1 (otherwise the config's weight file, or a freshly trained demo
-// model).
-func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *linnos.IntModel) (*daemon, error) {
+// model). passed, if not nil, holds the sockets a service manager passed
+// (they replace the configured paths); on success the daemon owns them.
+func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *linnos.IntModel, passed *passedSockets) (*daemon, error) {
 	if err := kernels.Register(); err != nil {
 		return nil, fmt.Errorf("register kernels: %w", err)
 	}
-	d := &daemon{cfg: cfg, log: log}
+	if passed == nil {
+		passed = &passedSockets{}
+	}
+	d := &daemon{cfg: cfg, log: log, passed: passed}
 	ok := false
 	defer func() {
 		if !ok {
@@ -167,7 +177,16 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 	if err := registerModels(srv, linnosModel); err != nil {
 		return nil, err
 	}
-	if cfg.Socket != "" {
+	if l := passed.client; l != nil {
+		passed.client = nil
+		d.closers = append(d.closers, func() { l.Close() })
+		go func() {
+			if err := srv.Serve(l); err != nil {
+				log.Error().Err(err).Msg("serve")
+			}
+		}()
+		logPassed(log, "socket", cfg.Socket, l)
+	} else if cfg.Socket != "" {
 		l, err := laked.Listen(cfg.Socket)
 		if err != nil {
 			return nil, err
@@ -265,6 +284,7 @@ func (d *daemon) reload(args []string) error {
 }
 
 func (d *daemon) closeAll() {
+	d.passed.close()
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		d.closers[i]()
 	}

@@ -43,7 +43,7 @@ func newFeatureRegistry() (*features.Registry, func(), error) {
 // asks for.
 func (d *daemon) startServices(started time.Time, args []string) error {
 	cfg := d.cfg
-	if cfg.AdminSocket != "" {
+	if cfg.AdminSocket != "" || d.passed.admin != nil {
 		h, err := admin.New(admin.Deps{
 			Server: d.srv, Policy: d.engine, LoadModel: loadModelFile, Features: d.features,
 			Version: version, Started: started, Reload: func() error { return d.reload(args) }, Logger: d.log,
@@ -51,9 +51,17 @@ func (d *daemon) startServices(started time.Time, args []string) error {
 		if err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}
-		l, err := admin.Listen(cfg.AdminSocket)
-		if err != nil {
-			return fmt.Errorf("config key admin_socket: %w", err)
+		var l net.Listener
+		if pl := d.passed.admin; pl != nil {
+			d.passed.admin = nil
+			l = pl
+			logPassed(d.log, "admin_socket", cfg.AdminSocket, pl)
+		} else {
+			al, err := admin.Listen(cfg.AdminSocket)
+			if err != nil {
+				return fmt.Errorf("config key admin_socket: %w", err)
+			}
+			l = al
 		}
 		hs := admin.NewHTTPServer(h)
 		go serveHTTP(d, hs, l, "admin API")

@@ -1,7 +1,6 @@
 package sdnotify
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"os/exec"
@@ -9,44 +8,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lakeos/lake/internal/unitfile"
 )
 
 // unitPath is deploy/laked.service, the unit that runs laked under the
 // protocol this package speaks.
 const unitPath = "../../deploy/laked.service"
 
-// parseUnit reads a unit file into section -> key -> values (keys may
-// repeat). It understands what laked.service uses: comments, sections and
-// key=value lines.
-func parseUnit(t *testing.T, path string) map[string]map[string][]string {
+// parseUnit reads a unit file into section -> key -> values.
+func parseUnit(t *testing.T, path string) unitfile.Unit {
 	t.Helper()
-	f, err := os.Open(path)
+	u, err := unitfile.Parse(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	out := map[string]map[string][]string{}
-	section := ""
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || line[0] == '#' || line[0] == ';':
-		case line[0] == '[' && line[len(line)-1] == ']':
-			section = line[1 : len(line)-1]
-			out[section] = map[string][]string{}
-		default:
-			k, v, ok := strings.Cut(line, "=")
-			if !ok || section == "" {
-				t.Fatalf("%s:%d: not a key=value line in a section: %q", path, n, line)
-			}
-			out[section][k] = append(out[section][k], v)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return u
 }
 
 func TestUnitFileDirectives(t *testing.T) {
@@ -143,7 +120,8 @@ func TestUnitWantsABuiltModule(t *testing.T) {
 	}
 }
 
-// TestUnitVerify runs systemd-analyze verify on the unit (with ExecStart
+// TestUnitVerify runs systemd-analyze verify on the unit and its socket
+// units (with ExecStart
 // pointed at an executable that exists here, since laked is not
 // installed) and fails on any complaint about it, including the warnings
 // systemd-analyze only prints (unknown keys, bad values).
@@ -169,14 +147,32 @@ func TestUnitVerify(t *testing.T) {
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The socket units laked.service takes its sockets from
+	// (Sockets=) are verified with it, from the same directory.
+	units := []string{p}
+	sockets, _ := filepath.Glob("../../deploy/*.socket")
+	if len(sockets) == 0 {
+		t.Fatal("no deploy/*.socket")
+	}
+	for _, s := range sockets {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := filepath.Join(dir, filepath.Base(s))
+		if err := os.WriteFile(q, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		units = append(units, q)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, tool, "verify", p)
+	cmd := exec.CommandContext(ctx, tool, append([]string{"verify"}, units...)...)
 	cmd.Env = append(os.Environ(), "SYSTEMD_LOG_COLOR=0")
 	out, err := cmd.CombinedOutput()
 	var complaints []string
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "laked.service") {
+		if strings.Contains(line, "laked") {
 			complaints = append(complaints, line)
 		}
 	}
@@ -192,5 +188,18 @@ func TestUnitVerify(t *testing.T) {
 	out, _ = exec.CommandContext(ctx, tool, "verify", p).CombinedOutput()
 	if !strings.Contains(string(out), "notfy") {
 		t.Fatalf("systemd-analyze verify did not notice a bad Type=: %s", out)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// ... and in a socket unit.
+	sock := units[1]
+	data, _ = os.ReadFile(sock)
+	if err := os.WriteFile(sock, []byte(strings.Replace(string(data), "\nSocketMode=", "\nSocketMood=", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = exec.CommandContext(ctx, tool, append([]string{"verify"}, units...)...).CombinedOutput()
+	if !strings.Contains(string(out), "SocketMood") {
+		t.Fatalf("systemd-analyze verify did not notice a bad key in %s: %s", sock, out)
 	}
 }
