@@ -9,6 +9,7 @@ import (
 	"github.com/lakeos/lake/laked/backend"
 	"github.com/lakeos/lake/laked/backend/cpu"
 	"github.com/lakeos/lake/laked/backend/kernels"
+	"github.com/lakeos/lake/linnos"
 	"github.com/lakeos/lake/shm"
 )
 
@@ -58,6 +59,9 @@ func FuzzExec(f *testing.F) {
 	seed(shm.SQE{Opcode: shm.OpLaunchKernel, Tag: 5, Args: [6]uint64{1, 1, 0, 72}}, shm.EncodeLaunchDesc(nil, &shm.LaunchDesc{Grid: [3]uint32{1, 1, 1}, Block: [3]uint32{1, 1, 1}, Params: make([]byte, 32)}))
 	seed(shm.SQE{Opcode: shm.OpPredict, Tag: 6, Args: [6]uint64{2, 1, 0, 32, 64, 8}}, make([]byte, 32))
 	seed(shm.SQE{Opcode: shm.OpMemcpyHtoD, Tag: 7, Args: [6]uint64{1, 0x7000_0000_0000, 0, 1 << 40}}, nil)
+	seed(shm.SQE{Opcode: shm.OpModelFetch, Tag: 8, Args: [6]uint64{1, 0, 64 << 10}}, nil)
+	seed(shm.SQE{Opcode: shm.OpModelFetch, Tag: 9, Args: [6]uint64{1, 0, 0}}, nil)
+	seed(shm.SQE{Opcode: shm.OpModelFetch, Tag: 10, Args: [6]uint64{2, 4096, 100}}, nil)
 	srv, err := New(Config{Backend: cpu.New(cpuLimitsForFuzz()), Logger: zerolog.Nop(), MaxWait: time.Microsecond})
 	if err != nil {
 		f.Fatal(err)
@@ -67,6 +71,18 @@ func FuzzExec(f *testing.F) {
 		f.Fatal(err)
 	}
 	if err := srv.RegisterModel(2, m); err != nil {
+		f.Fatal(err)
+	}
+	var lw, lb [2][]int64 // a zero LinnOS model: its image is what model_fetch copies
+	for i := range lw {
+		in, out := linnos.LayerDims(0, i)
+		lw[i], lb[i] = make([]int64, in*out), make([]int64, out)
+	}
+	lm, err := linnos.NewIntModel(0, lw[:], lb[:])
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := srv.RegisterModel(1, NewLinnOSModel("linnos", lm)); err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, slot, arena []byte) {

@@ -19,11 +19,27 @@ const (
 type LinnOSModel struct {
 	name string
 	m    *linnos.IntModel
+	meta linnos.ModelMeta
+	img  lazyImage
 }
 
-// NewLinnOSModel serves m under name.
+// NewLinnOSModel serves m under name. Its image (model_fetch) carries
+// default metadata; NewLinnOSModelMeta gives the weight file's own.
 func NewLinnOSModel(name string, m *linnos.IntModel) *LinnOSModel {
 	return &LinnOSModel{name: name, m: m}
+}
+
+// NewLinnOSModelMeta serves m under name with the metadata of the weight
+// file it came from (slow threshold, pending unit), which its image
+// carries.
+func NewLinnOSModelMeta(name string, m *linnos.IntModel, meta linnos.ModelMeta) *LinnOSModel {
+	return &LinnOSModel{name: name, m: m, meta: meta}
+}
+
+// Image implements ImageExporter: the integer weight file (linnos.EncodeInt).
+func (l *LinnOSModel) Image() (string, []byte, error) {
+	data, err := l.img.get(func() ([]byte, error) { return linnos.EncodeInt(l.m, l.meta) })
+	return ImageLinnOS, data, err
 }
 
 // Info implements Model.

@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/lakeos/lake/liteflow/router"
+	"github.com/lakeos/lake/liteflow/snapshot"
 )
 
 // LiteFlowModel serves a LiteFlow router (an active/standby pair of
@@ -18,6 +20,10 @@ type LiteFlowModel struct {
 	name    string
 	r       *router.Router
 	in, out int
+
+	imgMu      sync.Mutex
+	imgVersion uint64 // router version img encodes (0: none yet)
+	img        []byte
 }
 
 // NewLiteFlowModel serves r under name; inDim and outDim must be the
@@ -31,6 +37,30 @@ func NewLiteFlowModel(name string, r *router.Router, inDim, outDim int) (*LiteFl
 
 // Router is the served router (the adapter installs snapshots into it).
 func (m *LiteFlowModel) Router() *router.Router { return m.r }
+
+// Image implements ImageExporter: the router's active snapshot in the
+// snapshot codec (ErrNoImage while none is installed). An adapter that
+// installs into a served router should call Server.TouchModel after
+// Install, so that clients polling the version fetch the new image.
+func (m *LiteFlowModel) Image() (string, []byte, error) {
+	m.imgMu.Lock()
+	defer m.imgMu.Unlock()
+	if v := m.r.Active(); v != 0 && v == m.imgVersion {
+		return ImageLiteFlow, m.img, nil
+	}
+	s, v := m.r.ActiveSnapshot()
+	if s == nil {
+		return "", nil, fmt.Errorf("%w: liteflow model %q has no snapshot installed", ErrNoImage, m.name)
+	}
+	if v != m.imgVersion {
+		data, err := snapshot.Encode(s)
+		if err != nil {
+			return "", nil, fmt.Errorf("laked: liteflow model %q: %w", m.name, err)
+		}
+		m.img, m.imgVersion = data, v
+	}
+	return ImageLiteFlow, m.img, nil
+}
 
 // Info implements Model.
 func (m *LiteFlowModel) Info() ModelInfo {

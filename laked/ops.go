@@ -1,6 +1,7 @@
 package laked
 
 import (
+	"errors"
 	"time"
 
 	"github.com/lakeos/lake/laked/backend"
@@ -37,7 +38,7 @@ var nargs = [...]int{
 	shm.OpMemcpyDtoHAsync: 5, shm.OpModuleLoad: 3, shm.OpModuleUnload: 2,
 	shm.OpModuleGetFunction: 4, shm.OpLaunchKernel: 4, shm.OpStreamCreate: 1,
 	shm.OpStreamDestroy: 2, shm.OpStreamSynchronize: 2, shm.OpPredict: 6,
-	shm.OpModelInfo: 1,
+	shm.OpModelInfo: 1, shm.OpModelFetch: 3,
 }
 
 func (s *session) exec(e *shm.SQE) (st shm.Status, r0, r1 uint64, async bool) {
@@ -65,6 +66,9 @@ func (s *session) exec(e *shm.SQE) (st shm.Status, r0, r1 uint64, async bool) {
 	case shm.OpPredict:
 		st := s.acceptPredict(e)
 		return st, 0, 0, st == shm.StatusOK
+	case shm.OpModelFetch:
+		st, r0, r1 := s.modelFetch(e)
+		return st, r0, r1, false
 	}
 
 	// Everything else is a device operation.
@@ -203,4 +207,35 @@ func (s *session) acceptPredict(e *shm.SQE) shm.Status {
 		return shm.StatusBusy
 	}
 	return shm.StatusOK
+}
+
+// modelFetch copies a model's portable integer image into the client's
+// arena range [a1, a1+a2). The range is checked before the size, so a
+// size query (a2 = 0) answers "buffer too small" with the bytes needed.
+func (s *session) modelFetch(e *shm.SQE) (st shm.Status, r0, r1 uint64) {
+	a := &e.Args
+	if a[0] > 0xffffffff {
+		return shm.StatusNotFound, 0, 0
+	}
+	sm := s.srv.models.lookup(uint32(a[0]))
+	if sm == nil {
+		return shm.StatusNotFound, 0, 0
+	}
+	dst, err := s.region.ArenaRange(a[1], a[2])
+	if err != nil {
+		return shm.StatusOutOfBounds, 0, 0
+	}
+	v := sm.current.Load()
+	_, img, err := modelImage(v)
+	if err != nil {
+		if !errors.Is(err, ErrNoImage) {
+			s.srv.log.Warn().Uint32("model", sm.id).Err(err).Msg("model_fetch: image")
+		}
+		return shm.StatusNotSupported, 0, v.version
+	}
+	if uint64(len(img)) > a[2] {
+		return shm.StatusBufferTooSmall, uint64(len(img)), v.version
+	}
+	copy(dst, img)
+	return shm.StatusOK, uint64(len(img)), v.version
 }

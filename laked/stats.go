@@ -9,7 +9,7 @@ import (
 )
 
 // numStatuses is the number of protocol status codes.
-const numStatuses = int(shm.StatusContextDestroyed) + 1
+const numStatuses = shm.NumStatuses
 
 // batchBuckets are the upper bounds of the batch-size histogram.
 var batchBuckets = [...]int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}

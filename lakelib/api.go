@@ -3,6 +3,7 @@ package lakelib
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/lakeos/lake/shm"
@@ -53,6 +54,10 @@ func (c *Client) AllocHost(n int) (*HostBuf, error) {
 
 // Bytes is the buffer's memory.
 func (h *HostBuf) Bytes() []byte { return h.b }
+
+// Offset is the buffer's offset in the arena, for raw submissions (Raw,
+// Batch) that name arena ranges.
+func (h *HostBuf) Offset() uint64 { return h.off }
 
 // Free returns the buffer to the arena. Do not free a buffer an
 // unsynchronized async copy still uses.
@@ -296,4 +301,57 @@ func (c *Client) PredictBuf(ctx context.Context, model uint32, n int, in, out *H
 	e := shm.SQE{Opcode: shm.OpPredict, Args: [shm.NumArgs]uint64{uint64(model), uint64(n), in.off, uint64(len(in.b)), out.off, uint64(len(out.b))}}
 	r, err := c.do(ctx, &e, nil, nil)
 	return PredictResult{Version: r[0], GPU: r[1] == 1}, err
+}
+
+// maxFetchTries bounds ModelFetch's retries when the model grows between
+// asking its size and fetching it.
+const maxFetchTries = 4
+
+// ModelFetch returns the portable integer image of a served model (a
+// LinnOS integer weight file, a LiteFlow snapshot; see shm/PROTOCOL.md,
+// model_fetch) and the model version it belongs to. It asks laked for the
+// size first (a zero-length fetch), then fetches into a staging buffer of
+// that size, asking again if the model was replaced by a larger one
+// meanwhile. Errors: a *StatusError with StatusNotFound (no such model) or
+// StatusNotSupported (no integer image). The image comes from laked: a
+// caller that builds a model from it validates it first.
+func (c *Client) ModelFetch(ctx context.Context, model uint32) ([]byte, uint64, error) {
+	size := uint64(0)
+	for try := 0; try < maxFetchTries; try++ {
+		data, need, version, err := c.modelFetchOnce(ctx, model, size)
+		if err == nil {
+			return data, version, nil
+		}
+		if !errors.Is(err, ErrStatus(shm.StatusBufferTooSmall)) {
+			return nil, 0, err
+		}
+		if need == 0 || need > c.region.Layout().ArenaSize {
+			return nil, 0, fmt.Errorf("lakelib: model %d: image of %d bytes does not fit the %d-byte arena", model, need, c.region.Layout().ArenaSize)
+		}
+		size = need
+	}
+	return nil, 0, fmt.Errorf("lakelib: model %d: image changed size %d times while fetching", model, maxFetchTries)
+}
+
+// modelFetchOnce runs one model_fetch into a buffer of size bytes (0: a
+// size query). On "buffer too small" need is the size laked asked for.
+func (c *Client) modelFetchOnce(ctx context.Context, model uint32, size uint64) (data []byte, need, version uint64, err error) {
+	var off uint64
+	var buf []byte
+	var release func()
+	if size > 0 {
+		if off, buf, release, err = c.staging(int(size)); err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	e := shm.SQE{Opcode: shm.OpModelFetch, Args: [shm.NumArgs]uint64{uint64(model), off, size}}
+	// copy the whole buffer out before it is released; r0 trims it below
+	r, err := c.do(ctx, &e, release, func() { data = append([]byte(nil), buf...) })
+	if err != nil {
+		return nil, r[0], r[1], err
+	}
+	if r[0] == 0 || r[0] > uint64(len(data)) {
+		return nil, 0, 0, fmt.Errorf("lakelib: model_fetch: laked says %d bytes in a %d-byte buffer", r[0], len(data))
+	}
+	return data[:r[0]], 0, r[1], nil
 }

@@ -81,6 +81,10 @@ func TestCLayoutMatches(t *testing.T) {
 		"const.LAKE_OP_PREDICT": uint64(OpPredict), "const.LAKE_OP_LAUNCH_KERNEL": uint64(OpLaunchKernel),
 		"const.LAKE_ERR_CONTEXT_DESTROYED": uint64(StatusContextDestroyed),
 		"const.LAKE_ERR_SHUTDOWN":          uint64(StatusShutdown),
+		"const.LAKE_OP_MODEL_FETCH":        uint64(OpModelFetch),
+		"const.LAKE_ERR_BUFFER_TOO_SMALL":  uint64(StatusBufferTooSmall),
+		"const.LAKE_VERSION_MAJOR":         uint64(VersionMajor),
+		"const.LAKE_VERSION_MINOR":         uint64(VersionMinor),
 	}
 	for k, w := range want {
 		g, ok := got[k]

@@ -12,7 +12,7 @@ const Magic uint32 = 0x454B414C
 // Protocol version. A reader accepts any minor version of its major.
 const (
 	VersionMajor uint16 = 1
-	VersionMinor uint16 = 0
+	VersionMinor uint16 = 1
 )
 
 // Fixed sizes of the layout.

@@ -51,7 +51,8 @@ const (
 	OpStreamSynchronize Opcode = 18
 	OpPredict           Opcode = 19
 	OpModelInfo         Opcode = 20
-	opMax               Opcode = 20
+	OpModelFetch        Opcode = 21 // protocol 1.1
+	opMax               Opcode = 21
 )
 
 var opNames = [...]string{
@@ -62,6 +63,7 @@ var opNames = [...]string{
 	OpModuleGetFunction: "module_get_function", OpLaunchKernel: "launch_kernel",
 	OpStreamCreate: "stream_create", OpStreamDestroy: "stream_destroy",
 	OpStreamSynchronize: "stream_synchronize", OpPredict: "predict", OpModelInfo: "model_info",
+	OpModelFetch: "model_fetch",
 }
 
 // Valid reports whether op is an opcode of this protocol version.
@@ -95,8 +97,13 @@ const (
 	StatusInternal         Status = 11 // a laked bug; the op may or may not have run
 	StatusModelFailed      Status = 12 // the model rejected or failed the batch
 	StatusContextDestroyed Status = 13 // the context was destroyed
-	statusMax              Status = 13
+	StatusBufferTooSmall   Status = 14 // an output buffer is too small; results say the size needed (protocol 1.1)
+	statusMax              Status = 14
 )
+
+// NumStatuses is the number of status codes of this protocol version
+// (0 .. NumStatuses-1).
+const NumStatuses = int(statusMax) + 1
 
 var statusNames = [...]string{
 	StatusOK: "ok", StatusBadOpcode: "bad opcode", StatusInvalidValue: "invalid value",
@@ -105,6 +112,7 @@ var statusNames = [...]string{
 	StatusLaunchFailed: "launch failed", StatusNotSupported: "not supported",
 	StatusBusy: "busy", StatusShutdown: "shutting down", StatusInternal: "internal error",
 	StatusModelFailed: "model failed", StatusContextDestroyed: "context destroyed",
+	StatusBufferTooSmall: "buffer too small",
 }
 
 // String returns the status's name.

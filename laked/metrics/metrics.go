@@ -95,7 +95,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	// Every known status is exported (zero included) so that rates over
 	// a series that first appears mid-range are not lost.
 	seen := map[string]bool{}
-	for s := shm.StatusOK; s <= shm.StatusContextDestroyed; s++ {
+	for s := shm.StatusOK; int(s) < shm.NumStatuses; s++ {
 		name := s.String()
 		seen[name] = true
 		counter(descCompletions, st.Completions[name], StatusLabel(name))

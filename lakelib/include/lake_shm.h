@@ -31,7 +31,7 @@ typedef uint64_t lake_u64;
 
 #define LAKE_MAGIC 0x454B414Cu /* "LAKE" */
 #define LAKE_VERSION_MAJOR 1
-#define LAKE_VERSION_MINOR 0
+#define LAKE_VERSION_MINOR 1
 #define LAKE_HEADER_SIZE 4096u
 #define LAKE_SLOT_SIZE 64u
 #define LAKE_PAGE_SIZE 4096u
@@ -110,6 +110,7 @@ enum lake_opcode {
 	LAKE_OP_STREAM_SYNCHRONIZE = 18,
 	LAKE_OP_PREDICT = 19,
 	LAKE_OP_MODEL_INFO = 20,
+	LAKE_OP_MODEL_FETCH = 21, /* protocol 1.1 */
 };
 
 /* completion status codes */
@@ -128,6 +129,7 @@ enum lake_status {
 	LAKE_ERR_INTERNAL = 11,
 	LAKE_ERR_MODEL_FAILED = 12,
 	LAKE_ERR_CONTEXT_DESTROYED = 13,
+	LAKE_ERR_BUFFER_TOO_SMALL = 14, /* protocol 1.1: results[0] = bytes needed */
 };
 
 /* submission slot */

@@ -276,3 +276,15 @@ func (r *Router) Stats() Stats {
 	st.Freed = r.freed.Load()
 	return st
 }
+
+// ActiveSnapshot returns a copy of the active snapshot and its version
+// (nil, 0 if none), for exporting it (laked's model_fetch). Like Active it
+// waits for an Install in progress.
+func (r *Router) ActiveSnapshot() (*snapshot.Snapshot, uint64) {
+	r.installMu.Lock()
+	defer r.installMu.Unlock()
+	if p := r.slots[r.active.Load()].prog; p != nil {
+		return p.snap.Clone(), p.version
+	}
+	return nil, 0
+}
