@@ -73,6 +73,18 @@ int lake_cuStreamSynchronize(u64 ctx, u64 stream);
 /* lake_model_info reads a model's per-item input and output sizes. */
 int lake_model_info(u32 model, u32 *in_bytes, u32 *out_bytes, u64 *version);
 
+/* lake_model_fetch copies model's portable integer image (a LinnOS int64
+ * weight file or a LiteFlow snapshot; shm/PROTOCOL.md, model_fetch) into
+ * buf (len bytes; len 0 with buf NULL asks for the size) and returns its
+ * length in *out_len and the model version it belongs to in *version.
+ * Process context (sleeps up to lakelib's timeout_ms). Errors: -ENOENT no
+ * such model; -EMSGSIZE buf too small, *out_len = the bytes needed and
+ * *version set; -EOPNOTSUPP the model has no integer image (*version
+ * set); -EPROTO laked answered sizes that do not add up; and the errors of
+ * every call. The image comes from laked: validate it (magic, dimensions,
+ * CRC, value ranges) before building a model from it. */
+int lake_model_fetch(u32 model, void *buf, size_t len, size_t *out_len, u64 *version);
+
 /* struct lake_predict_result is what a predict completion reports. */
 struct lake_predict_result {
 	u64 model_version;

@@ -70,6 +70,7 @@ int lake_status_errno(s32 status)
 	case LAKE_ERR_INTERNAL: return -EREMOTEIO;
 	case LAKE_ERR_MODEL_FAILED: return -EIO;
 	case LAKE_ERR_CONTEXT_DESTROYED: return -ENODEV;
+	case LAKE_ERR_BUFFER_TOO_SMALL: return -EMSGSIZE;
 	default: return -EPROTO;
 	}
 }
@@ -283,6 +284,57 @@ int lake_model_info(u32 model, u32 *in_bytes, u32 *out_bytes, u64 *version)
 	return 0;
 }
 EXPORT_SYMBOL_GPL(lake_model_info);
+
+int lake_model_fetch(u32 model, void *buf, size_t len, size_t *out_len, u64 *version)
+{
+	struct lake_sqe sqe = { .opcode = LAKE_OP_MODEL_FETCH, .args = { model } };
+	struct lake_call *c;
+	u64 off = 0, n;
+	int err;
+
+	if (!out_len || !version || (len && !buf))
+		return -EINVAL;
+	c = call_alloc(GFP_KERNEL);
+	if (!c)
+		return -ENOMEM;
+	if (len) {
+		err = call_buf(c, 0, len, &off);
+		if (err)
+			goto out;
+	}
+	sqe.args[1] = off;
+	sqe.args[2] = len;
+	err = call_sync(c, &sqe);
+	if (err && err != -EMSGSIZE && err != -EOPNOTSUPP)
+		goto out;
+	n = c->cqe.results[0];
+	*version = c->cqe.results[1];
+	if (err == -EOPNOTSUPP) {
+		*out_len = 0;
+		goto out;
+	}
+	if (err == -EMSGSIZE) {
+		/* laked must ask for more than it was given */
+		if (n <= len || n > U32_MAX) {
+			err = -EPROTO;
+			goto out;
+		}
+		*out_len = n;
+		goto out;
+	}
+	if (n == 0 || n > len) {
+		err = -EPROTO;
+		goto out;
+	}
+	/* one copy out of the shared arena: the caller validates buf, never
+	 * the arena that laked can still write */
+	memcpy(buf, call_ptr(c, 0), n);
+	*out_len = n;
+out:
+	call_put(c);
+	return err;
+}
+EXPORT_SYMBOL_GPL(lake_model_fetch);
 
 /* buf_op runs an operation with one input arena buffer holding src[0:len)
  * (copied in) or one output buffer copied to dst after completion. The

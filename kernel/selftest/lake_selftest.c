@@ -11,7 +11,9 @@
  * from the "lake_builtin" module, memcpy DtoH, check, free; LinnOS feature
  * records through the in-kernel registry producer; model_info and
  * lake_predict (sync, and async from atomic context) on model 1 (LinnOS);
- * a malformed predict that laked must refuse.
+ * a malformed predict that laked must refuse; lake_model_fetch of model
+ * 1's image (size query, a buffer one byte short, the fetch, validated as
+ * a LinnOS weight file by lake_linnos.h) and of an unknown model.
  *
  * mode=wait: one lake_predict that is expected to end with -EPIPE because
  * the test kills laked while it waits (the VM test stops laked first).
@@ -28,8 +30,10 @@
 #include <linux/atomic.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
+#include <linux/mm.h>
 
 #include "lake_kapi.h"
+#include "lake_linnos.h"
 
 static char *mode = "run";
 module_param(mode, charp, 0444);
@@ -281,6 +285,44 @@ static bool outputs_are_classes(const s32 *out, int n)
 	return true;
 }
 
+/* run_model_fetch fetches model 1's integer image the way a kernel
+ * consumer does (ask the size, fetch, validate before use); version is
+ * what model_info said. */
+static void run_model_fetch(u64 version)
+{
+	size_t need = 0, got = 0;
+	const char *why = NULL;
+	u64 ver = 0;
+	u32 extra = 0;
+	void *buf;
+	int err;
+
+	err = lake_model_fetch(LINNOS_MODEL, NULL, 0, &need, &ver);
+	step("model-fetch-size", err == -EMSGSIZE && need > LAKE_LINNOS_HEADER_SIZE && ver == version, err,
+	     "want -EMSGSIZE, the image size and model_info's version");
+	if (err != -EMSGSIZE || need > (16u << 20))
+		return;
+	buf = kvmalloc(need, GFP_KERNEL);
+	if (!buf) {
+		step("model-fetch", false, -ENOMEM, "");
+		return;
+	}
+	err = lake_model_fetch(LINNOS_MODEL, buf, need - 1, &got, &ver);
+	step("model-fetch-short-refused", err == -EMSGSIZE && got == need, err, "want -EMSGSIZE and the same size");
+	got = 0;
+	err = lake_model_fetch(LINNOS_MODEL, buf, need, &got, &ver);
+	if (!err)
+		err = lake_linnos_image_check(buf, got, &extra, &why);
+	step("model-fetch", !err && got == need && ver == version, err,
+	     why ? why : "want a valid LinnOS weight file of the announced size and version");
+	if (!err)
+		pr_info("lake_selftest: fetched model %d: %zu bytes, %u extra layers, version %llu\n",
+			LINNOS_MODEL, got, extra, ver);
+	kvfree(buf);
+	err = lake_model_fetch(99, NULL, 0, &got, &ver);
+	step("model-fetch-unknown", err == -ENOENT, err, "want -ENOENT");
+}
+
 static void run_linnos(void)
 {
 	static const u32 pend_hist[4] = { 3, 12, 7, 1 }, lat_hist[4] = { 120, 4500, 80, 15000 };
@@ -321,6 +363,7 @@ static void run_linnos(void)
 	     "want 124/4 bytes per item");
 	if (err)
 		goto out;
+	run_model_fetch(version);
 
 	/* two items: the LinnOS vector for the recorded history, with a short
 	 * and a long current queue */

@@ -13,8 +13,10 @@
  * memory (malloc), memcpy, module "lake_builtin" with kernel "vector_add"
  * (float32 c = a + b), model 1 ("LinnOS": 31 int32 digits in, one int32
  * out: 1 when the current queue length, the first three digits, is at
- * least 100) and model_info. Every SQE gets exactly one CQE; malformed
- * ones get an error status.
+ * least 100), model_info and model_fetch (model 1's image: a LinnOS
+ * weight file of the int64 kind with all-zero weights, built with
+ * lake_linnos.h's constants and CRC). Every SQE gets exactly one CQE;
+ * malformed ones get an error status.
  *
  * With -evil it is a hostile laked instead, for checking that the kernel
  * treats the region as untrusted: it answers submission k (counting from
@@ -44,6 +46,7 @@
 
 #include "lake_dev.h"
 #include "lake_ring.h"
+#include "lake_linnos.h"
 
 #define MAX_ALLOCS 64
 #define DPTR_BASE 0x100000000ull
@@ -129,6 +132,32 @@ static int vector_add(const unsigned char *desc, lake_u64 len)
 	for (i = 0; i < n; i++)
 		c[i] = a[i] + b[i];
 	return LAKE_OK;
+}
+
+/* zero_image returns model 1's image: a valid LinnOS int64 weight file
+ * with zero weights and no extra layers (built once). */
+static const unsigned char *zero_image(size_t *len)
+{
+	static unsigned char *img;
+	static size_t n;
+
+	if (!img) {
+		lake_u32 crc, kind = LAKE_LINNOS_KIND_INT64;
+
+		n = lake_linnos_image_size(0);
+		img = calloc(1, n);
+		if (!img) {
+			*len = 0;
+			return NULL;
+		}
+		memcpy(img, LAKE_LINNOS_MAGIC_PREFIX, 7);
+		img[7] = '0' + LAKE_LINNOS_FORMAT_VERSION;
+		memcpy(img + 8, &kind, 4);
+		crc = lake_linnos_crc32(img, n - 4);
+		memcpy(img + n - 4, &crc, 4);
+	}
+	*len = n;
+	return img;
 }
 
 /* run executes one submission (already copied out of the ring). */
@@ -272,6 +301,36 @@ static void run(const struct lake_sqe *s, struct lake_cqe *c)
 		c->results[0] = 124ull | 4ull << 32;
 		c->results[1] = 1;
 		break;
+	case LAKE_OP_MODEL_FETCH: {
+		const unsigned char *img;
+		size_t n;
+
+		if (!args_zero(s, 3)) {
+			c->status = LAKE_ERR_INVALID_VALUE;
+			break;
+		}
+		if (a[0] != 1) {
+			c->status = LAKE_ERR_NOT_FOUND;
+			break;
+		}
+		if (!lake_arena_ok(&ring, a[1], a[2])) {
+			c->status = LAKE_ERR_OUT_OF_BOUNDS;
+			break;
+		}
+		img = zero_image(&n);
+		if (!img) {
+			c->status = LAKE_ERR_OUT_OF_MEMORY;
+			break;
+		}
+		c->results[0] = n;
+		c->results[1] = 1;
+		if (a[2] < n) {
+			c->status = LAKE_ERR_BUFFER_TOO_SMALL;
+			break;
+		}
+		memcpy(ring.arena + a[1], img, n);
+		break;
+	}
 	case LAKE_OP_PREDICT: {
 		lake_u64 n = a[1], k;
 

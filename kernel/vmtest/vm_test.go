@@ -20,7 +20,9 @@ var selftestSteps = []string{
 	"init", "ctx-create", "mem-alloc", "memcpy-htod", "module-load", "get-function",
 	"launch-vector_add", "ctx-synchronize", "memcpy-dtoh", "vector_add-check", "async-htod-launch-dtoh", "module-unload",
 	"mem-free", "mem-free-twice-refused", "ctx-destroy",
-	"features-open", "features-record", "model-info", "predict", "predict-bad-length-refused",
+	"features-open", "features-record", "model-info",
+	"model-fetch-size", "model-fetch-short-refused", "model-fetch", "model-fetch-unknown",
+	"predict", "predict-bad-length-refused",
 	"predict-async",
 }
 
