@@ -1,0 +1,109 @@
+package cuda
+
+import (
+	_ "embed"
+	"math"
+
+	"github.com/lakeos/lake/laked/backend"
+	"github.com/lakeos/lake/linnos"
+)
+
+//go:generate ./ptx/gen.sh
+
+// BuiltinModule is the name under which every context may load lake's
+// own kernels (ptx/lake.cu): ModuleLoad with exactly these bytes loads
+// the committed PTX, as the CPU backend loads its registered modules by
+// name.
+const BuiltinModule = "lake"
+
+// BuiltinPTX is the PTX of ptx/lake.cu.
+//
+//go:embed ptx/lake.ptx
+var BuiltinPTX []byte
+
+// Kernel is a built-in kernel's launch contract.
+type Kernel struct {
+	Sig Signature
+	// Block, when non-zero, is the only block shape the kernel accepts.
+	Block backend.Dim3
+	// Trusted kernels may be launched only from trusted contexts.
+	Trusted bool
+}
+
+// maxItems bounds the count parameter of the built-in kernels: counts
+// beyond it could not have their extents allocated anyway (the bound
+// keeps every extent product far from overflow).
+const maxItems = math.MaxUint32
+
+// LinnOS parameter counts (in elements) of the packed layer buffer that
+// the LinnOS kernels take: every layer's weights then its bias.
+func linnosParams(extra int) uint64 {
+	var n uint64
+	for i := 0; i < extra+2; i++ {
+		in, out := linnos.LayerDims(extra, i)
+		n += uint64(in*out + out)
+	}
+	return n
+}
+
+// LinnOSBlock is the block shape of the LinnOS kernels: one thread per
+// hidden unit.
+var LinnOSBlock = backend.Dim3{X: linnos.HiddenWidth, Y: 1, Z: 1}
+
+func linnosKernel(extra int, elem uint64) Kernel {
+	return Kernel{
+		Sig: Signature{
+			{Name: "params", Kind: Pointer, Fixed: elem * linnosParams(extra), CountIdx: -1},
+			{Name: "in", Kind: Pointer, PerCount: 4 * linnos.NumInputs, CountIdx: 3},
+			{Name: "out", Kind: Pointer, PerCount: 4, CountIdx: 3},
+			{Name: "n", Kind: Scalar, Max: maxItems},
+		},
+		Block: LinnOSBlock,
+	}
+}
+
+// Builtins are the kernels of BuiltinModule and their contracts. The
+// parameter lists must match ptx/lake.cu.
+var Builtins = map[string]Kernel{
+	"lake_vector_add": {Sig: Signature{
+		{Name: "a", Kind: Pointer, PerCount: 4, CountIdx: 3},
+		{Name: "b", Kind: Pointer, PerCount: 4, CountIdx: 3},
+		{Name: "c", Kind: Pointer, PerCount: 4, CountIdx: 3},
+		{Name: "n", Kind: Scalar, Max: maxItems},
+	}},
+	// lake_fault writes anywhere: for the isolation test, trusted only.
+	"lake_fault": {Sig: Signature{
+		{Name: "p", Kind: Scalar, Max: math.MaxUint64},
+		{Name: "v", Kind: Scalar, Max: math.MaxUint64},
+	}, Trusted: true},
+	"lake_linnos_int0":   linnosKernel(0, 8),
+	"lake_linnos_int1":   linnosKernel(1, 8),
+	"lake_linnos_int2":   linnosKernel(2, 8),
+	"lake_linnos_float0": linnosKernel(0, 4),
+	"lake_linnos_float1": linnosKernel(1, 4),
+	"lake_linnos_float2": linnosKernel(2, 4),
+}
+
+// LinnOSParamsInt packs an integer LinnOS model's layers the way the
+// lake_linnos_int kernels read them: per layer the row-major weights,
+// then the bias, as int64.
+func LinnOSParamsInt(m *linnos.IntModel) []int64 {
+	var p []int64
+	for i := 0; i < m.Extra()+2; i++ {
+		w, b := m.Layer(i)
+		p = append(p, w...)
+		p = append(p, b...)
+	}
+	return p
+}
+
+// LinnOSParamsFloat packs a float LinnOS model's layers for the
+// lake_linnos_float kernels.
+func LinnOSParamsFloat(m *linnos.FloatModel) []float32 {
+	var p []float32
+	for i := range m.W {
+		p = append(p, m.W[i]...)
+		p = append(p, m.B[i]...)
+	}
+	return p
+}

@@ -1,0 +1,55 @@
+// Package cuda is laked's GPU backend: backend.Backend on the CUDA driver
+// API through github.com/mumax/3/cuda/cu. The backend itself builds only
+// with the "cuda" build tag (cgo, the CUDA 12 cuda.h and a libcuda.so to
+// link against; make cuda-env provides both without a GPU); what needs
+// no driver (error mapping, parameter checking, the built-in kernels'
+// signatures and PTX) builds and is tested everywhere.
+//
+// It owns:
+//
+//   - Error mapping. github.com/mumax/3/cuda/cu panics on every CUDA
+//     error. Every call into it is wrapped (call) so that the panic
+//     becomes an *Error carrying the CUresult and unwrapping to a backend
+//     sentinel (Map documents which). No CUDA error takes laked down.
+//
+//   - Contexts, one CUDA context per client context, with the backend's
+//     per-context limits (bytes, allocations, streams, threads per
+//     launch) enforced before the driver is asked. Every operation binds
+//     the context to a locked OS thread first. A kernel fault (a sticky
+//     error: illegal address, launch failure, ...; Result.Sticky) leaves a
+//     CUDA context unusable: the backend destroys it and creates a fresh,
+//     empty one for that client only. The call that saw the fault returns
+//     it (ErrLaunchFailed); every handle the client held becomes unknown
+//     (ErrInvalidHandle); other clients' contexts never notice.
+//
+//   - Device memory bookkeeping: allocations are zeroed, every copy and
+//     every pointer a built-in kernel is given must lie wholly inside one
+//     live allocation of the calling context.
+//
+//   - Host registration: Backend.RegisterHost page-locks a client's
+//     shared-memory region (cuMemHostRegister, portable to every
+//     context), so that copies between it and the GPU are DMA.
+//
+//   - Modules, and who may load what. This is the rule:
+//
+//     Every context may load the built-in module, by the name "lake"
+//     (BuiltinModule): the kernels of ptx/lake.cu, compiled to the
+//     committed ptx/lake.ptx. Each built-in kernel declares a Signature;
+//     every launch of it is checked against that signature, so a client
+//     can make it touch only its own allocations. Kernels marked Trusted
+//     (lake_fault, which writes anywhere, for the isolation test) are
+//     refused to untrusted contexts.
+//
+//     Only a trusted context (Backend.NewTrustedContext) may load any
+//     other image (PTX, cubin, fatbin, at most MaxImageBytes) and launch
+//     its kernels, whose parameters cannot be checked. laked creates
+//     trusted contexts only for the kernel's /dev/lake region and for
+//     unix-socket peers with uid 0: both can already read and write
+//     laked's memory, so a GPU module gives them nothing new. Every other
+//     client gets NewContext, and ModuleLoad of anything but "lake"
+//     fails with ErrNotSupported.
+//
+// What it trusts: the CUDA driver, and the committed PTX. Everything a
+// client passes (sizes, device addresses, handles, images, parameter
+// buffers, launch shapes) is checked first.
+package cuda

@@ -1,0 +1,77 @@
+//go:build cuda
+
+package cuda
+
+// The few driver calls that github.com/mumax/3/cuda/cu lacks
+// (cuModuleUnload, cuMemHostRegister) or makes leak (its ModuleLoadData
+// and ModuleGetFunction never free the C strings they make). They return
+// the CUresult instead of panicking. Every driver symbol the cuda build
+// links is listed in driver_symbols.txt, from which the link-time stub
+// libcuda.so is generated (stub/gen.sh).
+
+/*
+#include <cuda.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+
+// The image is copied and NUL-terminated: PTX is text that the driver
+// reads up to a NUL, cubin and fatbin images carry their own sizes.
+static CUresult lake_module_load(CUmodule *m, const void *img, size_t n) {
+	char *buf = malloc(n + 1);
+	if (buf == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	memcpy(buf, img, n);
+	buf[n] = 0;
+	CUresult r = cuModuleLoadData(m, buf);
+	free(buf);
+	return r;
+}
+static CUresult lake_module_unload(uintptr_t m) { return cuModuleUnload((CUmodule)m); }
+static CUresult lake_module_get_function(CUfunction *f, uintptr_t m, const char *name) {
+	return cuModuleGetFunction(f, (CUmodule)m, name);
+}
+static CUresult lake_mem_host_register(void *p, size_t n) {
+	return cuMemHostRegister(p, n, CU_MEMHOSTREGISTER_PORTABLE);
+}
+static CUresult lake_mem_host_unregister(void *p) { return cuMemHostUnregister(p); }
+static CUresult lake_ctx_set_current(uintptr_t c) { return cuCtxSetCurrent((CUcontext)c); }
+*/
+import "C"
+
+import (
+	"unsafe"
+
+	"github.com/mumax/3/cuda/cu"
+)
+
+func moduleLoad(image []byte) (cu.Module, Result) {
+	var m C.CUmodule
+	r := C.lake_module_load(&m, unsafe.Pointer(&image[0]), C.size_t(len(image)))
+	return cu.Module(uintptr(unsafe.Pointer(m))), Result(r)
+}
+
+func moduleUnload(m cu.Module) Result {
+	return Result(C.lake_module_unload(C.uintptr_t(m)))
+}
+
+func moduleGetFunction(m cu.Module, name string) (cu.Function, Result) {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	var f C.CUfunction
+	r := C.lake_module_get_function(&f, C.uintptr_t(m), cs)
+	return cu.Function(uintptr(unsafe.Pointer(f))), Result(r)
+}
+
+func memHostRegister(p unsafe.Pointer, n int) Result {
+	return Result(C.lake_mem_host_register(p, C.size_t(n)))
+}
+
+func memHostUnregister(p unsafe.Pointer) Result {
+	return Result(C.lake_mem_host_unregister(p))
+}
+
+// ctxSetCurrent binds c to the calling OS thread without panicking.
+func ctxSetCurrent(c cu.Context) Result {
+	return Result(C.lake_ctx_set_current(C.uintptr_t(c)))
+}

@@ -1,0 +1,152 @@
+// lake's built-in GPU kernels, compiled to PTX (lake.ptx, committed) by
+// gen.sh. Every kernel takes only 8-byte parameters (device pointers and
+// unsigned 64-bit counts), guards its own indices, and so is safe for any
+// grid: package cuda checks each launch against the kernel's signature
+// (builtin.go), which must match the parameter lists here.
+//
+// Compiled with clang as CUDA without the CUDA headers, so the few device
+// builtins used are spelled out below. Floating point uses explicitly
+// rounded multiplies and adds (never fused) so that the float kernels add
+// in the same order, with the same roundings, as the Go CPU path.
+
+#define GLOBAL extern "C" __attribute__((global))
+#define SHARED __attribute__((shared))
+
+typedef unsigned long long u64;
+typedef long long i64;
+
+static __attribute__((device)) inline unsigned tid_x(void) { return __nvvm_read_ptx_sreg_tid_x(); }
+static __attribute__((device)) inline unsigned ntid_x(void) { return __nvvm_read_ptx_sreg_ntid_x(); }
+static __attribute__((device)) inline unsigned ctaid_x(void) { return __nvvm_read_ptx_sreg_ctaid_x(); }
+static __attribute__((device)) inline unsigned nctaid_x(void) { return __nvvm_read_ptx_sreg_nctaid_x(); }
+static __attribute__((device)) inline void sync_threads(void) { __syncthreads(); }
+static __attribute__((device)) inline float fmul(float a, float b) { return __nvvm_mul_rn_f(a, b); }
+static __attribute__((device)) inline float fadd(float a, float b) { return __nvvm_add_rn_f(a, b); }
+
+// c[i] = a[i] + b[i] for i < n.
+GLOBAL void lake_vector_add(const float *a, const float *b, float *c, u64 n) {
+	for (u64 i = (u64)ctaid_x() * ntid_x() + tid_x(); i < n; i += (u64)nctaid_x() * ntid_x())
+		c[i] = fadd(a[i], b[i]);
+}
+
+// lake_fault writes through p: launched with a pointer outside every
+// allocation it raises CUDA_ERROR_ILLEGAL_ADDRESS. Only trusted contexts
+// can launch it (its signature in builtin.go forbids untrusted launches).
+GLOBAL void lake_fault(int *p, u64 v) {
+	if (tid_x() == 0 && ctaid_x() == 0)
+		*p = (int)v;
+}
+
+// LinnOS: 31 int32 input digits, hidden layers of 256 units with ReLU,
+// 2 outputs; class 1 (slow) when out0 < out1. params holds every layer
+// back to back: weights row-major [out][in], then the bias.
+#define LINNOS_IN 31
+#define LINNOS_H 256
+
+// Integer LinnOS, bit-exact with linnos.IntModel: int64 arithmetic that
+// wraps on overflow (done in u64, where wrapping is defined). One block
+// of 256 threads per item, blocks striding over the items.
+static __attribute__((device)) inline void linnos_int(const i64 *params, const int *in, int *out, u64 n, int extra) {
+	SHARED u64 hs[2][LINNOS_H];
+	unsigned j = tid_x();
+	for (u64 item = ctaid_x(); item < n; item += nctaid_x()) {
+		const int *x = in + item * LINNOS_IN;
+		const i64 *w = params;
+		const i64 *b = w + LINNOS_H * LINNOS_IN;
+		u64 *h = hs[0], *h2 = hs[1];
+		if (j < LINNOS_H) {
+			u64 s = (u64)b[j];
+			for (int i = 0; i < LINNOS_IN; i++)
+				s += (u64)(i64)x[i] * (u64)w[j * LINNOS_IN + i];
+			h[j] = (i64)s < 0 ? 0 : s;
+		}
+		const i64 *p = b + LINNOS_H;
+		sync_threads();
+		for (int l = 0; l < extra; l++) {
+			w = p;
+			b = w + LINNOS_H * LINNOS_H;
+			if (j < LINNOS_H) {
+				u64 s = (u64)b[j];
+				for (int k = 0; k < LINNOS_H; k++)
+					s += h[k] * (u64)w[j * LINNOS_H + k];
+				h2[j] = (i64)s < 0 ? 0 : s;
+			}
+			p = b + LINNOS_H;
+			u64 *t = h;
+			h = h2;
+			h2 = t;
+			sync_threads();
+		}
+		w = p;
+		b = w + 2 * LINNOS_H;
+		if (j < 2) {
+			u64 s = (u64)b[j];
+			for (int k = 0; k < LINNOS_H; k++)
+				s += h[k] * (u64)w[j * LINNOS_H + k];
+			h2[j] = s;
+		}
+		sync_threads();
+		if (j == 0)
+			out[item] = (i64)h2[0] < (i64)h2[1] ? 1 : 0;
+		sync_threads();
+	}
+}
+
+GLOBAL void lake_linnos_int0(const i64 *params, const int *in, int *out, u64 n) { linnos_int(params, in, out, n, 0); }
+GLOBAL void lake_linnos_int1(const i64 *params, const int *in, int *out, u64 n) { linnos_int(params, in, out, n, 1); }
+GLOBAL void lake_linnos_int2(const i64 *params, const int *in, int *out, u64 n) { linnos_int(params, in, out, n, 2); }
+
+// Float LinnOS, adding in linnos.FloatModel's order: the first layer over
+// the non-zero digits in index order, the extra layers over every unit,
+// the output layer over the non-zero hidden units.
+static __attribute__((device)) inline void linnos_float(const float *params, const int *in, int *out, u64 n, int extra) {
+	SHARED float hs[2][LINNOS_H];
+	unsigned j = tid_x();
+	for (u64 item = ctaid_x(); item < n; item += nctaid_x()) {
+		const int *x = in + item * LINNOS_IN;
+		const float *w = params;
+		const float *b = w + LINNOS_H * LINNOS_IN;
+		float *h = hs[0], *h2 = hs[1];
+		if (j < LINNOS_H) {
+			float s = b[j];
+			for (int i = 0; i < LINNOS_IN; i++)
+				if (x[i] != 0)
+					s = fadd(s, fmul((float)x[i], w[j * LINNOS_IN + i]));
+			h[j] = s < 0 ? 0 : s;
+		}
+		const float *p = b + LINNOS_H;
+		sync_threads();
+		for (int l = 0; l < extra; l++) {
+			w = p;
+			b = w + LINNOS_H * LINNOS_H;
+			if (j < LINNOS_H) {
+				float s = b[j];
+				for (int k = 0; k < LINNOS_H; k++)
+					s = fadd(s, fmul(h[k], w[j * LINNOS_H + k]));
+				h2[j] = s < 0 ? 0 : s;
+			}
+			p = b + LINNOS_H;
+			float *t = h;
+			h = h2;
+			h2 = t;
+			sync_threads();
+		}
+		w = p;
+		b = w + 2 * LINNOS_H;
+		if (j < 2) {
+			float s = b[j];
+			for (int k = 0; k < LINNOS_H; k++)
+				if (h[k] != 0)
+					s = fadd(s, fmul(h[k], w[j * LINNOS_H + k]));
+			h2[j] = s;
+		}
+		sync_threads();
+		if (j == 0)
+			out[item] = h2[1] > h2[0] ? 1 : 0;
+		sync_threads();
+	}
+}
+
+GLOBAL void lake_linnos_float0(const float *params, const int *in, int *out, u64 n) { linnos_float(params, in, out, n, 0); }
+GLOBAL void lake_linnos_float1(const float *params, const int *in, int *out, u64 n) { linnos_float(params, in, out, n, 1); }
+GLOBAL void lake_linnos_float2(const float *params, const int *in, int *out, u64 n) { linnos_float(params, in, out, n, 2); }
