@@ -5,7 +5,7 @@ GO ?= go
 PREFIX ?= /usr/local
 BIN := bin
 
-.PHONY: all setup build demo test test-short bench lint fuzz install clean generate vm-test eval
+.PHONY: all setup build demo test test-short bench lint fuzz install clean generate vm-test eval cuda-env cuda-check gpu-check-build gpu-check
 
 all: build
 
@@ -27,6 +27,7 @@ test: setup
 	# features writes records with assembly that -race builds replace with
 	# sync/atomic (features/publish.go): test the assembly too.
 	$(GO) test -count=1 -timeout 5m ./features/
+	$(MAKE) cuda-check
 
 test-short:
 	$(GO) test -short -count=1 ./...
@@ -67,3 +68,34 @@ install: build
 
 clean:
 	rm -rf $(BIN) kernel/build
+
+# The cuda build variant (laked/backend/cuda), without a GPU: CUDA 12
+# headers and ptxas from NVIDIA's pip wheels and a generated link-time
+# libcuda.so stub, all in the ignored .whl/ (deploy/cuda-env.sh).
+CUDA_ENV := CGO_ENABLED=1 CGO_CFLAGS="-I$(CURDIR)/.whl/cuda/include" CGO_LDFLAGS="-L$(CURDIR)/.whl/stub"
+CUDA_PKGS := ./laked/... ./cmd/laked/ ./policy/
+cuda-env:
+	./deploy/cuda-env.sh
+
+# What CI checks of the cuda variant: it vets and builds, the committed
+# PTX assembles for sm_90, and its GPU-less tests pass against the stub
+# (the GPU tests skip there with the reason).
+cuda-check: cuda-env
+	$(CUDA_ENV) $(GO) vet -tags cuda $(CUDA_PKGS)
+	$(CUDA_ENV) $(GO) build -tags cuda -o /dev/null ./cmd/laked
+	.whl/cuda/bin/ptxas -arch=sm_90 laked/backend/cuda/ptx/lake.ptx -o /dev/null
+	$(CUDA_ENV) LD_LIBRARY_PATH=$(CURDIR)/.whl/stub $(GO) test -race -count=1 -tags cuda ./laked/backend/cuda/
+
+# Build the GPU check (cuda-tagged test binaries and the script) into
+# bin/gpu-check; deploy/gpu-check.sh runs them on a GPU machine with no
+# Go (see docs/PERFORMANCE.md, "GPU").
+gpu-check-build: cuda-env
+	mkdir -p $(BIN)/gpu-check
+	$(CUDA_ENV) $(GO) test -c -tags cuda -o $(BIN)/gpu-check/cuda.test ./laked/backend/cuda/
+	$(CUDA_ENV) $(GO) test -c -race -tags cuda -o $(BIN)/gpu-check/cuda-race.test ./laked/backend/cuda/
+	$(CUDA_ENV) $(GO) test -c -tags cuda -o $(BIN)/gpu-check/policy.test ./policy/
+	$(CUDA_ENV) $(GO) test -c -tags cuda -o $(BIN)/gpu-check/laked-cuda.test ./cmd/laked/
+
+# On the GPU machine (after gpu-check-build here): results in $$OUT.
+gpu-check:
+	./deploy/gpu-check.sh $(BIN)/gpu-check

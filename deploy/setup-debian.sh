@@ -8,9 +8,11 @@
 #   qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio
 #                           the kernel modules' VM test
 #   fio                     the block I/O evaluation
+#   python3-pip             fetch the CUDA 12 headers and ptxas wheels for the
+#                           cuda build variant (deploy/cuda-env.sh, make cuda-check)
 set -euo pipefail
 
-pkgs=(gcc libc6-dev make clang llvm bpftool fio qemu-system-x86 linux-image-amd64
+pkgs=(gcc libc6-dev make clang llvm bpftool fio qemu-system-x86 linux-image-amd64 python3-pip
       linux-headers-amd64 busybox-static kmod cpio)
 
 missing=()

@@ -71,6 +71,29 @@ func memHostUnregister(p unsafe.Pointer) Result {
 	return Result(C.lake_mem_host_unregister(p))
 }
 
+// headerResults holds the CUresult values of the pinned cuda.h, for
+// TestResultCodesMatchHeader.
+var headerResults = map[Result]C.CUresult{
+	Success: C.CUDA_SUCCESS, ErrorInvalidValue: C.CUDA_ERROR_INVALID_VALUE,
+	ErrorOutOfMemory: C.CUDA_ERROR_OUT_OF_MEMORY, ErrorNotInitialized: C.CUDA_ERROR_NOT_INITIALIZED,
+	ErrorDeinitialized: C.CUDA_ERROR_DEINITIALIZED, ErrorStubLibrary: C.CUDA_ERROR_STUB_LIBRARY,
+	ErrorDeviceUnavailable: C.CUDA_ERROR_DEVICE_UNAVAILABLE, ErrorNoDevice: C.CUDA_ERROR_NO_DEVICE,
+	ErrorInvalidDevice: C.CUDA_ERROR_INVALID_DEVICE, ErrorInvalidImage: C.CUDA_ERROR_INVALID_IMAGE,
+	ErrorInvalidContext: C.CUDA_ERROR_INVALID_CONTEXT, ErrorNoBinaryForGPU: C.CUDA_ERROR_NO_BINARY_FOR_GPU,
+	ErrorInvalidPTX: C.CUDA_ERROR_INVALID_PTX, ErrorUnsupportedPTX: C.CUDA_ERROR_UNSUPPORTED_PTX_VERSION,
+	ErrorInvalidHandle: C.CUDA_ERROR_INVALID_HANDLE, ErrorNotFound: C.CUDA_ERROR_NOT_FOUND,
+	ErrorNotReady: C.CUDA_ERROR_NOT_READY, ErrorIllegalAddress: C.CUDA_ERROR_ILLEGAL_ADDRESS,
+	ErrorLaunchOutOfRes: C.CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, ErrorLaunchTimeout: C.CUDA_ERROR_LAUNCH_TIMEOUT,
+	ErrorContextIsDestroyed: C.CUDA_ERROR_CONTEXT_IS_DESTROYED, ErrorAssert: C.CUDA_ERROR_ASSERT,
+	ErrorHostMemRegistered: C.CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED, ErrorHostMemNotReg: C.CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED,
+	ErrorHardwareStack: C.CUDA_ERROR_HARDWARE_STACK_ERROR, ErrorIllegalInstruction: C.CUDA_ERROR_ILLEGAL_INSTRUCTION,
+	ErrorMisalignedAddress: C.CUDA_ERROR_MISALIGNED_ADDRESS, ErrorInvalidAddressSpace: C.CUDA_ERROR_INVALID_ADDRESS_SPACE,
+	ErrorInvalidPC: C.CUDA_ERROR_INVALID_PC, ErrorLaunchFailed: C.CUDA_ERROR_LAUNCH_FAILED,
+	ErrorNotPermitted: C.CUDA_ERROR_NOT_PERMITTED, ErrorNotSupported: C.CUDA_ERROR_NOT_SUPPORTED,
+	ErrorSystemNotReady: C.CUDA_ERROR_SYSTEM_NOT_READY, ErrorDriverMismatch: C.CUDA_ERROR_SYSTEM_DRIVER_MISMATCH,
+	ErrorUnknown: C.CUDA_ERROR_UNKNOWN,
+}
+
 // ctxSetCurrent binds c to the calling OS thread without panicking.
 func ctxSetCurrent(c cu.Context) Result {
 	return Result(C.lake_ctx_set_current(C.uintptr_t(c)))
