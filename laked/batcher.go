@@ -10,47 +10,99 @@ import (
 // predictReq is one accepted predict submission: its inputs already
 // copied out of the client's arena, and where its outputs go.
 type predictReq struct {
-	sess   *session
-	tag    uint64
-	n      int
-	in     []byte
-	inp    *[]byte // pooled buffer behind in
-	outOff uint64
-	outLen uint64
-	start  time.Time
+	sess     *session
+	tag      uint64
+	n        int
+	in       []byte
+	inp      *[]byte // pooled buffer behind in
+	outOff   uint64
+	outLen   uint64
+	start    time.Time
+	deadline time.Time // zero: none
 }
 
-// batcher gathers predict requests for one model and runs them in
-// batches. A batch closes when it holds MaxBatch items or when its wait
-// expires. The wait adapts to the arrival rate: with an exponentially
-// weighted inter-arrival time ia, a batch waits min(MaxWait, ia*missing)
-// for the missing items, and not at all when ia exceeds MaxWait, so a lone
-// request is never delayed longer than the configured window (and usually
-// not at all).
+// Queue bounds. A session's queued predicts per model are bounded so that
+// one client bursting its whole ring cannot crowd out the others; beyond
+// either bound predict completes with "busy" at once.
+const (
+	sessionQueueReqs = 1024    // queued requests per session and model
+	modelQueueReqs   = 1 << 16 // queued requests per model, all sessions
+	// inlineBatches is how many batches a session reader runs for a
+	// model before it hands the remaining backlog to the model's runner
+	// goroutine and goes back to its own ring.
+	inlineBatches = 4
+)
+
+// sessQueue is one session's FIFO of requests for one model.
+type sessQueue struct {
+	sess *session
+	reqs []*predictReq
+	head int
+}
+
+func (q *sessQueue) len() int           { return len(q.reqs) - q.head }
+func (q *sessQueue) peek() *predictReq  { return q.reqs[q.head] }
+func (q *sessQueue) push(r *predictReq) { q.reqs = append(q.reqs, r) }
+
+func (q *sessQueue) pop() *predictReq {
+	r := q.reqs[q.head]
+	q.reqs[q.head] = nil
+	q.head++
+	if q.head == len(q.reqs) {
+		q.reqs, q.head = q.reqs[:0], 0
+	}
+	return r
+}
+
+// batcher runs the predict requests of one model.
+//
+// There is no batching window on the CPU path. A session reader that
+// queues a request while nobody runs the model becomes the runner: it
+// takes everything already queued (round robin across sessions, one
+// request per session per turn, up to Config.MaxBatch items), asks the
+// placer, and when the batch goes to the CPU runs it on its own goroutine
+// and completes it without a hand-off. Requests that arrive meanwhile
+// form the next batch (the natural backlog). After inlineBatches batches,
+// or for a batch placed on the GPU, the reader hands the runner role to
+// the model's runner goroutine and goes back to its ring.
+//
+// A deliberate wait happens only on the runner goroutine, only when the
+// GPU is usable for the model and the placer's batch-size hint says the
+// GPU would take a larger batch, the arrival rate says it fills within
+// Config.MaxWait, and the expected saving exceeds the wait; never past a
+// request's deadline.
 type batcher struct {
 	s     *Server
 	model *servedModel
-	queue chan *predictReq
 
-	ia       float64 // EWMA of inter-arrival time, ns
-	lastSeen time.Time
-	cpuItem  float64 // EWMA of CPU ns per item
-	gpuItem  float64 // EWMA of GPU ns per item
+	mu      sync.Mutex
+	queues  map[*session]*sessQueue
+	ring    []*sessQueue // sessions with queued requests, round-robin order
+	next    int          // ring position the next batch starts at
+	queued  int          // requests queued, all sessions
+	spare   []*sessQueue
+	running bool // a runner owns the batch (the fields under "runner")
+	waiting bool // the runner goroutine waits for more requests
+	stopped bool
+	stopSt  shm.Status // what requests get once stopped
+	exited  bool       // the runner goroutine has ended
+	ia      float64    // EWMA of inter-arrival time, ns
+	last    time.Time  // last arrival
 
-	inBuf, outBuf []byte
-	batch         []*predictReq
+	handoff chan struct{} // passes the runner role to the runner goroutine
+	wake    chan struct{} // wakes a waiting runner goroutine
+	quit    chan struct{} // closed by stop
 
-	quit     chan struct{} // closed when the model is unregistered
-	quitOnce sync.Once
+	// runner: owned by whoever holds running.
+	cpuItem, gpuItem float64 // EWMA of ns per item
+	inBuf, outBuf    []byte
+	batch            []*predictReq
+	items            int
+	late             []*predictReq
+	decided          bool // gpu and hint hold the placer's answer for batch
+	gpu              bool
+	hint             int
 }
-
-// stop ends the batcher after the batch in progress; queued requests
-// complete with "not found".
-func (b *batcher) stop() { b.quitOnce.Do(func() { close(b.quit) }) }
-
-// queueDepth bounds the requests waiting for a model; beyond it predict
-// completes with "busy" at once.
-const queueDepth = 4096
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
@@ -64,131 +116,348 @@ func getBuf(n int) *[]byte {
 }
 
 func newBatcher(s *Server, m *servedModel) *batcher {
-	return &batcher{s: s, model: m, queue: make(chan *predictReq, queueDepth), quit: make(chan struct{})}
+	return &batcher{
+		s: s, model: m, queues: map[*session]*sessQueue{},
+		handoff: make(chan struct{}, 1), wake: make(chan struct{}, 1), quit: make(chan struct{}),
+	}
 }
 
-// offer enqueues r without blocking; false means the queue is full.
-func (b *batcher) offer(r *predictReq) bool {
-	select {
-	case b.queue <- r:
-		return true
-	default:
+// submit queues r and, if nobody runs the model, runs batches on the
+// calling goroutine. Any status other than OK means r was not queued
+// (the caller still owns it).
+func (b *batcher) submit(r *predictReq) shm.Status {
+	b.mu.Lock()
+	if b.stopped {
+		st := b.stopSt
+		b.mu.Unlock()
+		return st
+	}
+	q := b.queues[r.sess]
+	if b.queued >= modelQueueReqs || (q != nil && q.len() >= sessionQueueReqs) {
+		b.mu.Unlock()
+		return shm.StatusBusy
+	}
+	if q == nil {
+		q = b.newQueueLocked(r.sess)
+	}
+	q.push(r)
+	b.queued++
+	if !b.last.IsZero() {
+		b.ia = ewma(b.ia, float64(r.start.Sub(b.last)))
+	}
+	b.last = r.start
+	if b.running {
+		if b.waiting {
+			b.waiting = false
+			select {
+			case b.wake <- struct{}{}:
+			default:
+			}
+		}
+		b.mu.Unlock()
+		return shm.StatusOK
+	}
+	b.running = true
+	b.mu.Unlock()
+	b.runInline()
+	return shm.StatusOK
+}
+
+func (b *batcher) newQueueLocked(s *session) *sessQueue {
+	var q *sessQueue
+	if n := len(b.spare); n > 0 {
+		q, b.spare = b.spare[n-1], b.spare[:n-1]
+	} else {
+		q = &sessQueue{}
+	}
+	q.sess = s
+	b.queues[s] = q
+	b.ring = append(b.ring, q)
+	return q
+}
+
+// dropQueueLocked forgets the empty queue at ring position i.
+func (b *batcher) dropQueueLocked(i int) {
+	q := b.ring[i]
+	copy(b.ring[i:], b.ring[i+1:])
+	b.ring[len(b.ring)-1] = nil
+	b.ring = b.ring[:len(b.ring)-1]
+	delete(b.queues, q.sess)
+	q.sess = nil
+	b.spare = append(b.spare, q)
+}
+
+// stop ends the batcher: queued requests complete with "not found" (the
+// model is gone); a batch in progress finishes.
+func (b *batcher) stop() { b.stopWith(shm.StatusNotFound) }
+
+func (b *batcher) stopWith(st shm.Status) {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return
+	}
+	b.stopped, b.stopSt = true, st
+	var drop []*predictReq
+	for _, q := range b.ring {
+		for q.len() > 0 {
+			drop = append(drop, q.pop())
+		}
+	}
+	for len(b.ring) > 0 {
+		b.dropQueueLocked(len(b.ring) - 1)
+	}
+	b.queued = 0
+	b.mu.Unlock()
+	for _, r := range drop {
+		r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: st}, r)
+	}
+	close(b.quit)
+}
+
+// run is the model's runner goroutine: it runs the backlog handed to it
+// by session readers (and batches that wait for the GPU).
+func (b *batcher) run() {
+	for {
+		select {
+		case <-b.handoff:
+			b.runOwned()
+			continue
+		case <-b.quit:
+		case <-b.s.done:
+			b.stopWith(shm.StatusShutdown)
+		}
+		// A runner that handed off before seeing exited has sent its
+		// token under mu: take it and finish that batch here.
+		b.mu.Lock()
+		b.exited = true
+		b.mu.Unlock()
+		select {
+		case <-b.handoff:
+			b.runOwned()
+		default:
+		}
+		return
+	}
+}
+
+// handOff gives the runner role (and any gathered batch) to the runner
+// goroutine, or keeps running here once that goroutine has ended.
+func (b *batcher) handOff() {
+	b.mu.Lock()
+	if b.exited {
+		b.mu.Unlock()
+		b.runOwned()
+		return
+	}
+	b.handoff <- struct{}{} // capacity 1, one runner: never blocks
+	b.mu.Unlock()
+}
+
+// runInline runs batches placed on the CPU on the calling session reader.
+func (b *batcher) runInline() {
+	for i := 0; ; i++ {
+		if !b.gather() {
+			return
+		}
+		if i == inlineBatches {
+			b.handOff()
+			return
+		}
+		b.decide()
+		if b.gpu || b.waitFor(time.Now()) > 0 {
+			b.handOff()
+			return
+		}
+		b.execute()
+	}
+}
+
+// runOwned runs batches on the runner goroutine until nothing is queued.
+func (b *batcher) runOwned() {
+	for {
+		if len(b.batch) == 0 && !b.gather() {
+			return
+		}
+		b.decide()
+		if w := b.waitFor(time.Now()); w > 0 {
+			b.waitMore(w)
+			b.decided = false
+			b.decide()
+		}
+		b.execute()
+	}
+}
+
+// gather fills the batch from the queues, answering requests that can no
+// longer meet their deadlines. false: nothing was queued and the caller
+// is no longer the runner.
+func (b *batcher) gather() bool {
+	for {
+		now := time.Now()
+		b.mu.Lock()
+		b.takeLocked(now, b.s.cfg.MaxBatch)
+		if len(b.batch) == 0 && len(b.late) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return false
+		}
+		b.mu.Unlock()
+		b.answerLate()
+		if len(b.batch) > 0 {
+			return true
+		}
+	}
+}
+
+// takeLocked moves queued requests into the batch, one per session per
+// turn, until the batch holds limit items or the next request does not
+// fit (it then starts the next batch, so a large request is never
+// starved). A request larger than limit forms a batch of its own, run in
+// chunks of at most limit items.
+func (b *batcher) takeLocked(now time.Time, limit int) {
+	for b.items < limit && len(b.ring) > 0 {
+		b.next %= len(b.ring)
+		q := b.ring[b.next]
+		r := q.peek()
+		switch {
+		case b.missed(r, now):
+			b.late = append(b.late, r)
+		case b.items == 0 || b.items+r.n <= limit:
+			b.batch = append(b.batch, r)
+			b.items += r.n
+		default:
+			return
+		}
+		q.pop()
+		b.queued--
+		if q.len() == 0 {
+			b.dropQueueLocked(b.next)
+		} else {
+			b.next++
+		}
+	}
+}
+
+// missed reports whether r cannot finish by its deadline: it has passed,
+// or the recent CPU cost of r's items would take it past.
+func (b *batcher) missed(r *predictReq, now time.Time) bool {
+	if r.deadline.IsZero() {
 		return false
 	}
+	est := time.Duration(b.cpuItem * float64(r.n))
+	return now.Add(est).After(r.deadline)
 }
 
-func (b *batcher) observe(now time.Time) {
-	if !b.lastSeen.IsZero() {
-		d := float64(now.Sub(b.lastSeen))
-		if b.ia == 0 {
-			b.ia = d
-		} else {
-			b.ia = 0.875*b.ia + 0.125*d
-		}
+func (b *batcher) answerLate() {
+	for i, r := range b.late {
+		b.s.stats.deadlineMissed.Add(1)
+		r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: shm.StatusDeadline}, r)
+		b.late[i] = nil
 	}
-	b.lastSeen = now
+	b.late = b.late[:0]
 }
 
-// wait returns how long to hold a batch of items for more.
-func (b *batcher) wait(items int) time.Duration {
+// decide asks the placer where the batch runs (once per batch).
+func (b *batcher) decide() {
+	if b.decided {
+		return
+	}
+	b.mu.Lock()
+	depth := b.queued
+	b.mu.Unlock()
+	b.gpu, b.hint = b.s.placeHint(BatchInfo{
+		Model: b.model.id, Items: b.items, QueueDepth: depth,
+		CPUPerItem: time.Duration(b.cpuItem), GPUPerItem: time.Duration(b.gpuItem),
+	})
+	b.decided = true
+}
+
+// gpuUsable reports whether a batch of this model can run on the GPU.
+func (b *batcher) gpuUsable() bool {
+	_, ok := b.model.current.Load().m.(GPUModel)
+	return ok && b.s.gpuAvailable()
+}
+
+// waitFor is how long the batch should wait for more requests: non-zero
+// only when the placer's hint asks for a larger batch than the batch
+// holds, the GPU is usable, the arrival rate fills the batch to the hint
+// within MaxWait, the expected saving (running hint items at the GPU's
+// per-item cost instead of the CPU's; an unmeasured GPU cost counts as
+// zero) exceeds the wait, and no request's deadline would be missed.
+func (b *batcher) waitFor(now time.Time) time.Duration {
 	cfg := &b.s.cfg
-	if items >= cfg.MaxBatch || cfg.MaxWait <= 0 || b.ia == 0 || b.ia > float64(cfg.MaxWait) {
+	target := min(b.hint, cfg.MaxBatch)
+	if cfg.MaxWait <= 0 || target <= b.items || !b.gpuUsable() {
 		return 0
 	}
-	w := time.Duration(b.ia * float64(cfg.MaxBatch-items))
+	b.mu.Lock()
+	ia := b.ia
+	b.mu.Unlock()
+	if ia <= 0 {
+		return 0
+	}
+	w := time.Duration(ia * float64(target-b.items))
 	if w > cfg.MaxWait {
-		w = cfg.MaxWait
+		return 0
 	}
-	return w
+	if gain := float64(target) * (b.cpuItem - b.gpuItem); gain <= float64(w) {
+		return 0
+	}
+	for _, r := range b.batch {
+		if r.deadline.IsZero() {
+			continue
+		}
+		slack := r.deadline.Sub(now) - time.Duration(b.gpuItem*float64(target))
+		if slack < w {
+			w = slack
+		}
+	}
+	return max(w, 0)
 }
 
-func (b *batcher) run() {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+// waitMore waits up to w on the runner goroutine for requests that bring
+// the batch to the placer's hint.
+func (b *batcher) waitMore(w time.Duration) {
+	target := min(b.hint, b.s.cfg.MaxBatch)
+	end := time.Now().Add(w)
+	timer := time.NewTimer(w)
+	defer timer.Stop()
+wait:
 	for {
-		var first *predictReq
+		now := time.Now()
+		b.mu.Lock()
+		b.takeLocked(now, target)
+		if b.items >= target || len(b.late) > 0 || !now.Before(end) {
+			b.mu.Unlock()
+			break
+		}
+		b.waiting = true
+		b.mu.Unlock()
 		select {
-		case first = <-b.queue:
-		case <-b.s.done:
-			b.drainWith(shm.StatusShutdown)
-			return
+		case <-b.wake:
+		case <-timer.C:
+			b.mu.Lock()
+			b.takeLocked(time.Now(), target)
+			b.mu.Unlock()
+			break wait
 		case <-b.quit:
-			b.drainWith(shm.StatusNotFound)
-			return
-		}
-		b.observe(time.Now())
-		b.batch = append(b.batch[:0], first)
-		items := first.n
-	gather:
-		for items < b.s.cfg.MaxBatch {
-			// Take what is already queued without waiting.
-			select {
-			case r := <-b.queue:
-				b.observe(time.Now())
-				b.batch = append(b.batch, r)
-				items += r.n
-				continue
-			default:
-			}
-			w := b.wait(items)
-			if w <= 0 {
-				break
-			}
-			timer.Reset(w)
-			select {
-			case r := <-b.queue:
-				if !timer.Stop() {
-					<-timer.C
-				}
-				b.observe(time.Now())
-				b.batch = append(b.batch, r)
-				items += r.n
-			case <-timer.C:
-				break gather
-			}
-		}
-		b.execute(items)
-	}
-}
-
-// drainWith answers whatever is still queued when the batcher stops.
-// A request that a session queued just after the drain is answered by
-// the straggler goroutine, so that nothing is left unanswered.
-func (b *batcher) drainWith(st shm.Status) {
-	for {
-		select {
-		case r := <-b.queue:
-			r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: st}, r)
-		default:
-			go b.stragglers(st)
-			return
+			break wait
 		}
 	}
+	b.mu.Lock()
+	b.waiting = false
+	b.mu.Unlock()
+	b.answerLate()
 }
 
-// stragglers answers requests offered after the batcher stopped (a
-// session may have looked the model up just before it was removed).
-func (b *batcher) stragglers(st shm.Status) {
-	for {
-		select {
-		case r := <-b.queue:
-			r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: st}, r)
-		case <-time.After(10 * time.Second):
-			select {
-			case r := <-b.queue:
-				r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: st}, r)
-				continue
-			default:
-			}
-			return
-		}
-	}
-}
-
-// execute runs the gathered batch as one call and completes every request.
-func (b *batcher) execute(items int) {
+// execute runs the gathered batch in calls of at most MaxBatch items and
+// completes every request.
+func (b *batcher) execute() {
+	b.decide()
 	mv := b.model.current.Load()
 	info := b.model.info
+	items := b.items
 	inLen, outLen := items*info.InputBytes, items*info.OutputBytes
 	if cap(b.inBuf) < inLen {
 		b.inBuf = make([]byte, inLen)
@@ -201,23 +470,19 @@ func (b *batcher) execute(items int) {
 	for _, r := range b.batch {
 		off += copy(in[off:], r.in)
 	}
-	start := time.Now()
-	gpu := b.s.place(BatchInfo{
-		Model: b.model.id, Items: items, QueueDepth: len(b.queue),
-		CPUPerItem: time.Duration(b.cpuItem), GPUPerItem: time.Duration(b.gpuItem),
-	})
-	var err error
 	ranGPU := false
-	if gpu {
+	var err error
+	start := time.Now()
+	if b.gpu {
 		if gm, ok := mv.m.(GPUModel); ok && b.s.gpuAvailable() {
-			err = gm.PredictGPU(in, out, items)
+			err = runChunks(gm.PredictGPU, in, out, items, b.s.cfg.MaxBatch, info)
 			ranGPU = err == nil
 		} else {
 			b.s.stats.gpuFallbacks.Add(1)
 		}
 	}
 	if !ranGPU {
-		err = safePredict(mv.m, in, out, items)
+		err = runChunks(func(in, out []byte, n int) error { return safePredict(mv.m, in, out, n) }, in, out, items, b.s.cfg.MaxBatch, info)
 	}
 	took := time.Since(start)
 	b.s.stats.observeBatch(items, took, ranGPU)
@@ -239,7 +504,7 @@ func (b *batcher) execute(items int) {
 		gpuFlag = 1
 	}
 	off = 0
-	for _, r := range b.batch {
+	for i, r := range b.batch {
 		n := r.n * info.OutputBytes
 		c := shm.CQE{Tag: r.tag, Status: status, Results: [2]uint64{mv.version, gpuFlag}}
 		if status == shm.StatusOK {
@@ -251,9 +516,24 @@ func (b *batcher) execute(items int) {
 		}
 		off += n
 		r.sess.completeAsync(c, r)
+		b.batch[i] = nil
 	}
-	clear(b.batch)
 	b.batch = b.batch[:0]
+	b.items = 0
+	b.decided = false
+}
+
+// runChunks runs items records through run in calls of at most limit
+// records (batch.max_size is a hard cap on one model call).
+func runChunks(run func(in, out []byte, n int) error, in, out []byte, items, limit int, info ModelInfo) error {
+	for done := 0; done < items; {
+		n := min(items-done, limit)
+		if err := run(in[done*info.InputBytes:(done+n)*info.InputBytes], out[done*info.OutputBytes:(done+n)*info.OutputBytes], n); err != nil {
+			return err
+		}
+		done += n
+	}
+	return nil
 }
 
 func ewma(old, v float64) float64 {

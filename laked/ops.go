@@ -45,7 +45,7 @@ func (s *session) exec(e *shm.SQE) (st shm.Status, r0, r1 uint64, async bool) {
 	if !e.Opcode.Valid() {
 		return shm.StatusBadOpcode, 0, 0, false
 	}
-	if e.Flags != 0 || e.Pad != 0 || !argsZeroFrom(e, nargs[e.Opcode]) {
+	if (e.Opcode != shm.OpPredict && (e.Flags != 0 || e.Pad != 0)) || !argsZeroFrom(e, nargs[e.Opcode]) {
 		return shm.StatusInvalidValue, 0, 0, false
 	}
 	a := &e.Args
@@ -176,6 +176,18 @@ func (s *session) exec(e *shm.SQE) (st shm.Status, r0, r1 uint64, async bool) {
 // queues it on the model's batcher.
 func (s *session) acceptPredict(e *shm.SQE) shm.Status {
 	a := &e.Args
+	var deadline time.Time
+	start := time.Now()
+	if dl, ok := shm.DeadlineOf(e); ok {
+		left := shm.DeadlineLeft(dl, shm.MonotonicNow())
+		if left <= 0 {
+			s.srv.stats.deadlineMissed.Add(1)
+			return shm.StatusDeadline
+		}
+		deadline = start.Add(left)
+	} else if e.Flags != 0 || e.Pad != 0 {
+		return shm.StatusInvalidValue
+	}
 	if a[0] > 0xffffffff {
 		return shm.StatusNotFound
 	}
@@ -199,12 +211,12 @@ func (s *session) acceptPredict(e *shm.SQE) shm.Status {
 	}
 	p := getBuf(len(in))
 	copy(*p, in) // copy before use: the client may rewrite its arena
-	r := &predictReq{sess: s, tag: e.Tag, n: int(n), in: *p, inp: p, outOff: a[4], outLen: a[5], start: time.Now()}
+	r := &predictReq{sess: s, tag: e.Tag, n: int(n), in: *p, inp: p, outOff: a[4], outLen: a[5], start: start, deadline: deadline}
 	s.inflight.Add(1)
-	if !sm.b.offer(r) {
+	if st := sm.b.submit(r); st != shm.StatusOK {
 		s.inflight.Done()
 		bufPool.Put(p)
-		return shm.StatusBusy
+		return st
 	}
 	return shm.StatusOK
 }

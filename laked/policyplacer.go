@@ -26,6 +26,12 @@ type PolicyPlacer struct {
 
 // Place implements Placer.
 func (p *PolicyPlacer) Place(b BatchInfo) bool {
+	gpu, _ := p.PlaceHint(b)
+	return gpu
+}
+
+// PlaceHint implements HintPlacer: the policy's side and batch-size hint.
+func (p *PolicyPlacer) PlaceHint(b BatchInfo) (bool, int) {
 	ctx := policy.Context{
 		ModelID:      b.Model,
 		BatchSize:    clampU32(b.Items),
@@ -48,7 +54,7 @@ func (p *PolicyPlacer) Place(b BatchInfo) bool {
 		// Decide still returned a usable decision (the Go twin's).
 		p.logErr(err, "policy decision")
 	}
-	return d.Side == policy.GPU
+	return d.Side == policy.GPU, int(d.BatchHint)
 }
 
 // logErr logs at most one error a second: a broken policy must not flood

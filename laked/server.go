@@ -65,6 +65,15 @@ type Placer interface {
 	Place(BatchInfo) bool
 }
 
+// HintPlacer is a Placer that also returns the policy's batch-size hint:
+// the batch size at which it would place the batch on the GPU (0: no
+// hint). laked waits for more requests only when the hint is larger than
+// the batch (see batcher).
+type HintPlacer interface {
+	Placer
+	PlaceHint(BatchInfo) (gpu bool, hint int)
+}
+
 // PlacerFunc adapts a function to Placer.
 type PlacerFunc func(BatchInfo) bool
 
@@ -144,15 +153,20 @@ func New(cfg Config) (*Server, error) {
 // the old one.
 func (s *Server) SetPlacer(p Placer) { s.placer.Store(&p) }
 
-func (s *Server) place(b BatchInfo) bool {
-	p := s.placer.Load()
-	gpu := p != nil && (*p).Place(b)
+func (s *Server) placeHint(b BatchInfo) (gpu bool, hint int) {
+	if p := s.placer.Load(); p != nil {
+		if hp, ok := (*p).(HintPlacer); ok {
+			gpu, hint = hp.PlaceHint(b)
+		} else {
+			gpu = (*p).Place(b)
+		}
+	}
 	if gpu {
 		s.stats.decisionsGPU.Add(1)
 	} else {
 		s.stats.decisionsCPU.Add(1)
 	}
-	return gpu
+	return gpu, hint
 }
 
 func (s *Server) gpuAvailable() bool { return s.cfg.GPU != nil }

@@ -85,6 +85,9 @@ type stats struct {
 	sessionsSeen atomic.Uint64
 	overflowed   atomic.Uint64
 	refused      atomic.Uint64 // handshakes refused (limits, bad region fds)
+	// deadlineMissed counts predicts answered "deadline exceeded"
+	// (also counted under that status in completions).
+	deadlineMissed atomic.Uint64
 
 	batchSize   *histogram // items per batch
 	queueWait   *histogram // accept to completion of a predict request
@@ -172,6 +175,7 @@ type Stats struct {
 	SessionsServed uint64
 	Overflowed     uint64 // completions held back because a ring was full
 	Refused        uint64 // handshakes refused: max_clients, limits, bad region fds
+	DeadlineMissed uint64 // predicts answered "deadline exceeded" instead of running late
 
 	BatchSize   HistogramSnapshot // items per predict batch
 	QueueWait   HistogramSnapshot // seconds from accepting a predict to its completion
@@ -196,6 +200,7 @@ func (s *Server) Stats() Stats {
 		SessionsServed: st.sessionsSeen.Load(),
 		Overflowed:     st.overflowed.Load(),
 		Refused:        st.refused.Load(),
+		DeadlineMissed: st.deadlineMissed.Load(),
 		BatchSize:      st.batchSize.snapshot(1),
 		QueueWait:      st.queueWait.snapshot(1e-9),
 		ServiceTime:    st.serviceTime.snapshot(1e-9),

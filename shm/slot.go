@@ -98,7 +98,8 @@ const (
 	StatusModelFailed      Status = 12 // the model rejected or failed the batch
 	StatusContextDestroyed Status = 13 // the context was destroyed
 	StatusBufferTooSmall   Status = 14 // an output buffer is too small; results say the size needed (protocol 1.1)
-	statusMax              Status = 14
+	StatusDeadline         Status = 15 // the predict's deadline passed (or would have) before it ran; it did not run
+	statusMax              Status = 15
 )
 
 // NumStatuses is the number of status codes of this protocol version
@@ -113,6 +114,7 @@ var statusNames = [...]string{
 	StatusBusy: "busy", StatusShutdown: "shutting down", StatusInternal: "internal error",
 	StatusModelFailed: "model failed", StatusContextDestroyed: "context destroyed",
 	StatusBufferTooSmall: "buffer too small",
+	StatusDeadline: "deadline exceeded",
 }
 
 // String returns the status's name.

@@ -130,17 +130,37 @@ enum lake_status {
 	LAKE_ERR_MODEL_FAILED = 12,
 	LAKE_ERR_CONTEXT_DESTROYED = 13,
 	LAKE_ERR_BUFFER_TOO_SMALL = 14, /* protocol 1.1: results[0] = bytes needed */
+	LAKE_ERR_DEADLINE = 15, /* a predict's deadline passed before it ran */
 };
 
 /* submission slot */
 struct lake_sqe {
 	lake_u32 seq;    /* 0: ring sequence word */
 	lake_u8 opcode;  /* 4 */
-	lake_u8 flags;   /* 5: must be 0 in protocol 1.0 */
-	lake_u16 pad;    /* 6: must be 0 */
+	lake_u8 flags;   /* 5: 0, or LAKE_SQE_F_DEADLINE on predict */
+	lake_u16 pad;    /* 6: 0, or the deadline's low bits on predict */
 	lake_u64 tag;    /* 8: echoed in the completion */
 	lake_u64 args[LAKE_NUM_ARGS]; /* 16 */
 };
+
+/* Predict deadlines (PROTOCOL.md, "Deadlines"): with LAKE_SQE_F_DEADLINE
+ * in flags, a predict carries the low LAKE_DEADLINE_BITS bits of
+ * CLOCK_MONOTONIC in microseconds (bits 22..16 in flags 7..1, 15..0 in
+ * pad); laked answers LAKE_ERR_DEADLINE instead of running it late. At
+ * most LAKE_MAX_DEADLINE_AHEAD_US into the future. */
+#define LAKE_SQE_F_DEADLINE 0x1u
+#define LAKE_DEADLINE_BITS 23
+#define LAKE_MAX_DEADLINE_AHEAD_US ((1u << (LAKE_DEADLINE_BITS - 1)) - 1)
+
+/* lake_sqe_set_deadline sets the deadline of a predict submission;
+ * mono_ns is CLOCK_MONOTONIC in ns (ktime_get_ns() in the kernel). */
+static inline void lake_sqe_set_deadline(struct lake_sqe *e, lake_u64 mono_ns)
+{
+	lake_u32 us = (lake_u32)(mono_ns / 1000u) & ((1u << LAKE_DEADLINE_BITS) - 1);
+
+	e->flags = (lake_u8)(LAKE_SQE_F_DEADLINE | ((us >> 16) << 1));
+	e->pad = (lake_u16)(us & 0xffffu);
+}
 
 /* completion slot */
 struct lake_cqe {
@@ -288,7 +308,7 @@ static inline int lake_sq_submit(struct lake_ring *r, const struct lake_sqe *sqe
 				int i;
 				s->opcode = sqe->opcode;
 				s->flags = sqe->flags;
-				s->pad = 0;
+				s->pad = sqe->pad;
 				s->tag = sqe->tag;
 				for (i = 0; i < LAKE_NUM_ARGS; i++)
 					s->args[i] = sqe->args[i];
