@@ -56,9 +56,9 @@ func (q *sessQueue) pop() *predictReq {
 
 // batcher runs the predict requests of one model.
 //
-// There is no batching window on the CPU path. A session reader that
-// queues a request while nobody runs the model becomes the runner: it
-// takes everything already queued (round robin across sessions, one
+// There is no batching window on the CPU path. A session reader queues
+// the predicts it read from its ring and then, if nobody runs the model,
+// becomes the runner: it takes everything already queued (round robin across sessions, one
 // request per session per turn, up to Config.MaxBatch items), asks the
 // placer, and when the batch goes to the CPU runs it on its own goroutine
 // and completes it without a hand-off. Requests that arrive meanwhile
@@ -99,7 +99,8 @@ type batcher struct {
 	batch            []*predictReq
 	items            int
 	late             []*predictReq
-	decided          bool // gpu and hint hold the placer's answer for batch
+	done             []sessDone // completions of the batch, by session
+	decided          bool       // gpu and hint hold the placer's answer for batch
 	gpu              bool
 	hint             int
 }
@@ -122,19 +123,17 @@ func newBatcher(s *Server, m *servedModel) *batcher {
 	}
 }
 
-// submit queues r and, if nobody runs the model, runs batches on the
-// calling goroutine. Any status other than OK means r was not queued
-// (the caller still owns it).
-func (b *batcher) submit(r *predictReq) shm.Status {
+// enqueue queues r. Any status other than OK means r was not queued (the
+// caller still owns it). The caller must call tryRun after it (once for
+// many enqueues), so that every queued request has a runner.
+func (b *batcher) enqueue(r *predictReq) shm.Status {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.stopped {
-		st := b.stopSt
-		b.mu.Unlock()
-		return st
+		return b.stopSt
 	}
 	q := b.queues[r.sess]
 	if b.queued >= modelQueueReqs || (q != nil && q.len() >= sessionQueueReqs) {
-		b.mu.Unlock()
 		return shm.StatusBusy
 	}
 	if q == nil {
@@ -146,21 +145,27 @@ func (b *batcher) submit(r *predictReq) shm.Status {
 		b.ia = ewma(b.ia, float64(r.start.Sub(b.last)))
 	}
 	b.last = r.start
-	if b.running {
-		if b.waiting {
-			b.waiting = false
-			select {
-			case b.wake <- struct{}{}:
-			default:
-			}
+	if b.waiting {
+		b.waiting = false
+		select {
+		case b.wake <- struct{}{}:
+		default:
 		}
+	}
+	return shm.StatusOK
+}
+
+// tryRun runs the queued batches on the calling goroutine unless a runner
+// already owns the model (it takes what is queued before it lets go).
+func (b *batcher) tryRun() {
+	b.mu.Lock()
+	if b.running || b.queued == 0 {
 		b.mu.Unlock()
-		return shm.StatusOK
+		return
 	}
 	b.running = true
 	b.mu.Unlock()
 	b.runInline()
-	return shm.StatusOK
 }
 
 func (b *batcher) newQueueLocked(s *session) *sessQueue {
@@ -515,12 +520,47 @@ func (b *batcher) execute() {
 			}
 		}
 		off += n
-		r.sess.completeAsync(c, r)
+		b.addCompletion(c, r)
 		b.batch[i] = nil
 	}
+	b.flushCompletions()
 	b.batch = b.batch[:0]
 	b.items = 0
 	b.decided = false
+}
+
+// sessDone gathers one session's completions of a batch, so that each
+// session gets one ring post and one doorbell per batch.
+type sessDone struct {
+	sess *session
+	cs   []shm.CQE
+	rs   []*predictReq
+}
+
+func (b *batcher) addCompletion(c shm.CQE, r *predictReq) {
+	for i := range b.done {
+		if d := &b.done[i]; d.sess == r.sess {
+			d.cs, d.rs = append(d.cs, c), append(d.rs, r)
+			return
+		}
+	}
+	if len(b.done) < cap(b.done) {
+		b.done = b.done[:len(b.done)+1]
+		d := &b.done[len(b.done)-1]
+		d.sess, d.cs, d.rs = r.sess, append(d.cs[:0], c), append(d.rs[:0], r)
+		return
+	}
+	b.done = append(b.done, sessDone{sess: r.sess, cs: []shm.CQE{c}, rs: []*predictReq{r}})
+}
+
+func (b *batcher) flushCompletions() {
+	for i := range b.done {
+		d := &b.done[i]
+		d.sess.completeMany(d.cs, d.rs)
+		clear(d.rs)
+		d.sess = nil
+	}
+	b.done = b.done[:0]
 }
 
 // runChunks runs items records through run in calls of at most limit

@@ -58,6 +58,9 @@ func FuzzExec(f *testing.F) {
 	seed(shm.SQE{Opcode: shm.OpModuleLoad, Tag: 4, Args: [6]uint64{1, 0, 12}}, []byte("lake_builtin"))
 	seed(shm.SQE{Opcode: shm.OpLaunchKernel, Tag: 5, Args: [6]uint64{1, 1, 0, 72}}, shm.EncodeLaunchDesc(nil, &shm.LaunchDesc{Grid: [3]uint32{1, 1, 1}, Block: [3]uint32{1, 1, 1}, Params: make([]byte, 32)}))
 	seed(shm.SQE{Opcode: shm.OpPredict, Tag: 6, Args: [6]uint64{2, 1, 0, 32, 64, 8}}, make([]byte, 32))
+	past := shm.SQE{Opcode: shm.OpPredict, Tag: 8, Args: [6]uint64{2, 1, 0, 32, 64, 8}}
+	shm.SetDeadline(&past, 1) // long past (or, wrapped, far ahead)
+	seed(past, make([]byte, 32))
 	seed(shm.SQE{Opcode: shm.OpMemcpyHtoD, Tag: 7, Args: [6]uint64{1, 0x7000_0000_0000, 0, 1 << 40}}, nil)
 	seed(shm.SQE{Opcode: shm.OpModelFetch, Tag: 8, Args: [6]uint64{1, 0, 64 << 10}}, nil)
 	seed(shm.SQE{Opcode: shm.OpModelFetch, Tag: 9, Args: [6]uint64{1, 0, 0}}, nil)
@@ -101,7 +104,8 @@ func FuzzExec(f *testing.F) {
 		e.Tag = 0xF00D
 		s.handle(&e)
 		s.postPending()
-		s.inflight.Wait() // an accepted predict completes from its batcher
+		s.runQueued()     // an accepted predict runs on this reader...
+		s.inflight.Wait() // ...or on the runner that had the model
 		out := make([]shm.CQE, 8)
 		n := s.cq.Reap(out)
 		if n != 3 {

@@ -2,6 +2,7 @@ package laked
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/lakeos/lake/laked/backend"
@@ -213,10 +214,13 @@ func (s *session) acceptPredict(e *shm.SQE) shm.Status {
 	copy(*p, in) // copy before use: the client may rewrite its arena
 	r := &predictReq{sess: s, tag: e.Tag, n: int(n), in: *p, inp: p, outOff: a[4], outLen: a[5], start: start, deadline: deadline}
 	s.inflight.Add(1)
-	if st := sm.b.submit(r); st != shm.StatusOK {
+	if st := sm.b.enqueue(r); st != shm.StatusOK {
 		s.inflight.Done()
 		bufPool.Put(p)
 		return st
+	}
+	if !slices.Contains(s.toRun, sm.b) {
+		s.toRun = append(s.toRun, sm.b)
 	}
 	return shm.StatusOK
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -24,8 +25,14 @@ type Config struct {
 	// BusyPoll makes session readers spin instead of sleeping when idle
 	// (lowest latency, one core per busy client).
 	BusyPoll bool
-	// SpinMax bounds the adaptive spin before a reader sleeps.
-	SpinMax time.Duration
+	// IdleSpin is the idle window: a session reader that finds its ring
+	// empty spins this long for the next submission before it sleeps on
+	// the doorbell (at most SpinReaders readers spin at once; the others
+	// sleep at once). Negative: never spin.
+	IdleSpin time.Duration
+	// SpinReaders bounds the session readers spinning at once (0:
+	// max(1, GOMAXPROCS/2)); BusyPoll readers are not counted.
+	SpinReaders int
 	// MaxClients bounds concurrent sessions; a handshake beyond it is
 	// refused before laked creates anything for it.
 	MaxClients int
@@ -46,7 +53,7 @@ type Config struct {
 var DefaultConfig = Config{
 	MaxBatch:   64,
 	MaxWait:    200 * time.Microsecond,
-	SpinMax:    50 * time.Microsecond,
+	IdleSpin:   time.Millisecond,
 	MaxClients: 256,
 }
 
@@ -109,9 +116,10 @@ type Server struct {
 	closing     bool
 	wg          sync.WaitGroup // sessions
 
-	placer   atomic.Pointer[Placer]
-	done     chan struct{} // closed when batchers must stop
-	stopOnce sync.Once
+	placer    atomic.Pointer[Placer]
+	spinSlots chan struct{} // a token per session reader spinning now
+	done      chan struct{} // closed when batchers must stop
+	stopOnce  sync.Once
 }
 
 // New creates a Server.
@@ -123,8 +131,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = d.MaxWait
 	}
-	if cfg.SpinMax == 0 {
-		cfg.SpinMax = d.SpinMax
+	if cfg.IdleSpin == 0 {
+		cfg.IdleSpin = d.IdleSpin
+	}
+	if cfg.SpinReaders == 0 {
+		cfg.SpinReaders = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if cfg.MaxClients == 0 {
 		cfg.MaxClients = d.MaxClients
@@ -134,6 +145,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("laked: max batch %d: want 1..65536", cfg.MaxBatch)
 	case cfg.MaxWait < 0 || cfg.MaxWait > time.Second:
 		return nil, fmt.Errorf("laked: max wait %v: want 0..1s", cfg.MaxWait)
+	case cfg.IdleSpin > time.Second:
+		return nil, fmt.Errorf("laked: idle spin %v: want at most 1s", cfg.IdleSpin)
+	case cfg.SpinReaders < 1:
+		return nil, fmt.Errorf("laked: spin readers %d: want at least 1", cfg.SpinReaders)
 	case cfg.MaxClients < 1:
 		return nil, fmt.Errorf("laked: max clients %d: want at least 1", cfg.MaxClients)
 	}
@@ -141,7 +156,8 @@ func New(cfg Config) (*Server, error) {
 	if err := lim.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[uint32]*session{}, done: make(chan struct{}), stats: newStats(), limits: lim}
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[uint32]*session{}, done: make(chan struct{}), stats: newStats(), limits: lim,
+		spinSlots: make(chan struct{}, cfg.SpinReaders)}
 	s.regionBytes.max = lim.TotalRegionBytes
 	if cfg.Placer != nil {
 		s.SetPlacer(cfg.Placer)

@@ -15,7 +15,7 @@ const (
 	maxContextsPerSession = 64
 	maxPredictItems       = 65536
 	maxNameLen            = 256
-	readBatch             = 256
+	readBatch             = 64
 	idleSleep             = 100 * time.Millisecond
 	drainPostTimeout      = 2 * time.Second
 )
@@ -49,6 +49,7 @@ type session struct {
 	nctx    atomic.Int32               // len(ctxs), for Sessions
 	nextCtx uint64
 	spinner shm.Spinner
+	toRun   []*batcher // models this reader queued predicts for since it last ran them
 }
 
 func newSession(s *Server, id uint32, t Transport) *session {
@@ -56,7 +57,7 @@ func newSession(s *Server, id uint32, t Transport) *session {
 	return &session{
 		srv: s, id: id, t: t, region: r, sq: r.SQ(), cq: r.CQ(),
 		ctxs:    map[uint64]backend.Context{},
-		spinner: shm.Spinner{Max: s.cfg.SpinMax, Forever: s.cfg.BusyPoll},
+		spinner: shm.Spinner{Forever: s.cfg.BusyPoll, Window: s.cfg.IdleSpin},
 	}
 }
 
@@ -90,6 +91,25 @@ func (s *session) gone() bool {
 
 func (s *session) stopSpinning() bool { return s.draining.Load() || s.gone() }
 
+// spin waits for the next submission without sleeping, for the idle
+// window, if a spin slot is free (BusyPoll readers always spin).
+func (s *session) spin() bool {
+	if s.srv.cfg.BusyPoll {
+		return s.spinner.Spin(s.sq.Pending, s.stopSpinning)
+	}
+	if s.srv.cfg.IdleSpin < 0 {
+		return false
+	}
+	select {
+	case s.srv.spinSlots <- struct{}{}:
+	default:
+		return false
+	}
+	ok := s.spinner.Spin(s.sq.Pending, s.stopSpinning)
+	<-s.srv.spinSlots
+	return ok
+}
+
 func (s *session) run() {
 	defer s.teardown()
 	s.sq.ResumeConsumer()
@@ -117,9 +137,10 @@ func (s *session) run() {
 				s.handle(&buf[i])
 			}
 			s.postPending()
+			s.runQueued()
 			continue
 		}
-		if s.spinner.Spin(s.sq.Pending, s.stopSpinning) {
+		if s.spin() {
 			continue
 		}
 		if err := s.t.WaitSubmissions(s.sq.Pending, idleSleep); err != nil {
@@ -127,6 +148,17 @@ func (s *session) run() {
 			time.Sleep(time.Millisecond)
 		}
 	}
+}
+
+// runQueued runs the batches of the models this reader queued predicts
+// for (unless another runner has them): a batch placed on the CPU runs
+// here, with whatever else is queued, and completes without a hand-off.
+func (s *session) runQueued() {
+	for i, b := range s.toRun {
+		b.tryRun()
+		s.toRun[i] = nil
+	}
+	s.toRun = s.toRun[:0]
 }
 
 // finalDrain answers every submission still published with "shutting
@@ -225,18 +257,27 @@ func (s *session) flushOverflow() bool {
 
 // completeAsync posts the completion of an accepted predict request.
 func (s *session) completeAsync(c shm.CQE, r *predictReq) {
-	s.srv.stats.complete(c.Status)
-	s.srv.stats.observeWait(time.Since(r.start))
-	if r.inp != nil {
-		bufPool.Put(r.inp)
-		r.inp, r.in = nil, nil
+	one := [1]shm.CQE{c}
+	rs := [1]*predictReq{r}
+	s.completeMany(one[:], rs[:])
+}
+
+// completeMany posts the completions cs of the accepted predicts rs (same
+// length, all of this session) with one ring post and one doorbell.
+func (s *session) completeMany(cs []shm.CQE, rs []*predictReq) {
+	now := time.Now()
+	for i, r := range rs {
+		s.srv.stats.complete(cs[i].Status)
+		s.srv.stats.observeWait(now.Sub(r.start))
+		if r.inp != nil {
+			bufPool.Put(r.inp)
+			r.inp, r.in = nil, nil
+		}
 	}
 	s.cqMu.Lock()
-	var one [1]shm.CQE
-	one[0] = c
-	s.postLocked(one[:])
+	s.postLocked(cs)
 	s.cqMu.Unlock()
-	s.inflight.Done()
+	s.inflight.Add(-len(rs))
 }
 
 // statusOf maps a backend error to a protocol status.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/lakeos/lake/shm"
 )
@@ -278,6 +279,21 @@ type PredictResult struct {
 // records, out receives n output records (sizes from ModelInfo). laked
 // batches it with other clients' requests.
 func (c *Client) Predict(ctx context.Context, model uint32, n int, in, out []byte) (PredictResult, error) {
+	return c.predict(ctx, model, n, in, out, 0)
+}
+
+// PredictWithin is Predict with a deadline: the answer is useful only
+// within d from now (0 < d <= shm.MaxDeadlineAhead). laked answers a
+// request that cannot finish by then at once with "deadline exceeded"
+// (errors.Is(err, ErrDeadline)) instead of running it late.
+func (c *Client) PredictWithin(ctx context.Context, model uint32, n int, in, out []byte, d time.Duration) (PredictResult, error) {
+	if d <= 0 || d > shm.MaxDeadlineAhead {
+		return PredictResult{}, fmt.Errorf("lakelib: predict deadline %v: want (0, %v]", d, shm.MaxDeadlineAhead)
+	}
+	return c.predict(ctx, model, n, in, out, d)
+}
+
+func (c *Client) predict(ctx context.Context, model uint32, n int, in, out []byte, within time.Duration) (PredictResult, error) {
 	if n <= 0 {
 		return PredictResult{}, fmt.Errorf("lakelib: predict of %d items", n)
 	}
@@ -292,6 +308,9 @@ func (c *Client) Predict(ctx context.Context, model uint32, n int, in, out []byt
 	}
 	copy(inB, in)
 	e := shm.SQE{Opcode: shm.OpPredict, Args: [shm.NumArgs]uint64{uint64(model), uint64(n), inOff, uint64(len(in)), outOff, uint64(len(out))}}
+	if within > 0 {
+		shm.SetDeadline(&e, shm.MonotonicNow()+int64(within))
+	}
 	r, err := c.do(ctx, &e, func() { relIn(); relOut() }, func() { copy(out, outB) })
 	return PredictResult{Version: r[0], GPU: r[1] == 1}, err
 }

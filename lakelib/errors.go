@@ -23,6 +23,10 @@ var (
 // a protocol status: laked never sends negative statuses).
 const statusLost shm.Status = -1
 
+// ErrDeadline matches (errors.Is) a predict that laked answered "deadline
+// exceeded": it could not run within the caller's deadline and did not run.
+var ErrDeadline = ErrStatus(shm.StatusDeadline)
+
 // StatusError is a completion with a non-zero status.
 type StatusError struct {
 	Op     shm.Opcode

@@ -61,7 +61,11 @@ type Spinner struct {
 	Max time.Duration
 	// Forever makes Spin never give up (busy polling).
 	Forever bool
-	budget  time.Duration
+	// Window, when non-zero, replaces the adaptive budget with a fixed
+	// idle window: every Spin spins up to Window before giving up (as
+	// io_uring's SQPOLL thread idles for sq_thread_idle).
+	Window time.Duration
+	budget time.Duration
 }
 
 // DefaultSpinMax is the longest a Spinner spins by default.
@@ -75,7 +79,9 @@ func (s *Spinner) Spin(ready func() bool, stop func() bool) bool {
 	if max == 0 {
 		max = DefaultSpinMax
 	}
-	if s.budget == 0 && !s.Forever {
+	if s.Window > 0 {
+		s.budget, max = s.Window, s.Window
+	} else if s.budget == 0 && !s.Forever {
 		s.budget = max / 4
 	}
 	start := time.Now()

@@ -114,7 +114,7 @@ var statusNames = [...]string{
 	StatusBusy: "busy", StatusShutdown: "shutting down", StatusInternal: "internal error",
 	StatusModelFailed: "model failed", StatusContextDestroyed: "context destroyed",
 	StatusBufferTooSmall: "buffer too small",
-	StatusDeadline: "deadline exceeded",
+	StatusDeadline:       "deadline exceeded",
 }
 
 // String returns the status's name.

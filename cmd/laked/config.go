@@ -40,6 +40,7 @@ type Config struct {
 	AdminSocket string        `mapstructure:"admin_socket" yaml:"admin_socket"`
 	MetricsAddr string        `mapstructure:"metrics_addr" yaml:"metrics_addr"`
 	BusyPoll    bool          `mapstructure:"busy_poll" yaml:"busy_poll"`
+	IdleSpin    time.Duration `mapstructure:"idle_spin" yaml:"idle_spin"`
 	MaxClients  int           `mapstructure:"max_clients" yaml:"max_clients"`
 	Log         LogConfig     `mapstructure:"log" yaml:"log"`
 	Batch       BatchConfig   `mapstructure:"batch" yaml:"batch"`
@@ -104,12 +105,13 @@ var keys = []key{
 	{"admin_socket", "/run/lake/laked-admin.sock", "admin-socket", "unix socket of the admin API (lakectl; empty: none)"},
 	{"metrics_addr", "127.0.0.1:9477", "metrics-addr", "address of the Prometheus endpoint (empty: none)"},
 	{"busy_poll", false, "busy-poll", "spin on idle rings instead of sleeping"},
+	{"idle_spin", time.Millisecond, "idle-spin", "how long a reader spins on an empty ring before sleeping (0: never)"},
 	{"max_clients", 256, "max-clients", "most attached clients"},
 	{"watchdog", time.Duration(0), "", ""},
 	{"log.level", "info", "log-level", "debug, info, warn or error"},
 	{"log.format", "auto", "log-format", "json, console or auto"},
-	{"batch.max_size", 64, "max-batch", "most items in one predict batch"},
-	{"batch.max_wait", 200 * time.Microsecond, "max-wait", "longest a predict batch waits for more requests"},
+	{"batch.max_size", 64, "max-batch", "most items in one model call (larger requests run in chunks)"},
+	{"batch.max_wait", 200 * time.Microsecond, "max-wait", "longest a predict batch waits for more requests (only for the GPU)"},
 	{"policy.name", "default", "policy", "shipped placement policy: " + strings.Join(shippedNames(), ", ")},
 	{"policy.file", "", "policy-file", "compiled eBPF policy object to load instead"},
 	{"policy.gpu_min_batch", uint32(policy.DefaultGPUMinBatch), "", ""},
@@ -277,6 +279,8 @@ func (c *Config) Validate() error {
 		return bad("batch.max_size", c.Batch.MaxSize, "want 1..65536")
 	case c.Batch.MaxWait < 0 || c.Batch.MaxWait > time.Second:
 		return bad("batch.max_wait", c.Batch.MaxWait, "want 0..1s")
+	case c.IdleSpin < 0 || c.IdleSpin > time.Second:
+		return bad("idle_spin", c.IdleSpin, "want 0..1s")
 	case c.Watchdog < 0:
 		return bad("watchdog", c.Watchdog, "want >= 0")
 	}

@@ -161,7 +161,7 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 
 	be := cpu.New(cpuLimits())
 	srv, err := laked.New(laked.Config{
-		MaxBatch: cfg.Batch.MaxSize, MaxWait: cfg.Batch.MaxWait, BusyPoll: cfg.BusyPoll,
+		MaxBatch: cfg.Batch.MaxSize, MaxWait: cfg.Batch.MaxWait, BusyPoll: cfg.BusyPoll, IdleSpin: idleSpin(cfg.IdleSpin),
 		MaxClients: cfg.MaxClients, Backend: be, Logger: log,
 		Placer: &laked.PolicyPlacer{Engine: eng, Load: policy.NewStaticLoad(policy.Load{}), Log: log},
 	})
@@ -276,8 +276,8 @@ func (d *daemon) reload(args []string) error {
 		return err
 	}
 	d.log.Info().Str("policy", d.engine.Status().Active).Msg("policy swapped")
-	if cfg.Socket != d.cfg.Socket || cfg.Device != d.cfg.Device || cfg.Batch != d.cfg.Batch || cfg.BusyPoll != d.cfg.BusyPoll {
-		d.log.Warn().Msg("socket, device, batch and busy_poll changes take effect at the next restart")
+	if cfg.Socket != d.cfg.Socket || cfg.Device != d.cfg.Device || cfg.Batch != d.cfg.Batch || cfg.BusyPoll != d.cfg.BusyPoll || cfg.IdleSpin != d.cfg.IdleSpin {
+		d.log.Warn().Msg("socket, device, batch, busy_poll and idle_spin changes take effect at the next restart")
 	}
 	d.cfg.Policy = cfg.Policy
 	return nil
@@ -302,4 +302,13 @@ func (d *daemon) stop(ctx context.Context) error {
 		d.log.Warn().Msg("drain timed out")
 	}
 	return err
+}
+
+// idleSpin maps the idle_spin key (0: never spin) to laked.Config.IdleSpin
+// (0: the default, negative: never spin).
+func idleSpin(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
