@@ -64,10 +64,14 @@ install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/lake $(DESTDIR)/etc/systemd/system
 	install -m 0755 $(BIN)/laked $(BIN)/lakectl $(DESTDIR)$(PREFIX)/bin/ 2>/dev/null || install -m 0755 $(BIN)/laked $(DESTDIR)$(PREFIX)/bin/
 	[ -f $(DESTDIR)/etc/lake/laked.yaml ] || install -m 0644 deploy/laked.yaml $(DESTDIR)/etc/lake/laked.yaml
-	install -m 0644 deploy/laked.service deploy/laked.socket deploy/laked-admin.socket $(DESTDIR)/etc/systemd/system/
+	sed 's|/usr/local/bin/laked|$(PREFIX)/bin/laked|' deploy/laked.service >$(DESTDIR)/etc/systemd/system/laked.service
+	install -m 0644 deploy/laked.socket deploy/laked-admin.socket $(DESTDIR)/etc/systemd/system/
+	@if [ -e $(KDIR)/Makefile ]; then $(MAKE) --no-print-directory install-modules; else \
+	  echo "install: no kernel headers at $(KDIR), so no kernel modules installed:" \
+	       "apt-get install linux-headers-$(KVER), then make install-modules (or make install-dkms)" >&2; fi
 
 clean:
-	rm -rf $(BIN) kernel/build
+	rm -rf $(BIN) kernel/build build
 
 # The cuda build variant (laked/backend/cuda), without a GPU: CUDA 12
 # headers and ptxas from NVIDIA's pip wheels and a generated link-time
@@ -99,3 +103,43 @@ gpu-check-build: cuda-env
 # On the GPU machine (after gpu-check-build here): results in $$OUT.
 gpu-check:
 	./deploy/gpu-check.sh $(BIN)/gpu-check
+
+# --- Kernel modules, DKMS and the Debian package ---
+# The module sources are staged (deploy/stage-kernel-src.sh) in
+# $(KSRC) and built there, so that no objects land in the checkout; the
+# staged tree is also what DKMS and the package get. Every module the
+# top-level kernel/Kbuild builds is installed (kernel/tools/list-modules.sh).
+LAKE_VERSION ?= 0.1.0
+KVER ?= $(shell uname -r)
+KDIR ?= /lib/modules/$(KVER)/build
+KSRC ?= build/kernel-src
+
+.PHONY: kernel-src modules install-modules install-dkms uninstall-dkms
+
+kernel-src:
+	./deploy/stage-kernel-src.sh $(KSRC) $(LAKE_VERSION)
+
+modules: kernel-src
+	$(MAKE) -C $(KDIR) M=$(abspath $(KSRC))/kernel modules
+
+# Into /lib/modules/$(KVER)/extra like any out-of-tree module, then depmod
+# (with DESTDIR, against that root).
+install-modules: modules
+	$(MAKE) -C $(KDIR) M=$(abspath $(KSRC))/kernel INSTALL_MOD_PATH=$(abspath $(DESTDIR)) INSTALL_MOD_DIR=extra modules_install
+	install -D -m 0644 deploy/modules-load.d/lake.conf $(DESTDIR)/etc/modules-load.d/lake.conf
+	depmod $(if $(DESTDIR),-b $(abspath $(DESTDIR))) $(KVER)
+
+# The sources in /usr/src/lake-$(LAKE_VERSION) for DKMS, which rebuilds the
+# modules for every kernel installed later (an alternative to
+# install-modules; use one). Without DESTDIR, also dkms install.
+install-dkms: kernel-src
+	-[ -n "$(DESTDIR)" ] || dkms remove -m lake -v $(LAKE_VERSION) --all >/dev/null 2>&1
+	rm -rf $(DESTDIR)/usr/src/lake-$(LAKE_VERSION)
+	install -d $(DESTDIR)/usr/src
+	cp -r $(KSRC) $(DESTDIR)/usr/src/lake-$(LAKE_VERSION)
+	install -D -m 0644 deploy/modules-load.d/lake.conf $(DESTDIR)/etc/modules-load.d/lake.conf
+	[ -n "$(DESTDIR)" ] || dkms install -m lake -v $(LAKE_VERSION) -k $(KVER)
+
+uninstall-dkms:
+	-dkms remove -m lake -v $(LAKE_VERSION) --all
+	rm -rf /usr/src/lake-$(LAKE_VERSION) /etc/modules-load.d/lake.conf

@@ -10,10 +10,12 @@
 #   fio                     the block I/O evaluation
 #   python3-pip             fetch the CUDA 12 headers and ptxas wheels for the
 #                           cuda build variant (deploy/cuda-env.sh, make cuda-check)
+#   systemd dkms            systemd-analyze verify on the units; the DKMS build
+#                           of the module tree (deploy tests, make install-dkms)
 set -euo pipefail
 
 pkgs=(gcc libc6-dev make clang llvm bpftool fio qemu-system-x86 linux-image-amd64 python3-pip
-      linux-headers-amd64 busybox-static kmod cpio)
+      linux-headers-amd64 busybox-static kmod cpio systemd dkms)
 
 missing=()
 for p in "${pkgs[@]}"; do
