@@ -210,9 +210,16 @@ func TestLoadReplaceUnloadModel(t *testing.T) {
 	}
 	_, err = e.c.UnloadModel(ctx, 5)
 	wantAPIError(t, err, http.StatusNotFound, "not served")
-	for _, bad := range []string{"abc", "007", "-1", "+5", "4294967296", ""} {
+	for _, bad := range []string{"abc", "007", "-1", "+5", "4294967296"} {
 		rec := e.raw(http.MethodDelete, "/v1/models/"+bad, "", "")
 		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"error"`) {
+			t.Errorf("DELETE /v1/models/%s: %d %s", bad, rec.Code, rec.Body)
+		}
+	}
+	// No id, or more than one path segment: not a model's path.
+	for _, bad := range []string{"", "5/x"} {
+		rec := e.raw(http.MethodDelete, "/v1/models/"+bad, "", "")
+		if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), `"error":"no endpoint`) {
 			t.Errorf("DELETE /v1/models/%s: %d %s", bad, rec.Code, rec.Body)
 		}
 	}
@@ -259,9 +266,29 @@ func TestBadRequestBodies(t *testing.T) {
 			t.Errorf("%s: %d %q, want %d containing %q", tc.name, rec.Code, rec.Body, tc.code, tc.substr)
 		}
 	}
-	rec := e.raw(http.MethodPut, "/v1/models", "", "")
-	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, POST" {
-		t.Errorf("PUT /v1/models: %d Allow=%q", rec.Code, rec.Header().Get("Allow"))
+	// A known path with the wrong method: the mux's 405 and Allow, with
+	// the JSON body.
+	for _, tc := range []struct{ method, path, allow string }{
+		{http.MethodPut, "/v1/models", "GET, HEAD, POST"},
+		{http.MethodDelete, "/v1/status", "GET, HEAD"},
+		{http.MethodGet, "/v1/reload", "POST"},
+		{http.MethodPost, "/v1/models/3", "DELETE"},
+	} {
+		rec := e.raw(tc.method, tc.path, "", "")
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != tc.allow ||
+			rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"error":"`+tc.method+" "+tc.path+`: method not allowed (allowed: `+tc.allow+`)"`) {
+			t.Errorf("%s %s: %d Allow=%q %s", tc.method, tc.path, rec.Code, rec.Header().Get("Allow"), rec.Body)
+		}
+	}
+	// A path the mux would clean is redirected, still with a JSON body.
+	rec := e.raw(http.MethodGet, "/v1//status", "", "")
+	if rec.Code/100 != 3 || rec.Header().Get("Location") != "/v1/status" || !strings.Contains(rec.Body.String(), `"error":`) {
+		t.Errorf("GET /v1//status: %d Location=%q %s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+	// HEAD of a GET endpoint: its status and headers, no body.
+	rec = e.raw(http.MethodHead, "/v1/status", "", "")
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("HEAD /v1/status: %d %v", rec.Code, rec.Header())
 	}
 	if len(e.srv.Models()) != 1 || e.reloads.Load() != 0 {
 		t.Error("a rejected request changed state")

@@ -62,6 +62,7 @@ type Deps struct {
 // requests that change state are serialised among themselves.
 type Handler struct {
 	d     Deps
+	mux   *http.ServeMux
 	kinds map[string]bool
 	mu    sync.Mutex // serialises model and policy changes and reloads
 }
@@ -88,6 +89,7 @@ func New(d Deps) (*Handler, error) {
 	for _, k := range kinds {
 		h.kinds[k] = true
 	}
+	h.mux = h.newMux()
 	return h, nil
 }
 
@@ -104,68 +106,108 @@ func errorf(code int, format string, args ...any) *apiError {
 	return &apiError{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-// route is one path's handlers by method.
-type route map[string]func(*http.Request) (any, error)
+// endpoint is one route's handler: it returns the response body or an
+// error (an *apiError carries its status).
+type endpoint func(*http.Request) (any, error)
 
-func (h *Handler) routes(path string) (route, bool) {
-	switch path {
-	case "/v1/status":
-		return route{http.MethodGet: h.status}, true
-	case "/v1/models":
-		return route{http.MethodGet: h.models, http.MethodPost: h.loadModel}, true
-	case "/v1/policy":
-		return route{http.MethodGet: h.policy, http.MethodPost: h.loadPolicy}, true
-	case "/v1/policy/params":
-		return route{http.MethodPut: h.setParams}, true
-	case "/v1/features":
-		return route{http.MethodGet: h.features}, true
-	case "/v1/stats":
-		return route{http.MethodGet: h.stats}, true
-	case "/v1/reload":
-		return route{http.MethodPost: h.reload}, true
+// newMux registers the endpoints on a ServeMux with method patterns; the
+// mux does the matching, and for a known path with the wrong method its
+// 405 answer carries the Allow header.
+func (h *Handler) newMux() *http.ServeMux {
+	m := http.NewServeMux()
+	for pattern, ep := range map[string]endpoint{
+		"GET /v1/status":         h.status,
+		"GET /v1/models":         h.models,
+		"POST /v1/models":        h.loadModel,
+		"DELETE /v1/models/{id}": func(r *http.Request) (any, error) { return h.unloadModel(r.PathValue("id")) },
+		"GET /v1/policy":         h.policy,
+		"POST /v1/policy":        h.loadPolicy,
+		"PUT /v1/policy/params":  h.setParams,
+		"GET /v1/features":       h.features,
+		"GET /v1/stats":          h.stats,
+		"POST /v1/reload":        h.reload,
+	} {
+		code := http.StatusOK
+		if pattern == "POST /v1/models" {
+			code = http.StatusCreated
+		}
+		m.Handle(pattern, serve(ep, code))
 	}
-	if rest, ok := strings.CutPrefix(path, "/v1/models/"); ok {
-		return route{http.MethodDelete: func(r *http.Request) (any, error) { return h.unloadModel(rest) }}, true
-	}
-	return nil, false
+	return m
 }
 
-// ServeHTTP implements http.Handler.
+// serve answers a matched request with ep's result as JSON (code on
+// success), or its error as the API's JSON error body.
+func serve(ep endpoint, code int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m, ok := w.(*muxAnswers); ok {
+			m.endpoint = true
+		}
+		if r.URL.RawQuery != "" {
+			writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: "query parameters are not accepted"})
+			return
+		}
+		out, err := ep(r)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				ae = &apiError{code: http.StatusInternalServerError, msg: err.Error()}
+			}
+			writeJSON(w, ae.code, ErrorResponse{Error: ae.msg, VerifierLog: ae.log})
+			return
+		}
+		writeJSON(w, code, out)
+	})
+}
+
+// ServeHTTP implements http.Handler: the ServeMux routes. Its own
+// answers (404 for an unknown path, 405 with the Allow header for a known
+// path with the wrong method, a redirect to the clean path) keep their
+// status and headers but get the API's JSON error body instead of text.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rt, ok := h.routes(r.URL.Path)
-	if !ok {
-		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: fmt.Sprintf("no endpoint %s", r.URL.Path)})
+	h.mux.ServeHTTP(&muxAnswers{ResponseWriter: w, r: r}, r)
+}
+
+// muxAnswers rewrites the ServeMux's own answers into JSON; an endpoint
+// (serve) marks the response as its own and passes through untouched.
+type muxAnswers struct {
+	http.ResponseWriter
+	r        *http.Request
+	endpoint bool // an endpoint answers: pass through
+	dropBody bool // the mux answers: its text body is replaced
+}
+
+func (m *muxAnswers) WriteHeader(code int) {
+	if m.endpoint || m.dropBody {
+		m.ResponseWriter.WriteHeader(code)
 		return
 	}
-	fn, ok := rt[r.Method]
-	if !ok {
-		allowed := make([]string, 0, len(rt))
-		for m := range rt {
-			allowed = append(allowed, m)
+	m.dropBody = true
+	hd := m.Header()
+	var msg string
+	switch code {
+	case http.StatusNotFound:
+		msg = fmt.Sprintf("no endpoint %s", m.r.URL.Path)
+	case http.StatusMethodNotAllowed:
+		msg = fmt.Sprintf("%s %s: method not allowed (allowed: %s)", m.r.Method, m.r.URL.Path, hd.Get("Allow"))
+	default:
+		msg = fmt.Sprintf("%s %s: %s", m.r.Method, m.r.URL.Path, http.StatusText(code))
+		if loc := hd.Get("Location"); loc != "" {
+			msg += ": see " + loc
 		}
-		sort.Strings(allowed)
-		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", "))})
-		return
 	}
-	if r.URL.RawQuery != "" {
-		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: "query parameters are not accepted"})
-		return
+	hd.Del("Content-Length")
+	writeJSON(m.ResponseWriter, code, ErrorResponse{Error: msg})
+}
+
+func (m *muxAnswers) Write(b []byte) (int, error) {
+	if m.endpoint {
+		return m.ResponseWriter.Write(b)
 	}
-	out, err := fn(r)
-	if err != nil {
-		var ae *apiError
-		if !errors.As(err, &ae) {
-			ae = &apiError{code: http.StatusInternalServerError, msg: err.Error()}
-		}
-		writeJSON(w, ae.code, ErrorResponse{Error: ae.msg, VerifierLog: ae.log})
-		return
+	if !m.dropBody {
+		m.WriteHeader(http.StatusOK)
 	}
-	code := http.StatusOK
-	if r.Method == http.MethodPost && r.URL.Path == "/v1/models" {
-		code = http.StatusCreated
-	}
-	writeJSON(w, code, out)
+	return len(b), nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
