@@ -7,7 +7,7 @@ import (
 )
 
 // ContextSize is the size in bytes of Context and of struct lake_policy_ctx.
-const ContextSize = 40
+const ContextSize = 56
 
 // ParamsSize is the size in bytes of the params map value
 // (struct lake_policy_params).
@@ -31,7 +31,7 @@ const (
 )
 
 // Context is what a policy sees for one batch. Its memory layout is exactly
-// that of struct lake_policy_ctx in lakelib/include/lake_policy.h (40 bytes, no padding,
+// that of struct lake_policy_ctx in lakelib/include/lake_policy.h (56 bytes, no padding,
 // little-endian); TestLayoutMatchesBTF checks it against the compiled object.
 type Context struct {
 	ModelID       uint32 // model the batch is for
@@ -42,6 +42,15 @@ type Context struct {
 	CPUUtilPct    uint32 // CPU utilisation, 0..100
 	CPUNsPerItem  uint64 // recent CPU latency per item in ns, 0 = unknown
 	GPUNsPerItem  uint64 // recent GPU latency per item in ns, 0 = unknown
+	// GPUOtherProcs counts other processes using the GPU (NVML), 0 when
+	// none or unknown.
+	GPUOtherProcs uint32
+	// GPUSelfUtilPct is laked's own part of GPUUtilPct (its GPU busy
+	// time), 0..100.
+	GPUSelfUtilPct uint32
+	// KernelItems counts the batch's items from kernel clients.
+	KernelItems uint32
+	Reserved    uint32 // 0
 }
 
 // AppendBinary appends the C wire form (little-endian) of c to b.
@@ -54,6 +63,10 @@ func (c *Context) AppendBinary(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint32(b, c.CPUUtilPct)
 	b = binary.LittleEndian.AppendUint64(b, c.CPUNsPerItem)
 	b = binary.LittleEndian.AppendUint64(b, c.GPUNsPerItem)
+	b = binary.LittleEndian.AppendUint32(b, c.GPUOtherProcs)
+	b = binary.LittleEndian.AppendUint32(b, c.GPUSelfUtilPct)
+	b = binary.LittleEndian.AppendUint32(b, c.KernelItems)
+	b = binary.LittleEndian.AppendUint32(b, c.Reserved)
 	return b
 }
 
@@ -63,9 +76,11 @@ type Params struct {
 	GPUMinBatch   uint32 // GPU only for batches >= this
 	GPUMaxUtilPct uint32 // GPU only while utilisation < this, 0..100
 	GPUMinMemMiB  uint32 // GPU only with at least this much free memory
-	_             uint32 // reserved, 0
-	GPUBatchNs    uint64 // cost-aware policy: fixed GPU cost per batch in ns
-	_             uint64 // reserved, 0
+	// KernelGPUSharePct reserves a GPU share for kernel batches, 0..100
+	// (0: none); see EffectiveUtilPct.
+	KernelGPUSharePct uint32
+	GPUBatchNs        uint64 // cost-aware policy: fixed GPU cost per batch in ns
+	_                 uint64 // reserved, 0
 }
 
 // DefaultParams returns the documented defaults (32 items, 80 %).
@@ -85,6 +100,9 @@ func (p Params) Validate() error {
 	if p.GPUMaxUtilPct > 100 {
 		return fmt.Errorf("%w: GPUMaxUtilPct %d > 100", ErrInvalidParams, p.GPUMaxUtilPct)
 	}
+	if p.KernelGPUSharePct > 100 {
+		return fmt.Errorf("%w: KernelGPUSharePct %d > 100", ErrInvalidParams, p.KernelGPUSharePct)
+	}
 	if p.GPUBatchNs > MaxGPUBatchNs {
 		return fmt.Errorf("%w: GPUBatchNs %d > %d", ErrInvalidParams, p.GPUBatchNs, uint64(MaxGPUBatchNs))
 	}
@@ -96,7 +114,7 @@ func (p Params) AppendBinary(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint32(b, p.GPUMinBatch)
 	b = binary.LittleEndian.AppendUint32(b, p.GPUMaxUtilPct)
 	b = binary.LittleEndian.AppendUint32(b, p.GPUMinMemMiB)
-	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, p.KernelGPUSharePct)
 	b = binary.LittleEndian.AppendUint64(b, p.GPUBatchNs)
 	b = binary.LittleEndian.AppendUint64(b, 0)
 	return b

@@ -16,6 +16,18 @@
 //   - "costaware": GPU when GPUBatchNs + n*gpu_ns < n*cpu_ns from measured
 //     per-item latencies, with the LAKE rule until both are measured.
 //
+// Both judge the GPU's utilisation with the kernel's reserved share
+// (EffectiveUtilPct; lake_effective_util_pct in C). LAKE gave the kernel
+// the GPU only while the whole GPU was idle enough, so any userspace job
+// on the GPU pushed every kernel batch to the CPU. Here a batch with
+// items from kernel clients (Context.KernelItems) is judged by laked's
+// own utilisation (GPUSelfUtilPct) instead of the whole GPU's while
+// laked's own use is below Params.KernelGPUSharePct (config
+// policy.kernel_gpu_share_pct, 0 = no reservation): up to that share the
+// kernel's batches keep the GPU however loaded it is by others, beyond
+// it they compete like everyone else. Batches from userspace clients of
+// laked always see the whole GPU's utilisation.
+//
 // Engine loads a policy into the kernel and runs it once per batch with
 // BPF_PROG_TEST_RUN on a BPF_PROG_TYPE_RAW_TRACEPOINT program. That mechanism
 // was chosen by measurement over a sleepable BPF_PROG_TYPE_SYSCALL program
@@ -27,6 +39,8 @@
 // with the verifier's log and the previous one stays active.
 //
 // GPU load comes from a LoadSource: StaticLoad (settable, for tests and
-// simulation), BusyTime (utilisation from a backend's busy intervals) and,
-// with the "nvml" build tag, NVML.
+// simulation), BusyTime (utilisation from a backend's busy intervals) and
+// NVML (github.com/NVIDIA/go-nvml, which loads libnvidia-ml at run time:
+// no build tag, and on a host without the driver OpenNVML fails with the
+// reason). Host CPU utilisation comes from ProcStat (/proc/stat).
 package policy

@@ -14,8 +14,21 @@ func clampNs(v uint64) uint64 {
 	return v
 }
 
+// EffectiveUtilPct is the GPU utilisation a batch is judged by (the
+// kernel's reserved share, lake_effective_util_pct in lake_policy.h): a
+// batch with kernel items sees only laked's own utilisation while that
+// is below KernelGPUSharePct, so userspace GPU load cannot push kernel
+// work off the GPU until laked uses the reserved share; every other batch
+// sees the whole GPU's utilisation.
+func EffectiveUtilPct(c *Context, p *Params) uint32 {
+	if c.KernelItems > 0 && c.GPUSelfUtilPct < p.KernelGPUSharePct && c.GPUSelfUtilPct < c.GPUUtilPct {
+		return c.GPUSelfUtilPct
+	}
+	return c.GPUUtilPct
+}
+
 func gpuAvailable(c *Context, p *Params) bool {
-	return c.GPUUtilPct < p.GPUMaxUtilPct && c.GPUMemFreeMiB >= p.GPUMinMemMiB
+	return EffectiveUtilPct(c, p) < p.GPUMaxUtilPct && c.GPUMemFreeMiB >= p.GPUMinMemMiB
 }
 
 func thresholdRule(c *Context, p *Params) Decision {

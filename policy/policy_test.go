@@ -35,6 +35,9 @@ var (
 
 func cpuHint(h uint32) Decision { return Decision{Side: CPU, BatchHint: h} }
 
+// shared returns p with KernelGPUSharePct set.
+func shared(p Params, pct uint32) Params { p.KernelGPUSharePct = pct; return p }
+
 // policyTables holds, per shipped policy, contexts with hand-computed answers.
 var policyTables = map[string][]decisionCase{
 	ShippedDefault: {
@@ -51,7 +54,16 @@ var policyTables = map[string][]decisionCase{
 		{"util cap 0 never gpu", params(0, 0, 0, 0), Context{BatchSize: 1000}, cpu},
 		{"short of memory", params(32, 80, 1024, 0), Context{BatchSize: 64, GPUMemFreeMiB: 1023}, cpu},
 		{"enough memory", params(32, 80, 1024, 0), Context{BatchSize: 64, GPUMemFreeMiB: 1024}, gpu},
-		{"max values", params(32, 80, 0, 0), Context{^uint32(0), ^uint32(0), ^uint32(0), 0, ^uint32(0), ^uint32(0), ^uint64(0), ^uint64(0)}, gpu},
+		// The kernel's reserved share: userspace fills the GPU (95 %),
+		// laked itself uses 10 %.
+		{"kernel batch within its share", shared(DefaultParams(), 50), Context{BatchSize: 64, GPUUtilPct: 95, GPUSelfUtilPct: 10, KernelItems: 1, GPUOtherProcs: 3}, gpu},
+		{"userspace batch same load", shared(DefaultParams(), 50), Context{BatchSize: 64, GPUUtilPct: 95, GPUSelfUtilPct: 10, GPUOtherProcs: 3}, cpu},
+		{"kernel batch no share", DefaultParams(), Context{BatchSize: 64, GPUUtilPct: 95, GPUSelfUtilPct: 10, KernelItems: 64}, cpu},
+		{"kernel batch share used up", shared(DefaultParams(), 50), Context{BatchSize: 64, GPUUtilPct: 95, GPUSelfUtilPct: 50, KernelItems: 64}, cpu},
+		{"kernel batch self over cap", shared(params(32, 40, 0, 0), 60), Context{BatchSize: 64, GPUUtilPct: 95, GPUSelfUtilPct: 45, KernelItems: 64}, cpu},
+		{"kernel batch self above total", shared(DefaultParams(), 50), Context{BatchSize: 64, GPUUtilPct: 20, GPUSelfUtilPct: 90, KernelItems: 64}, gpu},
+		{"kernel batch too small", shared(DefaultParams(), 50), Context{BatchSize: 31, GPUUtilPct: 95, GPUSelfUtilPct: 0, KernelItems: 31}, cpu},
+		{"max values", params(32, 80, 0, 0), Context{^uint32(0), ^uint32(0), ^uint32(0), 0, ^uint32(0), ^uint32(0), ^uint64(0), ^uint64(0), ^uint32(0), ^uint32(0), ^uint32(0), 0}, gpu},
 	},
 	ShippedCostAware: {
 		{"unknown latencies large batch", params(32, 80, 0, 10000), Context{BatchSize: 40, GPUUtilPct: 10}, gpu},
@@ -69,7 +81,9 @@ var policyTables = map[string][]decisionCase{
 		{"empty batch", params(32, 80, 0, 100), Context{CPUNsPerItem: 3, GPUNsPerItem: 1}, cpuHint(51)},
 		{"clamped latencies", params(32, 80, 0, 10000), Context{BatchSize: 1, CPUNsPerItem: 1 << 40, GPUNsPerItem: 1}, gpu},
 		{"hint clamped", params(32, 80, 0, MaxGPUBatchNs), Context{BatchSize: 1, CPUNsPerItem: 2, GPUNsPerItem: 1}, cpuHint(MaxBatchHint)},
-		{"max values", params(32, 80, 0, MaxGPUBatchNs), Context{^uint32(0), ^uint32(0), ^uint32(0), 0, ^uint32(0), ^uint32(0), ^uint64(0), ^uint64(0)}, cpu},
+		{"kernel batch within its share", shared(params(32, 80, 0, 0), 30), Context{BatchSize: 64, GPUUtilPct: 100, GPUSelfUtilPct: 20, KernelItems: 2, CPUNsPerItem: 1000, GPUNsPerItem: 1}, gpu},
+		{"userspace batch same load", shared(params(32, 80, 0, 0), 30), Context{BatchSize: 64, GPUUtilPct: 100, GPUSelfUtilPct: 20, CPUNsPerItem: 1000, GPUNsPerItem: 1}, cpu},
+		{"max values", params(32, 80, 0, MaxGPUBatchNs), Context{^uint32(0), ^uint32(0), ^uint32(0), 0, ^uint32(0), ^uint32(0), ^uint64(0), ^uint64(0), ^uint32(0), ^uint32(0), ^uint32(0), 0}, cpu},
 	},
 }
 
@@ -121,7 +135,7 @@ func TestParamsValidate(t *testing.T) {
 	if DefaultParams().GPUMinBatch != 32 || DefaultParams().GPUMaxUtilPct != 80 {
 		t.Errorf("defaults = %+v", DefaultParams())
 	}
-	for _, p := range []Params{params(1, 101, 0, 0), params(1, 50, 0, MaxGPUBatchNs+1)} {
+	for _, p := range []Params{params(1, 101, 0, 0), params(1, 50, 0, MaxGPUBatchNs+1), {GPUMaxUtilPct: 50, KernelGPUSharePct: 101}} {
 		if err := p.Validate(); !errors.Is(err, ErrInvalidParams) {
 			t.Errorf("Validate(%+v) = %v, want ErrInvalidParams", p, err)
 		}
@@ -131,7 +145,7 @@ func TestParamsValidate(t *testing.T) {
 // TestWireEncoding checks the explicit little-endian encoders against the
 // in-memory layout the kernel path passes to bpf(2).
 func TestWireEncoding(t *testing.T) {
-	c := Context{1, 2, 3, 4, 5, 6, 0x0807060504030201, 0x100f0e0d0c0b0a09}
+	c := Context{1, 2, 3, 4, 5, 6, 0x0807060504030201, 0x100f0e0d0c0b0a09, 7, 8, 9, 10}
 	b := c.AppendBinary(nil)
 	if len(b) != ContextSize || unsafe.Sizeof(c) != ContextSize {
 		t.Fatalf("context sizes: wire %d, memory %d, want %d", len(b), unsafe.Sizeof(c), ContextSize)
@@ -141,11 +155,12 @@ func TestWireEncoding(t *testing.T) {
 		t.Errorf("wire form %x differs from memory %x", b, mem)
 	}
 	p := params(7, 8, 9, 0x1122334455)
+	p.KernelGPUSharePct = 10
 	pb := p.AppendBinary(nil)
 	if len(pb) != ParamsSize || unsafe.Sizeof(p) != ParamsSize {
 		t.Fatalf("params sizes: wire %d, memory %d, want %d", len(pb), unsafe.Sizeof(p), ParamsSize)
 	}
-	want := []byte{7, 0, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0x55, 0x44, 0x33, 0x22, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	want := []byte{7, 0, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0, 10, 0, 0, 0, 0x55, 0x44, 0x33, 0x22, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	if !bytes.Equal(pb, want) {
 		t.Errorf("params wire %x, want %x", pb, want)
 	}
@@ -163,9 +178,10 @@ func TestLayoutMatchesBTF(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		checkBTFLayout(t, spec.Types, "lake_policy_ctx", reflect.TypeFor[Context](), []string{
-			"model_id", "batch_size", "queue_depth", "gpu_util_pct", "gpu_mem_free_mib", "cpu_util_pct", "cpu_ns_per_item", "gpu_ns_per_item"})
+			"model_id", "batch_size", "queue_depth", "gpu_util_pct", "gpu_mem_free_mib", "cpu_util_pct", "cpu_ns_per_item", "gpu_ns_per_item",
+			"gpu_other_procs", "gpu_self_util_pct", "kernel_items", "reserved"})
 		checkBTFLayout(t, spec.Types, "lake_policy_params", reflect.TypeFor[Params](), []string{
-			"gpu_min_batch", "gpu_max_util_pct", "gpu_min_mem_mib", "reserved", "gpu_batch_ns", "reserved2"})
+			"gpu_min_batch", "gpu_max_util_pct", "gpu_min_mem_mib", "kernel_gpu_share_pct", "gpu_batch_ns", "reserved2"})
 	}
 }
 
@@ -570,14 +586,19 @@ func randomContext(r *rand.Rand) Context {
 		CPUUtilPct:    pick32(101),
 		CPUNsPerItem:  pick64(20000),
 		GPUNsPerItem:  pick64(20000),
+		GPUOtherProcs: pick32(8),
+		// Mostly at or below the total, as real samples are.
+		GPUSelfUtilPct: pick32(101),
+		KernelItems:    pick32(128),
 	}
 }
 
 func randomParams(r *rand.Rand) Params {
 	return Params{
-		GPUMinBatch:   r.Uint32N(128),
-		GPUMaxUtilPct: r.Uint32N(101),
-		GPUMinMemMiB:  r.Uint32N(4096),
-		GPUBatchNs:    r.Uint64N(MaxGPUBatchNs + 1),
+		GPUMinBatch:       r.Uint32N(128),
+		GPUMaxUtilPct:     r.Uint32N(101),
+		GPUMinMemMiB:      r.Uint32N(4096),
+		GPUBatchNs:        r.Uint64N(MaxGPUBatchNs + 1),
+		KernelGPUSharePct: r.Uint32N(101),
 	}
 }

@@ -10,7 +10,7 @@
  * A policy object must contain:
  *   - a program named "lake_decide" in section "raw_tp" (preferred: fastest
  *     to run, see policy/doc.go) or "syscall" (sleepable); its context is a
- *     read-only struct lake_policy_ctx (40 bytes, little-endian, no padding);
+ *     read-only struct lake_policy_ctx (56 bytes, little-endian, no padding);
  *   - an array map named "lake_params": key __u32 (index 0), value
  *     struct lake_policy_params (32 bytes), at least 1 entry. laked writes it.
  *
@@ -51,17 +51,38 @@ struct lake_policy_ctx {
 	__u32 cpu_util_pct;     /* 20: CPU utilisation, 0..100 */
 	__u64 cpu_ns_per_item;  /* 24: recent CPU latency per item, ns (0 = unknown) */
 	__u64 gpu_ns_per_item;  /* 32: recent GPU latency per item, ns (0 = unknown) */
-};                              /* 40 bytes */
+	__u32 gpu_other_procs;  /* 40: other processes using the GPU (NVML; 0 = none or unknown) */
+	__u32 gpu_self_util_pct; /* 44: laked's own part of gpu_util_pct, 0..100 (its GPU busy time) */
+	__u32 kernel_items;     /* 48: items in the batch submitted by kernel clients (/dev/lake) */
+	__u32 reserved;         /* 52: 0 */
+};                              /* 56 bytes */
 
 /* Tunables laked writes into map "lake_params" at key 0. */
 struct lake_policy_params {
 	__u32 gpu_min_batch;    /*  0: GPU only for batches >= this (default 32) */
 	__u32 gpu_max_util_pct; /*  4: GPU only while utilisation < this (default 80) */
 	__u32 gpu_min_mem_mib;  /*  8: GPU only with at least this much free (default 0) */
-	__u32 reserved;         /* 12: must be 0 */
+	__u32 kernel_gpu_share_pct; /* 12: GPU share reserved for kernel batches, 0..100 (0 = none) */
 	__u64 gpu_batch_ns;     /* 16: cost policy: fixed GPU cost per batch, ns (default 0) */
 	__u64 reserved2;        /* 24: must be 0 */
 };                              /* 32 bytes */
+
+/*
+ * The kernel's reserved GPU share (both shipped policies): a batch with
+ * kernel items judges the GPU by laked's own utilisation alone, not the
+ * whole GPU's, while laked's own utilisation is below kernel_gpu_share_pct.
+ * Userspace processes loading the GPU can then push kernel batches off it
+ * only once laked already uses the reserved share; batches from userspace
+ * clients of laked always see the whole GPU's utilisation.
+ */
+static inline __u32 lake_effective_util_pct(const struct lake_policy_ctx *ctx,
+					    const struct lake_policy_params *p)
+{
+	if (ctx->kernel_items > 0 && ctx->gpu_self_util_pct < p->kernel_gpu_share_pct &&
+	    ctx->gpu_self_util_pct < ctx->gpu_util_pct)
+		return ctx->gpu_self_util_pct;
+	return ctx->gpu_util_pct;
+}
 
 #define LAKE_DEFAULT_GPU_MIN_BATCH 32u
 #define LAKE_DEFAULT_GPU_MAX_UTIL_PCT 80u

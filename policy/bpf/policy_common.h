@@ -49,16 +49,19 @@ static __always_inline void lake_load_params(struct lake_policy_params *out)
 	out->gpu_min_batch = LAKE_DEFAULT_GPU_MIN_BATCH;
 	out->gpu_max_util_pct = LAKE_DEFAULT_GPU_MAX_UTIL_PCT;
 	out->gpu_min_mem_mib = 0;
-	out->reserved = 0;
+	out->kernel_gpu_share_pct = 0;
 	out->gpu_batch_ns = 0;
 	out->reserved2 = 0;
 }
 
-/* The GPU can take work: utilisation below the cap and enough free memory. */
+/*
+ * The GPU can take work: utilisation (with the kernel's reserved share,
+ * lake_effective_util_pct) below the cap and enough free memory.
+ */
 static __always_inline int lake_gpu_available(const struct lake_policy_ctx *ctx,
 					      const struct lake_policy_params *p)
 {
-	return ctx->gpu_util_pct < p->gpu_max_util_pct &&
+	return lake_effective_util_pct(ctx, p) < p->gpu_max_util_pct &&
 	       ctx->gpu_mem_free_mib >= p->gpu_min_mem_mib;
 }
 
