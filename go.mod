@@ -3,6 +3,7 @@ module github.com/lakeos/lake
 go 1.26.0
 
 require (
+	github.com/NVIDIA/go-nvml v0.13.4-1
 	github.com/cilium/ebpf v0.22.0
 	github.com/go-viper/mapstructure/v2 v2.4.0
 	github.com/mumax/3 v0.0.0-20261020084628-54efa12420b2

@@ -13,12 +13,14 @@ import (
 type Load struct {
 	GPUUtilPct    uint32 // utilisation over the source's window, 0..100
 	GPUMemFreeMiB uint32 // free GPU memory in MiB
+	GPUOtherProcs uint32 // other processes using the GPU (0: none or unknown)
 }
 
 // Fill copies the sample into the matching Context fields.
 func (l Load) Fill(c *Context) {
 	c.GPUUtilPct = l.GPUUtilPct
 	c.GPUMemFreeMiB = l.GPUMemFreeMiB
+	c.GPUOtherProcs = l.GPUOtherProcs
 }
 
 // LoadSource reports GPU load for the policy context. Implementations are
@@ -31,7 +33,7 @@ type LoadSource interface {
 // simulations and CPU-only hosts. The zero value reports an idle GPU with
 // no memory.
 type StaticLoad struct {
-	v atomic.Uint64
+	v atomic.Pointer[Load]
 }
 
 // NewStaticLoad returns a StaticLoad reporting l.
@@ -43,13 +45,16 @@ func NewStaticLoad(l Load) *StaticLoad {
 
 // Set changes the reported load; utilisation is capped at 100.
 func (s *StaticLoad) Set(l Load) {
-	s.v.Store(uint64(min(l.GPUUtilPct, 100))<<32 | uint64(l.GPUMemFreeMiB))
+	l.GPUUtilPct = min(l.GPUUtilPct, 100)
+	s.v.Store(&l)
 }
 
 // Sample returns the last value set.
 func (s *StaticLoad) Sample() (Load, error) {
-	v := s.v.Load()
-	return Load{GPUUtilPct: uint32(v >> 32), GPUMemFreeMiB: uint32(v)}, nil
+	if v := s.v.Load(); v != nil {
+		return *v, nil
+	}
+	return Load{}, nil
 }
 
 // Limits of BusyTime.

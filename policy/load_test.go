@@ -15,16 +15,16 @@ func TestStaticLoad(t *testing.T) {
 	}
 	s := NewStaticLoad(Load{GPUUtilPct: 42, GPUMemFreeMiB: 8192})
 	var src LoadSource = s
-	if l, _ := src.Sample(); l != (Load{42, 8192}) {
+	if l, _ := src.Sample(); l != (Load{42, 8192, 0}) {
 		t.Errorf("got %+v", l)
 	}
 	s.Set(Load{GPUUtilPct: 250, GPUMemFreeMiB: ^uint32(0)})
-	if l, _ := s.Sample(); l != (Load{100, ^uint32(0)}) {
+	if l, _ := s.Sample(); l != (Load{100, ^uint32(0), 0}) {
 		t.Errorf("capped: got %+v", l)
 	}
 	var c Context
-	Load{7, 9}.Fill(&c)
-	if c.GPUUtilPct != 7 || c.GPUMemFreeMiB != 9 {
+	Load{7, 9, 3}.Fill(&c)
+	if c.GPUUtilPct != 7 || c.GPUMemFreeMiB != 9 || c.GPUOtherProcs != 3 {
 		t.Errorf("Fill: %+v", c)
 	}
 }

@@ -1,76 +1,76 @@
-//go:build nvml && linux && cgo
-
 package policy
-
-/*
-#cgo LDFLAGS: -lnvidia-ml
-// The few NVML declarations used, copied from nvml.h (ABI-stable), so the
-// build needs libnvidia-ml but not the CUDA headers.
-typedef struct nvmlDevice_st *nvmlDevice_t;
-typedef struct { unsigned int gpu; unsigned int memory; } nvmlUtilization_t;
-typedef struct { unsigned long long total; unsigned long long free; unsigned long long used; } nvmlMemory_t;
-int nvmlInit_v2(void);
-int nvmlShutdown(void);
-int nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device);
-int nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization);
-int nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory);
-const char *nvmlErrorString(int result);
-*/
-import "C"
 
 import (
 	"errors"
 	"fmt"
+	"math"
+	"os"
 	"sync"
 )
 
-// NVML is a LoadSource reading one GPU's utilisation and free memory from
-// NVIDIA's management library. Built only with the "nvml" tag (and cgo);
-// needs libnvidia-ml at link and run time.
+// gpuDevice is what NVML reads from one GPU. The real one is
+// github.com/NVIDIA/go-nvml (nvml_cgo.go); tests fake it.
+type gpuDevice interface {
+	// Utilization is the GPU's utilisation in percent over the driver's
+	// sampling window.
+	Utilization() (uint32, error)
+	// MemoryFree is the free device memory in bytes.
+	MemoryFree() (uint64, error)
+	// Processes lists the pids of processes with a context on the GPU
+	// (compute and graphics).
+	Processes() ([]uint32, error)
+	// Close releases the library.
+	Close() error
+}
+
+// NVML is a LoadSource reading one GPU's utilisation, free memory and
+// the other processes using it from NVIDIA's management library, which
+// github.com/NVIDIA/go-nvml loads at run time (no build tag; without the
+// driver OpenNVML fails and laked keeps the other sources). A sample
+// costs several driver calls: wrap it in a Cached source on the hot path.
 type NVML struct {
 	mu     sync.Mutex
-	dev    C.nvmlDevice_t
+	dev    gpuDevice
+	self   uint32
 	closed bool
 }
 
-func nvmlErr(what string, r C.int) error {
-	return fmt.Errorf("nvml: %s: %s (code %d)", what, C.GoString(C.nvmlErrorString(r)), int(r))
+// ErrNVMLUnavailable is wrapped by OpenNVML when the library, the driver
+// or the GPU is missing.
+var ErrNVMLUnavailable = errors.New("nvml: unavailable")
+
+func newNVML(dev gpuDevice) *NVML {
+	return &NVML{dev: dev, self: uint32(os.Getpid())}
 }
 
-// OpenNVML initialises NVML and opens the GPU with the given index.
-func OpenNVML(index uint) (*NVML, error) {
-	if r := C.nvmlInit_v2(); r != 0 {
-		return nil, nvmlErr("init", r)
-	}
-	n := &NVML{}
-	if r := C.nvmlDeviceGetHandleByIndex_v2(C.uint(index), &n.dev); r != 0 {
-		C.nvmlShutdown()
-		return nil, nvmlErr(fmt.Sprintf("open GPU %d", index), r)
-	}
-	return n, nil
-}
-
-// Sample reads utilisation (NVML's sampling window, driver-defined) and free
-// memory.
+// Sample reads utilisation, free memory and the processes other than
+// this one using the GPU. A failed process query is not fatal (it needs
+// privileges on some systems): the count is then 0, unknown.
 func (n *NVML) Sample() (Load, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
 		return Load{}, errors.New("nvml: closed")
 	}
-	var u C.nvmlUtilization_t
-	if r := C.nvmlDeviceGetUtilizationRates(n.dev, &u); r != 0 {
-		return Load{}, nvmlErr("utilisation", r)
+	u, err := n.dev.Utilization()
+	if err != nil {
+		return Load{}, fmt.Errorf("nvml: utilisation: %w", err)
 	}
-	var m C.nvmlMemory_t
-	if r := C.nvmlDeviceGetMemoryInfo(n.dev, &m); r != 0 {
-		return Load{}, nvmlErr("memory info", r)
+	free, err := n.dev.MemoryFree()
+	if err != nil {
+		return Load{}, fmt.Errorf("nvml: memory: %w", err)
 	}
-	free := uint64(m.free) >> 20
-	if free > 0xffffffff {
-		free = 0xffffffff
+	l := Load{GPUUtilPct: min(u, 100), GPUMemFreeMiB: uint32(min(free>>20, math.MaxUint32))}
+	if pids, err := n.dev.Processes(); err == nil {
+		seen := make(map[uint32]bool, len(pids))
+		for _, p := range pids {
+			if p != n.self && !seen[p] {
+				seen[p] = true
+			}
+		}
+		l.GPUOtherProcs = uint32(min(len(seen), math.MaxUint32))
 	}
-	return Load{GPUUtilPct: min(uint32(u.gpu), 100), GPUMemFreeMiB: uint32(free)}, nil
+	return l, nil
 }
 
 // Close shuts NVML down.
@@ -81,8 +81,5 @@ func (n *NVML) Close() error {
 		return nil
 	}
 	n.closed = true
-	if r := C.nvmlShutdown(); r != 0 {
-		return nvmlErr("shutdown", r)
-	}
-	return nil
+	return n.dev.Close()
 }
