@@ -2,19 +2,20 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/lakeos/lake/laked/admin"
 )
 
 func (c *cli) status(ctx context.Context, args []string) error {
 	fs := newFlagSet("status", c)
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {
@@ -90,7 +91,7 @@ func (c *cli) models(ctx context.Context, args []string) error {
 	if verb == "load" {
 		fs.BoolVar(&replace, "replace", false, "swap the model already served under ID")
 	}
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	cl := c.client()
@@ -171,7 +172,7 @@ func (c *cli) policy(ctx context.Context, args []string) error {
 		fs.UintVar(&minMem, "gpu-min-mem-mib", 0, "GPU only with M MiB free")
 		fs.Uint64Var(&batchNs, "gpu-batch-ns", 0, "cost-aware policy: fixed GPU cost per batch")
 	}
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	cl := c.client()
@@ -205,7 +206,7 @@ func (c *cli) policy(ctx context.Context, args []string) error {
 		}
 		var u admin.ParamsUpdate
 		var bad error
-		fs.Visit(func(f *flag.Flag) {
+		fs.Visit(func(f *pflag.Flag) {
 			u32 := func(v uint) *uint32 {
 				if v > 1<<32-1 {
 					bad = usageErr("--%s %d: too large", f.Name, v)
@@ -254,7 +255,7 @@ func (c *cli) policy(ctx context.Context, args []string) error {
 func (c *cli) features(ctx context.Context, args []string) error {
 	_, args = sub(args, "list", "list")
 	fs := newFlagSet("features list", c)
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {
@@ -297,7 +298,7 @@ func (c *cli) features(ctx context.Context, args []string) error {
 
 func (c *cli) reload(ctx context.Context, args []string) error {
 	fs := newFlagSet("reload", c)
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {

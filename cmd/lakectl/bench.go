@@ -72,7 +72,7 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	fs.IntVar(&o.concurrency, "concurrency", 1, "goroutines issuing requests")
 	fs.IntVar(&o.warmup, "warmup", 100, "unmeasured requests first")
 	fs.BoolVar(&o.busyPoll, "busy-poll", false, "spin on the completion ring instead of sleeping")
-	if err := parse(fs, args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {

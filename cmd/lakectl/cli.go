@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/lakeos/lake/laked/admin"
 	"github.com/lakeos/lake/laked/metrics"
@@ -37,8 +39,11 @@ type cli struct {
 	errw    io.Writer
 }
 
+// errHelp ends a command that printed its --help (exit status 0).
+var errHelp = errors.New("help shown")
+
 // globals registers the global flags on fs, bound to c.
-func (c *cli) globals(fs *flag.FlagSet) {
+func (c *cli) globals(fs *pflag.FlagSet) {
 	fs.StringVar(&c.admin, "admin", c.admin, "laked admin socket")
 	fs.StringVar(&c.socket, "socket", c.socket, "laked client socket (bench)")
 	fs.StringVar(&c.metrics, "metrics", c.metrics, "laked Prometheus endpoint (stats)")
@@ -46,71 +51,92 @@ func (c *cli) globals(fs *flag.FlagSet) {
 	fs.DurationVar(&c.timeout, "timeout", c.timeout, "limit for each request to laked")
 }
 
-func newFlagSet(name string, c *cli) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+// command is one lakectl command: its name as typed, its arguments and
+// what it does (the usage text and each command's --help).
+type command struct{ name, args, about string }
+
+var commands = []command{
+	{"status", "", "version, uptime, sessions, policy, models"},
+	{"models list", "", "served models (models alone lists them too)"},
+	{"models load", "[--replace] ID KIND PATH", "serve a model file (KIND: mlp, linnos)"},
+	{"models unload", "ID", "stop serving a model"},
+	{"policy show", "", "active policy, params, decision counts (policy alone shows it too)"},
+	{"policy load", "FILE", "load a compiled BPF policy object"},
+	{"policy shipped", "NAME", "switch to a shipped policy"},
+	{"policy params", "[--gpu-min-batch N] [--gpu-max-util-pct P] [--gpu-min-mem-mib M] [--gpu-batch-ns NS]", "set placement parameters"},
+	{"features list", "", "registered feature schemas (features alone lists them too)"},
+	{"stats", "", "counters and latencies from laked's /metrics"},
+	{"bench", "[--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll]", "round-trip (nop) and predict latency"},
+	{"reload", "", "re-read laked's configuration and policy (what SIGHUP does)"},
+}
+
+func findCommand(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// newFlagSet returns the flag set of the named command, with the global
+// flags, which pflag accepts before, between and after positional
+// arguments (lakectl models list --json); after "--" everything is
+// positional.
+func newFlagSet(name string, c *cli) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
 	c.globals(fs)
 	return fs
 }
 
-// parse parses a command's args with fs, accepting flags before, between
-// and after positional arguments (lakectl models list --json); after
-// "--" everything is positional. fs.Args() is then the positional
-// arguments. Flag errors become usage errors.
-func parse(fs *flag.FlagSet, args []string) error {
-	var pos []string
-	for {
-		dashes := -1
-		for i, a := range args {
-			if a == "--" {
-				dashes = i
-				break
-			}
-		}
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		rest := fs.Args()
-		if dashes >= 0 && len(rest) == len(args)-dashes-1 {
-			// Parse stopped at our "--": the rest is positional.
-			pos = append(pos, rest...)
-			break
-		}
-		if len(rest) == 0 {
-			break
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-	return parseFlags(fs, append([]string{"--"}, pos...))
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parse parses a command's args with fs; fs.Args() is then the
+// positional arguments. --help prints the command's help to the output
+// (errHelp); flag errors become usage errors.
+func (c *cli) parse(fs *pflag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return usageErr("%s: see lakectl help", fs.Name())
+		if errors.Is(err, pflag.ErrHelp) {
+			c.help(fs)
+			return errHelp
 		}
 		return usageErr("%s: %v", fs.Name(), err)
 	}
 	return nil
 }
 
-const usageText = `usage: lakectl [--admin PATH] [--socket PATH] [--metrics URL] [--json] <command>
+// help prints a command's usage, what it does and its flags.
+func (c *cli) help(fs *pflag.FlagSet) {
+	cmd, _ := findCommand(fs.Name())
+	fmt.Fprintf(c.out, "usage: lakectl %s [flags]", fs.Name())
+	if cmd.args != "" {
+		fmt.Fprintf(c.out, " %s", cmd.args)
+	}
+	fmt.Fprintln(c.out)
+	if cmd.about != "" {
+		fmt.Fprintf(c.out, "\n%s\n", cmd.about)
+	}
+	fmt.Fprintf(c.out, "\nflags:\n%s", fs.FlagUsages())
+}
 
-commands:
-  status                          version, uptime, sessions, policy, models
-  models [list]                   served models
-  models load [--replace] ID KIND PATH
-  models unload ID
-  policy [show]
-  policy load FILE                load a compiled BPF policy object
-  policy shipped NAME             switch to a shipped policy
-  policy params [--gpu-min-batch N] [--gpu-max-util-pct P] [--gpu-min-mem-mib M] [--gpu-batch-ns NS]
-  features [list]
-  stats                           counters and latencies from laked's /metrics
-  bench [--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll]
-  reload                          re-read laked's configuration and policy
-`
+// usageText is lakectl's usage, from commands.
+var usageText = func() string {
+	var b strings.Builder
+	b.WriteString("usage: lakectl [--admin PATH] [--socket PATH] [--metrics URL] [--json] [--timeout D] <command>\n\ncommands:\n")
+	for _, c := range commands {
+		line := c.name
+		if c.args != "" {
+			line += " " + c.args
+		}
+		if len(line) > 30 {
+			fmt.Fprintf(&b, "  %s\n  %-30s  %s\n", line, "", c.about)
+		} else {
+			fmt.Fprintf(&b, "  %-30s  %s\n", line, c.about)
+		}
+	}
+	b.WriteString("\nlakectl COMMAND --help (or lakectl help COMMAND) shows a command's flags.\n")
+	return b.String()
+}()
 
 // run is lakectl: it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -119,12 +145,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		timeout: 30 * time.Second, out: stdout, errw: stderr,
 	}
 	fs := newFlagSet("lakectl", c)
-	err := parseFlags(fs, args) // stops at the command name
-	if err == nil {
+	fs.SetInterspersed(false) // the global flags stop at the command name
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		fmt.Fprint(stdout, usageText)
+		return 0
+	case err != nil:
+		err = usageErr("%v", err)
+	default:
 		err = c.dispatch(ctx, fs.Args())
 	}
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelp):
 		return 0
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "lakectl: %v\n\n%s", err, usageText)
@@ -158,7 +191,10 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.bench(ctx, rest)
 	case "reload":
 		return c.reload(ctx, rest)
-	case "help", "-h", "--help":
+	case "help":
+		if len(rest) > 0 { // help models load: that command's --help
+			return c.dispatch(ctx, append(slices.Clone(rest), "--help"))
+		}
 		fmt.Fprint(c.out, usageText)
 		return nil
 	}
@@ -193,7 +229,7 @@ func (c *cli) table() *tabwriter.Writer {
 }
 
 // noArgs checks a command got no positional arguments.
-func noArgs(fs *flag.FlagSet) error {
+func noArgs(fs *pflag.FlagSet) error {
 	if fs.NArg() > 0 {
 		return usageErr("%s: unexpected argument %q", fs.Name(), strings.Join(fs.Args(), " "))
 	}

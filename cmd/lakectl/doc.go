@@ -24,6 +24,12 @@
 // --metrics URL (default http://127.0.0.1:9477/metrics), --json (machine
 // readable output instead of tables), --timeout D.
 //
+// Flags are GNU-style (pflag, like laked's): --name VALUE or --name=VALUE,
+// anywhere on the line; "--" ends them. `lakectl COMMAND --help` (or
+// `lakectl help COMMAND`) prints a command's usage and flags. pflag rather
+// than cobra: lakectl's dozen commands need no command tree, and shell
+// completion is not worth the dependency.
+//
 // Exit status: 0 on success, 1 when laked answered with an error or could
 // not be reached, 2 for a usage error.
 package main

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -393,14 +394,50 @@ func TestParseInterspersed(t *testing.T) {
 	} {
 		c.json = false
 		fs := newFlagSet("t", c)
-		if err := parse(fs, tc.args); err != nil {
+		if err := c.parse(fs, tc.args); err != nil {
 			t.Fatalf("%v: %v", tc.args, err)
 		}
 		if got := strings.Join(fs.Args(), " "); got != tc.pos || c.json != tc.json {
 			t.Errorf("%v: positional %q json %v, want %q %v", tc.args, got, c.json, tc.pos, tc.json)
 		}
 	}
-	if err := parse(newFlagSet("t", c), []string{"a", "--nope"}); err == nil {
+	if err := c.parse(newFlagSet("t", c), []string{"a", "--nope"}); err == nil {
 		t.Error("unknown flag after a positional accepted")
+	}
+}
+
+// TestHelpPerCommand checks that every command answers --help (and help
+// COMMAND) on stdout with exit 0, naming its arguments and its own flags
+// beside the global ones, without contacting laked.
+func TestHelpPerCommand(t *testing.T) {
+	dead := []string{"--admin", filepath.Join(t.TempDir(), "none.sock"), "--timeout", "1s"}
+	own := map[string][]string{
+		"models load":   {"--replace"},
+		"policy params": {"--gpu-min-batch", "--gpu-batch-ns"},
+		"bench":         {"--model", "--concurrency", "--busy-poll"},
+	}
+	for _, cmd := range commands {
+		for _, args := range [][]string{
+			append(strings.Fields(cmd.name), "--help"),
+			append([]string{"help"}, strings.Fields(cmd.name)...),
+			append(strings.Fields(cmd.name), "-h"),
+		} {
+			var out, errb bytes.Buffer
+			code := run(t.Context(), append(slices.Clone(dead), args...), &out, &errb)
+			text := out.String()
+			if code != 0 || errb.Len() != 0 || !strings.HasPrefix(text, "usage: lakectl "+cmd.name) ||
+				!strings.Contains(text, cmd.args) || !strings.Contains(text, cmd.about) || !strings.Contains(text, "--json") {
+				t.Errorf("lakectl %v: %d\nstdout %s\nstderr %s", args, code, text, errb.String())
+			}
+			for _, f := range own[cmd.name] {
+				if !strings.Contains(text, f) {
+					t.Errorf("lakectl %v: help lacks %s:\n%s", args, f, text)
+				}
+			}
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), []string{"--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "commands:") {
+		t.Errorf("lakectl --help: %d %q", code, out.String())
 	}
 }
