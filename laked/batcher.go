@@ -19,6 +19,7 @@ type predictReq struct {
 	outLen   uint64
 	start    time.Time
 	deadline time.Time // zero: none
+	cost     uint64    // bytes taken from the admission budgets (session.admit)
 }
 
 // Queue bounds. A session's queued predicts per model are bounded so that

@@ -21,6 +21,20 @@ type Limits struct {
 	// Handshakes caps the handshakes in progress at once (each may hold
 	// a region before its client is attached).
 	Handshakes int
+	// SessionInflight caps one client's accepted predicts not yet
+	// completed; TotalInflight caps them over all clients.
+	SessionInflight int
+	TotalInflight   int
+	// SessionQueuedBytes caps the bytes laked holds for one client's
+	// accepted predicts not yet completed (its private copy of the
+	// inputs and the outputs' size); TotalQueuedBytes caps them over all
+	// clients.
+	SessionQueuedBytes uint64
+	TotalQueuedBytes   uint64
+	// SessionDeviceBytes caps the device memory one client holds over
+	// all its contexts (the backend caps each context, and all contexts
+	// together: backend.Limits).
+	SessionDeviceBytes uint64
 }
 
 // DefaultLimits are the budgets laked uses for zero Limits fields.
@@ -28,6 +42,12 @@ var DefaultLimits = Limits{
 	RegionBytes:      256 << 20,
 	TotalRegionBytes: 2 << 30,
 	Handshakes:       64,
+
+	SessionInflight:    1024,
+	TotalInflight:      16384,
+	SessionQueuedBytes: 64 << 20,
+	TotalQueuedBytes:   512 << 20,
+	SessionDeviceBytes: 2 << 30,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -41,6 +61,21 @@ func (l Limits) withDefaults() Limits {
 	if l.Handshakes == 0 {
 		l.Handshakes = d.Handshakes
 	}
+	if l.SessionInflight == 0 {
+		l.SessionInflight = d.SessionInflight
+	}
+	if l.TotalInflight == 0 {
+		l.TotalInflight = d.TotalInflight
+	}
+	if l.SessionQueuedBytes == 0 {
+		l.SessionQueuedBytes = d.SessionQueuedBytes
+	}
+	if l.TotalQueuedBytes == 0 {
+		l.TotalQueuedBytes = d.TotalQueuedBytes
+	}
+	if l.SessionDeviceBytes == 0 {
+		l.SessionDeviceBytes = d.SessionDeviceBytes
+	}
 	return l
 }
 
@@ -50,6 +85,10 @@ func (l Limits) validate() error {
 		return fmt.Errorf("laked: limits: region bytes %d above total region bytes %d", l.RegionBytes, l.TotalRegionBytes)
 	case l.Handshakes < 1:
 		return fmt.Errorf("laked: limits: handshakes %d: want at least 1", l.Handshakes)
+	case l.SessionInflight < 1 || l.TotalInflight < l.SessionInflight:
+		return fmt.Errorf("laked: limits: in-flight %d per session, %d in total: want 1 <= per session <= total", l.SessionInflight, l.TotalInflight)
+	case l.SessionQueuedBytes > l.TotalQueuedBytes:
+		return fmt.Errorf("laked: limits: queued bytes %d per session above %d in total", l.SessionQueuedBytes, l.TotalQueuedBytes)
 	}
 	return nil
 }
@@ -74,3 +113,64 @@ func (b *budget) take(n uint64) bool {
 }
 
 func (b *budget) give(n uint64) { b.used.Add(-n) }
+
+// admit takes one predict's place and cost (bytes) from the session's and
+// the server's budgets, all or nothing.
+func (s *session) admit(cost uint64) bool {
+	srv := s.srv
+	if !s.inflightBudget.take(1) {
+		return false
+	}
+	if !srv.inflightBudget.take(1) {
+		s.inflightBudget.give(1)
+		return false
+	}
+	if !s.queuedBudget.take(cost) {
+		srv.inflightBudget.give(1)
+		s.inflightBudget.give(1)
+		return false
+	}
+	if !srv.queuedBudget.take(cost) {
+		s.queuedBudget.give(cost)
+		srv.inflightBudget.give(1)
+		s.inflightBudget.give(1)
+		return false
+	}
+	return true
+}
+
+// unadmit gives back what admit took.
+func (s *session) unadmit(cost uint64) {
+	s.srv.queuedBudget.give(cost)
+	s.queuedBudget.give(cost)
+	s.srv.inflightBudget.give(1)
+	s.inflightBudget.give(1)
+}
+
+// deviceBytes sums the device memory the session's contexts hold.
+func (s *session) deviceBytes() uint64 {
+	var n uint64
+	for _, c := range s.ctxs {
+		n += c.Stats().BytesAllocated
+	}
+	return n
+}
+
+// Usage is what the budgets hold now.
+type Usage struct {
+	Sessions    int    // attached clients
+	RegionBytes uint64 // client regions mapped
+	Inflight    uint64 // accepted predicts not yet completed
+	QueuedBytes uint64 // bytes held for them
+}
+
+// Usage reports what the budgets hold now.
+func (s *Server) Usage() Usage {
+	s.mu.Lock()
+	n := len(s.sessions)
+	s.mu.Unlock()
+	return Usage{Sessions: n, RegionBytes: s.regionBytes.used.Load(), Inflight: s.inflightBudget.used.Load(), QueuedBytes: s.queuedBudget.used.Load()}
+}
+
+// Limits returns the effective budgets (defaults filled in).
+func (s *Server) Limits() Limits { return s.limits }

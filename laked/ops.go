@@ -89,7 +89,9 @@ func (s *session) exec(e *shm.SQE) (st shm.Status, r0, r1 uint64, async bool) {
 			return statusOf(err), 0, 0, false
 		}
 		s.nextCtx++
+		s.ctxMu.Lock()
 		s.ctxs[s.nextCtx] = c
+		s.ctxMu.Unlock()
 		s.nctx.Store(int32(len(s.ctxs)))
 		return shm.StatusOK, s.nextCtx, 0, false
 	}
@@ -99,12 +101,17 @@ func (s *session) exec(e *shm.SQE) (st shm.Status, r0, r1 uint64, async bool) {
 	}
 	switch e.Opcode {
 	case shm.OpCtxDestroy:
+		s.ctxMu.Lock()
 		delete(s.ctxs, a[0])
+		s.ctxMu.Unlock()
 		s.nctx.Store(int32(len(s.ctxs)))
 		return statusOf(c.Destroy()), 0, 0, false
 	case shm.OpCtxSynchronize:
 		return statusOf(c.Synchronize()), 0, 0, false
 	case shm.OpMemAlloc:
+		if a[1] > s.srv.limits.SessionDeviceBytes-min(s.deviceBytes(), s.srv.limits.SessionDeviceBytes) {
+			return shm.StatusOutOfMemory, 0, 0, false // limits.session_device_bytes
+		}
 		p, err := c.MemAlloc(a[1])
 		return statusOf(err), uint64(p), 0, false
 	case shm.OpMemFree:
@@ -210,12 +217,19 @@ func (s *session) acceptPredict(e *shm.SQE) shm.Status {
 	if _, err := s.region.ArenaRange(a[4], a[5]); err != nil {
 		return shm.StatusOutOfBounds
 	}
+	// Admission: the session's and laked's in-flight and queued-bytes
+	// budgets are taken before laked copies anything.
+	cost := a[3] + a[5]
+	if !s.admit(cost) {
+		return shm.StatusBusy
+	}
 	p := getBuf(len(in))
 	copy(*p, in) // copy before use: the client may rewrite its arena
-	r := &predictReq{sess: s, tag: e.Tag, n: int(n), in: *p, inp: p, outOff: a[4], outLen: a[5], start: start, deadline: deadline}
+	r := &predictReq{sess: s, tag: e.Tag, n: int(n), in: *p, inp: p, outOff: a[4], outLen: a[5], start: start, deadline: deadline, cost: cost}
 	s.inflight.Add(1)
 	if st := sm.b.enqueue(r); st != shm.StatusOK {
 		s.inflight.Done()
+		s.unadmit(cost)
 		bufPool.Put(p)
 		return st
 	}

@@ -110,11 +110,13 @@ type Server struct {
 	regions  map[regionKey]bool // region files being served (unix transport)
 	nextID   uint32
 
-	limits      Limits
-	regionBytes budget       // bytes of client regions mapped (unix transport)
-	handshakes  atomic.Int32 // handshakes in progress
-	closing     bool
-	wg          sync.WaitGroup // sessions
+	limits         Limits
+	regionBytes    budget       // bytes of client regions mapped (unix transport)
+	inflightBudget budget       // accepted predicts not yet completed
+	queuedBudget   budget       // bytes held for them
+	handshakes     atomic.Int32 // handshakes in progress
+	closing        bool
+	wg             sync.WaitGroup // sessions
 
 	placer    atomic.Pointer[Placer]
 	spinSlots chan struct{} // a token per session reader spinning now
@@ -159,6 +161,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[uint32]*session{}, done: make(chan struct{}), stats: newStats(), limits: lim,
 		spinSlots: make(chan struct{}, cfg.SpinReaders)}
 	s.regionBytes.max = lim.TotalRegionBytes
+	s.inflightBudget.max = uint64(lim.TotalInflight)
+	s.queuedBudget.max = lim.TotalQueuedBytes
 	if cfg.Placer != nil {
 		s.SetPlacer(cfg.Placer)
 	}

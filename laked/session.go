@@ -38,14 +38,18 @@ type session struct {
 	pending  []shm.CQE // reader-local completions not yet posted
 
 	inflight sync.WaitGroup // accepted predict requests not yet completed
-	draining atomic.Bool
+	// admission budgets of this session (Limits)
+	inflightBudget budget
+	queuedBudget   budget
+	draining       atomic.Bool
 
 	// lifeMu guards closed: once the transport is closed (and the region
 	// unmapped) nobody may touch the region again.
 	lifeMu sync.Mutex
 	closed bool
 
-	ctxs    map[uint64]backend.Context // reader goroutine only
+	ctxs    map[uint64]backend.Context // written by the reader goroutine only, under ctxMu
+	ctxMu   sync.Mutex                 // guards ctxs against abortOnDeparture
 	nctx    atomic.Int32               // len(ctxs), for Sessions
 	nextCtx uint64
 	spinner shm.Spinner
@@ -54,11 +58,14 @@ type session struct {
 
 func newSession(s *Server, id uint32, t Transport) *session {
 	r := t.Region()
-	return &session{
+	sess := &session{
 		srv: s, id: id, t: t, region: r, sq: r.SQ(), cq: r.CQ(),
 		ctxs:    map[uint64]backend.Context{},
 		spinner: shm.Spinner{Forever: s.cfg.BusyPoll, Window: s.cfg.IdleSpin},
 	}
+	sess.inflightBudget.max = uint64(s.limits.SessionInflight)
+	sess.queuedBudget.max = s.limits.SessionQueuedBytes
+	return sess
 }
 
 // drain asks the session to finish: answer what is in the ring, complete
@@ -110,7 +117,33 @@ func (s *session) spin() bool {
 	return ok
 }
 
+// abortOnDeparture aborts the session's contexts as soon as the client
+// is gone, so that a kernel it launched stops now instead of running to
+// completion for nobody (the reader may be inside a synchronous launch
+// and only notice the departure after it).
+func (s *session) abortOnDeparture(ended <-chan struct{}) {
+	g := s.t.Gone()
+	if g == nil {
+		return
+	}
+	select {
+	case <-g:
+	case <-ended:
+		return
+	}
+	s.ctxMu.Lock()
+	for _, c := range s.ctxs {
+		if a, ok := c.(backend.Aborter); ok {
+			a.Abort()
+		}
+	}
+	s.ctxMu.Unlock()
+}
+
 func (s *session) run() {
+	ended := make(chan struct{})
+	defer close(ended)
+	go s.abortOnDeparture(ended)
 	defer s.teardown()
 	s.sq.ResumeConsumer()
 	s.region.BumpDaemonEpoch()
@@ -192,10 +225,15 @@ func (s *session) finalDrain(buf []shm.SQE) {
 func (s *session) teardown() {
 	s.inflight.Wait()
 	for h, c := range s.ctxs {
+		if a, ok := c.(backend.Aborter); ok && s.gone() {
+			a.Abort() // nobody waits for its queued work any more
+		}
 		if err := c.Destroy(); err != nil {
 			s.srv.log.Warn().Err(err).Uint32("client", s.id).Uint64("ctx", h).Msg("destroy context")
 		}
+		s.ctxMu.Lock()
 		delete(s.ctxs, h)
+		s.ctxMu.Unlock()
 	}
 	s.lifeMu.Lock()
 	defer s.lifeMu.Unlock()
@@ -273,6 +311,9 @@ func (s *session) completeMany(cs []shm.CQE, rs []*predictReq) {
 			bufPool.Put(r.inp)
 			r.inp, r.in = nil, nil
 		}
+		// The budgets are given back before the client can see the
+		// completion, so a client that saw it can count on the room.
+		s.unadmit(r.cost)
 	}
 	s.cqMu.Lock()
 	s.postLocked(cs)

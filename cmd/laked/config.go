@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/laked/backend/cpu"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/policy"
 )
@@ -47,6 +49,32 @@ type Config struct {
 	Policy      PolicyConfig  `mapstructure:"policy" yaml:"policy"`
 	Models      ModelsConfig  `mapstructure:"models" yaml:"models"`
 	Watchdog    time.Duration `mapstructure:"watchdog" yaml:"watchdog"`
+	Limits      LimitsConfig  `mapstructure:"limits" yaml:"limits"`
+}
+
+// LimitsConfig holds the resource budgets (laked.Limits and the CPU
+// backend's device limits).
+type LimitsConfig struct {
+	RegionBytes        uint64        `mapstructure:"region_bytes" yaml:"region_bytes"`
+	TotalRegionBytes   uint64        `mapstructure:"total_region_bytes" yaml:"total_region_bytes"`
+	Handshakes         int           `mapstructure:"handshakes" yaml:"handshakes"`
+	SessionInflight    int           `mapstructure:"session_inflight" yaml:"session_inflight"`
+	TotalInflight      int           `mapstructure:"total_inflight" yaml:"total_inflight"`
+	SessionQueuedBytes uint64        `mapstructure:"session_queued_bytes" yaml:"session_queued_bytes"`
+	TotalQueuedBytes   uint64        `mapstructure:"total_queued_bytes" yaml:"total_queued_bytes"`
+	SessionDeviceBytes uint64        `mapstructure:"session_device_bytes" yaml:"session_device_bytes"`
+	TotalDeviceBytes   uint64        `mapstructure:"total_device_bytes" yaml:"total_device_bytes"`
+	LaunchTimeout      time.Duration `mapstructure:"launch_timeout" yaml:"launch_timeout"`
+}
+
+// Laked returns the budgets laked.Server enforces.
+func (l LimitsConfig) Laked() laked.Limits {
+	return laked.Limits{
+		RegionBytes: l.RegionBytes, TotalRegionBytes: l.TotalRegionBytes, Handshakes: l.Handshakes,
+		SessionInflight: l.SessionInflight, TotalInflight: l.TotalInflight,
+		SessionQueuedBytes: l.SessionQueuedBytes, TotalQueuedBytes: l.TotalQueuedBytes,
+		SessionDeviceBytes: l.SessionDeviceBytes,
+	}
 }
 
 // LogConfig chooses log level and format.
@@ -120,6 +148,16 @@ var keys = []key{
 	{"policy.gpu_batch_ns", uint64(0), "", ""},
 	{"policy.disable_bpf", false, "no-bpf", "use the Go policy instead of loading eBPF"},
 	{"models.linnos", "", "linnos-weights", "LinnOS weight file to serve as model 1"},
+	{"limits.region_bytes", laked.DefaultLimits.RegionBytes, "", ""},
+	{"limits.total_region_bytes", laked.DefaultLimits.TotalRegionBytes, "", ""},
+	{"limits.handshakes", laked.DefaultLimits.Handshakes, "", ""},
+	{"limits.session_inflight", laked.DefaultLimits.SessionInflight, "", ""},
+	{"limits.total_inflight", laked.DefaultLimits.TotalInflight, "", ""},
+	{"limits.session_queued_bytes", laked.DefaultLimits.SessionQueuedBytes, "", ""},
+	{"limits.total_queued_bytes", laked.DefaultLimits.TotalQueuedBytes, "", ""},
+	{"limits.session_device_bytes", laked.DefaultLimits.SessionDeviceBytes, "", ""},
+	{"limits.total_device_bytes", cpu.DefaultTotalBytes, "", ""},
+	{"limits.launch_timeout", cpu.DefaultLaunchTimeout, "", ""},
 }
 
 // envPrefix prefixes the environment variable of every key:
@@ -283,6 +321,18 @@ func (c *Config) Validate() error {
 		return bad("idle_spin", c.IdleSpin, "want 0..1s")
 	case c.Watchdog < 0:
 		return bad("watchdog", c.Watchdog, "want >= 0")
+	case c.Limits.RegionBytes == 0 || c.Limits.RegionBytes > c.Limits.TotalRegionBytes:
+		return bad("limits.region_bytes", c.Limits.RegionBytes, "want 1..limits.total_region_bytes")
+	case c.Limits.Handshakes < 1:
+		return bad("limits.handshakes", c.Limits.Handshakes, "want >= 1")
+	case c.Limits.SessionInflight < 1 || c.Limits.SessionInflight > c.Limits.TotalInflight:
+		return bad("limits.session_inflight", c.Limits.SessionInflight, "want 1..limits.total_inflight")
+	case c.Limits.SessionQueuedBytes == 0 || c.Limits.SessionQueuedBytes > c.Limits.TotalQueuedBytes:
+		return bad("limits.session_queued_bytes", c.Limits.SessionQueuedBytes, "want 1..limits.total_queued_bytes")
+	case c.Limits.SessionDeviceBytes == 0 || c.Limits.TotalDeviceBytes == 0:
+		return bad("limits.session_device_bytes", c.Limits.SessionDeviceBytes, "want device byte limits > 0")
+	case c.Limits.LaunchTimeout <= 0:
+		return bad("limits.launch_timeout", c.Limits.LaunchTimeout, "want > 0")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

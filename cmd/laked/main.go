@@ -159,10 +159,10 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 	}
 	ev.Str("policy", st.Active).Bool("kernel", st.Kernel).Msg("policy loaded")
 
-	be := cpu.New(cpuLimits())
+	be := cpu.New(cpuLimits(cfg.Limits))
 	srv, err := laked.New(laked.Config{
 		MaxBatch: cfg.Batch.MaxSize, MaxWait: cfg.Batch.MaxWait, BusyPoll: cfg.BusyPoll, IdleSpin: idleSpin(cfg.IdleSpin),
-		MaxClients: cfg.MaxClients, Backend: be, Logger: log,
+		MaxClients: cfg.MaxClients, Limits: cfg.Limits.Laked(), Backend: be, Logger: log,
 		Placer: &laked.PolicyPlacer{Engine: eng, Load: policy.NewStaticLoad(policy.Load{}), Log: log},
 	})
 	if err != nil {

@@ -12,7 +12,10 @@ const (
 	modelDemoMLP = 2
 )
 
-func cpuLimits() backend.Limits { return backend.Limits{} }
+// cpuLimits are the CPU backend's limits from the config.
+func cpuLimits(l LimitsConfig) backend.Limits {
+	return backend.Limits{TotalBytes: l.TotalDeviceBytes, LaunchTimeout: l.LaunchTimeout}
+}
 
 // registerModels serves the built-in models: LinnOS (when a model is
 // given) as model 1 and a small demo MLP as model 2.

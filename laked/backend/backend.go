@@ -3,6 +3,7 @@ package backend
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // DevPtr is a device address, as CUdeviceptr. Addresses support pointer
@@ -101,6 +102,16 @@ type Context interface {
 	Stats() ContextStats
 }
 
+// Aborter is implemented by contexts that can stop their work early.
+// laked aborts a context when its client is gone.
+type Aborter interface {
+	// Abort stops the context's work: a running kernel stops at its
+	// next check, queued and later launches fail with ErrLaunchFailed
+	// without running. It is safe to call concurrently with any other
+	// method, and more than once; Destroy must still be called.
+	Abort()
+}
+
 // ContextStats counts what a Context holds.
 type ContextStats struct {
 	Allocations    int
@@ -119,6 +130,11 @@ type Limits struct {
 	MaxStreams int
 	// MaxThreads caps grid.Count()*block.Count() of one launch.
 	MaxThreads uint64
+	// TotalBytes caps the device memory of all contexts together.
+	TotalBytes uint64
+	// LaunchTimeout bounds one kernel launch's run time (CPU backend:
+	// the kernel is stopped at its next check and the launch fails).
+	LaunchTimeout time.Duration
 }
 
 // String formats a Dim3 as "(x,y,z)".

@@ -15,6 +15,8 @@ const (
 	DefaultMaxAllocations        = 65536
 	DefaultMaxStreams            = 64
 	DefaultMaxThreads     uint64 = 1 << 26
+	DefaultTotalBytes     uint64 = 4 << 30 // all contexts together
+	DefaultLaunchTimeout         = 10 * time.Second
 )
 
 // Fixed bounds that are not configurable.
@@ -48,6 +50,7 @@ const (
 type Backend struct {
 	limits backend.Limits
 	busy   atomic.Uint64
+	bytes  atomic.Uint64 // device memory of all contexts (limits.TotalBytes)
 	ctxSeq atomic.Uint64
 
 	mu     sync.Mutex
@@ -71,6 +74,12 @@ func New(limits backend.Limits) *Backend {
 	}
 	if limits.MaxThreads == 0 {
 		limits.MaxThreads = DefaultMaxThreads
+	}
+	if limits.TotalBytes == 0 {
+		limits.TotalBytes = DefaultTotalBytes
+	}
+	if limits.LaunchTimeout <= 0 {
+		limits.LaunchTimeout = DefaultLaunchTimeout
 	}
 	return &Backend{limits: limits}
 }
@@ -120,6 +129,25 @@ func (b *Backend) Close() error {
 	b.closed = true
 	return nil
 }
+
+// takeBytes charges n bytes of device memory to the backend's total,
+// refusing what would exceed limits.TotalBytes.
+func (b *Backend) takeBytes(n uint64) bool {
+	for {
+		u := b.bytes.Load()
+		if n > b.limits.TotalBytes-u {
+			return false
+		}
+		if b.bytes.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+func (b *Backend) giveBytes(n uint64) { b.bytes.Add(-n) }
+
+// DeviceBytes returns the device memory all contexts hold.
+func (b *Backend) DeviceBytes() uint64 { return b.bytes.Load() }
 
 func (b *Backend) contextDone() {
 	b.mu.Lock()

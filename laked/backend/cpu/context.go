@@ -40,9 +40,15 @@ type Context struct {
 	modules   map[backend.Handle]*module
 	funcs     map[backend.Handle]*function
 	streams   map[backend.Handle]*stream
+
+	abort     chan struct{} // closed by Abort
+	abortOnce sync.Once
 }
 
-var _ backend.Context = (*Context)(nil)
+var (
+	_ backend.Context = (*Context)(nil)
+	_ backend.Aborter = (*Context)(nil)
+)
 
 func newContext(b *Backend, tag uint64) *Context {
 	base := addrBase + tag<<ctxShift
@@ -59,6 +65,7 @@ func newContext(b *Backend, tag uint64) *Context {
 		modules:    make(map[backend.Handle]*module),
 		funcs:      make(map[backend.Handle]*function),
 		streams:    make(map[backend.Handle]*stream),
+		abort:      make(chan struct{}),
 	}
 	c.mem = Memory{c: c}
 	return c
@@ -100,6 +107,13 @@ func (c *Context) Stats() backend.ContextStats {
 	}
 }
 
+// Abort stops the context's kernels: a running one at its next
+// KernelContext.Err check, queued and later ones before they start (they
+// fail with backend.ErrLaunchFailed). laked calls it when the context's
+// client is gone, so that its work stops at once instead of running to
+// completion for nobody.
+func (c *Context) Abort() { c.abortOnce.Do(func() { close(c.abort) }) }
+
 // Destroy refuses new operations, waits for every admitted operation and
 // all queued stream work to finish, frees everything, and makes every
 // later call fail with backend.ErrContextDestroyed. Errors still pending
@@ -126,6 +140,7 @@ func (c *Context) Destroy() error {
 
 	c.mu.Lock()
 	c.allocs = nil
+	c.b.giveBytes(c.bytes)
 	c.bytes = 0
 	c.modules = map[backend.Handle]*module{}
 	c.funcs = map[backend.Handle]*function{}

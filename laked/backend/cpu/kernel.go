@@ -1,7 +1,9 @@
 package cpu
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/lakeos/lake/laked/backend"
 )
@@ -20,6 +22,32 @@ type KernelContext struct {
 	Params []uint64
 	// Mem is the bounds-checked accessor to the context's device memory.
 	Mem Memory
+
+	stop     <-chan struct{} // closed when the context is aborted
+	deadline time.Time       // the launch's time budget ends
+}
+
+// Errors a kernel's Err returns: the launch must stop.
+var (
+	ErrLaunchAborted  = errors.New("launch stopped: its context was aborted (client gone)")
+	ErrLaunchTimedOut = errors.New("launch stopped: over its time budget")
+)
+
+// Err reports whether the launch must stop: its context was aborted (the
+// client is gone) or it ran past the backend's LaunchTimeout. A kernel
+// that loops calls it every so often (every few microseconds of work is
+// plenty: it costs a clock read) and returns the error when it is
+// non-nil; the launch then fails with backend.ErrLaunchFailed.
+func (k *KernelContext) Err() error {
+	select {
+	case <-k.stop:
+		return ErrLaunchAborted
+	default:
+	}
+	if !k.deadline.IsZero() && time.Now().After(k.deadline) {
+		return ErrLaunchTimedOut
+	}
+	return nil
 }
 
 // Threads returns Grid.Count()*Block.Count(), the number of threads the
@@ -51,6 +79,11 @@ func (c *Context) runKernel(o *op) (err error) {
 		SharedMem: o.shared,
 		Params:    o.params,
 		Mem:       c.mem,
+		stop:      c.abort,
+		deadline:  time.Now().Add(c.b.limits.LaunchTimeout),
+	}
+	if e := k.Err(); e != nil { // aborted while queued: do not start
+		return fmt.Errorf("cpu: kernel %s.%s: %v: %w", o.fn.module, o.fn.name, e, backend.ErrLaunchFailed)
 	}
 	defer func() {
 		if r := recover(); r != nil {

@@ -49,6 +49,12 @@ func (c *Context) MemAlloc(size uint64) (backend.DevPtr, error) {
 	if full {
 		return 0, c.allocLimitErr(size)
 	}
+	// The backend's total is charged before the memory is allocated, so
+	// all contexts together never hold more than limits.TotalBytes.
+	if !c.b.takeBytes(size) {
+		return 0, fmt.Errorf("cpu: mem alloc %d bytes: the backend's %d-byte total is taken: %w",
+			size, c.b.limits.TotalBytes, backend.ErrOutOfMemory)
+	}
 	// Allocate outside the lock: zeroing a large buffer takes a while.
 	words := make([]uint64, (size+7)/8)
 	data := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), size)
@@ -56,11 +62,13 @@ func (c *Context) MemAlloc(size uint64) (backend.DevPtr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.allocs) >= c.maxAllocs || c.bytes+size > c.maxBytes {
+		c.b.giveBytes(size)
 		return 0, c.allocLimitErr(size)
 	}
 	span := roundUp(size, allocAlign) + guardGap
 	addr, idx, ok := c.place(span)
 	if !ok {
+		c.b.giveBytes(size)
 		return 0, fmt.Errorf("cpu: mem alloc %d bytes: device address space exhausted: %w", size, backend.ErrOutOfMemory)
 	}
 	a := &allocation{base: addr, size: size, span: span, data: data}
@@ -164,6 +172,7 @@ func (c *Context) MemFree(p backend.DevPtr) error {
 	c.allocs[len(c.allocs)-1] = nil
 	c.allocs = c.allocs[:len(c.allocs)-1]
 	c.bytes -= a.size
+	c.b.giveBytes(a.size)
 	return nil
 }
 

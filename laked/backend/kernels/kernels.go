@@ -56,9 +56,20 @@ func VectorAdd(k *cpu.KernelContext) error {
 	if err != nil {
 		return fmt.Errorf("c: %w", err)
 	}
-	addFloat32(c, a, b)
+	// In chunks, so that an aborted or overlong launch stops promptly.
+	for off := 0; off < len(c); off += checkEvery {
+		if err := k.Err(); err != nil {
+			return err
+		}
+		end := min(off+checkEvery, len(c))
+		addFloat32(c[off:end], a[off:end], b[off:end])
+	}
 	return nil
 }
+
+// checkEvery is how many elements a kernel processes between two
+// KernelContext.Err checks (a few microseconds of work).
+const checkEvery = 1 << 14
 
 // addFloat32 sets c[i] = a[i] + b[i] for i < len(c).
 func addFloat32(c, a, b []float32) {
@@ -96,7 +107,20 @@ func MLPForward(k *cpu.KernelContext) error {
 	if err != nil {
 		return fmt.Errorf("out: %w", err)
 	}
-	return m.Forward(in, out, int(n))
+	// In chunks of whole lane groups (so the results are those of one
+	// Forward call), checking between them whether the launch must stop.
+	const chunk = 64 * lanes
+	ind, od := m.InDim(), m.OutDim()
+	for off := 0; off < int(n); off += chunk {
+		if err := k.Err(); err != nil {
+			return err
+		}
+		cnt := min(chunk, int(n)-off)
+		if err := m.Forward(in[off*ind:(off+cnt)*ind], out[off*od:(off+cnt)*od], cnt); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // mlpAt builds an MLP over the blob at device address p without copying
