@@ -67,6 +67,17 @@ func burst(ctx context.Context, c *lakelib.Client, k, rec int, seed byte, wg *sy
 	}
 }
 
+// block makes a third client's predict occupy the gated model (its
+// reader runs it and waits at the gate), so that the predicts the test
+// sends next are queued in laked.
+func block(t *testing.T, ctx context.Context, srv *laked.Server, sock string, rec int, wg *sync.WaitGroup, errs chan<- error) {
+	t.Helper()
+	c := dial(t, sock, lakelibOptions())
+	var busy atomic.Int32
+	burst(ctx, c, 1, rec, 200, wg, &busy, errs)
+	waitFor(t, "the blocking predict", func() bool { return srv.Usage().Inflight == 1 })
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -91,13 +102,14 @@ func TestInflightBudgets(t *testing.T) {
 	var wg sync.WaitGroup
 	var busyA, busyB atomic.Int32
 	errs := make(chan error, 64)
+	block(t, ctx, srv, sock, 8, &wg, errs)
 	burst(ctx, a, 16, 8, 0, &wg, &busyA, errs)
 	waitFor(t, "a's 10 refusals", func() bool { return busyA.Load() == 10 })
-	if u := srv.Usage(); u.Inflight != 6 {
-		t.Fatalf("%d in flight, want session_inflight 6", u.Inflight)
+	if u := srv.Usage(); u.Inflight != 7 {
+		t.Fatalf("%d in flight, want the blocker's 1 and session_inflight 6", u.Inflight)
 	}
 	burst(ctx, b, 8, 8, 100, &wg, &busyB, errs)
-	waitFor(t, "b's 4 refusals", func() bool { return busyB.Load() == 4 })
+	waitFor(t, "b's 5 refusals", func() bool { return busyB.Load() == 5 })
 	if u := srv.Usage(); u.Inflight != 10 {
 		t.Fatalf("%d in flight, want total_inflight 10", u.Inflight)
 	}
@@ -107,8 +119,8 @@ func TestInflightBudgets(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if busyA.Load() != 10 || busyB.Load() != 4 {
-		t.Fatalf("refused %d and %d, want 10 and 4", busyA.Load(), busyB.Load())
+	if busyA.Load() != 10 || busyB.Load() != 5 {
+		t.Fatalf("refused %d and %d, want 10 and 5", busyA.Load(), busyB.Load())
 	}
 	if u := srv.Usage(); u.Inflight != 0 || u.QueuedBytes != 0 {
 		t.Fatalf("budgets not given back: %+v", u)
@@ -128,10 +140,11 @@ func TestQueuedBytesBudget(t *testing.T) {
 	var wg sync.WaitGroup
 	var busyA, busyB atomic.Int32
 	errs := make(chan error, 64)
+	block(t, ctx, srv, sock, rec, &wg, errs)
 	burst(ctx, a, 12, rec, 0, &wg, &busyA, errs)
 	waitFor(t, "a's 8 refusals", func() bool { return busyA.Load() == 8 })
 	burst(ctx, b, 6, rec, 50, &wg, &busyB, errs)
-	waitFor(t, "b's 4 refusals", func() bool { return busyB.Load() == 4 })
+	waitFor(t, "b's 5 refusals", func() bool { return busyB.Load() == 5 })
 	if u := srv.Usage(); u.QueuedBytes != 6*2*rec {
 		t.Fatalf("%d bytes queued, want total_queued_bytes %d", u.QueuedBytes, 6*2*rec)
 	}
