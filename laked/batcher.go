@@ -96,6 +96,7 @@ type batcher struct {
 
 	// runner: owned by whoever holds running.
 	cpuItem, gpuItem float64 // EWMA of ns per item
+	kernelItems      int     // items of the batch from kernel clients
 	inBuf, outBuf    []byte
 	batch            []*predictReq
 	items            int
@@ -332,6 +333,9 @@ func (b *batcher) takeLocked(now time.Time, limit int) {
 		case b.items == 0 || b.items+r.n <= limit:
 			b.batch = append(b.batch, r)
 			b.items += r.n
+			if r.sess.kernel {
+				b.kernelItems += r.n
+			}
 		default:
 			return
 		}
@@ -373,7 +377,7 @@ func (b *batcher) decide() {
 	depth := b.queued
 	b.mu.Unlock()
 	b.gpu, b.hint = b.s.placeHint(BatchInfo{
-		Model: b.model.id, Items: b.items, QueueDepth: depth,
+		Model: b.model.id, Items: b.items, QueueDepth: depth, KernelItems: b.kernelItems,
 		CPUPerItem: time.Duration(b.cpuItem), GPUPerItem: time.Duration(b.gpuItem),
 	})
 	b.decided = true
@@ -527,6 +531,7 @@ func (b *batcher) execute() {
 	b.flushCompletions()
 	b.batch = b.batch[:0]
 	b.items = 0
+	b.kernelItems = 0
 	b.decided = false
 }
 

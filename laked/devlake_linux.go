@@ -115,6 +115,12 @@ func (t *devTransport) Region() *shm.Region   { return t.region }
 func (t *devTransport) Gone() <-chan struct{} { return nil }
 func (t *devTransport) String() string        { return "kernel:" + t.path }
 
+// Kernel reports that the client is the kernel.
+func (t *devTransport) Kernel() bool { return true }
+
+// Trusted: the kernel may load arbitrary GPU modules.
+func (t *devTransport) Trusted() bool { return true }
+
 // Info returns the geometry the device reported at open.
 func (t *devTransport) Info() DevInfo { return t.info }
 

@@ -84,7 +84,13 @@ func (s *session) exec(e *shm.SQE) (st shm.Status, r0, r1 uint64, async bool) {
 		if len(s.ctxs) >= maxContextsPerSession {
 			return shm.StatusOutOfMemory, 0, 0, false
 		}
-		c, err := b.NewContext()
+		var c backend.Context
+		var err error
+		if tb, ok := b.(backend.TrustedBackend); ok && s.trusted {
+			c, err = tb.NewTrustedContext()
+		} else {
+			c, err = b.NewContext()
+		}
 		if err != nil {
 			return statusOf(err), 0, 0, false
 		}

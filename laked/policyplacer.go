@@ -17,6 +17,10 @@ type PolicyPlacer struct {
 	// Load reports GPU utilisation and free memory; nil reads as an idle
 	// GPU with no free memory (so the default policy keeps to the CPU).
 	Load policy.LoadSource
+	// SelfLoad reports laked's own GPU utilisation (a policy.BusyTime
+	// fed by the GPU models); nil reads as 0. It fills GPUSelfUtilPct,
+	// which the kernel's reserved GPU share is judged by.
+	SelfLoad policy.LoadSource
 	// CPUUtil reports CPU utilisation in percent; nil reads as 0.
 	CPUUtil func() uint32
 	Log     zerolog.Logger
@@ -38,6 +42,7 @@ func (p *PolicyPlacer) PlaceHint(b BatchInfo) (bool, int) {
 		QueueDepth:   clampU32(b.QueueDepth),
 		CPUNsPerItem: uint64(max(b.CPUPerItem, 0)),
 		GPUNsPerItem: uint64(max(b.GPUPerItem, 0)),
+		KernelItems:  clampU32(b.KernelItems),
 	}
 	if p.CPUUtil != nil {
 		ctx.CPUUtilPct = p.CPUUtil()
@@ -47,6 +52,13 @@ func (p *PolicyPlacer) PlaceHint(b BatchInfo) (bool, int) {
 			l.Fill(&ctx)
 		} else {
 			p.logErr(err, "gpu load sample")
+		}
+	}
+	if p.SelfLoad != nil {
+		if l, err := p.SelfLoad.Sample(); err == nil {
+			ctx.GPUSelfUtilPct = min(l.GPUUtilPct, 100)
+		} else {
+			p.logErr(err, "laked gpu busy sample")
 		}
 	}
 	d, err := p.Engine.Decide(&ctx)

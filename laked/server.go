@@ -64,6 +64,9 @@ type BatchInfo struct {
 	QueueDepth int           // requests waiting behind it
 	CPUPerItem time.Duration // recent CPU cost per item (0: unknown)
 	GPUPerItem time.Duration // recent GPU cost per item (0: unknown)
+	// KernelItems counts the items submitted by kernel clients
+	// (/dev/lake): the policy's reserved kernel GPU share applies to them.
+	KernelItems int
 }
 
 // Placer decides where a predict batch runs: it returns true for the GPU.

@@ -54,6 +54,9 @@ type session struct {
 	nextCtx uint64
 	spinner shm.Spinner
 	toRun   []*batcher // models this reader queued predicts for since it last ran them
+
+	kernel  bool // the client is the kernel: its predicts count as kernel items
+	trusted bool // contexts come from backend.TrustedBackend.NewTrustedContext
 }
 
 func newSession(s *Server, id uint32, t Transport) *session {
@@ -65,6 +68,12 @@ func newSession(s *Server, id uint32, t Transport) *session {
 	}
 	sess.inflightBudget.max = uint64(s.limits.SessionInflight)
 	sess.queuedBudget.max = s.limits.SessionQueuedBytes
+	if k, ok := t.(interface{ Kernel() bool }); ok {
+		sess.kernel = k.Kernel()
+	}
+	if k, ok := t.(interface{ Trusted() bool }); ok {
+		sess.trusted = k.Trusted()
+	}
 	return sess
 }
 

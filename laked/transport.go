@@ -10,6 +10,11 @@ import (
 // the two doorbells and the client's liveness. The unix-socket handshake
 // (userspace clients, memfd regions) and the /dev/lake device (the kernel
 // client) are the two transports; tests use in-process ones.
+// A Transport may also say who its client is (optional methods):
+//
+//	Kernel() bool   // the client is the kernel (/dev/lake)
+//	Trusted() bool  // the client may load arbitrary GPU modules
+//	                // (backend.TrustedBackend): the kernel, or a uid-0 peer
 type Transport interface {
 	// Region is the client's region, already validated.
 	Region() *shm.Region

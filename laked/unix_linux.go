@@ -31,6 +31,7 @@ type unixTransport struct {
 	region  *shm.Region
 	gone    chan struct{}
 	name    string
+	root    bool // the peer's uid is 0
 
 	mu     sync.Mutex // guards closed: no region access after Close
 	closed bool
@@ -105,18 +106,29 @@ func (u *unixTransport) watch() {
 
 // peerName describes the connecting process for logs.
 func peerName(c *net.UnixConn) string {
+	name, _ := peer(c)
+	return name
+}
+
+// peer describes the connecting process and says whether it runs as
+// root (uid 0, from SO_PEERCRED; false when that cannot be read).
+func peer(c *net.UnixConn) (name string, root bool) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return "unix"
+		return "unix", false
 	}
-	name := "unix"
+	name = "unix"
 	_ = raw.Control(func(fd uintptr) {
 		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
 			name = fmt.Sprintf("unix:pid=%d,uid=%d", cred.Pid, cred.Uid)
+			root = cred.Uid == 0
 		}
 	})
-	return name
+	return name, root
 }
+
+// Trusted: a peer running as root may load arbitrary GPU modules.
+func (u *unixTransport) Trusted() bool { return u.root }
 
 // Listen creates laked's unix socket at path (mode 0600; the directory is
 // created 0755 if missing; a stale socket from a dead laked is removed,
@@ -301,9 +313,9 @@ func (s *Server) handshake(c *net.UnixConn) error {
 		bellTransport: newBellTransport(region),
 		conn:          c, mapping: m, region: region,
 		gone: make(chan struct{}),
-		name: peerName(c),
 		key:  key,
 	}
+	t.name, t.root = peer(c)
 	t.release = func() {
 		s.releaseRegion(key)
 		s.regionBytes.give(size)

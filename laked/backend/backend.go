@@ -52,6 +52,16 @@ type Backend interface {
 	Close() error
 }
 
+// TrustedBackend is implemented by backends that give some clients more
+// rights than others (the CUDA backend: loading arbitrary GPU modules).
+// laked creates contexts with NewTrustedContext for trusted clients (the
+// kernel's /dev/lake region and unix-socket peers with uid 0) and with
+// NewContext for every other client.
+type TrustedBackend interface {
+	Backend
+	NewTrustedContext() (Context, error)
+}
+
 // Context is one client's device context. Host memory passed in (src/dst
 // slices) may be shared memory that the client can write concurrently:
 // a backend copies from it or into it and never keeps a reference past
