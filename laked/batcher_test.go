@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -409,5 +410,45 @@ func TestBurstingClients(t *testing.T) {
 	wg.Wait()
 	if busy.Load() > 0 {
 		t.Errorf("%d bursting predicts failed", busy.Load())
+	}
+}
+
+// processCPU is this process's user+system CPU time.
+func processCPU(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestIdleAfterWindowCostsNoCPU: readers spin for the idle window after
+// work and then sleep, so laked (and the client) idle at ~0 CPU; while a
+// reader spins it does use CPU (the window is real).
+func TestIdleAfterWindowCostsNoCPU(t *testing.T) {
+	m := &echoModel{}
+	_, sock := startEcho(t, laked.Config{IdleSpin: 20 * time.Millisecond}, m)
+	c := dial(t, sock, lakelib.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 100; i++ {
+		if err := echo(ctx, c, 1, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Inside the window the reader spins.
+	c0 := processCPU(t)
+	time.Sleep(10 * time.Millisecond)
+	spun := processCPU(t) - c0
+	time.Sleep(30 * time.Millisecond) // past the window
+	c1 := processCPU(t)
+	time.Sleep(500 * time.Millisecond)
+	idle := processCPU(t) - c1
+	t.Logf("CPU: %v in 10 ms inside the idle window, %v in 500 ms after it", spun, idle)
+	if idle > 25*time.Millisecond {
+		t.Fatalf("%v of CPU in 500 ms idle after the window: readers keep spinning", idle)
+	}
+	if spun < 2*time.Millisecond {
+		t.Errorf("only %v of CPU in 10 ms inside the idle window: the reader did not spin", spun)
 	}
 }

@@ -158,6 +158,7 @@ func (s *session) run() {
 	s.region.BumpDaemonEpoch()
 	s.region.SetDaemonState(shm.DaemonServing)
 	buf := make([]shm.SQE, readBatch)
+	worked := false // found work since it last slept: the idle window applies
 	for {
 		if s.draining.Load() {
 			s.finalDrain(buf)
@@ -180,11 +181,13 @@ func (s *session) run() {
 			}
 			s.postPending()
 			s.runQueued()
+			worked = true
 			continue
 		}
-		if s.spin() {
+		if worked && s.spin() {
 			continue
 		}
+		worked = false
 		if err := s.t.WaitSubmissions(s.sq.Pending, idleSleep); err != nil {
 			s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("doorbell wait failed")
 			time.Sleep(time.Millisecond)

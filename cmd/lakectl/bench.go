@@ -28,6 +28,7 @@ type benchResult struct {
 	MeanNs      int64   `json:"mean_ns"`
 	OpsPerSec   float64 `json:"ops_per_sec"`
 	ItemsPerSec float64 `json:"items_per_sec,omitempty"`
+	lakedSide
 }
 
 // benchOpts are bench's flags.
@@ -38,6 +39,10 @@ type benchOpts struct {
 	concurrency int
 	warmup      int
 	busyPoll    bool
+	openLoop    bool
+	clients     int
+	loads       string
+	duration    time.Duration
 }
 
 // Bench limits: keep a typo from pinning laked for hours.
@@ -59,6 +64,12 @@ func (o benchOpts) validate() error {
 		return usageErr("bench: --concurrency %d: want 1..%d", o.concurrency, maxBenchConcurrency)
 	case o.warmup < 0 || o.warmup > maxBenchCount:
 		return usageErr("bench: --warmup %d: want 0..%d", o.warmup, maxBenchCount)
+	case o.clients < 1 || o.clients > 64:
+		return usageErr("bench: --clients %d: want 1..64", o.clients)
+	case o.duration <= 0 || o.duration > time.Minute:
+		return usageErr("bench: --duration %v: want (0, 1m]", o.duration)
+	case o.openLoop && o.model < 0:
+		return usageErr("bench: --open-loop needs --model")
 	}
 	return nil
 }
@@ -72,6 +83,10 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	fs.IntVar(&o.concurrency, "concurrency", 1, "goroutines issuing requests")
 	fs.IntVar(&o.warmup, "warmup", 100, "unmeasured requests first")
 	fs.BoolVar(&o.busyPoll, "busy-poll", false, "spin on the completion ring instead of sleeping")
+	fs.BoolVar(&o.openLoop, "open-loop", false, "also measure capacity and Poisson open-loop latency (needs --model)")
+	fs.IntVar(&o.clients, "clients", 8, "open loop: client connections")
+	fs.StringVar(&o.loads, "loads", "0.25,0.5,0.9", "open loop: offered loads as fractions of capacity")
+	fs.DurationVar(&o.duration, "duration", 2*time.Second, "open loop: time per load level (and for the capacity run)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -81,6 +96,13 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
+	var loads []float64
+	if o.openLoop {
+		var err error
+		if loads, err = parseLoads(o.loads); err != nil {
+			return err
+		}
+	}
 	dctx, cancel := context.WithTimeout(ctx, c.timeout)
 	cl, err := lakelib.Dial(dctx, c.socket, lakelib.Options{BusyPoll: o.busyPoll})
 	cancel()
@@ -88,13 +110,16 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 		return fmt.Errorf("connect to laked at %s (is laked running?): %w", c.socket, err)
 	}
 	defer cl.Close()
+	pid := cl.DaemonPID()
 
 	results := []benchResult{}
 	nop := func(ctx context.Context, _ *opBufs) error { return cl.Nop(ctx) }
+	pa := c.probe(ctx, pid)
 	r, err := c.runBench(ctx, o, nop, nil)
 	if err != nil {
 		return fmt.Errorf("bench nop: %w", err)
 	}
+	r.lakedSide = lakedSide{LakedCPUNsPerOp: delta(pa, c.probe(ctx, pid), o.count).LakedCPUNsPerOp}
 	r.Op = "nop"
 	results = append(results, r)
 
@@ -113,34 +138,96 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 			_, err := cl.Predict(ctx, id, o.n, b.in, b.out)
 			return err
 		}
+		pa := c.probe(ctx, pid)
 		r, err := c.runBench(ctx, o, pred, newBufs)
 		if err != nil {
 			return fmt.Errorf("bench predict (model %d, n=%d): %w", id, o.n, err)
 		}
+		r.lakedSide = delta(pa, c.probe(ctx, pid), o.count)
 		r.Op, r.Model, r.BatchN = "predict", &id, o.n
 		r.ItemsPerSec = r.OpsPerSec * float64(o.n)
 		results = append(results, r)
+		if o.openLoop {
+			// Open-loop clients have many calls in flight: they spin
+			// only briefly for a completion before parking.
+			var clients []*lakelib.Client
+			for len(clients) < o.clients {
+				dctx, cancel := context.WithTimeout(ctx, c.timeout)
+				more, err := lakelib.Dial(dctx, c.socket, lakelib.Options{BusyPoll: o.busyPoll, SpinMax: 2 * time.Microsecond})
+				cancel()
+				if err != nil {
+					return fmt.Errorf("bench open loop: connect: %w", err)
+				}
+				defer more.Close()
+				clients = append(clients, more)
+			}
+			rep, err := c.openLoop(ctx, o, clients, id, info.InputBytes*o.n, info.OutputBytes*o.n, r.OpsPerSec, loads, o.duration)
+			if err != nil {
+				return fmt.Errorf("bench open loop: %w", err)
+			}
+			if c.json {
+				return c.emitJSON(struct {
+					Closed   []benchResult  `json:"closed_loop"`
+					OpenLoop openLoopReport `json:"open_loop"`
+				}{results, rep})
+			}
+			if err := c.printClosed(results); err != nil {
+				return err
+			}
+			return c.printOpen(rep)
+		}
 	}
 	if c.json {
 		return c.emitJSON(results)
 	}
-	tw := c.table()
-	fmt.Fprintln(tw, "OP\tN\tCOUNT\tCONC\tP50\tP90\tP99\tMAX\tMEAN\tOPS/S\tITEMS/S")
-	for _, r := range results {
-		n, items := "-", "-"
-		if r.BatchN > 0 {
-			n, items = fmt.Sprint(r.BatchN), fmt.Sprintf("%.0f", r.ItemsPerSec)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\n", r.Op, n, r.Count, r.Concurrency,
-			fmtNs(r.P50Ns), fmtNs(r.P90Ns), fmtNs(r.P99Ns), fmtNs(r.MaxNs), fmtNs(r.MeanNs), r.OpsPerSec, items)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := c.printClosed(results); err != nil {
 		return err
 	}
 	if o.model < 0 {
 		fmt.Fprintln(c.out, "(predict skipped: give --model ID)")
 	}
 	return nil
+}
+
+func (c *cli) printClosed(results []benchResult) error {
+	tw := c.table()
+	fmt.Fprintln(tw, "OP\tN\tCOUNT\tCONC\tP50\tP90\tP99\tMAX\tMEAN\tOPS/S\tITEMS/S\tMEAN BATCH\tINFERENCE\tLAKED CPU/OP")
+	for _, r := range results {
+		n, items := "-", "-"
+		if r.BatchN > 0 {
+			n, items = fmt.Sprint(r.BatchN), fmt.Sprintf("%.0f", r.ItemsPerSec)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\n", r.Op, n, r.Count, r.Concurrency,
+			fmtNs(r.P50Ns), fmtNs(r.P90Ns), fmtNs(r.P99Ns), fmtNs(r.MaxNs), fmtNs(r.MeanNs), r.OpsPerSec, items,
+			fmtOpt(r.MeanBatch, func(v float64) string { return fmt.Sprintf("%.1f", v) }),
+			fmtOpt(r.InferenceNs, func(v float64) string { return fmtNs(int64(v)) }),
+			fmtOpt(r.LakedCPUNsPerOp, func(v float64) string { return fmtNs(int64(v)) }))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// The crossing's cost: predict p50 against nop p50 + inference.
+	if len(results) == 2 && results[1].InferenceNs != nil {
+		nop, p := results[0], results[1]
+		fmt.Fprintf(c.out, "predict p50 %s = nop p50 %s + inference %s + %s\n", fmtNs(p.P50Ns), fmtNs(nop.P50Ns),
+			fmtNs(int64(*p.InferenceNs)), fmtNs(p.P50Ns-nop.P50Ns-int64(*p.InferenceNs)))
+	}
+	return nil
+}
+
+func (c *cli) printOpen(rep openLoopReport) error {
+	fmt.Fprintf(c.out, "open loop, %d clients: capacity %.0f/s (%d in flight per client, mean batch %s) = %.1fx the one-at-a-time rate %.0f/s\n",
+		rep.Clients, rep.Capacity, rep.Depth, fmtOpt(rep.CapacityMeanBatch, func(v float64) string { return fmt.Sprintf("%.1f", v) }),
+		rep.Capacity/rep.OneAtATimeRate, rep.OneAtATimeRate)
+	tw := c.table()
+	fmt.Fprintln(tw, "LOAD\tOFFERED/S\tDONE/S\tCOUNT\tP50\tP99\tMEAN BATCH\tLAKED CPU/OP")
+	for _, l := range rep.Levels {
+		fmt.Fprintf(tw, "%.0f%%\t%.0f\t%.0f\t%d\t%s\t%s\t%s\t%s\n", 100*l.Load, l.OfferedRate, l.Rate, l.Count,
+			fmtNs(l.P50Ns), fmtNs(l.P99Ns),
+			fmtOpt(l.MeanBatch, func(v float64) string { return fmt.Sprintf("%.1f", v) }),
+			fmtOpt(l.LakedCPUNsPerOp, func(v float64) string { return fmtNs(int64(v)) }))
+	}
+	return tw.Flush()
 }
 
 func fmtNs(ns int64) string { return fmtSeconds(float64(ns) / 1e9) }

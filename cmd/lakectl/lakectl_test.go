@@ -293,9 +293,10 @@ func TestReload(t *testing.T) {
 func TestBenchAndStats(t *testing.T) {
 	f := newFixture(t)
 	out := f.ok(t, "bench", "--model", "2", "--n", "3", "--count", "50", "--concurrency", "2", "--warmup", "5")
-	hasLine(t, out, `^OP\s+N\s+COUNT\s+CONC\s+P50\s+P90\s+P99\s+MAX\s+MEAN\s+OPS/S\s+ITEMS/S$`)
-	hasLine(t, out, `^nop\s+-\s+50\s+2\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+-$`)
-	hasLine(t, out, `^predict\s+3\s+50\s+2\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+\d+$`)
+	hasLine(t, out, `^OP\s+N\s+COUNT\s+CONC\s+P50\s+P90\s+P99\s+MAX\s+MEAN\s+OPS/S\s+ITEMS/S\s+MEAN BATCH\s+INFERENCE\s+LAKED CPU/OP$`)
+	hasLine(t, out, `^nop\s+-\s+50\s+2\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+-\s+-\s+-\s+\S+$`)
+	hasLine(t, out, `^predict\s+3\s+50\s+2\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+\d+\s+\d+\.\d\s+\S+\s+\S+$`)
+	hasLine(t, out, `^predict p50 \S+ = nop p50 \S+ \+ inference \S+ \+ \S+$`)
 
 	var res []benchResult
 	f.okJSON(t, &res, "bench", "--count", "20", "--warmup", "0")
@@ -328,6 +329,41 @@ func TestBenchAndStats(t *testing.T) {
 	hasLine(t, out, `^queue wait\s+55\s+mean \S+, p50 \S+, p90 \S+, p99 \S+$`)
 	hasLine(t, out, `^models\s+1\s+2 mlp-demo v1$`)
 	hasLine(t, out, `^policy\s+default\s+Go fallback, cpu \d+, gpu 0, errors 0$`)
+}
+
+// TestBenchOpenLoop: bench --open-loop measures capacity and offers each
+// load level as Poisson arrivals; every level completes what it offered
+// (within the run's tail) and laked's side is read from /metrics.
+func TestBenchOpenLoop(t *testing.T) {
+	f := newFixture(t)
+	var rep struct {
+		Closed   []benchResult  `json:"closed_loop"`
+		OpenLoop openLoopReport `json:"open_loop"`
+	}
+	f.okJSON(t, &rep, "bench", "--model", "2", "--count", "200", "--warmup", "0", "--open-loop", "--clients", "2", "--loads", "0.2,0.5", "--duration", "300ms")
+	o := rep.OpenLoop
+	if len(rep.Closed) != 2 || o.Clients != 2 || o.Capacity <= 0 || o.OneAtATimeRate <= 0 || len(o.Levels) != 2 {
+		t.Fatalf("open loop report %+v", rep)
+	}
+	for _, l := range o.Levels {
+		if l.Count == 0 || l.Rate <= 0 || l.P50Ns <= 0 || l.P50Ns > l.P99Ns || l.MeanBatch == nil || *l.MeanBatch < 1 {
+			t.Fatalf("level %+v", l)
+		}
+		if want := l.OfferedRate * 0.3; float64(l.Count) < want*0.5 {
+			t.Fatalf("level %.0f%%: %d completed, offered about %.0f", 100*l.Load, l.Count, want)
+		}
+	}
+	if rep.Closed[1].InferenceNs == nil || *rep.Closed[1].InferenceNs <= 0 {
+		t.Fatalf("closed-loop predict without an inference time: %+v", rep.Closed[1])
+	}
+	out := f.ok(t, "bench", "--model", "2", "--count", "50", "--warmup", "0", "--open-loop", "--clients", "2", "--loads", "0.5", "--duration", "200ms")
+	hasLine(t, out, `^open loop, 2 clients: capacity \d+/s \(32 in flight per client, mean batch \S+\) = \S+x the one-at-a-time rate \d+/s$`)
+	hasLine(t, out, `^50%\s+\d+\s+\d+\s+\d+\s+\S+\s+\S+\s+\d+\.\d\s+\S+$`)
+	for _, bad := range [][]string{{"bench", "--open-loop"}, {"bench", "--model", "2", "--open-loop", "--loads", "2"}, {"bench", "--clients", "0"}, {"bench", "--duration", "0s"}} {
+		if code, _, errs := f.ctl(t, bad...); code != 2 {
+			t.Errorf("lakectl %v: %d %s", bad, code, errs)
+		}
+	}
 }
 
 func TestBenchUnknownModel(t *testing.T) {
