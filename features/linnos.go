@@ -9,21 +9,33 @@ import (
 // LinnOS feature schemas and vector.
 //
 // The LinnOS input vector has LinnOSInputs = 31 int32 values, each a
-// decimal digit, most significant digit first, oldest history first:
+// decimal digit, most significant digit first, in the layout of LinnOS and
+// LAKE (linnos/features.go, linnos.Extractor): the history is the device's
+// last 4 completed reads, oldest first, from linnos.completion records:
 //
-//	[0:3)   pending I/O count of the device now (the I/O being predicted),
+//	[0:12)  pending count at each history read's arrival, 3 digits each,
 //	        clamped to 999
-//	[3:15)  pending counts at the device's last 4 arrivals (oldest first),
-//	        3 digits each, clamped to 999
-//	[15:31) latencies in µs of the device's last 4 completed I/Os (oldest
-//	        first), 4 digits each, clamped to 9999
+//	[12:15) pending count of the device now (the read being predicted,
+//	        itself included), clamped to 999
+//	[15:31) latency in µs of each history read, 4 digits each, clamped to
+//	        9999
 //
-// History a device does not have yet reads as 0. Call Features with the
-// current pending count first, then RecordArrival with the same count, so
-// that the current arrival becomes history for the next prediction.
+// History a device does not have yet reads as 0. Producers record every
+// completed read (reads only: writes count in the pending number, not in
+// the history) with RecordCompletion; linnos.arrival records each read's
+// pending count at arrival, for observers (the vector does not use it).
+//
+// A completion record (LinnOSCompletion, 16 bytes) also carries two
+// per-device counters that let a trainer rebuild, for every read, exactly
+// the vector it was predicted with: done_seq is the read's completion
+// ordinal on its device (1, 2, ...) and arrive_seq the done_seq of the
+// last read that had completed when this one arrived (0: none yet). The
+// read's history is then the reads with done_seq in
+// (arrive_seq-4, arrive_seq]. A producer that does not count writes 0 in
+// both (done_seq 0: not counted).
 const (
 	LinnOSArrivalSchema    = "linnos.arrival"    // schema of arrivals: pending u32
-	LinnOSCompletionSchema = "linnos.completion" // schema of completions: latency_us u32
+	LinnOSCompletionSchema = "linnos.completion" // schema of read completions: LinnOSCompletion
 	LinnOSInputs           = 31                  // length of the LinnOS input vector
 	// LinnOSHistory is the history kept per device in each LinnOS schema
 	// (more than the 4 the vector uses, so that concurrent recorders of one
@@ -48,14 +60,15 @@ func NewLinnOS(r *Registry, maxDevices int) (*LinnOS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("features: linnos: %w", err)
 	}
-	comp, err := ensureSchema(r, Schema{Name: LinnOSCompletionSchema, Fields: []Field{{Name: "latency_us", Type: U32}}, History: LinnOSHistory, MaxKeys: maxDevices})
+	comp, err := ensureSchema(r, Schema{Name: LinnOSCompletionSchema, Fields: linnosCompletionFields, History: LinnOSHistory, MaxKeys: maxDevices})
 	if err != nil {
 		return nil, fmt.Errorf("features: linnos: %w", err)
 	}
-	items := []VectorItem{{FromInput: true, Input: 0, Digits: 3}}
+	var items []VectorItem
 	for age := 3; age >= 0; age-- {
-		items = append(items, VectorItem{Schema: arr, Field: "pending", Age: age, Digits: 3})
+		items = append(items, VectorItem{Schema: comp, Field: "pending", Age: age, Digits: 3})
 	}
+	items = append(items, VectorItem{FromInput: true, Input: 0, Digits: 3})
 	for age := 3; age >= 0; age-- {
 		items = append(items, VectorItem{Schema: comp, Field: "latency_us", Age: age, Digits: 4})
 	}
@@ -85,17 +98,60 @@ func ensureSchema(r *Registry, s Schema) (SchemaID, error) {
 		return 0, err
 	}
 	f := info.fields
-	if len(f) != len(s.Fields) || f[0].Name != s.Fields[0].Name || f[0].Type != s.Fields[0].Type || f[0].Count != 1 || info.history < 4 {
+	bad := len(f) != len(s.Fields) || info.history < 4
+	for i := 0; !bad && i < len(f); i++ {
+		bad = f[i].Name != s.Fields[i].Name || f[i].Type != s.Fields[i].Type || f[i].Count != 1
+	}
+	if bad {
 		return 0, fmt.Errorf("%w: existing schema %q has an incompatible layout", ErrSchema, s.Name)
 	}
 	return id, nil
 }
 
+// linnosCompletionFields is the layout of a linnos.completion record:
+// four u32 at offsets 0, 4, 8, 12 (16 bytes).
+var linnosCompletionFields = []Field{
+	{Name: "latency_us", Type: U32}, {Name: "pending", Type: U32},
+	{Name: "arrive_seq", Type: U32}, {Name: "done_seq", Type: U32},
+}
+
+// LinnOSCompletion is one completed read of a device (a linnos.completion
+// record; see the top of this file for the counters).
+type LinnOSCompletion struct {
+	LatencyUs uint32 // the read's latency in µs
+	Pending   uint32 // the device's pending count at the read's arrival, itself included
+	ArriveSeq uint32 // DoneSeq of the last read completed before this one arrived (0: none)
+	DoneSeq   uint32 // this read's completion ordinal on the device, from 1 (0: not counted)
+}
+
+// LinnOSCompletionBytes is the size of an encoded LinnOSCompletion.
+const LinnOSCompletionBytes = 16
+
+// Encode writes c into b[:16], little-endian, in field order.
+func (c LinnOSCompletion) Encode(b []byte) {
+	_ = b[LinnOSCompletionBytes-1]
+	binary.LittleEndian.PutUint32(b[0:], c.LatencyUs)
+	binary.LittleEndian.PutUint32(b[4:], c.Pending)
+	binary.LittleEndian.PutUint32(b[8:], c.ArriveSeq)
+	binary.LittleEndian.PutUint32(b[12:], c.DoneSeq)
+}
+
+// DecodeLinnOSCompletion reads a record written by Encode (or by a kernel
+// producer); b must hold at least 16 bytes. Any bit pattern decodes: the
+// values are the producer's, and a consumer checks them.
+func DecodeLinnOSCompletion(b []byte) (LinnOSCompletion, error) {
+	if len(b) < LinnOSCompletionBytes {
+		return LinnOSCompletion{}, fmt.Errorf("%w: linnos completion record of %d bytes, want %d", ErrWidth, len(b), LinnOSCompletionBytes)
+	}
+	le := binary.LittleEndian
+	return LinnOSCompletion{LatencyUs: le.Uint32(b[0:]), Pending: le.Uint32(b[4:]), ArriveSeq: le.Uint32(b[8:]), DoneSeq: le.Uint32(b[12:])}, nil
+}
+
 // Arrivals returns the id of the arrival schema (field "pending", u32).
 func (l *LinnOS) Arrivals() SchemaID { return l.arrivals }
 
-// Completions returns the id of the completion schema (field "latency_us",
-// u32).
+// Completions returns the id of the completion schema (LinnOSCompletion
+// records).
 func (l *LinnOS) Completions() SchemaID { return l.completions }
 
 func (l *LinnOS) record(id SchemaID, dev uint64, v uint32) error {
@@ -109,10 +165,11 @@ func (l *LinnOS) RecordArrival(dev uint64, pending uint32) error {
 	return l.record(l.arrivals, dev, pending)
 }
 
-// RecordCompletion records the latency in µs of an I/O of dev that
-// completed.
-func (l *LinnOS) RecordCompletion(dev uint64, latencyUs uint32) error {
-	return l.record(l.completions, dev, latencyUs)
+// RecordCompletion records a completed read of dev.
+func (l *LinnOS) RecordCompletion(dev uint64, c LinnOSCompletion) error {
+	var b [LinnOSCompletionBytes]byte
+	c.Encode(b[:])
+	return l.r.Record(l.completions, dev, b[:])
 }
 
 // Features appends the 31 LinnOS inputs for an I/O arriving at dev with
@@ -132,7 +189,7 @@ func (l *LinnOS) Features(dev uint64, pending uint32, dst []int32) ([]int32, err
 // completion handler. Not safe for concurrent use.
 type LinnOSDevice struct {
 	arr, comp *Writer
-	buf       [8]byte
+	buf       [LinnOSCompletionBytes]byte
 }
 
 // Own returns a LinnOSDevice owning dev's two keys.
@@ -150,16 +207,18 @@ func (l *LinnOS) Own(dev uint64) (*LinnOSDevice, error) {
 }
 
 func (d *LinnOSDevice) record(w *Writer, v uint32) error {
+	clear(d.buf[:])
 	binary.LittleEndian.PutUint32(d.buf[:], v)
-	return w.Record(d.buf[:])
+	return w.Record(d.buf[:8])
 }
 
 // RecordArrival records the pending I/O count when an I/O arrived.
 func (d *LinnOSDevice) RecordArrival(pending uint32) error { return d.record(d.arr, pending) }
 
-// RecordCompletion records the latency in µs of an I/O that completed.
-func (d *LinnOSDevice) RecordCompletion(latencyUs uint32) error {
-	return d.record(d.comp, latencyUs)
+// RecordCompletion records a completed read.
+func (d *LinnOSDevice) RecordCompletion(c LinnOSCompletion) error {
+	c.Encode(d.buf[:])
+	return d.comp.Record(d.buf[:])
 }
 
 // Close gives both keys back to shared writers; their history stays.

@@ -19,17 +19,17 @@ func TestLinnOSVector(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := make([]int32, LinnOSInputs)
-	want[1], want[2] = 4, 2
+	want[13], want[14] = 4, 2 // pending now, after the (empty) history pending counts
 	if !slices.Equal(got, want) {
 		t.Fatalf("no history: %v, want %v", got, want)
 	}
-	for _, p := range []uint32{5, 12, 999, 1500, 7} {
-		if err := l.RecordArrival(dev, p); err != nil {
+	pend := []uint32{5, 12, 999, 1500, 7}
+	lats := []uint32{100, 25, 12345, 9999, 3}
+	for i := range pend {
+		if err := l.RecordArrival(dev, pend[i]); err != nil { // not part of the vector
 			t.Fatal(err)
 		}
-	}
-	for _, lat := range []uint32{100, 25, 12345, 9999, 3} {
-		if err := l.RecordCompletion(dev, lat); err != nil {
+		if err := l.RecordCompletion(dev, LinnOSCompletion{LatencyUs: lats[i], Pending: pend[i], ArriveSeq: uint32(i), DoneSeq: uint32(i + 1)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,21 +38,21 @@ func TestLinnOSVector(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = []int32{
+		0, 1, 2, 9, 9, 9, 9, 9, 9, 0, 0, 7, // pending at the last 4 reads' arrivals, oldest first: 12 999 1500→999 7
 		9, 9, 9, // current pending 1234 clamped to 999
-		0, 1, 2, 9, 9, 9, 9, 9, 9, 0, 0, 7, // last 4 arrivals, oldest first: 12 999 1500→999 7
-		0, 0, 2, 5, 9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 3, // last 4 latencies: 25 12345→9999 9999 3
+		0, 0, 2, 5, 9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 3, // their latencies: 25 12345→9999 9999 3
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("features\n got %v\nwant %v", got, want)
 	}
 	// Another device has its own (empty) history; partial history is
 	// zero-filled on the old side.
-	if err := l.RecordArrival(dev+1, 3); err != nil {
+	if err := l.RecordCompletion(dev+1, LinnOSCompletion{LatencyUs: 3, Pending: 42}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = l.Features(dev+1, 0, got)
 	want = make([]int32, LinnOSInputs)
-	want[14] = 3
+	want[10], want[11], want[30] = 4, 2, 3
 	if !slices.Equal(got, want) {
 		t.Fatalf("partial history: %v, want %v", got, want)
 	}
@@ -61,13 +61,11 @@ func TestLinnOSVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []uint32{5, 12, 999, 1500, 7} {
-		if err := od.RecordArrival(p); err != nil {
+	for i := range pend {
+		if err := od.RecordArrival(pend[i]); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for _, lat := range []uint32{100, 25, 12345, 9999, 3} {
-		if err := od.RecordCompletion(lat); err != nil {
+		if err := od.RecordCompletion(LinnOSCompletion{LatencyUs: lats[i], Pending: pend[i], ArriveSeq: uint32(i), DoneSeq: uint32(i + 1)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,6 +100,33 @@ func TestLinnOSVector(t *testing.T) {
 	}
 	if _, err := NewLinnOS(r2, 4); !errors.Is(err, ErrSchema) {
 		t.Fatalf("incompatible: %v", err)
+	}
+	// So is a completion schema of the old one-field layout.
+	r3 := newTestRegistry(t, smallCfg())
+	if _, err := r3.Register(Schema{Name: LinnOSCompletionSchema, History: 16, MaxKeys: 4, Fields: []Field{{Name: "latency_us", Type: U32}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewLinnOS(r3, 4); !errors.Is(err, ErrSchema) {
+		t.Fatalf("old completion layout: %v", err)
+	}
+}
+
+// TestLinnOSCompletionCodec round-trips a completion record and checks
+// its byte layout (the C producers write the same four u32).
+func TestLinnOSCompletionCodec(t *testing.T) {
+	c := LinnOSCompletion{LatencyUs: 0x01020304, Pending: 5, ArriveSeq: 0xfffffffe, DoneSeq: 7}
+	var b [LinnOSCompletionBytes]byte
+	c.Encode(b[:])
+	want := []byte{4, 3, 2, 1, 5, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 7, 0, 0, 0}
+	if !slices.Equal(b[:], want) {
+		t.Fatalf("encoded %v, want %v", b, want)
+	}
+	got, err := DecodeLinnOSCompletion(b[:])
+	if err != nil || got != c {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	if _, err := DecodeLinnOSCompletion(b[:15]); !errors.Is(err, ErrWidth) {
+		t.Fatalf("short record: %v", err)
 	}
 }
 
@@ -178,10 +203,10 @@ func TestVectorSpec(t *testing.T) {
 }
 
 // TestLinnOSMatchesReference drives the registry-backed LinnOS features and
-// a plain reference extractor (the LinnOS definition: shift registers of
-// the last 4 arrivals' pending counts and last 4 latencies, zero-filled)
-// with the same random event sequences on several devices and requires
-// identical vectors.
+// a plain reference extractor (the LinnOS definition: a shift register of
+// the last 4 completed reads' pending counts at arrival and latencies,
+// zero-filled) with the same random event sequences on several devices and
+// requires identical vectors.
 func TestLinnOSMatchesReference(t *testing.T) {
 	type ref struct{ pending, lat [4]int64 }
 	digits := func(dst []int32, v int64, n int, maxv int64) []int32 {
@@ -196,10 +221,11 @@ func TestLinnOSMatchesReference(t *testing.T) {
 		return dst
 	}
 	refFeatures := func(e *ref, pending int64) []int32 {
-		out := digits(nil, pending, 3, 999)
+		var out []int32
 		for _, p := range e.pending {
 			out = digits(out, p, 3, 999)
 		}
+		out = digits(out, pending, 3, 999)
 		for _, l := range e.lat {
 			out = digits(out, l, 4, 9999)
 		}
@@ -233,13 +259,13 @@ func TestLinnOSMatchesReference(t *testing.T) {
 			if err := l.RecordArrival(dev, uint32(pending)); err != nil {
 				t.Fatal(err)
 			}
-			copy(e.pending[:], e.pending[1:])
-			e.pending[3] = pending
-		default:
-			lat := int64(next(20000))
-			if err := l.RecordCompletion(dev, uint32(lat)); err != nil {
+		default: // a read completes
+			pending, lat := int64(next(1500)), int64(next(20000))
+			if err := l.RecordCompletion(dev, LinnOSCompletion{LatencyUs: uint32(lat), Pending: uint32(pending)}); err != nil {
 				t.Fatal(err)
 			}
+			copy(e.pending[:], e.pending[1:])
+			e.pending[3] = pending
 			copy(e.lat[:], e.lat[1:])
 			e.lat[3] = lat
 		}

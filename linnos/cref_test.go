@@ -56,10 +56,9 @@ func randomVectors(n int, seed uint64) []int32 {
 			}
 			continue
 		}
-		p := int(r.ExpFloat64() * 8)
+		p := 1 + int(r.ExpFloat64()*8)
 		e.Features(p, f)
-		e.Arrive(p)
-		e.Complete(int(r.ExpFloat64() * 300))
+		e.Complete(p, int(r.ExpFloat64()*300))
 	}
 	return v
 }

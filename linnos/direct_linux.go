@@ -174,6 +174,13 @@ func cmpErr(first, err error) error {
 	return err
 }
 
+// readSize is the size of the read x becomes on r: page multiples, at
+// most the file and the buffer.
+func (r *directReplica) readSize(x IO, buf []byte) int64 {
+	size := min(x.Size, r.size, int64(len(buf)))
+	return max(size/pageSize*pageSize, pageSize)
+}
+
 // directRead performs one read (with LinnOS revocation when configured) and
 // returns its latency in µs.
 func directRead(x IO, reps []*directReplica, cfg DirectConfig, buf []byte, feat []int32, dec []bool, res *ModeResult, mu *sync.Mutex) (float64, error) {
@@ -187,7 +194,7 @@ func directRead(x IO, reps []*directReplica, cfg DirectConfig, buf []byte, feat 
 			rn := (primary + k) % len(reps)
 			r := reps[rn]
 			r.mu.Lock()
-			r.ext.Features(r.pend, feat)
+			r.ext.Features(r.pend+cfg.Pending.Weight(r.readSize(x, buf)), feat)
 			r.mu.Unlock()
 			if err := cfg.Predictor.Predict(feat, 1, dec); err != nil {
 				return 0, fmt.Errorf("linnos: direct replay: predict: %w", err)
@@ -211,20 +218,19 @@ func directRead(x IO, reps []*directReplica, cfg DirectConfig, buf []byte, feat 
 		}
 	}
 	r := reps[target]
-	size := min(x.Size, r.size, int64(len(buf)))
-	size = max(size/pageSize*pageSize, pageSize)
+	size := r.readSize(x, buf)
 	off := (x.Offset / pageSize * pageSize) % (r.size - size + pageSize)
 	w := cfg.Pending.Weight(size)
 	r.mu.Lock()
-	r.ext.Arrive(r.pend)
 	r.pend += w
+	pendAt := r.pend // this read included, as its features counted it
 	r.mu.Unlock()
 	ts := time.Now()
 	_, err := r.f.ReadAt(buf[:size], off)
 	d := float64(time.Since(ts).Nanoseconds()) / 1e3
 	r.mu.Lock()
 	r.pend -= w
-	r.ext.Complete(int(math.Round(d)))
+	r.ext.Complete(pendAt, int(math.Round(d)))
 	r.mu.Unlock()
 	if err != nil {
 		return 0, fmt.Errorf("linnos: direct replay: read %s at %d (%d bytes): %w", r.f.Name(), off, size, err)

@@ -2,12 +2,23 @@ package linnos
 
 import "fmt"
 
-// Feature layout constants. A feature vector is NumInputs decimal digits,
-// most significant digit first:
+// Feature layout constants: the layout of LinnOS and LAKE (their trace
+// parser, traceParser.py, and the kernel code that runs their weight
+// headers). A feature vector is NumInputs decimal digits, each value most
+// significant digit first; the history is that of the last 4 completed
+// *reads* of the device, oldest first:
 //
-//	[0:3]   pending I/Os now (3 digits, clamped to 999)
-//	[3:15]  pending I/Os seen at the last 4 arrivals, oldest first (4×3 digits)
-//	[15:31] latency in µs of the last 4 completed I/Os, oldest first (4×4 digits, clamped to 9999)
+//	[0:12]  pending count when each of the last 4 completed reads arrived
+//	        (4×3 digits, clamped to 999)
+//	[12:15] pending count now, at the arrival of the read being predicted
+//	        (3 digits, clamped to 999)
+//	[15:31] latency in µs of each of the last 4 completed reads (4×4 digits,
+//	        clamped to 9999)
+//
+// A pending count includes the arriving I/O itself (LinnOS adds the I/O to
+// the device's count before it reads it), and counts reads and writes in
+// the file's PendingUnit. History a device does not have yet is 0. Weight
+// files of FormatVersion 1 were trained on another layout and are refused.
 const (
 	NumInputs      = 31
 	HistoryLen     = 4
@@ -15,7 +26,8 @@ const (
 	LatencyDigits  = 4
 	MaxPending     = 999
 	MaxLatencyUs   = 9999
-	latencyOffset  = PendingDigits * (1 + HistoryLen)
+	pendingNowOff  = PendingDigits * HistoryLen       // 12
+	latencyOffset  = PendingDigits * (HistoryLen + 1) // 15
 	pageSize       = 4096
 	maxPendingSize = 1 << 30
 )
@@ -66,38 +78,37 @@ func (u PendingUnit) Weight(size int64) int {
 	return int((size + pageSize - 1) / pageSize)
 }
 
-// Extractor keeps one device's history (pending counts at the last arrivals and
-// latencies of the last completed I/Os) and turns it into feature vectors.
-// It is a plain value type; it is not safe for concurrent use.
+// Extractor keeps one device's history (for each of the last 4 completed
+// reads, the pending count at its arrival and its latency) and turns it
+// into feature vectors. It is a plain value type; it is not safe for
+// concurrent use.
 type Extractor struct {
-	pending [HistoryLen]int // oldest first
-	lat     [HistoryLen]int // oldest first
+	pending [HistoryLen]int // at each history read's arrival, oldest first
+	lat     [HistoryLen]int // µs, oldest first
 }
 
-// Features writes the NumInputs digits for an I/O arriving while pending I/Os
-// (or pages) are outstanding on the device into dst[:NumInputs]. It does not
-// change the history; call Arrive afterwards.
+// Features writes the NumInputs digits for a read arriving while pending
+// I/Os (or pages, counting the arriving read) are outstanding on the device
+// into dst[:NumInputs]. It does not change the history.
 func (e *Extractor) Features(pending int, dst []int32) {
 	_ = dst[NumInputs-1]
-	putDigits(dst[0:PendingDigits], clamp(pending, MaxPending))
 	for i := 0; i < HistoryLen; i++ {
-		o := PendingDigits * (i + 1)
+		o := PendingDigits * i
 		putDigits(dst[o:o+PendingDigits], clamp(e.pending[i], MaxPending))
 	}
+	putDigits(dst[pendingNowOff:latencyOffset], clamp(pending, MaxPending))
 	for i := 0; i < HistoryLen; i++ {
 		o := latencyOffset + LatencyDigits*i
 		putDigits(dst[o:o+LatencyDigits], clamp(e.lat[i], MaxLatencyUs))
 	}
 }
 
-// Arrive records the pending count seen by an arriving I/O.
-func (e *Extractor) Arrive(pending int) {
+// Complete records a completed read: the pending count when it arrived
+// (the value its own Features call was given) and its latency in µs. Only
+// reads enter the history; writes only count in the pending number.
+func (e *Extractor) Complete(pendingAtArrival, latencyUs int) {
 	copy(e.pending[:], e.pending[1:])
-	e.pending[HistoryLen-1] = pending
-}
-
-// Complete records the latency (µs) of a completed I/O (read or write).
-func (e *Extractor) Complete(latencyUs int) {
+	e.pending[HistoryLen-1] = pendingAtArrival
 	copy(e.lat[:], e.lat[1:])
 	e.lat[HistoryLen-1] = latencyUs
 }

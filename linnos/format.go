@@ -13,7 +13,7 @@ import (
 // Binary weight format (all integers little-endian):
 //
 //	offset size field
-//	0      8    magic "LINNOSW1"
+//	0      8    magic "LINNOSW" + FormatVersion ("LINNOSW2")
 //	8      4    kind: 1 = float32 weights, 2 = int64 (quantized) weights
 //	12     4    extra hidden layers (0, 1 or 2)
 //	16     4    slow threshold in µs used to label training data (0 = unknown)
@@ -24,11 +24,19 @@ import (
 //
 // Layer sizes are implied by the layer count (31→256, 256→256, 256→2), so a
 // file has exactly one valid length per kind and layer count.
+//
+// The format version (the magic's last character) names the feature layout
+// the weights were trained on (features.go): version 2 is the layout of
+// LinnOS and LAKE; version 1 files, trained on lake's earlier layout
+// (pending count now first, a history of all I/Os), are refused with
+// ErrOldLayout, since their weights would be read against other inputs.
 
 // Format constants.
 const (
-	formatMagic  = "LINNOSW1"
-	KindFloat32  = 1
+	FormatVersion = 2
+	formatPrefix  = "LINNOSW"
+	formatMagic   = "LINNOSW2"
+	KindFloat32   = 1
 	KindInt64    = 2
 	headerSize   = 24
 	checksumSize = 4
@@ -36,6 +44,10 @@ const (
 
 // ErrFormat is returned (wrapped) for malformed weight files.
 var ErrFormat = errors.New("linnos: bad weight file")
+
+// ErrOldLayout is returned (wrapped, with ErrFormat) for a weight file of an
+// earlier format version, trained on another feature layout.
+var ErrOldLayout = errors.New("linnos: weight file trained on an older feature layout")
 
 // ModelMeta is the metadata stored with the weights.
 type ModelMeta struct {
@@ -138,6 +150,9 @@ func DecodeModel(data []byte) (*ModelFile, error) {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than the header", ErrFormat, len(data))
 	}
 	if !bytes.Equal(data[:8], []byte(formatMagic)) {
+		if bytes.Equal(data[:7], []byte(formatPrefix)) && data[7] >= '1' && data[7] < '0'+FormatVersion {
+			return nil, fmt.Errorf("%w: %w: format version %c (pending count now first, history of all I/Os); this build reads version %d (the LinnOS/LAKE layout): retrain the model (linnos train)", ErrFormat, ErrOldLayout, data[7], FormatVersion)
+		}
 		return nil, fmt.Errorf("%w: bad magic %q", ErrFormat, data[:8])
 	}
 	kind := binary.LittleEndian.Uint32(data[8:])

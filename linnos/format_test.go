@@ -2,7 +2,9 @@ package linnos
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"slices"
 	"strings"
 	"testing"
@@ -88,6 +90,35 @@ func TestBinaryRejectsCorruption(t *testing.T) {
 	}
 }
 
+// TestOldFormatVersionRefused checks that a well-formed weight file of
+// format version 1 (the earlier feature layout) is refused with
+// ErrOldLayout and a message that says to retrain, and that a version this
+// build does not know is a bad magic, not an old layout.
+func TestOldFormatVersionRefused(t *testing.T) {
+	data, err := EncodeInt(randomIntModel(t, 0, 4), ModelMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(data[:8]) != "LINNOSW2" {
+		t.Fatalf("magic %q, want LINNOSW2", data[:8])
+	}
+	withVersion := func(v byte) []byte {
+		b := bytes.Clone(data)
+		b[7] = v
+		binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.ChecksumIEEE(b[:len(b)-4]))
+		return b
+	}
+	_, err = DecodeModel(withVersion('1'))
+	if !errors.Is(err, ErrOldLayout) || !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "retrain") {
+		t.Fatalf("version 1 file: %v, want ErrOldLayout saying to retrain", err)
+	}
+	for _, v := range []byte{'3', '0', 'X'} {
+		if _, err := DecodeModel(withVersion(v)); !errors.Is(err, ErrFormat) || errors.Is(err, ErrOldLayout) {
+			t.Errorf("version %c: %v, want a bad magic", v, err)
+		}
+	}
+}
+
 func TestHeaderRoundTripAndReferenceStyle(t *testing.T) {
 	// (The +2 header is covered by TestBitExactWithCReference, which
 	// compiles it; parsing 200k values is slow under -race.)
@@ -157,6 +188,7 @@ func FuzzDecodeModel(f *testing.F) {
 	q := randomIntModel(f, 0, 1)
 	good, _ := EncodeInt(q, ModelMeta{ThresholdUs: 5})
 	f.Add(good)
+	f.Add([]byte("LINNOSW2"))
 	f.Add([]byte("LINNOSW1"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		mf, err := DecodeModel(data)

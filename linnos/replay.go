@@ -67,11 +67,12 @@ type ReplayConfig struct {
 // FeatureSource keeps the feature history of several devices: what an
 // Extractor does for one device. dev is the replica index. Replay calls
 // Reset(devices) before it starts, so that every run begins with empty
-// histories.
+// histories; Complete for every completed read (with the pending count
+// the read saw at its arrival, itself included); Features for a read
+// arriving with pending outstanding (itself included).
 type FeatureSource interface {
 	Reset(devices int) error
-	Arrive(dev, pending int)
-	Complete(dev, latencyUs int)
+	Complete(dev, pendingAtArrival, latencyUs int)
 	Features(dev, pending int, dst []int32) error
 }
 
@@ -83,8 +84,9 @@ func (e *extractors) Reset(devices int) error {
 	return nil
 }
 
-func (e *extractors) Arrive(dev, pending int)     { (*e)[dev].Arrive(pending) }
-func (e *extractors) Complete(dev, latencyUs int) { (*e)[dev].Complete(latencyUs) }
+func (e *extractors) Complete(dev, pendingAtArrival, latencyUs int) {
+	(*e)[dev].Complete(pendingAtArrival, latencyUs)
+}
 func (e *extractors) Features(dev, pending int, dst []int32) error {
 	(*e)[dev].Features(pending, dst)
 	return nil
@@ -169,9 +171,11 @@ func Percentile(sorted []float64, p float64) float64 {
 }
 
 type inflight struct {
-	done   float64
-	lat    float64
-	weight int
+	done      float64
+	lat       float64
+	weight    int
+	read      bool // only reads enter the LinnOS history
+	pendingAt int  // the device's pending count at arrival, this I/O included
 }
 
 type inflightHeap []inflight
@@ -200,12 +204,19 @@ func (r *replica) sync(t float64) {
 	for len(r.q) > 0 && r.q[0].done <= t {
 		x := heap.Pop(&r.q).(inflight)
 		r.pending -= x.weight
-		r.ext.Complete(r.dev, int(math.Round(x.lat)))
+		if x.read {
+			r.ext.Complete(r.dev, x.pendingAt, int(math.Round(x.lat)))
+		}
 	}
 }
 
+// pendingWith is the pending count a read of size bytes arriving now
+// sees, itself included (its features' "pending now").
+func (r *replica) pendingWith(size int64, unit PendingUnit) int {
+	return r.pending + unit.Weight(size)
+}
+
 func (r *replica) submit(t float64, x IO, key uint64, unit PendingUnit) float64 {
-	r.ext.Arrive(r.dev, r.pending)
 	var done float64
 	if x.Op == Read {
 		done = r.ssd.SubmitRead(t, x.Size, key)
@@ -214,7 +225,7 @@ func (r *replica) submit(t float64, x IO, key uint64, unit PendingUnit) float64 
 	}
 	w := unit.Weight(x.Size)
 	r.pending += w
-	heap.Push(&r.q, inflight{done: done, lat: done - t, weight: w})
+	heap.Push(&r.q, inflight{done: done, lat: done - t, weight: w, read: x.Op == Read, pendingAt: r.pending})
 	return done
 }
 
@@ -326,7 +337,7 @@ func Replay(ctx context.Context, trace []IO, mode Mode, cfg ReplayConfig, sample
 				rn := (primary + k) % cfg.Replicas
 				r := reps[rn]
 				r.sync(now)
-				if err := r.ext.Features(r.dev, r.pending, feat); err != nil {
+				if err := r.ext.Features(r.dev, r.pendingWith(x.Size, cfg.Pending), feat); err != nil {
 					return nil, fmt.Errorf("linnos: replay: features: %w", err)
 				}
 				if err := cfg.Predictor.Predict(feat, 1, dec); err != nil {
@@ -358,7 +369,7 @@ func Replay(ctx context.Context, trace []IO, mode Mode, cfg ReplayConfig, sample
 		r := reps[target]
 		r.sync(now)
 		if samples != nil && target == primary && !usesModel {
-			if err := r.ext.Features(r.dev, r.pending, feat); err != nil {
+			if err := r.ext.Features(r.dev, r.pendingWith(x.Size, cfg.Pending), feat); err != nil {
 				return nil, fmt.Errorf("linnos: replay: features: %w", err)
 			}
 			samples.Features = append(samples.Features, feat...)

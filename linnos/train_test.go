@@ -41,12 +41,11 @@ func TestTrainLearnsPendingRule(t *testing.T) {
 	for i := 0; i < 3000; i++ {
 		p := r.IntN(40)
 		e.Features(p, f)
-		e.Arrive(p)
 		lat := 100.0
 		if p >= 20 {
 			lat = 900
 		}
-		e.Complete(int(lat))
+		e.Complete(p, int(lat))
 		s.Features = append(s.Features, f...)
 		s.LatencyUs = append(s.LatencyUs, lat+r.Float64())
 	}

@@ -7,9 +7,10 @@ import (
 )
 
 // registrySource is a linnos.FeatureSource backed by the lock-free
-// feature registry: every arrival and completion of the demo's replay is
-// recorded there, and every LinnOS input vector is built from it, exactly
-// as a kernel producer would record them.
+// feature registry: every completed read of the demo's replay is recorded
+// there (linnos.completion), and every LinnOS input vector is built from
+// it, as for a kernel producer's records. The replay does not count reads
+// per device, so its records carry no arrive/done ordinals (0).
 //
 // The replay is the only recorder of its devices, so each device's keys
 // are owned (features.LinnOSDevice): records take the registry's
@@ -66,20 +67,12 @@ func (r *registrySource) note(err error) {
 	}
 }
 
-func (r *registrySource) Arrive(dev, pending int) {
+func (r *registrySource) Complete(dev, pendingAtArrival, latencyUs int) {
 	if dev < 0 || dev >= len(r.devs) {
 		r.note(fmt.Errorf("feature registry: device %d of %d", dev, len(r.devs)))
 		return
 	}
-	r.note(r.devs[dev].RecordArrival(clampU32(pending)))
-}
-
-func (r *registrySource) Complete(dev, latencyUs int) {
-	if dev < 0 || dev >= len(r.devs) {
-		r.note(fmt.Errorf("feature registry: device %d of %d", dev, len(r.devs)))
-		return
-	}
-	r.note(r.devs[dev].RecordCompletion(clampU32(latencyUs)))
+	r.note(r.devs[dev].RecordCompletion(features.LinnOSCompletion{LatencyUs: clampU32(latencyUs), Pending: clampU32(pendingAtArrival)}))
 }
 
 func (r *registrySource) Features(dev, pending int, dst []int32) error {

@@ -19,9 +19,8 @@ func BenchmarkRecordEvent(b *testing.B) {
 		var x linnos.Extractor
 		var f [linnos.NumInputs]int32
 		for b.Loop() {
-			x.Features(int(is.QueueDepth), f[:])
-			x.Arrive(int(is.QueueDepth))
-			x.Complete(int(done.LatencyNs() / 1000))
+			x.Features(int(is.QueueDepth)+1, f[:])
+			x.Complete(int(is.QueueDepth)+1, int(done.LatencyNs()/1000))
 		}
 	})
 	b.Run("registry", func(b *testing.B) {

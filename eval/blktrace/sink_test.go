@@ -20,8 +20,9 @@ func newLinnOS(t testing.TB) *features.LinnOS {
 	return l
 }
 
-// TestFeatureSink checks that issues become arrivals (queue depth) and
-// completions become latencies in the LinnOS feature vector.
+// TestFeatureSink checks that completed reads become the LinnOS history
+// (queue depth at issue, the read included, and latency), that completed
+// writes do not, and the layout of the vector.
 func TestFeatureSink(t *testing.T) {
 	s, err := NewFeatureSink(newLinnOS(t))
 	if err != nil {
@@ -38,14 +39,19 @@ func TestFeatureSink(t *testing.T) {
 		if err := s.Record(done); err != nil {
 			t.Fatal(err)
 		}
+		w := done
+		w.Op, w.QueueDepth, w.DoneNs = OpWrite, 900, w.DoneNs+9000_000 // not history
+		if err := s.Record(w); err != nil {
+			t.Fatal(err)
+		}
 	}
 	f, err := s.Features(Event{Kind: KindIssue, Dev: dev, QueueDepth: 42, Bytes: 4096}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []int32{0, 4, 2, // pending now
-		0, 0, 5, 0, 1, 2, 0, 0, 7, 0, 0, 3, // last 4 arrivals' pending
-		0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 0, 2, 0, 1, 0, 3} // last 4 latencies
+	want := []int32{0, 0, 6, 0, 1, 3, 0, 0, 8, 0, 0, 4, // last 4 reads' pending at issue (depth+1), oldest first
+		0, 4, 3, // pending now: depth 42 + the read
+		0, 1, 0, 0, 0, 1, 0, 1, 0, 1, 0, 2, 0, 1, 0, 3} // their latencies
 	if len(f) != len(want) {
 		t.Fatalf("%d features, want %d", len(f), len(want))
 	}

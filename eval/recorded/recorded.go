@@ -103,10 +103,10 @@ func cmpF(a, b float64) int {
 }
 
 // Samples builds LinnOS samples for the reads of reqs (sorted by issue
-// time): each read's 31 inputs are its queue depth at issue, the queue
-// depths of the last 4 arrivals and the latencies of the last 4
-// completions on its device before it was issued (reads and writes, as in
-// package linnos), and its label is its latency.
+// time): each read's 31 inputs are, in the layout of package linnos, the
+// queue depths at issue and the latencies of the last 4 reads completed on
+// its device before it was issued, and its own queue depth at issue (each
+// depth counting the read itself); its label is its latency.
 func Samples(reqs []Request) *linnos.Samples {
 	type ev struct {
 		t    float64
@@ -140,16 +140,16 @@ func Samples(reqs []Request) *linnos.Samples {
 			x = &linnos.Extractor{}
 			ext[r.Dev] = x
 		}
+		if r.Op != blktrace.OpRead {
+			continue // writes count in QD, not in the history
+		}
 		if e.done {
-			x.Complete(int(math.Round(r.LatUs)))
+			x.Complete(int(r.QD)+1, int(math.Round(r.LatUs)))
 			continue
 		}
-		if r.Op == blktrace.OpRead {
-			x.Features(int(r.QD), f[:])
-			s.Features = append(s.Features, f[:]...)
-			s.LatencyUs = append(s.LatencyUs, r.LatUs)
-		}
-		x.Arrive(int(r.QD))
+		x.Features(int(r.QD)+1, f[:])
+		s.Features = append(s.Features, f[:]...)
+		s.LatencyUs = append(s.LatencyUs, r.LatUs)
 	}
 	return s
 }

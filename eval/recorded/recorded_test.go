@@ -43,10 +43,12 @@ func TestFromEventsAndSamples(t *testing.T) {
 			t.Fatalf("request %d: qd %d, want %d", i, reqs[i].QD, want)
 		}
 	}
-	// The last read (issued at 200, qd 0) has seen arrivals with qd 0, 1, 1
-	// and completions 120 (t=120), 10 (t=140), 50 (t=150).
+	// The last read (issued at 200, qd 0: pending 1 with itself) has seen
+	// two reads complete: the one issued at 0 (qd 0, pending 1, 120 µs)
+	// and the one issued at 100 (qd 1, pending 2, 50 µs); the write that
+	// completed at 140 is not history.
 	f := s.Features[2*linnos.NumInputs : 3*linnos.NumInputs]
-	want := []int32{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 1, 0, 0, 0, 5, 0}
+	want := []int32{0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 2, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 5, 0}
 	for i := range want {
 		if f[i] != want[i] {
 			t.Fatalf("features %v, want %v", f, want)

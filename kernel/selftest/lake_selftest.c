@@ -34,6 +34,7 @@
 
 #include "lake_kapi.h"
 #include "lake_linnos.h"
+#include "lake_feat_create.h"
 
 static char *mode = "run";
 module_param(mode, charp, 0444);
@@ -241,21 +242,17 @@ static int record_u32(struct lake_feat_khandle *h, const char *field, u64 key, u
 	return lake_feat_krecord(h, key, payload, size);
 }
 
-/* digits writes v (clamped to 10^n - 1) as n decimal digits, most
- * significant first (features/linnos.go). */
-static void digits(s32 *dst, u32 v, int n)
+/* record_completion records one completed read (struct
+ * lake_feat_linnos_completion) for key. */
+static int record_completion(struct lake_feat_khandle *h, u64 key, u32 pending, u32 latency_us, u32 seq)
 {
-	u32 max = 1;
-	int i;
+	struct lake_feat_linnos_completion c = {
+		.latency_us = latency_us, .pending = pending, .arrive_seq = seq - 1, .done_seq = seq,
+	};
 
-	for (i = 0; i < n; i++)
-		max *= 10;
-	if (v > max - 1)
-		v = max - 1;
-	for (i = n - 1; i >= 0; i--) {
-		dst[i] = v % 10;
-		v /= 10;
-	}
+	if (lake_feat_krecord_size(h) != sizeof(c))
+		return -EPROTO;
+	return lake_feat_krecord(h, key, &c, sizeof(c));
 }
 
 struct async_wait {
@@ -353,7 +350,7 @@ static void run_linnos(void)
 		for (i = 0; i < 4 && !err; i++) {
 			err = record_u32(arr, "pending", dev, pend_hist[i]);
 			if (!err)
-				err = record_u32(comp, "latency_us", dev, lat_hist[i]);
+				err = record_completion(comp, dev, pend_hist[i], lat_hist[i], i + 1);
 		}
 		step("features-record", !err, err, "");
 	}
@@ -365,17 +362,17 @@ static void run_linnos(void)
 		goto out;
 	run_model_fetch(version);
 
-	/* two items: the LinnOS vector for the recorded history, with a short
-	 * and a long current queue */
-	for (i = 0; i < 2; i++) {
-		s32 *v = in + i * LINNOS_INPUTS;
+	/* two items: the LinnOS vector (lake_linnos_features, the layout of
+	 * linnos/features.go) for the recorded history, with a short and a
+	 * long current queue */
+	{
+		struct lake_linnos_hist h = { { 0 } };
 		int k;
 
-		digits(v, i ? 950 : 2, 3);
 		for (k = 0; k < 4; k++)
-			digits(v + 3 + 3 * k, pend_hist[k], 3);
-		for (k = 0; k < 4; k++)
-			digits(v + 15 + 4 * k, lat_hist[k], 4);
+			lake_linnos_hist_complete(&h, pend_hist[k], lat_hist[k]);
+		for (i = 0; i < 2; i++)
+			lake_linnos_features(&h, i ? 950 : 2, in + i * LINNOS_INPUTS);
 	}
 	err = lake_predict(LINNOS_MODEL, 2, in, 2 * LINNOS_INPUTS * 4, out, sizeof(out), &res);
 	step("predict", !err && outputs_are_classes(out, 2), err, "want outputs in {0,1}");

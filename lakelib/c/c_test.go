@@ -188,15 +188,22 @@ func TestCFeatureRegistryReadByGo(t *testing.T) {
 	if want := []uint32{3, 4, 5, 6}; !slices.Equal(got, want) {
 		t.Errorf("device 7 arrivals = %v, want %v", got, want)
 	}
-	// the LinnOS vector Go builds from C's records: pending now 12, last 4
-	// arrivals 3..6, last 4 latencies 300..600
+	// the LinnOS vector Go builds from C's records: the last 4 reads'
+	// pending counts 3..6, pending now 12, their latencies 300..600
 	vec, err := l.Features(7, 12, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []int32{0, 1, 2, 0, 0, 3, 0, 0, 4, 0, 0, 5, 0, 0, 6, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0}
+	want := []int32{0, 0, 3, 0, 0, 4, 0, 0, 5, 0, 0, 6, 0, 1, 2, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0}
 	if !slices.Equal(vec, want) {
 		t.Errorf("LinnOS vector = %v\nwant            %v", vec, want)
+	}
+	var cw features.Window
+	if err := reg.ReadWindow(l.Completions(), 7, 1, &cw); err != nil || cw.Len() != 1 {
+		t.Fatalf("completion window: %v (%d records)", err, cw.Len())
+	}
+	if c, err := features.DecodeLinnOSCompletion(cw.Record(0)); err != nil || c != (features.LinnOSCompletion{LatencyUs: 600, Pending: 6, ArriveSeq: 5, DoneSeq: 6}) {
+		t.Errorf("C completion record decodes to %+v (%v)", c, err)
 	}
 	keys, err := reg.Keys(l.Arrivals())
 	if err != nil {

@@ -210,20 +210,43 @@ out:
 #define LAKE_FEAT_LINNOS_COMPLETION "linnos.completion"
 #define LAKE_FEAT_LINNOS_HISTORY 16u
 
-/* lake_feat_register_linnos registers the two LinnOS schemas (field
- * "pending" u32 and field "latency_us" u32, history 16) for up to
- * max_devices devices; an existing schema of the same name is accepted. */
+/*
+ * struct lake_feat_linnos_completion is one linnos.completion record: a
+ * completed read (reads only) of the key's device (features/linnos.go,
+ * LinnOSCompletion). pending is the device's pending count at the read's
+ * arrival, the read included (its "pending now" input); done_seq is the
+ * read's completion ordinal on the device (1, 2, ...; 0 = not counted)
+ * and arrive_seq the done_seq of the last read completed when this one
+ * arrived (0 = none), so a trainer can rebuild each read's input vector:
+ * its history is the reads with done_seq in (arrive_seq-4, arrive_seq].
+ */
+struct lake_feat_linnos_completion {
+	uint32_t latency_us; /* 0 */
+	uint32_t pending;    /* 4 */
+	uint32_t arrive_seq; /* 8 */
+	uint32_t done_seq;   /* 12 */
+};
+
+/* lake_feat_register_linnos registers the two LinnOS schemas
+ * (linnos.arrival: field "pending" u32; linnos.completion: the four u32 of
+ * struct lake_feat_linnos_completion; history 16) for up to max_devices
+ * devices; an existing schema of the same name is accepted. */
 static inline int lake_feat_register_linnos(const struct lake_feat_view *v, uint32_t max_devices, uint32_t owner)
 {
 	static const struct lake_feat_field_def arr = { "pending", LAKE_FEAT_U32, 1 };
-	static const struct lake_feat_field_def comp = { "latency_us", LAKE_FEAT_U32, 1 };
+	static const struct lake_feat_field_def comp[4] = {
+		{ "latency_us", LAKE_FEAT_U32, 1 },
+		{ "pending", LAKE_FEAT_U32, 1 },
+		{ "arrive_seq", LAKE_FEAT_U32, 1 },
+		{ "done_seq", LAKE_FEAT_U32, 1 },
+	};
 	uint32_t id;
 	int rc;
 
 	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_ARRIVAL, &arr, 1, LAKE_FEAT_LINNOS_HISTORY, max_devices, owner, &id);
 	if (rc && rc != -EEXIST)
 		return rc;
-	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_COMPLETION, &comp, 1, LAKE_FEAT_LINNOS_HISTORY, max_devices, owner, &id);
+	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_COMPLETION, comp, 4, LAKE_FEAT_LINNOS_HISTORY, max_devices, owner, &id);
 	if (rc && rc != -EEXIST)
 		return rc;
 	return 0;

@@ -433,8 +433,7 @@ func TestCLinnOSFeatures(t *testing.T) {
 func goFeatures(c [9]uint32) []int32 {
 	var e linnos.Extractor
 	for k := 0; k < 4; k++ {
-		e.Arrive(int(c[1+2*k]))
-		e.Complete(int(c[2+2*k]))
+		e.Complete(int(c[1+2*k]), int(c[2+2*k]))
 	}
 	dst := make([]int32, linnos.NumInputs)
 	e.Features(int(c[0]), dst)

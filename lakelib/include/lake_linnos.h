@@ -16,7 +16,7 @@
  * The model image is the LinnOS weight file of linnos/format.go, int64
  * kind (LAKE_LINNOS_KIND_INT64):
  *
- *	0   8  magic "LINNOSW" + format version digit
+ *	0   8  magic "LINNOSW" + format version digit ('2')
  *	8   4  kind (2 = int64)
  *	12  4  extra hidden layers (0..2)
  *	16  4  slow threshold in us the training used (0 = unknown)
@@ -61,9 +61,7 @@
  * the only version accepted: the feature layout is part of it, and a model
  * trained on another layout would mean something else. */
 #define LAKE_LINNOS_MAGIC_PREFIX "LINNOSW"
-#ifndef LAKE_LINNOS_FORMAT_VERSION
-#define LAKE_LINNOS_FORMAT_VERSION 1
-#endif
+#define LAKE_LINNOS_FORMAT_VERSION 2
 #define LAKE_LINNOS_KIND_FLOAT32 1
 #define LAKE_LINNOS_KIND_INT64 2
 #define LAKE_LINNOS_HEADER_SIZE 24
@@ -415,32 +413,22 @@ static inline void lake_linnos_hist_complete(struct lake_linnos_hist *h, uint32_
 
 /*
  * lake_linnos_features writes the 31 digits for a read arriving while
- * pending I/Os (or pages) are outstanding, in the layout of
- * LAKE_LINNOS_FORMAT_VERSION (linnos/features.go says what each digit is).
+ * pending I/Os (or pages) are outstanding, the read itself included, in
+ * the layout of LinnOS and LAKE (format version 2; linnos/README.md lists
+ * every digit): the pending counts at the 4 history reads' arrivals,
+ * oldest first (3 digits each), the pending count now (3 digits), the 4
+ * history reads' latencies, oldest first (4 digits each).
  */
 static inline void lake_linnos_features(const struct lake_linnos_hist *h, uint32_t pending, int32_t *x)
 {
 	unsigned int i, o = 0;
 
-#if LAKE_LINNOS_FORMAT_VERSION >= 2
-	/* LinnOS/LAKE: the 4 history entries (pending at arrival, then
-	 * latency), oldest first, then the pending count now */
-	for (i = 0; i < LAKE_LINNOS_HISTORY; i++) {
-		lake_linnos__digits(x + o, LAKE_LINNOS_PENDING_DIGITS, h->pending[i], LAKE_LINNOS_MAX_PENDING);
-		o += LAKE_LINNOS_PENDING_DIGITS;
-		lake_linnos__digits(x + o, LAKE_LINNOS_LATENCY_DIGITS, h->latency_us[i], LAKE_LINNOS_MAX_LATENCY);
-		o += LAKE_LINNOS_LATENCY_DIGITS;
-	}
-	lake_linnos__digits(x + o, LAKE_LINNOS_PENDING_DIGITS, pending, LAKE_LINNOS_MAX_PENDING);
-#else
-	/* version 1: pending now, the 4 pending counts, the 4 latencies */
-	lake_linnos__digits(x, LAKE_LINNOS_PENDING_DIGITS, pending, LAKE_LINNOS_MAX_PENDING);
-	o = LAKE_LINNOS_PENDING_DIGITS;
 	for (i = 0; i < LAKE_LINNOS_HISTORY; i++, o += LAKE_LINNOS_PENDING_DIGITS)
 		lake_linnos__digits(x + o, LAKE_LINNOS_PENDING_DIGITS, h->pending[i], LAKE_LINNOS_MAX_PENDING);
+	lake_linnos__digits(x + o, LAKE_LINNOS_PENDING_DIGITS, pending, LAKE_LINNOS_MAX_PENDING);
+	o += LAKE_LINNOS_PENDING_DIGITS;
 	for (i = 0; i < LAKE_LINNOS_HISTORY; i++, o += LAKE_LINNOS_LATENCY_DIGITS)
 		lake_linnos__digits(x + o, LAKE_LINNOS_LATENCY_DIGITS, h->latency_us[i], LAKE_LINNOS_MAX_LATENCY);
-#endif
 }
 
 #endif /* LAKE_LINNOS_H */

@@ -372,12 +372,18 @@ static void test_features(const char *path)
 	CHECK(lake_feat_schema_find(&v, LAKE_FEAT_LINNOS_ARRIVAL, &arr) == 0);
 	CHECK(lake_feat_schema_find(&v, LAKE_FEAT_LINNOS_COMPLETION, &comp) == 0);
 	CHECK(arr.record_size == 8 && arr.history == 16);
-	/* device 7: pending 1..6, latency 100..600; device 9: one sample */
+	CHECK(comp.record_size == sizeof(struct lake_feat_linnos_completion));
+	/* device 7: reads with pending 1..6 at arrival, latency 100..600;
+	 * device 9: one arrival */
 	for (i = 1; i <= 6; i++) {
-		lake_u64 p = (lake_u64)i, l = (lake_u64)i * 100;
+		lake_u64 p = (lake_u64)i;
+		struct lake_feat_linnos_completion c = {
+			.latency_us = (uint32_t)i * 100, .pending = (uint32_t)i,
+			.arrive_seq = (uint32_t)i - 1, .done_seq = (uint32_t)i,
+		};
 
 		CHECK(lake_feat_record(&v, &arr, 7, &p, 8) == 0);
-		CHECK(lake_feat_record(&v, &comp, 7, &l, 8) == 0);
+		CHECK(lake_feat_record(&v, &comp, 7, &c, sizeof(c)) == 0);
 	}
 	{
 		lake_u64 p = 42;
