@@ -37,9 +37,9 @@ const (
 	formatPrefix  = "LINNOSW"
 	formatMagic   = "LINNOSW2"
 	KindFloat32   = 1
-	KindInt64    = 2
-	headerSize   = 24
-	checksumSize = 4
+	KindInt64     = 2
+	headerSize    = 24
+	checksumSize  = 4
 )
 
 // ErrFormat is returned (wrapped) for malformed weight files.
