@@ -410,5 +410,52 @@ func (e *Engine) loadSpec(spec *ebpf.CollectionSpec) (*kernelProg, error) {
 		k.close()
 		return nil, fmt.Errorf("write params: %w", err)
 	}
+	if err := probeDecisions(k); err != nil {
+		k.close()
+		return nil, err
+	}
 	return k, nil
+}
+
+// probeContexts are the batches a policy is tried on before it is loaded:
+// the corners of every field and a fixed pseudo-random spread.
+var probeContexts = func() []Context {
+	cs := []Context{
+		{},
+		{BatchSize: 1},
+		{ModelID: 1, BatchSize: 64, QueueDepth: 64},
+		{ModelID: 2, BatchSize: 4096, QueueDepth: 1 << 16, GPUUtilPct: 100, GPUMemFreeMiB: 0, CPUUtilPct: 100},
+		{ModelID: 3, BatchSize: 32, GPUMemFreeMiB: 1 << 20, CPUNsPerItem: 1_000_000, GPUNsPerItem: 100, GPUOtherProcs: 8, GPUSelfUtilPct: 100, KernelItems: 32},
+		{ModelID: ^uint32(0), BatchSize: ^uint32(0), QueueDepth: ^uint32(0), GPUUtilPct: 100, GPUMemFreeMiB: ^uint32(0), CPUUtilPct: 100,
+			CPUNsPerItem: ^uint64(0), GPUNsPerItem: ^uint64(0), GPUOtherProcs: ^uint32(0), GPUSelfUtilPct: 100, KernelItems: ^uint32(0)},
+	}
+	x := uint64(0x9e3779b97f4a7c15)
+	next := func() uint64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+	for i := 0; i < 58; i++ {
+		cs = append(cs, Context{
+			ModelID: uint32(next() % 8), BatchSize: uint32(1 + next()%2048), QueueDepth: uint32(next() % 4096),
+			GPUUtilPct: uint32(next() % 101), GPUMemFreeMiB: uint32(next() % 81920), CPUUtilPct: uint32(next() % 101),
+			CPUNsPerItem: next() % 100_000, GPUNsPerItem: next() % 100_000, GPUOtherProcs: uint32(next() % 4),
+			GPUSelfUtilPct: uint32(next() % 101), KernelItems: uint32(next() % 64),
+		})
+	}
+	return cs
+}()
+
+// probeDecisions runs k on probeContexts and refuses a program that fails
+// or returns an invalid decision for any of them: such a policy would
+// fail every decision like it (answered by the Go fallback) instead of
+// being refused at load with the old policy kept.
+func probeDecisions(k *kernelProg) error {
+	for i := range probeContexts {
+		c := &probeContexts[i]
+		raw, err := k.run(c)
+		if err == nil {
+			_, err = DecodeDecision(raw)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: on a trial batch (model %d, %d items): %w", ErrBadObject, c.ModelID, c.BatchSize, err)
+		}
+	}
+	return nil
 }

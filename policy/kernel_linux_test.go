@@ -237,17 +237,20 @@ SEC("raw_tp") int lake_decide(struct lake_policy_ctx *c) {
 		}
 	}
 
-	// An invalid return value: the engine answers with the Go default
-	// policy and reports the error.
-	badRet := compileC(t, testPolicyPrologue+`
-SEC("raw_tp") int lake_decide(struct lake_policy_ctx *c) { return 5; }`)
-	if err := e.LoadFile(badRet); err != nil {
-		t.Fatal(err)
-	}
-	before := e.Counts().Errors
-	d, err := e.Decide(&Context{BatchSize: 64})
-	if !errors.Is(err, ErrBadDecision) || d != gpu || e.Counts().Errors != before+1 {
-		t.Errorf("bad return value: %+v, %v, counts %+v", d, err, e.Counts())
+	// An invalid side (always, or only for some batches) is refused at
+	// load, naming the problem, and the previous policy stays.
+	for _, src := range []string{
+		`SEC("raw_tp") int lake_decide(struct lake_policy_ctx *c) { return 5; }`,
+		`SEC("raw_tp") int lake_decide(struct lake_policy_ctx *c) { return c->batch_size > 1000 ? 2 : 0; }`,
+	} {
+		badRet := compileC(t, testPolicyPrologue+src)
+		err := e.LoadFile(badRet)
+		if !errors.Is(err, ErrBadDecision) || !strings.Contains(err.Error(), "trial batch") {
+			t.Errorf("policy returning an invalid side: load error %v, want ErrBadDecision on a trial batch", err)
+		}
+		if e.Active() != "file:"+good {
+			t.Errorf("refused policy replaced the active one: %s", e.Active())
+		}
 	}
 	if err := e.LoadShipped(ShippedDefault); err != nil {
 		t.Fatal(err)

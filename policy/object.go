@@ -2,13 +2,14 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/lakeos/lake/internal/regfile"
 )
 
 // MaxObjectSize bounds the size of a policy object file read by LoadFile.
@@ -78,17 +79,17 @@ func checkSpec(full *ebpf.CollectionSpec) (*ebpf.CollectionSpec, error) {
 
 // readObject reads a policy object file, refusing files over MaxObjectSize.
 func readObject(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// A regular file only, opened without waiting: a FIFO or a device
+	// named as a policy cannot block or flood the loader.
+	data, err := regfile.ReadFile(context.Background(), path, MaxObjectSize)
+	if errors.Is(err, regfile.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrBadObject, path, MaxObjectSize)
+	}
+	if errors.Is(err, regfile.ErrNotRegular) {
+		return nil, fmt.Errorf("%w: %v", ErrBadObject, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open policy object: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxObjectSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read policy object %s: %w", path, err)
-	}
-	if len(data) > MaxObjectSize {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrBadObject, path, MaxObjectSize)
 	}
 	return data, nil
 }

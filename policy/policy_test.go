@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"syscall"
 	"sync"
 	"testing"
 	"unsafe"
@@ -318,6 +319,17 @@ func TestReadObjectLimits(t *testing.T) {
 	f.Close()
 	if _, err := readObject(big); !errors.Is(err, ErrBadObject) {
 		t.Errorf("oversized file: %v", err)
+	}
+	// Not regular files: refused at once (a FIFO without a writer would
+	// block the open, /dev/zero never ends).
+	fifo := t.TempDir() + "/fifo"
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/dev/zero", fifo, t.TempDir()} {
+		if _, err := readObject(p); !errors.Is(err, ErrBadObject) || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("%s: %v", p, err)
+		}
 	}
 }
 

@@ -41,11 +41,7 @@ type fixture struct {
 	dir     string
 }
 
-func loader(kind, path string) (laked.Model, error) {
-	blob, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+func loader(kind, path string, blob []byte) (laked.Model, error) {
 	return laked.NewMLPModel(filepath.Base(path), blob)
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/lakeos/lake/features"
@@ -105,11 +104,7 @@ func shutdownHTTP(hs *http.Server) {
 }
 
 // loadModelFile builds a servable model from a file (lakectl models load).
-func loadModelFile(kind, path string) (laked.Model, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+func loadModelFile(kind, path string, b []byte) (laked.Model, error) {
 	switch kind {
 	case admin.KindMLP:
 		return laked.NewMLPModel(path, b)

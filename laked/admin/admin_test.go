@@ -24,13 +24,9 @@ import (
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // testLoader loads "mlp" blobs from files, as cmd/laked's loader does.
-func testLoader(kind, path string) (laked.Model, error) {
+func testLoader(kind, path string, blob []byte) (laked.Model, error) {
 	if kind != KindMLP {
 		return nil, fmt.Errorf("kind %s not supported in this test", kind)
-	}
-	blob, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
 	}
 	return laked.NewMLPModel(filepath.Base(path), blob)
 }
@@ -423,9 +419,9 @@ func TestReload(t *testing.T) {
 
 func TestLoaderPanicIsAnError(t *testing.T) {
 	e := newEnv(t, func(d *Deps) {
-		d.LoadModel = func(string, string) (laked.Model, error) { panic("corrupt header") }
+		d.LoadModel = func(string, string, []byte) (laked.Model, error) { panic("corrupt header") }
 	})
-	_, err := e.c.LoadModel(t.Context(), 5, KindMLP, "/x", false)
+	_, err := e.c.LoadModel(t.Context(), 5, KindMLP, writeBlob(t, "x.mlp", 1, 4, 1), false)
 	wantAPIError(t, err, http.StatusUnprocessableEntity, "corrupt header")
 }
 

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +13,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/lakeos/lake/features"
+	"github.com/lakeos/lake/internal/regfile"
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/policy"
 )
@@ -37,9 +38,13 @@ type Deps struct {
 	Server *laked.Server
 	// Policy is the placement policy engine, nil when laked runs without.
 	Policy *policy.Engine
-	// LoadModel builds a model from a file of the given kind; the caller
-	// (cmd/laked) knows the formats. The path is absolute and cleaned.
-	LoadModel func(kind, path string) (laked.Model, error)
+	// LoadModel builds a model of the given kind from data, the contents
+	// of the file at path (absolute and cleaned); the caller (cmd/laked)
+	// knows the formats. The admin API reads the file itself, outside its
+	// lock: only a regular file of at most MaxModelBytes.
+	LoadModel func(kind, path string, data []byte) (laked.Model, error)
+	// MaxModelBytes caps a model file (0: DefaultMaxModelBytes).
+	MaxModelBytes int64
 	// ModelKinds are the kinds LoadModel accepts; empty means KindMLP and
 	// KindLinnOS. Other kinds are refused before LoadModel is called.
 	ModelKinds []string
@@ -64,7 +69,43 @@ type Handler struct {
 	d     Deps
 	mux   *http.ServeMux
 	kinds map[string]bool
-	mu    sync.Mutex // serialises model and policy changes and reloads
+	mu    ctxMutex // serialises model and policy changes and reloads
+}
+
+// lock takes the state-changing lock for request r; a request whose
+// caller went away while it waited is dropped instead of applied.
+func (h *Handler) lock(r *http.Request) error {
+	ctx := r.Context()
+	if err := h.mu.LockContext(ctx); err != nil {
+		return errorf(http.StatusServiceUnavailable, "caller gone before the request was applied: %v", err)
+	}
+	if err := ctx.Err(); err != nil {
+		h.mu.Unlock()
+		return errorf(http.StatusServiceUnavailable, "caller gone before the request was applied: %v", err)
+	}
+	return nil
+}
+
+// DefaultMaxModelBytes is the default cap on a model file.
+const DefaultMaxModelBytes = 256 << 20
+
+// ctxMutex is a mutex whose Lock can give up when a request's caller is
+// gone.
+type ctxMutex struct{ ch chan struct{} }
+
+func newCtxMutex() ctxMutex { return ctxMutex{ch: make(chan struct{}, 1)} }
+
+func (m ctxMutex) Lock()   { m.ch <- struct{}{} }
+func (m ctxMutex) Unlock() { <-m.ch }
+
+// LockContext takes the lock unless ctx ends first.
+func (m ctxMutex) LockContext(ctx context.Context) error {
+	select {
+	case m.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // New returns the admin API over d.
@@ -85,7 +126,10 @@ func New(d Deps) (*Handler, error) {
 	if len(kinds) == 0 {
 		kinds = []string{KindMLP, KindLinnOS}
 	}
-	h := &Handler{d: d, kinds: map[string]bool{}}
+	if d.MaxModelBytes <= 0 {
+		d.MaxModelBytes = DefaultMaxModelBytes
+	}
+	h := &Handler{d: d, kinds: map[string]bool{}, mu: newCtxMutex()}
 	for _, k := range kinds {
 		h.kinds[k] = true
 	}
@@ -321,13 +365,13 @@ func (h *Handler) findModel(id uint32) (Model, bool) {
 
 // callLoadModel runs the caller's loader, turning a panic on a hostile
 // file into an error.
-func (h *Handler) callLoadModel(kind, path string) (m laked.Model, err error) {
+func (h *Handler) callLoadModel(kind, path string, data []byte) (m laked.Model, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			m, err = nil, fmt.Errorf("model loader panicked: %v", p)
 		}
 	}()
-	m, err = h.d.LoadModel(kind, path)
+	m, err = h.d.LoadModel(kind, path, data)
 	if err == nil && m == nil {
 		err = errors.New("model loader returned no model")
 	}
@@ -358,7 +402,24 @@ func (h *Handler) loadModel(r *http.Request) (any, error) {
 		return nil, errorf(http.StatusNotImplemented, "load model: this laked cannot load models at run time")
 	}
 	id := *req.ID
-	h.mu.Lock()
+	// Read and build the model outside the lock (a slow or large file
+	// holds up nobody else), from a regular file of bounded size only,
+	// and give up as soon as the caller is gone.
+	ctx := r.Context()
+	data, err := regfile.ReadFile(ctx, path, h.d.MaxModelBytes)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, errorf(http.StatusServiceUnavailable, "load model %d: caller gone: %v", id, ctx.Err())
+		}
+		return nil, errorf(http.StatusUnprocessableEntity, "load model %d: %s: %v", id, path, err)
+	}
+	m, err := h.callLoadModel(req.Kind, path, data)
+	if err != nil {
+		return nil, errorf(http.StatusUnprocessableEntity, "load model %d: %s %s: %v", id, req.Kind, path, err)
+	}
+	if err := h.lock(r); err != nil {
+		return nil, err
+	}
 	defer h.mu.Unlock()
 	_, exists := h.findModel(id)
 	switch {
@@ -366,10 +427,6 @@ func (h *Handler) loadModel(r *http.Request) (any, error) {
 		return nil, errorf(http.StatusConflict, "load model: model %d is already served (set \"replace\": true to swap it)", id)
 	case !exists && req.Replace:
 		return nil, errorf(http.StatusNotFound, "replace model %d: not served (load it without \"replace\")", id)
-	}
-	m, err := h.callLoadModel(req.Kind, path)
-	if err != nil {
-		return nil, errorf(http.StatusUnprocessableEntity, "load model %d: %s %s: %v", id, req.Kind, path, err)
 	}
 	if req.Replace {
 		if _, err := h.d.Server.ReplaceModel(id, m); err != nil {
@@ -450,7 +507,9 @@ func (h *Handler) loadPolicy(r *http.Request) (any, error) {
 		return nil, errorf(http.StatusBadRequest, "load policy: give exactly one of \"file\" or \"shipped\"")
 	}
 	var err error
-	h.mu.Lock()
+	if err := h.lock(r); err != nil {
+		return nil, err
+	}
 	defer h.mu.Unlock()
 	if req.Shipped != "" {
 		if !contains(policy.Shipped(), req.Shipped) {
@@ -490,7 +549,9 @@ func (h *Handler) setParams(r *http.Request) (any, error) {
 	if err := decode(r, &u); err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
+	if err := h.lock(r); err != nil {
+		return nil, err
+	}
 	defer h.mu.Unlock()
 	p := h.d.Policy.Params()
 	if u.GPUMinBatch != nil {
@@ -568,7 +629,9 @@ func (h *Handler) reload(r *http.Request) (any, error) {
 	if h.d.Reload == nil {
 		return nil, errorf(http.StatusNotImplemented, "reload: this laked cannot reload")
 	}
-	h.mu.Lock()
+	if err := h.lock(r); err != nil {
+		return nil, err
+	}
 	defer h.mu.Unlock()
 	if err := h.d.Reload(); err != nil {
 		return nil, errorf(http.StatusUnprocessableEntity, "reload: %v", err)
