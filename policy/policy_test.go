@@ -7,8 +7,8 @@ import (
 	"os"
 	"reflect"
 	"strings"
-	"syscall"
 	"sync"
+	"syscall"
 	"testing"
 	"unsafe"
 
