@@ -143,3 +143,13 @@ install-dkms: kernel-src
 uninstall-dkms:
 	-dkms remove -m lake -v $(LAKE_VERSION) --all
 	rm -rf /usr/src/lake-$(LAKE_VERSION) /etc/modules-load.d/lake.conf
+
+# A Debian package of the whole thing (deploy/mkdeb.sh, dpkg-deb):
+# laked and lakectl (static), the units, the config, and the module
+# sources for DKMS. sudo apt install ./$(DEB)
+DEB_BIN ?= build/deb-bin
+DEB ?= build/lake_$(LAKE_VERSION)_$(shell dpkg --print-architecture 2>/dev/null || echo amd64).deb
+.PHONY: deb
+deb:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(LAKE_VERSION)" -o $(DEB_BIN)/ ./cmd/laked ./cmd/lakectl
+	./deploy/mkdeb.sh $(DEB) $(LAKE_VERSION) $(DEB_BIN)
