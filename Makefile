@@ -88,7 +88,7 @@ cuda-check: cuda-env
 	$(CUDA_ENV) $(GO) vet -tags cuda $(CUDA_PKGS)
 	$(CUDA_ENV) $(GO) build -tags cuda -o /dev/null ./cmd/laked
 	.whl/cuda/bin/ptxas -arch=sm_90 laked/backend/cuda/ptx/lake.ptx -o /dev/null
-	$(CUDA_ENV) LD_LIBRARY_PATH=$(CURDIR)/.whl/stub $(GO) test -race -count=1 -tags cuda ./laked/backend/cuda/
+	$(CUDA_ENV) LD_LIBRARY_PATH=$(CURDIR)/.whl/stub $(GO) test -race -count=1 -tags cuda ./laked/backend/cuda/ ./cmd/laked/
 
 # Build the GPU check (cuda-tagged test binaries and the script) into
 # bin/gpu-check; deploy/gpu-check.sh runs them on a GPU machine with no

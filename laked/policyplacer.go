@@ -23,6 +23,9 @@ type PolicyPlacer struct {
 	SelfLoad policy.LoadSource
 	// CPUUtil reports CPU utilisation in percent; nil reads as 0.
 	CPUUtil func() uint32
+	// Observe, when set, sees every context before the policy does (for
+	// tests and tracing).
+	Observe func(*policy.Context)
 	Log     zerolog.Logger
 
 	lastErrLog atomic.Int64 // unix nanos of the last logged error
@@ -60,6 +63,9 @@ func (p *PolicyPlacer) PlaceHint(b BatchInfo) (bool, int) {
 		} else {
 			p.logErr(err, "laked gpu busy sample")
 		}
+	}
+	if p.Observe != nil {
+		p.Observe(&ctx)
 	}
 	d, err := p.Engine.Decide(&ctx)
 	if err != nil {

@@ -50,6 +50,18 @@ type Config struct {
 	Models      ModelsConfig  `mapstructure:"models" yaml:"models"`
 	Watchdog    time.Duration `mapstructure:"watchdog" yaml:"watchdog"`
 	Limits      LimitsConfig  `mapstructure:"limits" yaml:"limits"`
+	GPU         GPUConfig     `mapstructure:"gpu" yaml:"gpu"`
+}
+
+// GPUConfig chooses the GPU and what laked uses it for.
+type GPUConfig struct {
+	// Mode is "auto" (use GPU Index when laked is built with the cuda tag
+	// and a GPU is there) or "off".
+	Mode  string `mapstructure:"mode" yaml:"mode"`
+	Index int    `mapstructure:"index" yaml:"index"`
+	// Contexts serves clients' device operations (cuCtxCreate, ...) on
+	// the GPU instead of the CPU backend.
+	Contexts bool `mapstructure:"contexts" yaml:"contexts"`
 }
 
 // LimitsConfig holds the resource budgets (laked.Limits and the CPU
@@ -97,7 +109,10 @@ type PolicyConfig struct {
 	GPUMaxUtilPct uint32 `mapstructure:"gpu_max_util_pct" yaml:"gpu_max_util_pct"`
 	GPUMinMemMiB  uint32 `mapstructure:"gpu_min_mem_mib" yaml:"gpu_min_mem_mib"`
 	GPUBatchNs    uint64 `mapstructure:"gpu_batch_ns" yaml:"gpu_batch_ns"`
-	DisableBPF    bool   `mapstructure:"disable_bpf" yaml:"disable_bpf"`
+	// KernelGPUSharePct is the GPU share reserved for kernel batches
+	// (policy.Params.KernelGPUSharePct).
+	KernelGPUSharePct uint32 `mapstructure:"kernel_gpu_share_pct" yaml:"kernel_gpu_share_pct"`
+	DisableBPF        bool   `mapstructure:"disable_bpf" yaml:"disable_bpf"`
 }
 
 // ModelsConfig chooses the models served at start.
@@ -146,6 +161,7 @@ var keys = []key{
 	{"policy.gpu_max_util_pct", uint32(policy.DefaultGPUMaxUtilPct), "", ""},
 	{"policy.gpu_min_mem_mib", uint32(0), "", ""},
 	{"policy.gpu_batch_ns", uint64(0), "", ""},
+	{"policy.kernel_gpu_share_pct", uint32(25), "", ""},
 	{"policy.disable_bpf", false, "no-bpf", "use the Go policy instead of loading eBPF"},
 	{"models.linnos", "", "linnos-weights", "LinnOS weight file to serve as model 1"},
 	{"limits.region_bytes", laked.DefaultLimits.RegionBytes, "", ""},
@@ -158,6 +174,9 @@ var keys = []key{
 	{"limits.session_device_bytes", laked.DefaultLimits.SessionDeviceBytes, "", ""},
 	{"limits.total_device_bytes", cpu.DefaultTotalBytes, "", ""},
 	{"limits.launch_timeout", cpu.DefaultLaunchTimeout, "", ""},
+	{"gpu.mode", "auto", "gpu", `"auto" (the GPU when built with the cuda tag and one is present) or "off"`},
+	{"gpu.index", 0, "", ""},
+	{"gpu.contexts", false, "", ""},
 }
 
 // envPrefix prefixes the environment variable of every key:
@@ -356,6 +375,15 @@ func (c *Config) Validate() error {
 	if c.Policy.GPUMaxUtilPct > 100 {
 		return bad("policy.gpu_max_util_pct", c.Policy.GPUMaxUtilPct, "want 0..100")
 	}
+	if c.Policy.KernelGPUSharePct > 100 {
+		return bad("policy.kernel_gpu_share_pct", c.Policy.KernelGPUSharePct, "want 0..100")
+	}
+	if c.GPU.Mode != "auto" && c.GPU.Mode != "off" {
+		return bad("gpu.mode", c.GPU.Mode, "want auto or off")
+	}
+	if c.GPU.Index < 0 || c.GPU.Index > 255 {
+		return bad("gpu.index", c.GPU.Index, "want 0..255")
+	}
 	return nil
 }
 
@@ -364,6 +392,7 @@ func (c *Config) PolicyParams() policy.Params {
 	return policy.Params{
 		GPUMinBatch: c.Policy.GPUMinBatch, GPUMaxUtilPct: c.Policy.GPUMaxUtilPct,
 		GPUMinMemMiB: c.Policy.GPUMinMemMiB, GPUBatchNs: c.Policy.GPUBatchNs,
+		KernelGPUSharePct: c.Policy.KernelGPUSharePct,
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lakeos/lake/features"
 	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/laked/backend"
 	"github.com/lakeos/lake/laked/backend/cpu"
 	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/laked/sdnotify"
@@ -159,11 +160,25 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 	}
 	ev.Str("policy", st.Active).Bool("kernel", st.Kernel).Msg("policy loaded")
 
-	be := cpu.New(cpuLimits(cfg.Limits))
+	var be backend.Backend = cpu.New(cpuLimits(cfg.Limits))
+	src := newLoadSources(cfg.GPU.Index, log)
+	d.closers = append(d.closers, src.close)
+	gpu, err := openGPU(cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("config key gpu: %w", err)
+	}
+	var gpuBackend backend.Backend
+	if gpu != nil {
+		d.closers = append(d.closers, gpu.close)
+		gpuBackend = gpu.be
+		if cfg.GPU.Contexts {
+			be = gpu.be
+		}
+	}
 	srv, err := laked.New(laked.Config{
 		MaxBatch: cfg.Batch.MaxSize, MaxWait: cfg.Batch.MaxWait, BusyPoll: cfg.BusyPoll, IdleSpin: idleSpin(cfg.IdleSpin),
-		MaxClients: cfg.MaxClients, Limits: cfg.Limits.Laked(), Backend: be, Logger: log,
-		Placer: &laked.PolicyPlacer{Engine: eng, Load: policy.NewStaticLoad(policy.Load{}), Log: log},
+		MaxClients: cfg.MaxClients, Limits: cfg.Limits.Laked(), Backend: be, GPU: gpuBackend, Logger: log,
+		Placer: &laked.PolicyPlacer{Engine: eng, Load: src.gpu, SelfLoad: src.self, CPUUtil: src.cpu, Log: log},
 	})
 	if err != nil {
 		return nil, err
@@ -174,7 +189,15 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 			return nil, err
 		}
 	}
-	if err := registerModels(srv, linnosModel); err != nil {
+	var gpuLinnOS laked.GPUFunc
+	if gpu != nil && linnosModel != nil {
+		if f, err := gpu.linnos(linnosModel); err == nil {
+			gpuLinnOS = timed(src.self, f)
+		} else {
+			log.Warn().Err(err).Msg("LinnOS on the GPU: running it on the CPU only")
+		}
+	}
+	if err := registerModels(srv, linnosModel, gpuLinnOS); err != nil {
 		return nil, err
 	}
 	if l := passed.client; l != nil {

@@ -18,10 +18,11 @@ func cpuLimits(l LimitsConfig) backend.Limits {
 }
 
 // registerModels serves the built-in models: LinnOS (when a model is
-// given) as model 1 and a small demo MLP as model 2.
-func registerModels(srv *laked.Server, lm *linnos.IntModel) error {
+// given) as model 1, with gpu as its GPU path when not nil, and a small
+// demo MLP as model 2.
+func registerModels(srv *laked.Server, lm *linnos.IntModel, gpu laked.GPUFunc) error {
 	if lm != nil {
-		if err := srv.RegisterModel(modelLinnOS, laked.NewLinnOSModel("linnos", lm)); err != nil {
+		if err := srv.RegisterModel(modelLinnOS, laked.WithGPU(laked.NewLinnOSModel("linnos", lm), gpu)); err != nil {
 			return err
 		}
 	}

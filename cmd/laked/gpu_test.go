@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/lakelib"
+	"github.com/lakeos/lake/linnos"
+	"github.com/lakeos/lake/policy"
+)
+
+// randomLinnOS is a LinnOS integer model with random weights whose
+// classes are mixed on random inputs.
+func randomLinnOS(t *testing.T) *linnos.IntModel {
+	t.Helper()
+	f, err := linnos.NewFloatModel(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(4, 2))
+	for i := range f.W {
+		for k := range f.W[i] {
+			f.W[i][k] = float32(r.NormFloat64()) * 0.2
+		}
+		for k := range f.B[i] {
+			f.B[i][k] = float32(r.NormFloat64()) * 0.3
+		}
+	}
+	q, err := linnos.Quantize(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// TestLoadSourcesFeedThePolicy: laked's placer reads the sources it was
+// given (the CPU from /proc/stat here; NVML where a driver exists), and
+// the GPU path's busy time becomes laked's own utilisation.
+func TestLoadSourcesFeedThePolicy(t *testing.T) {
+	src := newLoadSources(0, zerolog.Nop())
+	defer src.close()
+	if src.cpu == nil {
+		t.Skip("no /proc/stat")
+	}
+	if u := src.cpu(); u > 100 {
+		t.Fatalf("cpu %d%%", u)
+	}
+	if _, err := os.Stat("/dev/nvidiactl"); err != nil && src.nvml != nil {
+		t.Fatal("NVML opened without a GPU")
+	}
+	f := timed(src.self, func(in, out []byte, n int) error { time.Sleep(30 * time.Millisecond); return nil })
+	for i := 0; i < 5; i++ {
+		if err := f(nil, nil, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l, _ := src.self.Sample(); l.GPUUtilPct < 10 {
+		t.Fatalf("self utilisation %d%% after 150 ms of GPU work in the last second", l.GPUUtilPct)
+	}
+	var got policy.Context
+	eng, err := policy.New(policy.Options{DisableBPF: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	p := &laked.PolicyPlacer{Engine: eng, Load: policy.NewStaticLoad(policy.Load{GPUUtilPct: 55, GPUMemFreeMiB: 10, GPUOtherProcs: 2}), SelfLoad: src.self, CPUUtil: func() uint32 { return 42 }, Log: zerolog.Nop()}
+	p.Observe = func(c *policy.Context) { got = *c }
+	p.Place(laked.BatchInfo{Items: 3, KernelItems: 2})
+	if got.CPUUtilPct != 42 || got.GPUUtilPct != 55 || got.GPUOtherProcs != 2 || got.KernelItems != 2 || got.GPUSelfUtilPct < 10 {
+		t.Fatalf("policy context %+v", got)
+	}
+}
+
+// TestGPULinnOSThroughLaked runs laked (cuda build, on a GPU) with the
+// LinnOS model and sends batches the policy places on the GPU: they run
+// there (no fallbacks) and answer exactly what the CPU model answers.
+func TestGPULinnOSThroughLaked(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "s.sock")
+	cfg, _, err := loadConfig([]string{"--config", writeConfig(t, "policy:\n  gpu_min_batch: 8\n  gpu_max_util_pct: 100\n"), "--socket", sock,
+		"--admin-socket", "", "--metrics-addr", "", "--device", "", "--no-bpf"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpu, err := openGPU(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gpu == nil {
+		t.Skip("no GPU backend (needs the cuda build tag and a GPU)")
+	}
+	gpu.close()
+	m := randomLinnOS(t)
+	d, err := start(context.Background(), cfg, zerolog.Nop(), m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.stop(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := lakelib.Dial(ctx, sock, lakelib.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := rand.New(rand.NewPCG(1, 1))
+	slow := 0
+	for round := 0; round < 20; round++ {
+		n := 64
+		feat := make([]int32, n*linnos.NumInputs)
+		for i := range feat {
+			feat[i] = int32(r.IntN(10))
+		}
+		in := make([]byte, 4*len(feat))
+		for i, v := range feat {
+			binary.LittleEndian.PutUint32(in[4*i:], uint32(v))
+		}
+		out := make([]byte, 4*n)
+		if _, err := c.Predict(ctx, modelLinnOS, n, in, out); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]int32, n)
+		if err := m.PredictBatch(feat, want); err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			got := int32(binary.LittleEndian.Uint32(out[4*i:]))
+			if got != want[i] {
+				t.Fatalf("round %d item %d: laked %d, CPU model %d", round, i, got, want[i])
+			}
+			slow += int(got)
+		}
+	}
+	st := d.srv.Stats()
+	t.Logf("stats: gpu decisions %d, fallbacks %d, %d slow of 1280", st.DecisionsGPU, st.GPUFallbacks, slow)
+	if st.DecisionsGPU < 20 || st.GPUFallbacks != 0 {
+		t.Fatalf("GPU decisions %d, fallbacks %d", st.DecisionsGPU, st.GPUFallbacks)
+	}
+}
