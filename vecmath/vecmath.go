@@ -1,0 +1,113 @@
+package vecmath
+
+import "fmt"
+
+// DotPairs16 adds to every acc[o] the int16 pair dot products of x with
+// column o of w:
+//
+//	acc[o] += Σ_p lo(w[p*n+o])*lo(x[p]) + hi(w[p*n+o])*hi(x[p])
+//
+// where n = len(acc), len(w) = len(x)*n, lo and hi are the signed low and
+// high 16 bits of an int32, and every addition wraps at 32 bits. Pairs with
+// x[p] == 0 add nothing and are skipped. Pack weights and inputs with
+// PackPairs16.
+func DotPairs16(acc, w, x []int32) {
+	if len(w) != len(x)*len(acc) {
+		panic(fmt.Sprintf("vecmath.DotPairs16: %d weights for %d inputs and %d outputs", len(w), len(x), len(acc)))
+	}
+	done := dotPairs16Vec(Current(), acc, w, x)
+	dotPairs16Scalar(acc, w, x, done)
+}
+
+// dotPairs16Scalar is DotPairs16 for the columns from..len(acc)-1.
+func dotPairs16Scalar(acc, w, x []int32, from int) {
+	n := len(acc)
+	for p, xv := range x {
+		if xv == 0 {
+			continue
+		}
+		xl, xh := int32(int16(xv)), xv>>16
+		row := w[p*n : (p+1)*n]
+		for o := from; o < n; o++ {
+			wv := row[o]
+			acc[o] += int32(int16(wv))*xl + (wv>>16)*xh
+		}
+	}
+}
+
+// PackPairs16 returns a and b (int16 values) as the int32 pair DotPairs16
+// reads: a in the low half, b in the high half.
+func PackPairs16(a, b int16) int32 { return int32(uint32(uint16(a)) | uint32(uint16(b))<<16) }
+
+// MulAccI64 adds to every acc[o] the exact products of x with column o of w:
+//
+//	acc[o] += Σ_k int64(x[k]) * int64(int32(w[k*n+o]))
+//
+// where n = len(acc) and len(w) = len(x)*n; only the low 32 bits of each
+// weight count (store sign-extended int32 weights). Sums wrap at 64 bits.
+// Terms with x[k] == 0 are skipped.
+func MulAccI64(acc, w []int64, x []int32) {
+	if len(w) != len(x)*len(acc) {
+		panic(fmt.Sprintf("vecmath.MulAccI64: %d weights for %d inputs and %d outputs", len(w), len(x), len(acc)))
+	}
+	done := mulAccI64Vec(Current(), acc, w, x)
+	mulAccI64Scalar(acc, w, x, done)
+}
+
+func mulAccI64Scalar(acc, w []int64, x []int32, from int) {
+	n := len(acc)
+	for k, xv := range x {
+		if xv == 0 {
+			continue
+		}
+		x64 := int64(xv)
+		row := w[k*n : (k+1)*n]
+		for o := from; o < n; o++ {
+			acc[o] += x64 * int64(int32(row[o]))
+		}
+	}
+}
+
+// DotI64 returns Σ_k int64(x[k]) * int64(int32(w[k])) over len(x) = len(w)
+// terms, wrapping at 64 bits; only the low 32 bits of each weight count.
+func DotI64(x []int32, w []int64) int64 {
+	if len(w) != len(x) {
+		panic(fmt.Sprintf("vecmath.DotI64: %d weights for %d inputs", len(w), len(x)))
+	}
+	s, done := dotI64Vec(Current(), x, w)
+	return s + dotI64Scalar(x[done:], w[done:])
+}
+
+func dotI64Scalar(x []int32, w []int64) int64 {
+	w = w[:len(x)]
+	var s int64
+	for k, xv := range x {
+		s += int64(xv) * int64(int32(w[k]))
+	}
+	return s
+}
+
+// MulAddColsF32 adds to every y[o], for k = 0, 1, ... in order, the float32
+// product x[k]*w[k*n+o] (n = len(y), len(w) = len(x)*n), rounding each
+// product before the addition: y[o] = y[o] + float32(x[k]*w[k*n+o]). With
+// skipZero, terms with x[k] == ±0 are skipped (not added as a zero).
+func MulAddColsF32(y, w, x []float32, skipZero bool) {
+	if len(w) != len(x)*len(y) {
+		panic(fmt.Sprintf("vecmath.MulAddColsF32: %d weights for %d inputs and %d outputs", len(w), len(x), len(y)))
+	}
+	done := mulAddColsF32Vec(Current(), y, w, x, skipZero)
+	mulAddColsF32Scalar(y, w, x, skipZero, done)
+}
+
+func mulAddColsF32Scalar(y, w, x []float32, skipZero bool, from int) {
+	n := len(y)
+	for k, xv := range x {
+		if skipZero && xv == 0 {
+			continue
+		}
+		row := w[k*n : (k+1)*n]
+		for o := from; o < n; o++ {
+			y[o] += float32(xv * row[o])
+		}
+	}
+}

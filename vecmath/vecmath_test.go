@@ -1,0 +1,308 @@
+package vecmath
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// forEachLevel runs f with every level this machine supports forced in
+// turn, restoring the detected level afterwards.
+func forEachLevel(t testing.TB, f func(l Level)) {
+	t.Helper()
+	defer SetLevel(Detected())
+	for _, l := range Supported() {
+		if _, err := SetLevel(l); err != nil {
+			t.Fatal(err)
+		}
+		f(l)
+	}
+}
+
+func TestLevels(t *testing.T) {
+	ls := Supported()
+	if len(ls) == 0 || ls[0] != Scalar || ls[len(ls)-1] != Detected() {
+		t.Fatalf("Supported() = %v with Detected() = %v", ls, Detected())
+	}
+	if _, err := SetLevel(Detected() + 1); err == nil {
+		t.Fatal("SetLevel above the detected level succeeded")
+	}
+	if _, err := SetLevel(-1); err == nil {
+		t.Fatal("SetLevel(-1) succeeded")
+	}
+	if Current() != Detected() {
+		t.Fatalf("a refused SetLevel changed the level to %v", Current())
+	}
+	t.Logf("levels here: %v", ls)
+}
+
+// i32 returns an adversarial int32: extremes, int16 extremes, zero or random.
+func i32(r *rand.Rand) int32 {
+	switch r.IntN(8) {
+	case 0:
+		return 0
+	case 1:
+		return []int32{math.MinInt32, math.MaxInt32, -1, 1}[r.IntN(4)]
+	case 2:
+		return PackPairs16([]int16{math.MinInt16, math.MaxInt16, 0, -1}[r.IntN(4)], []int16{math.MinInt16, math.MaxInt16, 0, -1}[r.IntN(4)])
+	case 3:
+		return int32(r.IntN(19)) - 9
+	}
+	return int32(r.Uint32())
+}
+
+func i64(r *rand.Rand) int64 {
+	switch r.IntN(6) {
+	case 0:
+		return 0
+	case 1:
+		return []int64{math.MinInt64, math.MaxInt64, math.MinInt32, math.MaxInt32, -1}[r.IntN(5)]
+	case 2:
+		return int64(int32(r.Uint32())) // a proper sign-extended int32
+	}
+	return int64(r.Uint64())
+}
+
+func f32(r *rand.Rand) float32 {
+	switch r.IntN(10) {
+	case 0:
+		return 0
+	case 1:
+		return float32(math.Copysign(0, -1))
+	case 2:
+		return []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), math.MaxFloat32, math.SmallestNonzeroFloat32, -math.MaxFloat32}[r.IntN(6)]
+	}
+	return float32(r.NormFloat64() * 100)
+}
+
+// shape returns a number of outputs and inputs, often not multiples of any
+// vector width, sometimes zero.
+func shape(r *rand.Rand) (n, k int) {
+	ns := []int{0, 1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 64, 127, 128, 129, 256, 300}
+	return ns[r.IntN(len(ns))], r.IntN(40)
+}
+
+func checkDotPairs16(t testing.TB, acc0, w, x []int32) {
+	want := slices.Clone(acc0)
+	dotPairs16Scalar(want, w, x, 0)
+	forEachLevel(t, func(l Level) {
+		got := slices.Clone(acc0)
+		DotPairs16(got, w, x)
+		if !slices.Equal(got, want) {
+			t.Fatalf("DotPairs16 at %v (n=%d, k=%d): %v, scalar %v", l, len(acc0), len(x), got, want)
+		}
+	})
+}
+
+func checkMulAccI64(t testing.TB, acc0, w []int64, x []int32) {
+	want := slices.Clone(acc0)
+	mulAccI64Scalar(want, w, x, 0)
+	forEachLevel(t, func(l Level) {
+		got := slices.Clone(acc0)
+		MulAccI64(got, w, x)
+		if !slices.Equal(got, want) {
+			t.Fatalf("MulAccI64 at %v (n=%d, k=%d): %v, scalar %v", l, len(acc0), len(x), got, want)
+		}
+	})
+}
+
+func checkDotI64(t testing.TB, x []int32, w []int64) {
+	want := dotI64Scalar(x, w)
+	forEachLevel(t, func(l Level) {
+		if got := DotI64(x, w); got != want {
+			t.Fatalf("DotI64 at %v (k=%d): %d, scalar %d", l, len(x), got, want)
+		}
+	})
+}
+
+// SameF32 reports whether a and b hold the same float32 bits, counting
+// every NaN as equal to every NaN (Go does not specify NaN payloads, and
+// which operand's payload survives depends on the compiler's operand order).
+func SameF32(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) && !(a[i] != a[i] && b[i] != b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func checkMulAddColsF32(t testing.TB, y0, w, x []float32, skip bool) {
+	want := slices.Clone(y0)
+	mulAddColsF32Scalar(want, w, x, skip, 0)
+	forEachLevel(t, func(l Level) {
+		got := slices.Clone(y0)
+		MulAddColsF32(got, w, x, skip)
+		if !SameF32(got, want) {
+			t.Fatalf("MulAddColsF32 at %v (n=%d, k=%d, skip=%v): %v, scalar %v", l, len(y0), len(x), skip, got, want)
+		}
+	})
+}
+
+// TestKernelsMatchScalar runs every kernel at every level on random and
+// adversarial shapes and values and wants the scalar result bit for bit.
+func TestKernelsMatchScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for it := 0; it < 300; it++ {
+		n, k := shape(r)
+		zeroRow := r.IntN(4) == 0
+		acc := make([]int32, n)
+		w := make([]int32, n*k)
+		x := make([]int32, k)
+		acc64 := make([]int64, n)
+		w64 := make([]int64, n*k)
+		y := make([]float32, n)
+		wf := make([]float32, n*k)
+		xf := make([]float32, k)
+		for i := range acc {
+			acc[i], acc64[i], y[i] = i32(r), i64(r), f32(r)
+		}
+		for i := range w {
+			w[i], w64[i], wf[i] = i32(r), i64(r), f32(r)
+		}
+		for i := range x {
+			x[i], xf[i] = i32(r), f32(r)
+		}
+		if zeroRow && k > 0 {
+			z := r.IntN(k)
+			x[z], xf[z] = 0, 0
+			clear(w[z*n : (z+1)*n])
+		}
+		checkDotPairs16(t, acc, w, x)
+		checkMulAccI64(t, acc64, w64, x)
+		wd := make([]int64, k)
+		for i := range wd {
+			wd[i] = i64(r)
+		}
+		checkDotI64(t, x, wd)
+		checkMulAddColsF32(t, y, wf, xf, it%2 == 0)
+	}
+}
+
+// TestKernelsPanicOnBadShape checks that inconsistent lengths panic before
+// any vector code reads out of bounds.
+func TestKernelsPanicOnBadShape(t *testing.T) {
+	for name, f := range map[string]func(){
+		"DotPairs16":    func() { DotPairs16(make([]int32, 16), make([]int32, 15), make([]int32, 1)) },
+		"MulAccI64":     func() { MulAccI64(make([]int64, 8), make([]int64, 9), make([]int32, 1)) },
+		"DotI64":        func() { DotI64(make([]int32, 8), make([]int64, 7)) },
+		"MulAddColsF32": func() { MulAddColsF32(make([]float32, 16), make([]float32, 17), make([]float32, 1), false) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s accepted a bad shape", name)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+// fuzzShape reads a shape and a value stream from data.
+type fuzzData struct{ b []byte }
+
+func (d *fuzzData) u32() uint32 {
+	if len(d.b) < 4 {
+		d.b = nil
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(d.b)
+	d.b = d.b[4:]
+	return v
+}
+
+func (d *fuzzData) u64() uint64 { return uint64(d.u32()) | uint64(d.u32())<<32 }
+
+func fuzzShape(data []byte) (d *fuzzData, n, k int) {
+	if len(data) < 2 {
+		return &fuzzData{}, 0, 0
+	}
+	return &fuzzData{data[2:]}, int(data[0]) % 300, int(data[1]) % 48
+}
+
+var fuzzSeeds = [][]byte{
+	{16, 2, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f},
+	{0, 0},
+	{17, 31, 0, 0, 0, 0x80, 0xff, 0x7f, 0x00, 0x80},
+	{255, 47, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8},
+}
+
+func FuzzDotPairs16(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, n, k := fuzzShape(data)
+		acc, w, x := make([]int32, n), make([]int32, n*k), make([]int32, k)
+		for i := range x {
+			x[i] = int32(d.u32())
+		}
+		for i := range w {
+			w[i] = int32(d.u32())
+		}
+		for i := range acc {
+			acc[i] = int32(d.u32())
+		}
+		checkDotPairs16(t, acc, w, x)
+	})
+}
+
+func FuzzMulAccI64(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, n, k := fuzzShape(data)
+		acc, w, x := make([]int64, n), make([]int64, n*k), make([]int32, k)
+		for i := range x {
+			x[i] = int32(d.u32())
+		}
+		for i := range w {
+			w[i] = int64(d.u64())
+		}
+		for i := range acc {
+			acc[i] = int64(d.u64())
+		}
+		checkMulAccI64(t, acc, w, x)
+	})
+}
+
+func FuzzDotI64(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, n, _ := fuzzShape(data)
+		x, w := make([]int32, n), make([]int64, n)
+		for i := range x {
+			x[i], w[i] = int32(d.u32()), int64(d.u64())
+		}
+		checkDotI64(t, x, w)
+	})
+}
+
+func FuzzMulAddColsF32(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, n, k := fuzzShape(data)
+		y, w, x := make([]float32, n), make([]float32, n*k), make([]float32, k)
+		for i := range x {
+			x[i] = math.Float32frombits(d.u32())
+		}
+		for i := range w {
+			w[i] = math.Float32frombits(d.u32())
+		}
+		for i := range y {
+			y[i] = math.Float32frombits(d.u32())
+		}
+		checkMulAddColsF32(t, y, w, x, len(data) > 0 && data[0]&1 == 1)
+	})
+}
