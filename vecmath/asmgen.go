@@ -36,18 +36,27 @@ func (s isa) mov() string {
 	return "VMOVDQU"
 }
 
+// xor is the integer vector XOR for the width (registers 16-31 need EVEX).
+func (s isa) xor() string {
+	if s.reg == "Z" {
+		return "VPXORD"
+	}
+	return "VPXOR"
+}
+
 func r(s isa, i int) string { return fmt.Sprintf("%s%d", s.reg, i) }
 
 // dotPairs16 emits
 //
-//	func dotPairs16<name>(acc *int32, w *int32, x *int32, blocks, stride, pairs int)
+//	func dotPairs16<name>(acc *int32, w *int32, x *int32, blocks, stride, pairs int, relu bool)
 //
 // For each of blocks vectors of int32 accumulators at acc it adds, for every
 // pair p with x[p] != 0, the two-lane int16 dot products of the weight
-// vector at w+p*stride with x[p] broadcast (VPDPWSSD, or VPMADDWD+VPADDD).
+// vector at w+p*stride with x[p] broadcast (VPDPWSSD, or VPMADDWD+VPADDD),
+// and with relu stores max(sum, 0).
 func dotPairs16(s isa) {
-	p("// func dotPairs16%s(acc *int32, w *int32, x *int32, blocks, stride, pairs int)", s.name)
-	p("TEXT ·dotPairs16%s(SB), NOSPLIT, $0-48", s.name)
+	p("// func dotPairs16%s(acc *int32, w *int32, x *int32, blocks, stride, pairs int, relu bool)", s.name)
+	p("TEXT ·dotPairs16%s(SB), NOSPLIT, $0-49", s.name)
 	p("\tMOVQ acc+0(FP), DI")
 	p("\tMOVQ w+8(FP), SI")
 	p("\tMOVQ blocks+24(FP), CX")
@@ -89,6 +98,14 @@ func dotPairs16(s isa) {
 		p("\tDECQ R12")
 		p("\tJMP dp%s%sloop", s.name, lbl)
 		p("dp%s%sstore:", s.name, lbl)
+		p("\tCMPB relu+48(FP), $0")
+		p("\tJZ dp%s%snorelu", s.name, lbl)
+		zero := r(s, s.group+2)
+		p("\t%s %s, %s, %s", s.xor(), zero, zero, zero)
+		for i := 0; i < g; i++ {
+			p("\tVPMAXSD %s, %s, %s", zero, r(s, i), r(s, i))
+		}
+		p("dp%s%snorelu:", s.name, lbl)
 		for i := 0; i < g; i++ {
 			p("\t%s %s, %d(DI)", s.mov(), r(s, i), i*s.bytes)
 		}

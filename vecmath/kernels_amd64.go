@@ -2,14 +2,16 @@
 
 package vecmath
 
-//go:noescape
-func dotPairs16AVX2(acc *int32, w *int32, x *int32, blocks, stride, pairs int)
+import "unsafe"
 
 //go:noescape
-func dotPairs16AVX512(acc *int32, w *int32, x *int32, blocks, stride, pairs int)
+func dotPairs16AVX2(acc *int32, w *int32, x *int32, blocks, stride, pairs int, relu bool)
 
 //go:noescape
-func dotPairs16VNNI(acc *int32, w *int32, x *int32, blocks, stride, pairs int)
+func dotPairs16AVX512(acc *int32, w *int32, x *int32, blocks, stride, pairs int, relu bool)
+
+//go:noescape
+func dotPairs16VNNI(acc *int32, w *int32, x *int32, blocks, stride, pairs int, relu bool)
 
 //go:noescape
 func mulAccI64AVX2(acc *int64, w *int64, x *int32, blocks, stride, n int)
@@ -31,18 +33,18 @@ func mulAddColsF32AVX512(y *float32, w *float32, x *float32, blocks, stride, n i
 
 // dotPairs16Vec runs the vector kernel on the first columns of acc and
 // returns how many it covered.
-func dotPairs16Vec(l Level, acc, w, x []int32) int {
+func dotPairs16Vec(l Level, acc, w, x []int32, relu bool) int {
 	n := len(acc)
 	switch {
-	case l >= AVX512 && n >= 16 && len(x) > 0:
+	case l >= AVX512 && n >= 16:
 		f := dotPairs16AVX512
 		if l >= AVX512VNNI {
 			f = dotPairs16VNNI
 		}
-		f(&acc[0], &w[0], &x[0], n/16, 4*n, len(x))
+		f(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/16, 4*n, len(x), relu)
 		return n / 16 * 16
-	case l >= AVX2 && n >= 8 && len(x) > 0:
-		dotPairs16AVX2(&acc[0], &w[0], &x[0], n/8, 4*n, len(x))
+	case l >= AVX2 && n >= 8:
+		dotPairs16AVX2(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/8, 4*n, len(x), relu)
 		return n / 8 * 8
 	}
 	return 0
@@ -52,10 +54,10 @@ func mulAccI64Vec(l Level, acc, w []int64, x []int32) int {
 	n := len(acc)
 	switch {
 	case l >= AVX512 && n >= 8 && len(x) > 0:
-		mulAccI64AVX512(&acc[0], &w[0], &x[0], n/8, 8*n, len(x))
+		mulAccI64AVX512(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/8, 8*n, len(x))
 		return n / 8 * 8
 	case l >= AVX2 && n >= 4 && len(x) > 0:
-		mulAccI64AVX2(&acc[0], &w[0], &x[0], n/4, 8*n, len(x))
+		mulAccI64AVX2(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/4, 8*n, len(x))
 		return n / 4 * 4
 	}
 	return 0
@@ -65,9 +67,9 @@ func dotI64Vec(l Level, x []int32, w []int64) (int64, int) {
 	n := len(x)
 	switch {
 	case l >= AVX512 && n >= 8:
-		return dotI64AVX512(&x[0], &w[0], n/8), n / 8 * 8
+		return dotI64AVX512(unsafe.SliceData(x), unsafe.SliceData(w), n/8), n / 8 * 8
 	case l >= AVX2 && n >= 4:
-		return dotI64AVX2(&x[0], &w[0], n/4), n / 4 * 4
+		return dotI64AVX2(unsafe.SliceData(x), unsafe.SliceData(w), n/4), n / 4 * 4
 	}
 	return 0, 0
 }
@@ -76,10 +78,10 @@ func mulAddColsF32Vec(l Level, y, w, x []float32, skipZero bool) int {
 	n := len(y)
 	switch {
 	case l >= AVX512 && n >= 16 && len(x) > 0:
-		mulAddColsF32AVX512(&y[0], &w[0], &x[0], n/16, 4*n, len(x), skipZero)
+		mulAddColsF32AVX512(unsafe.SliceData(y), unsafe.SliceData(w), unsafe.SliceData(x), n/16, 4*n, len(x), skipZero)
 		return n / 16 * 16
 	case l >= AVX2 && n >= 8 && len(x) > 0:
-		mulAddColsF32AVX2(&y[0], &w[0], &x[0], n/8, 4*n, len(x), skipZero)
+		mulAddColsF32AVX2(unsafe.SliceData(y), unsafe.SliceData(w), unsafe.SliceData(x), n/8, 4*n, len(x), skipZero)
 		return n / 8 * 8
 	}
 	return 0

@@ -4,8 +4,8 @@
 
 #include "textflag.h"
 
-// func dotPairs16AVX2(acc *int32, w *int32, x *int32, blocks, stride, pairs int)
-TEXT ·dotPairs16AVX2(SB), NOSPLIT, $0-48
+// func dotPairs16AVX2(acc *int32, w *int32, x *int32, blocks, stride, pairs int, relu bool)
+TEXT ·dotPairs16AVX2(SB), NOSPLIT, $0-49
 	MOVQ acc+0(FP), DI
 	MOVQ w+8(FP), SI
 	MOVQ blocks+24(FP), CX
@@ -53,6 +53,18 @@ dpAVX2g8next:
 	DECQ R12
 	JMP dpAVX2g8loop
 dpAVX2g8store:
+	CMPB relu+48(FP), $0
+	JZ dpAVX2g8norelu
+	VPXOR Y10, Y10, Y10
+	VPMAXSD Y10, Y0, Y0
+	VPMAXSD Y10, Y1, Y1
+	VPMAXSD Y10, Y2, Y2
+	VPMAXSD Y10, Y3, Y3
+	VPMAXSD Y10, Y4, Y4
+	VPMAXSD Y10, Y5, Y5
+	VPMAXSD Y10, Y6, Y6
+	VPMAXSD Y10, Y7, Y7
+dpAVX2g8norelu:
 	VMOVDQU Y0, 0(DI)
 	VMOVDQU Y1, 32(DI)
 	VMOVDQU Y2, 64(DI)
@@ -87,6 +99,11 @@ dpAVX2g1next:
 	DECQ R12
 	JMP dpAVX2g1loop
 dpAVX2g1store:
+	CMPB relu+48(FP), $0
+	JZ dpAVX2g1norelu
+	VPXOR Y10, Y10, Y10
+	VPMAXSD Y10, Y0, Y0
+dpAVX2g1norelu:
 	VMOVDQU Y0, 0(DI)
 	ADDQ $32, DI
 	ADDQ $32, SI
@@ -96,8 +113,8 @@ dpAVX2done:
 	VZEROUPPER
 	RET
 
-// func dotPairs16AVX512(acc *int32, w *int32, x *int32, blocks, stride, pairs int)
-TEXT ·dotPairs16AVX512(SB), NOSPLIT, $0-48
+// func dotPairs16AVX512(acc *int32, w *int32, x *int32, blocks, stride, pairs int, relu bool)
+TEXT ·dotPairs16AVX512(SB), NOSPLIT, $0-49
 	MOVQ acc+0(FP), DI
 	MOVQ w+8(FP), SI
 	MOVQ blocks+24(FP), CX
@@ -169,6 +186,26 @@ dpAVX512g16next:
 	DECQ R12
 	JMP dpAVX512g16loop
 dpAVX512g16store:
+	CMPB relu+48(FP), $0
+	JZ dpAVX512g16norelu
+	VPXORD Z18, Z18, Z18
+	VPMAXSD Z18, Z0, Z0
+	VPMAXSD Z18, Z1, Z1
+	VPMAXSD Z18, Z2, Z2
+	VPMAXSD Z18, Z3, Z3
+	VPMAXSD Z18, Z4, Z4
+	VPMAXSD Z18, Z5, Z5
+	VPMAXSD Z18, Z6, Z6
+	VPMAXSD Z18, Z7, Z7
+	VPMAXSD Z18, Z8, Z8
+	VPMAXSD Z18, Z9, Z9
+	VPMAXSD Z18, Z10, Z10
+	VPMAXSD Z18, Z11, Z11
+	VPMAXSD Z18, Z12, Z12
+	VPMAXSD Z18, Z13, Z13
+	VPMAXSD Z18, Z14, Z14
+	VPMAXSD Z18, Z15, Z15
+dpAVX512g16norelu:
 	VMOVDQU32 Z0, 0(DI)
 	VMOVDQU32 Z1, 64(DI)
 	VMOVDQU32 Z2, 128(DI)
@@ -211,6 +248,11 @@ dpAVX512g1next:
 	DECQ R12
 	JMP dpAVX512g1loop
 dpAVX512g1store:
+	CMPB relu+48(FP), $0
+	JZ dpAVX512g1norelu
+	VPXORD Z18, Z18, Z18
+	VPMAXSD Z18, Z0, Z0
+dpAVX512g1norelu:
 	VMOVDQU32 Z0, 0(DI)
 	ADDQ $64, DI
 	ADDQ $64, SI
@@ -220,8 +262,8 @@ dpAVX512done:
 	VZEROUPPER
 	RET
 
-// func dotPairs16VNNI(acc *int32, w *int32, x *int32, blocks, stride, pairs int)
-TEXT ·dotPairs16VNNI(SB), NOSPLIT, $0-48
+// func dotPairs16VNNI(acc *int32, w *int32, x *int32, blocks, stride, pairs int, relu bool)
+TEXT ·dotPairs16VNNI(SB), NOSPLIT, $0-49
 	MOVQ acc+0(FP), DI
 	MOVQ w+8(FP), SI
 	MOVQ blocks+24(FP), CX
@@ -277,6 +319,26 @@ dpVNNIg16next:
 	DECQ R12
 	JMP dpVNNIg16loop
 dpVNNIg16store:
+	CMPB relu+48(FP), $0
+	JZ dpVNNIg16norelu
+	VPXORD Z18, Z18, Z18
+	VPMAXSD Z18, Z0, Z0
+	VPMAXSD Z18, Z1, Z1
+	VPMAXSD Z18, Z2, Z2
+	VPMAXSD Z18, Z3, Z3
+	VPMAXSD Z18, Z4, Z4
+	VPMAXSD Z18, Z5, Z5
+	VPMAXSD Z18, Z6, Z6
+	VPMAXSD Z18, Z7, Z7
+	VPMAXSD Z18, Z8, Z8
+	VPMAXSD Z18, Z9, Z9
+	VPMAXSD Z18, Z10, Z10
+	VPMAXSD Z18, Z11, Z11
+	VPMAXSD Z18, Z12, Z12
+	VPMAXSD Z18, Z13, Z13
+	VPMAXSD Z18, Z14, Z14
+	VPMAXSD Z18, Z15, Z15
+dpVNNIg16norelu:
 	VMOVDQU32 Z0, 0(DI)
 	VMOVDQU32 Z1, 64(DI)
 	VMOVDQU32 Z2, 128(DI)
@@ -318,6 +380,11 @@ dpVNNIg1next:
 	DECQ R12
 	JMP dpVNNIg1loop
 dpVNNIg1store:
+	CMPB relu+48(FP), $0
+	JZ dpVNNIg1norelu
+	VPXORD Z18, Z18, Z18
+	VPMAXSD Z18, Z0, Z0
+dpVNNIg1norelu:
 	VMOVDQU32 Z0, 0(DI)
 	ADDQ $64, DI
 	ADDQ $64, SI

@@ -11,16 +11,29 @@ import "fmt"
 // high 16 bits of an int32, and every addition wraps at 32 bits. Pairs with
 // x[p] == 0 add nothing and are skipped. Pack weights and inputs with
 // PackPairs16.
-func DotPairs16(acc, w, x []int32) {
+func DotPairs16(acc, w, x []int32) { dotPairs16(acc, w, x, false) }
+
+// DotPairs16ReLU is DotPairs16 followed by acc[o] = max(acc[o], 0).
+func DotPairs16ReLU(acc, w, x []int32) { dotPairs16(acc, w, x, true) }
+
+func dotPairs16(acc, w, x []int32, relu bool) {
 	if len(w) != len(x)*len(acc) {
 		panic(fmt.Sprintf("vecmath.DotPairs16: %d weights for %d inputs and %d outputs", len(w), len(x), len(acc)))
 	}
-	done := dotPairs16Vec(Current(), acc, w, x)
-	dotPairs16Scalar(acc, w, x, done)
+	done := dotPairs16Vec(Current(), acc, w, x, relu)
+	dotPairs16Scalar(acc, w, x, done, relu)
 }
 
-// dotPairs16Scalar is DotPairs16 for the columns from..len(acc)-1.
-func dotPairs16Scalar(acc, w, x []int32, from int) {
+// dotPairs16Scalar is DotPairs16 (with relu, DotPairs16ReLU) for the
+// columns from..len(acc)-1.
+func dotPairs16Scalar(acc, w, x []int32, from int, relu bool) {
+	defer func() {
+		if relu {
+			for o := from; o < len(acc); o++ {
+				acc[o] = max(acc[o], 0)
+			}
+		}
+	}()
 	n := len(acc)
 	for p, xv := range x {
 		if xv == 0 {

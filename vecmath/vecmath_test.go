@@ -85,15 +85,21 @@ func shape(r *rand.Rand) (n, k int) {
 }
 
 func checkDotPairs16(t testing.TB, acc0, w, x []int32) {
-	want := slices.Clone(acc0)
-	dotPairs16Scalar(want, w, x, 0)
-	forEachLevel(t, func(l Level) {
-		got := slices.Clone(acc0)
-		DotPairs16(got, w, x)
-		if !slices.Equal(got, want) {
-			t.Fatalf("DotPairs16 at %v (n=%d, k=%d): %v, scalar %v", l, len(acc0), len(x), got, want)
-		}
-	})
+	for _, relu := range []bool{false, true} {
+		want := slices.Clone(acc0)
+		dotPairs16Scalar(want, w, x, 0, relu)
+		forEachLevel(t, func(l Level) {
+			got := slices.Clone(acc0)
+			if relu {
+				DotPairs16ReLU(got, w, x)
+			} else {
+				DotPairs16(got, w, x)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("DotPairs16 (relu %v) at %v (n=%d, k=%d): %v, scalar %v", relu, l, len(acc0), len(x), got, want)
+			}
+		})
+	}
 }
 
 func checkMulAccI64(t testing.TB, acc0, w []int64, x []int32) {
