@@ -75,12 +75,13 @@ func needGCC(tb testing.TB) string {
 // buildCRef compiles cref/linnos_ref.c with m's weights into a temp dir.
 func buildCRef(tb testing.TB, m *IntModel) string {
 	tb.Helper()
-	return buildCRefIn(tb, m, tb.TempDir())
+	return buildCRefIn(tb, m, tb.TempDir(), "-O2")
 }
 
 // buildCRefIn compiles cref/linnos_ref.c with m's weights (weights.h) into dir
-// with gcc -O2 and returns the binary's path.
-func buildCRefIn(tb testing.TB, m *IntModel, dir string) string {
+// with gcc, the given optimisation flags and -fwrapv, and returns the
+// binary's path.
+func buildCRefIn(tb testing.TB, m *IntModel, dir string, opt ...string) string {
 	tb.Helper()
 	gcc := needGCC(tb)
 	var hdr bytes.Buffer
@@ -95,7 +96,8 @@ func buildCRefIn(tb testing.TB, m *IntModel, dir string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(gcc, "-O2", "-fwrapv", fmt.Sprintf("-DN_EXTRA=%d", m.Extra()), "-I", dir, "-o", bin, src)
+	args := append(append([]string(nil), opt...), "-fwrapv", fmt.Sprintf("-DN_EXTRA=%d", m.Extra()), "-I", dir, "-o", bin, src)
+	cmd := exec.Command(gcc, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("gcc: %v\n%s", err, out)
 	}

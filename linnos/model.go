@@ -227,6 +227,7 @@ type IntModel struct {
 	b     [][]int64
 	wt    [][]int64 // transposed [in][out] copies of the hidden layers, for the zero-skipping path
 	w0t32 []int32   // layer 0 transposed as int32 when every weight fits
+	vec   *intVec   // the vectorised engine; nil when a weight does not fit int32
 }
 
 // NewIntModel builds an integer model from row-major [out][in] weights and
@@ -267,6 +268,7 @@ func NewIntModel(extra int, w, b [][]int64) (*IntModel, error) {
 			m.w0t32[i] = int32(v)
 		}
 	}
+	m.vec = newIntVec(m)
 	return m, nil
 }
 
@@ -313,9 +315,20 @@ func roundSat(v float64) int64 {
 	return int64(r)
 }
 
-var intScratch = sync.Pool{New: func() any { s := make([]int64, 2*HiddenWidth); return &s }}
+// infer computes the two int64 outputs for one vector on the vector engine
+// when the model has one and the vector's activations fit it, else on the
+// scalar engine (logits). Both give the same bits.
+func (m *IntModel) infer(x []int32, vs *vecScratch, hs, h2s []int64) (o0, o1 int64) {
+	if m.vec != nil {
+		if o0, o1, ok := m.vec.logits(x, vs); ok {
+			return o0, o1
+		}
+	}
+	return m.logits(x, hs, h2s)
+}
 
-// logits computes the two int64 outputs for one vector of NumInputs digits.
+// logits computes the two int64 outputs for one vector of NumInputs digits
+// with the scalar engine, the reference every vector path must match.
 // It walks the non-zero inputs over the transposed first layer (most digits
 // are leading zeros) and skips hidden units that ReLU zeroed; integer
 // addition is associative, so the result is bit-identical to the reference's
@@ -391,12 +404,12 @@ func (m *IntModel) Logits(features []int32, dst []int64) error {
 	if len(dst)%2 != 0 || len(features) != len(dst)/2*NumInputs {
 		return fmt.Errorf("%w: %d features for %d outputs", ErrShape, len(features), len(dst))
 	}
-	sp := intScratch.Get().(*[]int64)
-	h, h2 := (*sp)[:HiddenWidth], (*sp)[HiddenWidth:]
+	vs := vecScratchPool.Get().(*vecScratch)
+	h, h2 := vs.hs[:HiddenWidth], vs.hs[HiddenWidth:]
 	for n := 0; n < len(dst)/2; n++ {
-		dst[2*n], dst[2*n+1] = m.logits(features[n*NumInputs:(n+1)*NumInputs], h, h2)
+		dst[2*n], dst[2*n+1] = m.infer(features[n*NumInputs:(n+1)*NumInputs], vs, h, h2)
 	}
-	intScratch.Put(sp)
+	vecScratchPool.Put(vs)
 	return nil
 }
 
@@ -407,16 +420,16 @@ func (m *IntModel) PredictBatch(features []int32, out []int32) error {
 	if len(features) != len(out)*NumInputs {
 		return fmt.Errorf("%w: %d features for %d outputs", ErrShape, len(features), len(out))
 	}
-	sp := intScratch.Get().(*[]int64)
-	h, h2 := (*sp)[:HiddenWidth], (*sp)[HiddenWidth:]
+	vs := vecScratchPool.Get().(*vecScratch)
+	h, h2 := vs.hs[:HiddenWidth], vs.hs[HiddenWidth:]
 	for n := range out {
-		o0, o1 := m.logits(features[n*NumInputs:(n+1)*NumInputs], h, h2)
+		o0, o1 := m.infer(features[n*NumInputs:(n+1)*NumInputs], vs, h, h2)
 		out[n] = 0
 		if o0 < o1 {
 			out[n] = 1
 		}
 	}
-	intScratch.Put(sp)
+	vecScratchPool.Put(vs)
 	return nil
 }
 
@@ -425,12 +438,12 @@ func (m *IntModel) Predict(features []int32, n int, decisions []bool) error {
 	if n < 0 || len(features) < n*NumInputs || len(decisions) < n {
 		return fmt.Errorf("%w: n=%d with %d features and %d decisions", ErrShape, n, len(features), len(decisions))
 	}
-	sp := intScratch.Get().(*[]int64)
-	h, h2 := (*sp)[:HiddenWidth], (*sp)[HiddenWidth:]
+	vs := vecScratchPool.Get().(*vecScratch)
+	h, h2 := vs.hs[:HiddenWidth], vs.hs[HiddenWidth:]
 	for i := 0; i < n; i++ {
-		o0, o1 := m.logits(features[i*NumInputs:(i+1)*NumInputs], h, h2)
+		o0, o1 := m.infer(features[i*NumInputs:(i+1)*NumInputs], vs, h, h2)
 		decisions[i] = o0 < o1
 	}
-	intScratch.Put(sp)
+	vecScratchPool.Put(vs)
 	return nil
 }

@@ -237,6 +237,80 @@ func dotI64(s isa) {
 	p("")
 }
 
+// dotI64x2 emits
+//
+//	func dotI64x2<name>(x *int32, w0, w1 *int64, blocks int) (s0, s1 int64)
+//
+// the two sums over blocks*lanes elements of int64(x[k]) * int64(int32(wj[k])),
+// loading each x once.
+func dotI64x2(s isa) {
+	lanes := s.bytes / 8
+	p("// func dotI64x2%s(x *int32, w0, w1 *int64, blocks int) (s0, s1 int64)", s.name)
+	p("TEXT ·dotI64x2%s(SB), NOSPLIT, $0-48", s.name)
+	p("\tMOVQ x+0(FP), SI")
+	p("\tMOVQ w0+8(FP), DI")
+	p("\tMOVQ w1+16(FP), DX")
+	p("\tMOVQ blocks+24(FP), CX")
+	for i := 0; i < 4; i++ {
+		p("\tVPXOR %s, %s, %s", halfReg(s, i), halfReg(s, i), halfReg(s, i))
+	}
+	p("dx%sloop2:", s.name)
+	p("\tCMPQ CX, $2")
+	p("\tJB dx%sloop1", s.name)
+	p("\tVPMOVSXDQ (SI), %s", r(s, 4))
+	p("\tVPMOVSXDQ %d(SI), %s", lanes*4, r(s, 5))
+	p("\tVPMULDQ (DI), %s, %s", r(s, 4), r(s, 6))
+	p("\tVPMULDQ %d(DI), %s, %s", s.bytes, r(s, 5), r(s, 7))
+	p("\tVPMULDQ (DX), %s, %s", r(s, 4), r(s, 8))
+	p("\tVPMULDQ %d(DX), %s, %s", s.bytes, r(s, 5), r(s, 9))
+	p("\tVPADDQ %s, %s, %s", r(s, 6), r(s, 0), r(s, 0))
+	p("\tVPADDQ %s, %s, %s", r(s, 7), r(s, 1), r(s, 1))
+	p("\tVPADDQ %s, %s, %s", r(s, 8), r(s, 2), r(s, 2))
+	p("\tVPADDQ %s, %s, %s", r(s, 9), r(s, 3), r(s, 3))
+	p("\tADDQ $%d, SI", 2*lanes*4)
+	p("\tADDQ $%d, DI", 2*s.bytes)
+	p("\tADDQ $%d, DX", 2*s.bytes)
+	p("\tSUBQ $2, CX")
+	p("\tJMP dx%sloop2", s.name)
+	p("dx%sloop1:", s.name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ dx%ssum", s.name)
+	p("\tVPMOVSXDQ (SI), %s", r(s, 4))
+	p("\tVPMULDQ (DI), %s, %s", r(s, 4), r(s, 6))
+	p("\tVPMULDQ (DX), %s, %s", r(s, 4), r(s, 8))
+	p("\tVPADDQ %s, %s, %s", r(s, 6), r(s, 0), r(s, 0))
+	p("\tVPADDQ %s, %s, %s", r(s, 8), r(s, 2), r(s, 2))
+	p("dx%ssum:", s.name)
+	p("\tVPADDQ %s, %s, %s", r(s, 1), r(s, 0), r(s, 0))
+	p("\tVPADDQ %s, %s, %s", r(s, 3), r(s, 2), r(s, 2))
+	for _, a := range []int{0, 2} {
+		if s.reg == "Z" {
+			p("\tVEXTRACTI64X4 $1, Z%d, Y%d", a, a+1)
+			p("\tVPADDQ Y%d, Y%d, Y%d", a+1, a, a)
+		}
+		p("\tVEXTRACTI128 $1, Y%d, X%d", a, a+1)
+		p("\tVPADDQ X%d, X%d, X%d", a+1, a, a)
+		p("\tVPSHUFD $0x4e, X%d, X%d", a, a+1)
+		p("\tVPADDQ X%d, X%d, X%d", a+1, a, a)
+	}
+	p("\tMOVQ X0, AX")
+	p("\tMOVQ AX, s0+32(FP)")
+	p("\tMOVQ X2, AX")
+	p("\tMOVQ AX, s1+40(FP)")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// halfReg names register i at half the width; a VEX write to it zeroes
+// the whole register.
+func halfReg(s isa, i int) string {
+	if s.reg == "Z" {
+		return fmt.Sprintf("Y%d", i)
+	}
+	return fmt.Sprintf("X%d", i)
+}
+
 // mulAddColsF32 emits
 //
 //	func mulAddColsF32<name>(y *float32, w *float32, x *float32, blocks, stride, n int, skipZero bool)
@@ -321,6 +395,7 @@ func main() {
 	for _, s := range []isa{avx2, avx512} {
 		mulAccI64(s)
 		dotI64(s)
+		dotI64x2(s)
 		mulAddColsF32(s)
 	}
 	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {

@@ -26,6 +26,12 @@ func dotI64AVX2(x *int32, w *int64, blocks int) int64
 func dotI64AVX512(x *int32, w *int64, blocks int) int64
 
 //go:noescape
+func dotI64x2AVX2(x *int32, w0, w1 *int64, blocks int) (s0, s1 int64)
+
+//go:noescape
+func dotI64x2AVX512(x *int32, w0, w1 *int64, blocks int) (s0, s1 int64)
+
+//go:noescape
 func mulAddColsF32AVX2(y *float32, w *float32, x *float32, blocks, stride, n int, skipZero bool)
 
 //go:noescape
@@ -72,6 +78,19 @@ func dotI64Vec(l Level, x []int32, w []int64) (int64, int) {
 		return dotI64AVX2(unsafe.SliceData(x), unsafe.SliceData(w), n/4), n / 4 * 4
 	}
 	return 0, 0
+}
+
+func dotI64x2Vec(l Level, x []int32, w0, w1 []int64) (int64, int64, int) {
+	n := len(x)
+	switch {
+	case l >= AVX512 && n >= 8:
+		s0, s1 := dotI64x2AVX512(unsafe.SliceData(x), unsafe.SliceData(w0), unsafe.SliceData(w1), n/8)
+		return s0, s1, n / 8 * 8
+	case l >= AVX2 && n >= 4:
+		s0, s1 := dotI64x2AVX2(unsafe.SliceData(x), unsafe.SliceData(w0), unsafe.SliceData(w1), n/4)
+		return s0, s1, n / 4 * 4
+	}
+	return 0, 0, 0
 }
 
 func mulAddColsF32Vec(l Level, y, w, x []float32, skipZero bool) int {

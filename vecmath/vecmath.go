@@ -27,14 +27,10 @@ func dotPairs16(acc, w, x []int32, relu bool) {
 // dotPairs16Scalar is DotPairs16 (with relu, DotPairs16ReLU) for the
 // columns from..len(acc)-1.
 func dotPairs16Scalar(acc, w, x []int32, from int, relu bool) {
-	defer func() {
-		if relu {
-			for o := from; o < len(acc); o++ {
-				acc[o] = max(acc[o], 0)
-			}
-		}
-	}()
 	n := len(acc)
+	if from >= n {
+		return
+	}
 	for p, xv := range x {
 		if xv == 0 {
 			continue
@@ -44,6 +40,11 @@ func dotPairs16Scalar(acc, w, x []int32, from int, relu bool) {
 		for o := from; o < n; o++ {
 			wv := row[o]
 			acc[o] += int32(int16(wv))*xl + (wv>>16)*xh
+		}
+	}
+	if relu {
+		for o := from; o < n; o++ {
+			acc[o] = max(acc[o], 0)
 		}
 	}
 }
@@ -69,6 +70,9 @@ func MulAccI64(acc, w []int64, x []int32) {
 
 func mulAccI64Scalar(acc, w []int64, x []int32, from int) {
 	n := len(acc)
+	if from >= n {
+		return
+	}
 	for k, xv := range x {
 		if xv == 0 {
 			continue
@@ -89,6 +93,15 @@ func DotI64(x []int32, w []int64) int64 {
 	}
 	s, done := dotI64Vec(Current(), x, w)
 	return s + dotI64Scalar(x[done:], w[done:])
+}
+
+// DotI64x2 returns DotI64(x, w0) and DotI64(x, w1) in one pass over x.
+func DotI64x2(x []int32, w0, w1 []int64) (int64, int64) {
+	if len(w0) != len(x) || len(w1) != len(x) {
+		panic(fmt.Sprintf("vecmath.DotI64x2: %d and %d weights for %d inputs", len(w0), len(w1), len(x)))
+	}
+	s0, s1, done := dotI64x2Vec(Current(), x, w0, w1)
+	return s0 + dotI64Scalar(x[done:], w0[done:]), s1 + dotI64Scalar(x[done:], w1[done:])
 }
 
 func dotI64Scalar(x []int32, w []int64) int64 {
@@ -114,6 +127,9 @@ func MulAddColsF32(y, w, x []float32, skipZero bool) {
 
 func mulAddColsF32Scalar(y, w, x []float32, skipZero bool, from int) {
 	n := len(y)
+	if from >= n {
+		return
+	}
 	for k, xv := range x {
 		if skipZero && xv == 0 {
 			continue

@@ -116,9 +116,15 @@ func checkMulAccI64(t testing.TB, acc0, w []int64, x []int32) {
 
 func checkDotI64(t testing.TB, x []int32, w []int64) {
 	want := dotI64Scalar(x, w)
+	rev := slices.Clone(w)
+	slices.Reverse(rev)
+	want2 := dotI64Scalar(x, rev)
 	forEachLevel(t, func(l Level) {
 		if got := DotI64(x, w); got != want {
 			t.Fatalf("DotI64 at %v (k=%d): %d, scalar %d", l, len(x), got, want)
+		}
+		if g0, g1 := DotI64x2(x, w, rev); g0 != want || g1 != want2 {
+			t.Fatalf("DotI64x2 at %v (k=%d): %d %d, scalar %d %d", l, len(x), g0, g1, want, want2)
 		}
 	})
 }
@@ -197,6 +203,7 @@ func TestKernelsPanicOnBadShape(t *testing.T) {
 		"DotPairs16":    func() { DotPairs16(make([]int32, 16), make([]int32, 15), make([]int32, 1)) },
 		"MulAccI64":     func() { MulAccI64(make([]int64, 8), make([]int64, 9), make([]int32, 1)) },
 		"DotI64":        func() { DotI64(make([]int32, 8), make([]int64, 7)) },
+		"DotI64x2":      func() { DotI64x2(make([]int32, 8), make([]int64, 8), make([]int64, 9)) },
 		"MulAddColsF32": func() { MulAddColsF32(make([]float32, 16), make([]float32, 17), make([]float32, 1), false) },
 	} {
 		func() {

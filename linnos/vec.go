@@ -1,0 +1,196 @@
+package linnos
+
+import (
+	"math"
+	"slices"
+	"sync"
+
+	"github.com/lakeos/lake/vecmath"
+)
+
+// maxDigit is the largest feature value the int16 first-layer path takes;
+// feature vectors are decimal digits, and a vector with any value outside
+// [0, maxDigit] takes the int32×int32→int64 path instead.
+const maxDigit = 9
+
+// intVec is the vectorised form of an IntModel (package vecmath). It is
+// built at load time only when every weight fits in int32, so that every
+// product of an int32 activation and a weight is exact in int64 and the
+// int64 sums wrap exactly as the scalar engine's do. Each call checks that
+// every activation fed to the next layer fits int32 (they are ≥ 0 after
+// ReLU); when one does not, the vector is recomputed by the scalar engine.
+type intVec struct {
+	pairs int
+	// w0p is layer 0 as int16 pairs [pairs][HiddenWidth] with its int32
+	// bias b0, set only when the load-time check proves that with inputs
+	// in [0, maxDigit] every weight fits int16 and every partial sum fits
+	// int32: |b0[j]| + maxDigit·Σ_i |w0[j][i]| ≤ MaxInt32.
+	w0p []int32
+	b0  []int32
+	// w0, the transposed first layer [NumInputs][HiddenWidth], serves
+	// vectors the int16 path does not take.
+	w0  []int64
+	hid [][]int64 // extra layers, transposed [HiddenWidth][HiddenWidth]
+	b   [][]int64 // every layer's bias
+	out [NumClasses][]int64
+}
+
+// vecScratch is one inference's activations, for both engines.
+type vecScratch struct {
+	hs  [2 * HiddenWidth]int64 // the scalar engine's
+	h   [HiddenWidth]int32
+	acc [HiddenWidth]int64
+	xp  [(NumInputs + 1) / 2]int32
+}
+
+var vecScratchPool = sync.Pool{New: func() any { return new(vecScratch) }}
+
+// pairOrder lists the inputs in the order the int16 path pairs them (input
+// pairOrder[2p] with pairOrder[2p+1], -1 = none). The kernel skips a pair
+// whose two digits are both zero, so digits of the same significance are
+// paired: leading digits (mostly zero) with leading digits, units with
+// units. Any order gives the same result; this one needs about 7 pairs
+// per real vector instead of 10 for adjacent digits.
+var pairOrder = func() []int {
+	order := make([]int, NumInputs, 2*((NumInputs+1)/2))
+	for i := range order {
+		order[i] = i
+	}
+	if latencyOffset+HistoryLen*LatencyDigits == NumInputs {
+		// significance = digits to the right of i within its field.
+		sig := func(i int) int {
+			if i < latencyOffset {
+				return PendingDigits - 1 - i%PendingDigits
+			}
+			return LatencyDigits - 1 - (i-latencyOffset)%LatencyDigits
+		}
+		slices.SortStableFunc(order, func(a, b int) int { return sig(a) - sig(b) })
+	}
+	if len(order)%2 == 1 {
+		order = append(order, -1)
+	}
+	return order
+}()
+
+// newIntVec returns m's vector form, or nil when some weight does not fit
+// in int32 (the model then runs on the scalar engine only).
+func newIntVec(m *IntModel) *intVec {
+	for _, w := range m.w {
+		for _, v := range w {
+			if v != int64(int32(v)) {
+				return nil
+			}
+		}
+	}
+	last := m.extra + 1
+	v := &intVec{pairs: (NumInputs + 1) / 2, w0: m.wt[0], hid: m.wt[1:last], b: m.b}
+	for c := 0; c < NumClasses; c++ {
+		v.out[c] = m.w[last][c*HiddenWidth : (c+1)*HiddenWidth]
+	}
+	if !fitsInt16Layer0(m.w[0], m.b[0]) {
+		return v
+	}
+	v.b0 = make([]int32, HiddenWidth)
+	for j, b := range m.b[0] {
+		v.b0[j] = int32(b)
+	}
+	v.w0p = make([]int32, v.pairs*HiddenWidth)
+	for j := 0; j < HiddenWidth; j++ {
+		row := m.w[0][j*NumInputs : (j+1)*NumInputs]
+		for p := 0; p < v.pairs; p++ {
+			var hi int16
+			if b := pairOrder[2*p+1]; b >= 0 {
+				hi = int16(row[b])
+			}
+			v.w0p[p*HiddenWidth+j] = vecmath.PackPairs16(int16(row[pairOrder[2*p]]), hi)
+		}
+	}
+	return v
+}
+
+// fitsInt16Layer0 is the load-time check of the int16 first-layer path
+// (w is row-major [HiddenWidth][NumInputs]).
+func fitsInt16Layer0(w, b []int64) bool {
+	for j := 0; j < HiddenWidth; j++ {
+		if b[j] < -math.MaxInt32 || b[j] > math.MaxInt32 {
+			return false
+		}
+		sum := abs64(b[j])
+		for _, x := range w[j*NumInputs : (j+1)*NumInputs] {
+			if x < math.MinInt16 || x > math.MaxInt16 {
+				return false
+			}
+			sum += maxDigit * abs64(x)
+		}
+		// sum <= 2^31 + 31·9·2^15, no int64 overflow.
+		if sum > math.MaxInt32 {
+			return false
+		}
+	}
+	return true
+}
+
+func abs64(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// packDigits packs x (NumInputs values) into int16 pairs in pairOrder, or
+// reports false when a value is outside [0, maxDigit].
+func packDigits(x []int32, xp []int32) bool {
+	x = x[:NumInputs]
+	for p := range xp {
+		lo, hi := x[pairOrder[2*p]], int32(0)
+		if b := pairOrder[2*p+1]; b >= 0 {
+			hi = x[b]
+		}
+		if uint32(lo) > maxDigit || uint32(hi) > maxDigit {
+			return false
+		}
+		xp[p] = lo | hi<<16
+	}
+	return true
+}
+
+// reluNarrow writes max(acc[j], 0) into h, or reports false when one does
+// not fit in int32.
+func reluNarrow(h []int32, acc []int64) bool {
+	h = h[:len(acc)]
+	ok := true
+	for j, a := range acc {
+		a = max(a, 0)
+		ok = ok && a <= math.MaxInt32
+		h[j] = int32(a)
+	}
+	return ok
+}
+
+// logits is IntModel.logits on the vector kernels; ok is false when an
+// activation did not fit int32 (the caller then runs the scalar engine).
+func (v *intVec) logits(x []int32, s *vecScratch) (o0, o1 int64, ok bool) {
+	h := s.h[:]
+	if v.w0p != nil && packDigits(x, s.xp[:]) {
+		copy(h, v.b0)
+		vecmath.DotPairs16ReLU(h, v.w0p, s.xp[:])
+	} else {
+		acc := s.acc[:]
+		copy(acc, v.b[0])
+		vecmath.MulAccI64(acc, v.w0, x[:NumInputs])
+		if !reluNarrow(h, acc) {
+			return 0, 0, false
+		}
+	}
+	for l, w := range v.hid {
+		acc := s.acc[:]
+		copy(acc, v.b[l+1])
+		vecmath.MulAccI64(acc, w, h)
+		if !reluNarrow(h, acc) {
+			return 0, 0, false
+		}
+	}
+	bl := v.b[len(v.b)-1]
+	s0, s1 := vecmath.DotI64x2(h, v.out[0], v.out[1])
+	return bl[0] + s0, bl[1] + s1, true
+}

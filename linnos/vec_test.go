@@ -1,0 +1,212 @@
+package linnos
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/lakeos/lake/vecmath"
+)
+
+// scaledIntModel returns a random model whose layer-i weights are drawn
+// from [-wmax, wmax] and biases from [-bmax, bmax] (with some zeros).
+func scaledIntModel(tb testing.TB, extra int, seed uint64, wmax, bmax int64) *IntModel {
+	tb.Helper()
+	r := rand.New(rand.NewPCG(seed, 5))
+	draw := func(m int64) int64 {
+		switch r.IntN(12) {
+		case 0:
+			return 0
+		case 1:
+			return m
+		case 2:
+			return -m
+		}
+		return int64(r.Uint64()%(2*uint64(m)+1)) - m // wraps for huge m: any value then
+	}
+	w := make([][]int64, extra+2)
+	b := make([][]int64, extra+2)
+	for i := range w {
+		in, out := LayerDims(extra, i)
+		w[i] = make([]int64, in*out)
+		for k := range w[i] {
+			w[i][k] = draw(wmax)
+		}
+		b[i] = make([]int64, out)
+		for k := range b[i] {
+			b[i][k] = draw(bmax)
+		}
+	}
+	m, err := NewIntModel(extra, w, b)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// hostileVectors returns feature vectors with values outside the digit
+// range (negative, large, the int32 extremes) mixed with digits.
+func hostileVectors(n int, seed uint64) []int32 {
+	r := rand.New(rand.NewPCG(seed, 11))
+	v := randomVectors(n, seed)
+	for i := range v {
+		switch r.IntN(20) {
+		case 0:
+			v[i] = -1
+		case 1:
+			v[i] = 10
+		case 2:
+			v[i] = []int32{math.MinInt32, math.MaxInt32, 1 << 20, -(1 << 20)}[r.IntN(4)]
+		}
+	}
+	return v
+}
+
+// scalarLogits runs only the scalar engine, the reference.
+func scalarLogits(m *IntModel, v []int32) []int64 {
+	out := make([]int64, 2*(len(v)/NumInputs))
+	h := make([]int64, 2*HiddenWidth)
+	for n := range len(v) / NumInputs {
+		out[2*n], out[2*n+1] = m.logits(v[n*NumInputs:(n+1)*NumInputs], h[:HiddenWidth], h[HiddenWidth:])
+	}
+	return out
+}
+
+// checkVecMatchesScalar wants Logits, PredictBatch and Predict at every
+// vecmath level to equal the scalar engine bit for bit.
+func checkVecMatchesScalar(t testing.TB, m *IntModel, v []int32) {
+	t.Helper()
+	want := scalarLogits(m, v)
+	n := len(v) / NumInputs
+	defer vecmath.SetLevel(vecmath.Detected())
+	for _, l := range vecmath.Supported() {
+		if _, err := vecmath.SetLevel(l); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]int64, 2*n)
+		if err := m.Logits(v, got); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("level %v: vector %d output %d: vector engine %d, scalar %d", l, i/2, i%2, got[i], want[i])
+				}
+			}
+		}
+		classes := make([]int32, n)
+		decisions := make([]bool, n)
+		if err := m.PredictBatch(v, classes); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Predict(v, n, decisions); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			slow := want[2*i] < want[2*i+1]
+			if decisions[i] != slow || (classes[i] == 1) != slow {
+				t.Fatalf("level %v: vector %d: class %d, decision %v, scalar says slow=%v", l, i, classes[i], decisions[i], slow)
+			}
+		}
+	}
+}
+
+// TestVecEngineMatchesScalar covers every path of the vector engine: the
+// int16 first layer (trained-like weights), the int32×int32→int64 first
+// layer (weights beyond int16, or inputs beyond a digit), the scalar
+// fallback when a hidden activation exceeds int32, and models whose weights
+// do not fit int32 (no vector engine at all), for the base model and +1/+2.
+func TestVecEngineMatchesScalar(t *testing.T) {
+	cases := []struct {
+		name       string
+		wmax, bmax int64
+		vec, int16 bool // expected engine
+	}{
+		{"trained-like", 2000, 2_000_000, true, true},
+		{"int16-extremes", math.MaxInt16, 1 << 20, true, true},
+		{"wide-weights", 1 << 20, 1 << 40, true, false},
+		{"int32-extremes", math.MaxInt32, math.MaxInt64, true, false},
+		{"beyond-int32", 1 << 40, 1 << 50, false, false},
+	}
+	var vecRuns, fallbacks int
+	defer func() {
+		// Both outcomes of the per-vector int32 check must have been seen.
+		if vecRuns == 0 || fallbacks == 0 {
+			t.Errorf("vector engine ran %d vectors and fell back on %d; want both > 0", vecRuns, fallbacks)
+		}
+	}()
+	for _, c := range cases {
+		for extra := 0; extra <= MaxExtra; extra++ {
+			t.Run(fmt.Sprintf("%s/extra%d", c.name, extra), func(t *testing.T) {
+				m := scaledIntModel(t, extra, uint64(extra)+uint64(len(c.name)), c.wmax, c.bmax)
+				if (m.vec != nil) != c.vec || (m.vec != nil && (m.vec.w0p != nil) != c.int16) {
+					t.Fatalf("engine: vector %v int16 %v, want %v %v", m.vec != nil, m.vec != nil && m.vec.w0p != nil, c.vec, c.int16)
+				}
+				n := 300
+				if extra > 0 {
+					n = 60
+				}
+				for _, v := range [][]int32{randomVectors(n, uint64(extra)), hostileVectors(n, uint64(extra)+3)} {
+					checkVecMatchesScalar(t, m, v)
+					if m.vec == nil {
+						continue
+					}
+					var s vecScratch
+					for i := range n {
+						if _, _, ok := m.vec.logits(v[i*NumInputs:(i+1)*NumInputs], &s); ok {
+							vecRuns++
+						} else {
+							fallbacks++
+						}
+					}
+				}
+			})
+		}
+	}
+	// The int16 proof must be exact at its edge: a row at the bound takes
+	// the int16 path, one past it does not.
+	m := scaledIntModel(t, 0, 1, 100, 1000)
+	w, b := m.Layer(0)
+	w1, b1 := m.Layer(1)
+	for k := 0; k < NumInputs; k++ {
+		w[k] = math.MaxInt16
+	}
+	b[0] = math.MaxInt32 - maxDigit*NumInputs*math.MaxInt16
+	for _, off := range []int64{0, 1} {
+		b[0] += off
+		e, err := NewIntModel(0, [][]int64{w, w1}, [][]int64{b, b1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (e.vec.w0p != nil) != (off == 0) {
+			t.Fatalf("bias %d: int16 path %v", b[0], e.vec.w0p != nil)
+		}
+		checkVecMatchesScalar(t, e, hostileVectors(200, 9))
+	}
+}
+
+// FuzzIntModelVec builds a model and vectors from the fuzz input (seed,
+// weight and bias magnitudes, and raw feature values) and wants the vector
+// engine to equal the scalar one at every level.
+func FuzzIntModelVec(f *testing.F) {
+	f.Add([]byte{1, 10, 20, 0, 3, 0, 0, 0})
+	f.Add([]byte{2, 15, 31, 1, 9, 9, 9, 9, 0xff, 0xff, 0xff, 0x7f})
+	f.Add([]byte{3, 31, 62, 2, 0x00, 0x00, 0x00, 0x80})
+	f.Add([]byte{4, 40, 60, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 4 {
+			return
+		}
+		wbits, bbits := int(data[1])%48, int(data[2])%63
+		extra := int(data[3]) % (MaxExtra + 1)
+		m := scaledIntModel(t, extra, uint64(data[0]), int64(1)<<wbits, int64(1)<<bbits)
+		v := randomVectors(8, uint64(data[0]))
+		for i, rest := 0, data[4:]; len(rest) >= 4 && i < len(v); i, rest = i+1, rest[4:] {
+			v[i] = int32(binary.LittleEndian.Uint32(rest))
+		}
+		checkVecMatchesScalar(t, m, v)
+	})
+}
