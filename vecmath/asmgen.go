@@ -377,6 +377,165 @@ func mulAddColsF32(s isa) {
 	p("")
 }
 
+// requant emits
+//
+//	func requant<name>(dst, acc, mult, left, right *int32, blocks int, zero, clo, chi int32)
+//
+// TFLite's requantization of blocks vectors of int32 accumulators:
+// SaturatingLeftShift by left (clamped to [0, 31]), SaturatingRoundingDoublingHighMul
+// by mult, RoundingDivideByPOT by right (clamped to [0, 31]), then
+// min(max(r, clo), chi) + zero. See Requant for the exact semantics.
+func requant(s isa) {
+	p("// func requant%s(dst, acc, mult, left, right *int32, blocks int, zero, clo, chi int32)", s.name)
+	p("TEXT ·requant%s(SB), NOSPLIT, $0-60", s.name)
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ acc+8(FP), SI")
+	p("\tMOVQ mult+16(FP), DX")
+	p("\tMOVQ left+24(FP), R8")
+	p("\tMOVQ right+32(FP), R9")
+	p("\tMOVQ blocks+40(FP), CX")
+	z := s.reg == "Z"
+	// Constants. AVX-512 broadcasts from a general register; AVX2 goes
+	// through X0.
+	bd := func(val string, reg int, q bool) {
+		op := "VPBROADCASTD"
+		mv := "MOVL"
+		if q {
+			op, mv = "VPBROADCASTQ", "MOVQ"
+		}
+		p("\t%s %s, AX", mv, val)
+		if z {
+			p("\t%s AX, %s", op, r(s, reg))
+		} else {
+			p("\tMOVQ AX, X0")
+			p("\t%s X0, %s", op, r(s, reg))
+		}
+	}
+	// AVX2: Y7..Y15 constants, Y0..Y6 work. AVX-512: Z16..Z26 constants.
+	c := map[string]int{"c31": 7, "zero": 8, "min": 9, "nudge": 10, "negmask": 11, "lowmask": 12, "clo": 13, "chi": 14, "zp": 15}
+	if z {
+		c = map[string]int{"c31": 16, "zero": 17, "min": 18, "nudge": 19, "negmask": 20, "lowmask": 21, "clo": 22, "chi": 23, "zp": 24, "ones": 25, "max": 26}
+	}
+	bd("$31", c["c31"], false)
+	p("\t%s %s, %s, %s", s.xor(), r(s, c["zero"]), r(s, c["zero"]), r(s, c["zero"]))
+	bd("$0x80000000", c["min"], false)
+	bd("$0x40000000", c["nudge"], true)
+	bd("$-2147483647", c["negmask"], true)
+	bd("$0x7fffffff", c["lowmask"], true)
+	bd("clo+52(FP)", c["clo"], false)
+	bd("chi+56(FP)", c["chi"], false)
+	bd("zero+48(FP)", c["zp"], false)
+	if z {
+		bd("$-1", c["ones"], false)
+		bd("$0x7fffffff", c["max"], false)
+		p("\tMOVW $0xaaaa, AX")
+		p("\tKMOVW AX, K2")
+	}
+	C := func(n string) string { return r(s, c[n]) }
+	R := func(i int) string { return r(s, i) }
+	mov := s.mov()
+	p("rq%sloop:", s.name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ rq%sdone", s.name)
+	// x = acc, l = clamp(left)
+	p("\t%s (SI), %s", mov, R(0))
+	p("\t%s (R8), %s", mov, R(1))
+	p("\tVPMAXSD %s, %s, %s", C("zero"), R(1), R(1))
+	p("\tVPMINSD %s, %s, %s", C("c31"), R(1), R(1))
+	// SaturatingLeftShift: v = x<<l; keep v where v>>l == x, else x<0 ? MIN : MAX.
+	p("\tVPSLLVD %s, %s, %s", R(1), R(0), R(2))
+	p("\tVPSRAVD %s, %s, %s", R(1), R(2), R(3))
+	p("\tVPSRAD $31, %s, %s", R(0), R(4))
+	if z {
+		p("\tVPCMPEQD %s, %s, K1", R(3), R(0))
+		p("\tVPXORD %s, %s, %s", C("max"), R(4), R(4))
+		p("\tVPBLENDMD %s, %s, K1, %s", R(2), R(4), R(0))
+	} else {
+		p("\tVPCMPEQD %s, %s, %s", R(3), R(0), R(3))
+		p("\tVPXOR %s, %s, %s", C("min"), R(4), R(4))
+		p("\tVPCMPEQD %s, %s, %s", R(5), R(5), R(5))
+		p("\tVPXOR %s, %s, %s", R(5), R(4), R(4))
+		p("\tVPBLENDVB %s, %s, %s, %s", R(3), R(2), R(4), R(0))
+	}
+	// SaturatingRoundingDoublingHighMul(a = R0, b = mult): 64-bit products of
+	// the even (R2) and odd (R3) lanes; t = p + (p < 0 ? 1-2^30 : 2^30);
+	// q = (t + (t < 0 ? 2^31-1 : 0)) >> 31, of which the low 32 bits count,
+	// so a logical shift does.
+	p("\t%s (DX), %s", mov, R(1))
+	p("\tVPMULDQ %s, %s, %s", R(1), R(0), R(2))
+	p("\tVPSRLQ $32, %s, %s", R(0), R(3))
+	p("\tVPSRLQ $32, %s, %s", R(1), R(4))
+	p("\tVPMULDQ %s, %s, %s", R(4), R(3), R(3))
+	and, add := "VPAND", "VPADDQ"
+	if z {
+		and = "VPANDQ"
+	}
+	for _, pr := range []int{2, 3} {
+		if z {
+			p("\tVPSRAQ $63, %s, %s", R(pr), R(4))
+		} else {
+			p("\tVPCMPGTQ %s, %s, %s", R(pr), C("zero"), R(4))
+		}
+		p("\t%s %s, %s, %s", and, C("negmask"), R(4), R(5))
+		p("\t%s %s, %s, %s", add, C("nudge"), R(5), R(5))
+		p("\t%s %s, %s, %s", add, R(5), R(pr), R(pr))
+		p("\t%s %s, %s, %s", and, C("lowmask"), R(4), R(4))
+		p("\t%s %s, %s, %s", add, R(4), R(pr), R(pr))
+		p("\tVPSRLQ $31, %s, %s", R(pr), R(pr))
+	}
+	p("\tVPSLLQ $32, %s, %s", R(3), R(3))
+	if z {
+		p("\tVPBLENDMD %s, %s, K2, %s", R(3), R(2), R(2))
+		// a == b == MinInt32 saturates to MaxInt32 (the sum gave MinInt32).
+		p("\tVPCMPEQD %s, %s, K3", C("min"), R(0))
+		p("\tVPCMPEQD %s, %s, K3, K3", C("min"), R(1))
+		p("\tVPXORD %s, %s, K3, %s", C("ones"), R(2), R(2))
+	} else {
+		p("\tVPBLENDD $0xaa, %s, %s, %s", R(3), R(2), R(2))
+		p("\tVPCMPEQD %s, %s, %s", C("min"), R(0), R(4))
+		p("\tVPCMPEQD %s, %s, %s", C("min"), R(1), R(5))
+		p("\tVPAND %s, %s, %s", R(5), R(4), R(4))
+		p("\tVPXOR %s, %s, %s", R(4), R(2), R(2))
+	}
+	// RoundingDivideByPOT(x = R2, e = clamp(right)).
+	p("\t%s (R9), %s", mov, R(1))
+	p("\tVPMAXSD %s, %s, %s", C("zero"), R(1), R(1))
+	p("\tVPMINSD %s, %s, %s", C("c31"), R(1), R(1))
+	ones := R(6)
+	if z {
+		ones = C("ones")
+	} else {
+		p("\tVPCMPEQD %s, %s, %s", R(6), R(6), R(6))
+	}
+	p("\tVPSLLVD %s, %s, %s", R(1), ones, R(3))                                                // -1 << e
+	p("\t%s %s, %s, %s", s.xor(), ones, R(3), R(3))                                            // mask
+	p("\t%s %s, %s, %s", map[bool]string{true: "VPANDD", false: "VPAND"}[z], R(2), R(3), R(4)) // remainder
+	p("\tVPSRLD $1, %s, %s", R(3), R(3))
+	p("\tVPSRAD $31, %s, %s", R(2), R(5))
+	p("\tVPSUBD %s, %s, %s", R(5), R(3), R(3)) // threshold
+	p("\tVPSRAVD %s, %s, %s", R(1), R(2), R(2))
+	if z {
+		p("\tVPCMPGTD %s, %s, K4", R(3), R(4))
+		p("\tVPSUBD %s, %s, K4, %s", ones, R(2), R(2))
+	} else {
+		p("\tVPCMPGTD %s, %s, %s", R(3), R(4), R(4))
+		p("\tVPSUBD %s, %s, %s", R(4), R(2), R(2))
+	}
+	p("\tVPMAXSD %s, %s, %s", C("clo"), R(2), R(2))
+	p("\tVPMINSD %s, %s, %s", C("chi"), R(2), R(2))
+	p("\tVPADDD %s, %s, %s", C("zp"), R(2), R(2))
+	p("\t%s %s, (DI)", mov, R(2))
+	for _, reg := range []string{"DI", "SI", "DX", "R8", "R9"} {
+		p("\tADDQ $%d, %s", s.bytes, reg)
+	}
+	p("\tDECQ CX")
+	p("\tJMP rq%sloop", s.name)
+	p("rq%sdone:", s.name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
 func main() {
 	out := flag.String("out", "kernels_amd64.s", "output file")
 	flag.Parse()
@@ -396,6 +555,7 @@ func main() {
 		mulAccI64(s)
 		dotI64(s)
 		dotI64x2(s)
+		requant(s)
 		mulAddColsF32(s)
 	}
 	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {

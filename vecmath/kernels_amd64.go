@@ -32,6 +32,12 @@ func dotI64x2AVX2(x *int32, w0, w1 *int64, blocks int) (s0, s1 int64)
 func dotI64x2AVX512(x *int32, w0, w1 *int64, blocks int) (s0, s1 int64)
 
 //go:noescape
+func requantAVX2(dst, acc, mult, left, right *int32, blocks int, zero, clo, chi int32)
+
+//go:noescape
+func requantAVX512(dst, acc, mult, left, right *int32, blocks int, zero, clo, chi int32)
+
+//go:noescape
 func mulAddColsF32AVX2(y *float32, w *float32, x *float32, blocks, stride, n int, skipZero bool)
 
 //go:noescape
@@ -91,6 +97,20 @@ func dotI64x2Vec(l Level, x []int32, w0, w1 []int64) (int64, int64, int) {
 		return s0, s1, n / 4 * 4
 	}
 	return 0, 0, 0
+}
+
+func requantVec(l Level, dst, acc, mult, left, right []int32, zero, clo, chi int32) int {
+	n := len(dst)
+	d, a, m, sl, sr := unsafe.SliceData(dst), unsafe.SliceData(acc), unsafe.SliceData(mult), unsafe.SliceData(left), unsafe.SliceData(right)
+	switch {
+	case l >= AVX512 && n >= 16:
+		requantAVX512(d, a, m, sl, sr, n/16, zero, clo, chi)
+		return n / 16 * 16
+	case l >= AVX2 && n >= 8:
+		requantAVX2(d, a, m, sl, sr, n/8, zero, clo, chi)
+		return n / 8 * 8
+	}
+	return 0
 }
 
 func mulAddColsF32Vec(l Level, y, w, x []float32, skipZero bool) int {

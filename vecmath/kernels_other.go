@@ -8,3 +8,7 @@ func dotI64Vec(Level, []int32, []int64) (int64, int)                    { return
 func mulAddColsF32Vec(Level, []float32, []float32, []float32, bool) int { return 0 }
 
 func dotI64x2Vec(Level, []int32, []int64, []int64) (int64, int64, int) { return 0, 0, 0 }
+
+func requantVec(Level, []int32, []int32, []int32, []int32, []int32, int32, int32, int32) int {
+	return 0
+}

@@ -1,6 +1,11 @@
 package vecmath
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+
+	"github.com/lakeos/lake/liteflow/fixedpoint"
+)
 
 // DotPairs16 adds to every acc[o] the int16 pair dot products of x with
 // column o of w:
@@ -138,5 +143,36 @@ func mulAddColsF32Scalar(y, w, x []float32, skipZero bool, from int) {
 		for o := from; o < n; o++ {
 			y[o] += float32(xv * row[o])
 		}
+	}
+}
+
+// Requant applies TFLite's integer requantization (package
+// liteflow/fixedpoint, whose functions are the reference) to every acc[o]:
+//
+//	r = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(
+//	        SaturatingLeftShift(acc[o], left[o]), mult[o]), right[o])
+//	dst[o] = min(max(r + zero, lo), hi)    (exact, not wrapping)
+//
+// for o < len(dst); acc, mult, left and right must be as long as dst.
+// Shifts outside [0, 31] are clamped as the fixedpoint functions clamp them.
+func Requant(dst, acc, mult, left, right []int32, zero, lo, hi int32) {
+	n := len(dst)
+	if len(acc) != n || len(mult) != n || len(left) != n || len(right) != n {
+		panic(fmt.Sprintf("vecmath.Requant: %d outputs with %d/%d/%d/%d accumulators/multipliers/shifts", n, len(acc), len(mult), len(left), len(right)))
+	}
+	done := 0
+	// The vector code clamps r to [lo-zero, hi-zero] and then adds zero,
+	// which needs both bounds in int32.
+	clo, chi := int64(lo)-int64(zero), int64(hi)-int64(zero)
+	if clo >= math.MinInt32 && clo <= math.MaxInt32 && chi >= math.MinInt32 && chi <= math.MaxInt32 {
+		done = requantVec(Current(), dst, acc, mult, left, right, zero, int32(clo), int32(chi))
+	}
+	requantScalar(dst, acc, mult, left, right, zero, lo, hi, done)
+}
+
+func requantScalar(dst, acc, mult, left, right []int32, zero, lo, hi int32, from int) {
+	for o := from; o < len(dst); o++ {
+		r := fixedpoint.RoundingDivideByPOT(fixedpoint.SaturatingRoundingDoublingHighMul(fixedpoint.SaturatingLeftShift(acc[o], int(left[o])), mult[o]), int(right[o]))
+		dst[o] = int32(min(max(int64(r)+int64(zero), int64(lo)), int64(hi)))
 	}
 }

@@ -196,14 +196,88 @@ func TestKernelsMatchScalar(t *testing.T) {
 	}
 }
 
+func checkRequant(t testing.TB, acc, mult, left, right []int32, zero, lo, hi int32) {
+	want := make([]int32, len(acc))
+	requantScalar(want, acc, mult, left, right, zero, lo, hi, 0)
+	forEachLevel(t, func(l Level) {
+		got := make([]int32, len(acc))
+		Requant(got, acc, mult, left, right, zero, lo, hi)
+		if !slices.Equal(got, want) {
+			for o := range got {
+				if got[o] != want[o] {
+					t.Fatalf("Requant at %v (n=%d) output %d: acc %d mult %d left %d right %d zero %d [%d, %d]: %d, scalar %d",
+						l, len(acc), o, acc[o], mult[o], left[o], right[o], zero, lo, hi, got[o], want[o])
+				}
+			}
+		}
+	})
+}
+
+// shift returns a shift count, mostly in [0, 31], sometimes outside.
+func shift(r *rand.Rand) int32 {
+	if r.IntN(8) == 0 {
+		return []int32{-1, -31, 32, 100, math.MinInt32, math.MaxInt32}[r.IntN(6)]
+	}
+	return int32(r.IntN(32))
+}
+
+// TestRequantMatchesScalar covers the requantization with the multipliers
+// and shifts snapshots use, and with adversarial ones (MinInt32 operands,
+// shifts out of range, clamps that do and do not fit the vector form).
+func TestRequantMatchesScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for it := 0; it < 400; it++ {
+		n, _ := shape(r)
+		acc, mult, left, right := make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
+		for o := range acc {
+			acc[o], mult[o], left[o], right[o] = i32(r), i32(r), shift(r), shift(r)
+			if r.IntN(2) == 0 { // a snapshot's: Q31 multiplier in [2^30, 2^31), one of the shifts 0
+				mult[o] = 1<<30 + int32(r.IntN(1<<30))
+				if r.IntN(2) == 0 {
+					left[o] = 0
+				} else {
+					right[o] = 0
+				}
+			}
+		}
+		zero, lo, hi := int32(r.IntN(512)-256), int32(-128), int32(127)
+		switch r.IntN(4) {
+		case 0:
+			lo, hi = -512, 511
+		case 1:
+			zero, lo, hi = i32(r), i32(r), i32(r)
+		}
+		checkRequant(t, acc, mult, left, right, zero, lo, hi)
+	}
+}
+
+func FuzzRequant(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s, int32(0), int32(-128), int32(127))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, zero, lo, hi int32) {
+		d, n, _ := fuzzShape(data)
+		acc, mult, left, right := make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
+		for o := range acc {
+			acc[o], mult[o] = int32(d.u32()), int32(d.u32())
+			v := d.u32()
+			left[o], right[o] = int32(v&63)-16, int32(v>>6&63)-16
+		}
+		checkRequant(t, acc, mult, left, right, zero, lo, hi)
+	})
+}
+
 // TestKernelsPanicOnBadShape checks that inconsistent lengths panic before
 // any vector code reads out of bounds.
 func TestKernelsPanicOnBadShape(t *testing.T) {
 	for name, f := range map[string]func(){
-		"DotPairs16":    func() { DotPairs16(make([]int32, 16), make([]int32, 15), make([]int32, 1)) },
-		"MulAccI64":     func() { MulAccI64(make([]int64, 8), make([]int64, 9), make([]int32, 1)) },
-		"DotI64":        func() { DotI64(make([]int32, 8), make([]int64, 7)) },
-		"DotI64x2":      func() { DotI64x2(make([]int32, 8), make([]int64, 8), make([]int64, 9)) },
+		"DotPairs16": func() { DotPairs16(make([]int32, 16), make([]int32, 15), make([]int32, 1)) },
+		"MulAccI64":  func() { MulAccI64(make([]int64, 8), make([]int64, 9), make([]int32, 1)) },
+		"DotI64":     func() { DotI64(make([]int32, 8), make([]int64, 7)) },
+		"DotI64x2":   func() { DotI64x2(make([]int32, 8), make([]int64, 8), make([]int64, 9)) },
+		"Requant": func() {
+			Requant(make([]int32, 16), make([]int32, 16), make([]int32, 16), make([]int32, 15), make([]int32, 16), 0, 0, 0)
+		},
 		"MulAddColsF32": func() { MulAddColsF32(make([]float32, 16), make([]float32, 17), make([]float32, 1), false) },
 	} {
 		func() {
