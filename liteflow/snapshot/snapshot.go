@@ -8,6 +8,7 @@ import (
 
 	"github.com/lakeos/lake/liteflow/fixedpoint"
 	"github.com/lakeos/lake/liteflow/model"
+	"github.com/lakeos/lake/vecmath"
 )
 
 // DType is the integer type of activations (weights are always int8).
@@ -86,7 +87,22 @@ type Layer struct {
 	mult   []int32 // Mult expanded to one entry per output
 	left   []uint8 // max(Shift, 0) per output
 	right  []uint8 // max(-Shift, 0) per output
+
+	// The vecmath form of the weights: wp holds (In+1)/2 rows of outPad
+	// (Out rounded up to 16) int16 pairs (W[o][2p], W[o][2p+1]), zero in
+	// the padding; acc0[o] = int32(folded[o]). The engine's accumulator is
+	// int32(dot + folded) with a wrapping int32 dot, which equals
+	// acc0[o] + dot wrapping at 32 bits, so DotPairs16 from acc0 gives it
+	// bit for bit.
+	wp   []int32
+	acc0 []int32
+	// mult, left and right as int32, padded with zeros to outPad, for
+	// vecmath.Requant.
+	multP, leftP, rightP []int32
 }
+
+// outPad is the accumulator length of a layer with out outputs.
+func outPad(out int) int { return (out + 15) &^ 15 }
 
 // Snapshot is a validated full-integer model. After Validate succeeds it is
 // read-only and safe for concurrent Run calls.
@@ -226,6 +242,29 @@ func (s *Snapshot) Validate() error {
 			}
 			l.folded[o] = int64(l.Bias[o]) - int64(inZero)*sum
 		}
+		pad := outPad(l.Out)
+		l.acc0 = append(l.acc0[:0], make([]int32, pad)...)
+		for o, f := range l.folded {
+			l.acc0[o] = int32(f)
+		}
+		l.multP = append(l.multP[:0], make([]int32, pad)...)
+		l.leftP = append(l.leftP[:0], make([]int32, pad)...)
+		l.rightP = append(l.rightP[:0], make([]int32, pad)...)
+		for o := 0; o < l.Out; o++ {
+			l.multP[o], l.leftP[o], l.rightP[o] = l.mult[o], int32(l.left[o]), int32(l.right[o])
+		}
+		pairs := (l.In + 1) / 2
+		l.wp = append(l.wp[:0], make([]int32, pairs*pad)...)
+		for o := 0; o < l.Out; o++ {
+			row := l.W[o*l.In : (o+1)*l.In]
+			for p := 0; p < pairs; p++ {
+				var hi int16
+				if 2*p+1 < l.In {
+					hi = int16(row[2*p+1])
+				}
+				l.wp[p*pad+o] = vecmath.PackPairs16(int16(row[2*p]), hi)
+			}
+		}
 		inZero = l.OutQ.Zero
 	}
 	s.ready = true
@@ -257,6 +296,11 @@ func (s *Snapshot) CopyInto(dst *Snapshot) {
 		dl.mult = append(dl.mult[:0], sl.mult...)
 		dl.left = append(dl.left[:0], sl.left...)
 		dl.right = append(dl.right[:0], sl.right...)
+		dl.wp = append(dl.wp[:0], sl.wp...)
+		dl.acc0 = append(dl.acc0[:0], sl.acc0...)
+		dl.multP = append(dl.multP[:0], sl.multP...)
+		dl.leftP = append(dl.leftP[:0], sl.leftP...)
+		dl.rightP = append(dl.rightP[:0], sl.rightP...)
 	}
 }
 
@@ -290,9 +334,13 @@ func Dequantize(v int32, q QParams) float32 {
 	return q.Scale * float32(v-q.Zero)
 }
 
-// Scratch holds the two activation buffers of one inference. A Scratch
-// must not be used by two goroutines at once.
-type Scratch struct{ a, b [MaxWidth]int32 }
+// Scratch holds the activation buffers of one inference. A Scratch must
+// not be used by two goroutines at once.
+type Scratch struct {
+	a, b [MaxWidth]int32
+	xp   [MaxWidth / 2]int32 // the current layer's input as int16 pairs
+	acc  [MaxWidth]int32     // accumulators (MaxWidth is a multiple of 16)
+}
 
 // scratchPool recycles scratch buffers so that Run neither allocates nor
 // clears 8 KiB of stack per query.
@@ -320,7 +368,7 @@ func (s *Snapshot) RunScratch(x, out []float32, sc *Scratch) error {
 	for i, v := range x {
 		cur[i] = QuantizeValue(v, s.Input, s.DType)
 	}
-	cur = s.runLayers(cur, &sc.a, &sc.b, nil)
+	cur = s.runLayers(cur, sc, nil)
 	oq := s.Output()
 	for i, v := range cur {
 		out[i] = Dequantize(v, oq)
@@ -345,7 +393,7 @@ func (s *Snapshot) RunQuantized(in, out []int32) error {
 	for i, v := range in {
 		cur[i] = min(max(v, lo), hi)
 	}
-	copy(out, s.runLayers(cur, &sc.a, &sc.b, nil))
+	copy(out, s.runLayers(cur, sc, nil))
 	scratchPool.Put(sc)
 	return nil
 }
@@ -370,13 +418,61 @@ func (s *Snapshot) RunTrace(x []float32, layers [][]float32) error {
 	for i, v := range x {
 		cur[i] = QuantizeValue(v, s.Input, s.DType)
 	}
-	s.runLayers(cur, &sc.a, &sc.b, layers)
+	s.runLayers(cur, sc, layers)
 	return nil
 }
 
-// runLayers runs every layer; cur aliases bufA. trace, when non-nil,
-// receives the dequantized output of each layer.
-func (s *Snapshot) runLayers(cur []int32, bufA, bufB *[MaxWidth]int32, trace [][]float32) []int32 {
+// runLayers runs every layer on the vecmath kernels; cur aliases sc.a.
+// trace, when non-nil, receives the dequantized output of each layer. It
+// computes exactly what runLayersScalar computes.
+func (s *Snapshot) runLayers(cur []int32, sc *Scratch, trace [][]float32) []int32 {
+	lo, hi := s.DType.Range()
+	next := &sc.b
+	other := &sc.a
+	for li := range s.Layers {
+		l := &s.Layers[li]
+		pad := len(l.acc0)
+		vlo, vhi := lo, hi
+		switch l.Act {
+		case model.ReLU:
+			vlo = max(lo, l.OutQ.Zero)
+		case model.Tanh, model.Sigmoid:
+			vlo, vhi = TableLo, TableHi
+		}
+		// Activations are in [-128, 255], so they pack into int16 pairs.
+		xp := sc.xp[:(l.In+1)/2]
+		for p := range xp {
+			var h int32
+			if 2*p+1 < len(cur) {
+				h = cur[2*p+1]
+			}
+			xp[p] = int32(uint32(uint16(cur[2*p])) | uint32(h)<<16)
+		}
+		accs := sc.acc[:pad]
+		copy(accs, l.acc0)
+		vecmath.DotPairs16(accs, l.wp, xp)
+		dst := next[:pad]
+		vecmath.Requant(dst, accs, l.multP, l.leftP, l.rightP, l.Pre.Zero, vlo, vhi)
+		dst = dst[:l.Out]
+		if l.LUT != nil {
+			for o, q := range dst {
+				dst[o] = l.LUT[q-TableLo]
+			}
+		}
+		if trace != nil {
+			for o, q := range dst {
+				trace[li][o] = Dequantize(q, l.OutQ)
+			}
+		}
+		cur = dst
+		next, other = other, next
+	}
+	return cur
+}
+
+// runLayersScalar is the scalar engine, the reference runLayers and the C
+// engine are held to: every layer on cur (which aliases bufA).
+func (s *Snapshot) runLayersScalar(cur []int32, bufA, bufB *[MaxWidth]int32) []int32 {
 	lo, hi := s.DType.Range()
 	next := bufB
 	other := bufA
@@ -404,11 +500,6 @@ func (s *Snapshot) runLayers(cur []int32, bufA, bufB *[MaxWidth]int32, trace [][
 				q = l.LUT[q-TableLo]
 			}
 			dst[o] = q
-		}
-		if trace != nil {
-			for o, q := range dst {
-				trace[li][o] = Dequantize(q, l.OutQ)
-			}
 		}
 		cur = dst
 		next, other = other, next
