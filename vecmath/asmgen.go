@@ -230,7 +230,7 @@ func dotI64(s isa) {
 	p("\tVPADDQ X1, X0, X0")
 	p("\tVPSHUFD $0x4e, X0, X1")
 	p("\tVPADDQ X1, X0, X0")
-	p("\tMOVQ X0, AX")
+	p("\tVMOVQ X0, AX")
 	p("\tMOVQ AX, ret+24(FP)")
 	p("\tVZEROUPPER")
 	p("\tRET")
@@ -293,9 +293,9 @@ func dotI64x2(s isa) {
 		p("\tVPSHUFD $0x4e, X%d, X%d", a, a+1)
 		p("\tVPADDQ X%d, X%d, X%d", a+1, a, a)
 	}
-	p("\tMOVQ X0, AX")
+	p("\tVMOVQ X0, AX")
 	p("\tMOVQ AX, s0+32(FP)")
-	p("\tMOVQ X2, AX")
+	p("\tVMOVQ X2, AX")
 	p("\tMOVQ AX, s1+40(FP)")
 	p("\tVZEROUPPER")
 	p("\tRET")
@@ -407,7 +407,7 @@ func requant(s isa) {
 		if z {
 			p("\t%s AX, %s", op, r(s, reg))
 		} else {
-			p("\tMOVQ AX, X0")
+			p("\tVMOVQ AX, X0")
 			p("\t%s X0, %s", op, r(s, reg))
 		}
 	}

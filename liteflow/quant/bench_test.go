@@ -1,11 +1,16 @@
 package quant
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lakeos/lake/liteflow/model"
 	"github.com/lakeos/lake/liteflow/snapshot"
+	"github.com/lakeos/lake/vecmath"
 )
 
 // benchShapes are the models lake serves: the Aurora policy, the
@@ -20,9 +25,33 @@ var benchShapes = []struct {
 	{"linnos-31-256-2-relu", []int{31, 256, 2}, []model.Activation{model.ReLU, model.Identity}},
 }
 
+// threadCPU returns the calling thread's CPU time in ns.
+func threadCPU() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
+}
+
+// loop runs f b.N times on a locked thread and reports cpu_ns/op, the
+// thread's CPU time per call (steadier than ns/op on a shared machine).
+func loop(b *testing.B, f func(i int)) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ResetTimer()
+	c0 := threadCPU()
+	for i := 0; i < b.N; i++ {
+		f(i)
+	}
+	b.ReportMetric(float64(threadCPU()-c0)/float64(b.N), "cpu_ns/op")
+}
+
 // BenchmarkInference compares one query on the float model (MLP.Forward,
 // the userspace baseline) with the int8 snapshot (Snapshot.Run, float in
-// and out) and the integer-only entry point (RunQuantized) in the same run.
+// and out) and the integer-only entry point (RunQuantized) in the same
+// run; the int8 entry points run at every vecmath level, and
+// int8-quantized-io/reference is the scalar reference engine.
 func BenchmarkInference(b *testing.B) {
 	for _, sh := range benchShapes {
 		m, err := model.NewMLP(sh.sizes, sh.acts, 1)
@@ -44,24 +73,35 @@ func BenchmarkInference(b *testing.B) {
 		out := make([]float32, m.OutputDim())
 		b.Run(sh.name+"/float", func(b *testing.B) {
 			var sc model.Scratch
-			for i := 0; b.Loop(); i++ {
-				_ = m.Forward(xs[i&255], out, &sc)
-			}
+			loop(b, func(i int) { _ = m.Forward(xs[i&255], out, &sc) })
 		})
-		b.Run(sh.name+"/int8", func(b *testing.B) {
-			for i := 0; b.Loop(); i++ {
-				_ = s.Run(xs[i&255], out)
+		qin := make([][]int32, 256)
+		for i := range qin {
+			qin[i] = make([]int32, sh.sizes[0])
+			for j, v := range xs[i] {
+				qin[i][j] = snapshot.QuantizeValue(v, s.Input, s.DType)
 			}
-		})
-		qin := make([]int32, sh.sizes[0])
-		qout := make([]int32, m.OutputDim())
-		for j, v := range xs[0] {
-			qin[j] = snapshot.QuantizeValue(v, s.Input, s.DType)
 		}
-		b.Run(sh.name+"/int8-quantized-io", func(b *testing.B) {
-			for b.Loop() {
-				_ = s.RunQuantized(qin, qout)
-			}
+		qout := make([]int32, m.OutputDim())
+		b.Run(sh.name+"/int8-quantized-io/reference", func(b *testing.B) {
+			loop(b, func(i int) { _ = s.RunQuantizedReference(qin[i&255], qout) })
 		})
+		for _, lv := range vecmath.Supported() {
+			b.Run(fmt.Sprintf("%s/int8/%v", sh.name, lv), func(b *testing.B) {
+				defer vecmath.SetLevel(must(vecmath.SetLevel(lv)))
+				loop(b, func(i int) { _ = s.Run(xs[i&255], out) })
+			})
+			b.Run(fmt.Sprintf("%s/int8-quantized-io/%v", sh.name, lv), func(b *testing.B) {
+				defer vecmath.SetLevel(must(vecmath.SetLevel(lv)))
+				loop(b, func(i int) { _ = s.RunQuantized(qin[i&255], qout) })
+			})
+		}
 	}
+}
+
+func must(l vecmath.Level, err error) vecmath.Level {
+	if err != nil {
+		panic(err)
+	}
+	return l
 }

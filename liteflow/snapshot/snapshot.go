@@ -398,6 +398,27 @@ func (s *Snapshot) RunQuantized(in, out []int32) error {
 	return nil
 }
 
+// RunQuantizedReference is RunQuantized on the scalar engine, the
+// reference the vector engine (and the C engine) must match bit for bit. It
+// is meant for tests and benchmarks.
+func (s *Snapshot) RunQuantizedReference(in, out []int32) error {
+	if !s.ready {
+		return ErrNotValidated
+	}
+	if len(in) != s.InputDim() || len(out) != s.OutputDim() {
+		return fmt.Errorf("%w: input %d (want %d), output %d (want %d)", ErrShape, len(in), s.InputDim(), len(out), s.OutputDim())
+	}
+	sc := scratchPool.Get().(*Scratch)
+	lo, hi := s.DType.Range()
+	cur := sc.a[:len(in)]
+	for i, v := range in {
+		cur[i] = min(max(v, lo), hi)
+	}
+	copy(out, s.runLayersScalar(cur, &sc.a, &sc.b))
+	scratchPool.Put(sc)
+	return nil
+}
+
 // RunTrace is Run that also writes each layer's dequantized output into
 // layers[i] (len(layers) == number of layers, layers[i] of length Out). It
 // is meant for error reports, not the fast path.
