@@ -95,10 +95,10 @@ cuda-check: cuda-env
 # Go (see docs/PERFORMANCE.md, "GPU").
 gpu-check-build: cuda-env
 	mkdir -p $(BIN)/gpu-check
-	$(CUDA_ENV) $(GO) test -c -tags cuda -o $(BIN)/gpu-check/cuda.test ./laked/backend/cuda/
-	$(CUDA_ENV) $(GO) test -c -race -tags cuda -o $(BIN)/gpu-check/cuda-race.test ./laked/backend/cuda/
-	$(CUDA_ENV) $(GO) test -c -tags cuda -o $(BIN)/gpu-check/policy.test ./policy/
-	$(CUDA_ENV) $(GO) test -c -tags cuda -o $(BIN)/gpu-check/laked-cuda.test ./cmd/laked/
+	$(CUDA_ENV) $(GO) test -c -tags cuda -ldflags=-s -o $(BIN)/gpu-check/cuda.test ./laked/backend/cuda/
+	$(CUDA_ENV) $(GO) test -c -race -tags cuda -ldflags=-s -o $(BIN)/gpu-check/cuda-race.test ./laked/backend/cuda/
+	$(CUDA_ENV) $(GO) test -c -tags cuda -ldflags=-s -o $(BIN)/gpu-check/policy.test ./policy/
+	$(CUDA_ENV) $(GO) test -c -tags cuda -ldflags=-s -o $(BIN)/gpu-check/laked-cuda.test ./cmd/laked/
 
 # On the GPU machine (after gpu-check-build here): results in $$OUT.
 gpu-check:
