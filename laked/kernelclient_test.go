@@ -134,3 +134,53 @@ func TestKernelItemsReachThePlacer(t *testing.T) {
 		t.Errorf("kernel batch %+v", rp.infos[1])
 	}
 }
+
+// registering is a CPU backend that records host registrations.
+type registering struct {
+	*cpu.Backend
+	mu         sync.Mutex
+	registered map[*byte]int
+	fail       bool
+}
+
+func (b *registering) RegisterHost(mem []byte) (func() error, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail {
+		return nil, backend.ErrNotSupported
+	}
+	b.registered[&mem[0]] = len(mem)
+	return func() error {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.registered, &mem[0])
+		return nil
+	}, nil
+}
+
+// TestRegionRegisteredWhileAttached: a backend that can page-lock host
+// memory has each client's region registered until the client leaves;
+// a failed registration does not refuse the client.
+func TestRegionRegisteredWhileAttached(t *testing.T) {
+	be := &registering{Backend: cpu.New(backend.Limits{}), registered: map[*byte]int{}}
+	srv, err := New(Config{Backend: be, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newMemSession(t, srv)
+	mem := s.region.Bytes()
+	if be.registered[&mem[0]] != len(mem) {
+		t.Fatalf("region not registered: %v", be.registered)
+	}
+	s.teardown()
+	if len(be.registered) != 0 {
+		t.Fatalf("still registered after teardown: %v", be.registered)
+	}
+	be.fail = true
+	s = newMemSession(t, srv)
+	s.handle(&shm.SQE{Opcode: shm.OpNop, Tag: 1})
+	if len(s.pending) != 1 || s.pending[0].Status != shm.StatusOK {
+		t.Fatalf("client without registration: %+v", s.pending)
+	}
+	s.teardown()
+}

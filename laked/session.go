@@ -55,6 +55,8 @@ type session struct {
 	spinner shm.Spinner
 	toRun   []*batcher // models this reader queued predicts for since it last ran them
 
+	unregister func() error // undoes the backend's registration of the region, or nil
+
 	kernel  bool // the client is the kernel: its predicts count as kernel items
 	trusted bool // contexts come from backend.TrustedBackend.NewTrustedContext
 }
@@ -73,6 +75,13 @@ func newSession(s *Server, id uint32, t Transport) *session {
 	}
 	if k, ok := t.(interface{ Trusted() bool }); ok {
 		sess.trusted = k.Trusted()
+	}
+	if hr, ok := s.cfg.Backend.(backend.HostRegisterer); ok {
+		if u, err := hr.RegisterHost(r.Bytes()); err == nil {
+			sess.unregister = u
+		} else {
+			s.log.Warn().Err(err).Uint32("client", id).Msg("register region for DMA; copies will be staged")
+		}
 	}
 	return sess
 }
@@ -251,6 +260,11 @@ func (s *session) teardown() {
 	defer s.lifeMu.Unlock()
 	s.closed = true
 	s.region.SetDaemonState(shm.DaemonDetached)
+	if s.unregister != nil {
+		if err := s.unregister(); err != nil {
+			s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("unregister region")
+		}
+	}
 	if err := s.t.Close(); err != nil {
 		s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("close transport")
 	}

@@ -62,6 +62,16 @@ type TrustedBackend interface {
 	NewTrustedContext() (Context, error)
 }
 
+// HostRegisterer is implemented by backends that can page-lock host
+// memory for DMA (the CUDA backend: cuMemHostRegister). laked registers
+// each client's region with the backend that serves its contexts while
+// the client is attached; a failed registration only costs speed.
+type HostRegisterer interface {
+	// RegisterHost registers mem, which must stay mapped until the
+	// returned function unregisters it.
+	RegisterHost(mem []byte) (unregister func() error, err error)
+}
+
 // Context is one client's device context. Host memory passed in (src/dst
 // slices) may be shared memory that the client can write concurrently:
 // a backend copies from it or into it and never keeps a reference past

@@ -496,3 +496,5 @@ func (c *Context) Stats() backend.ContextStats {
 
 var _ backend.Backend = (*Backend)(nil)
 var _ backend.Context = (*Context)(nil)
+var _ backend.TrustedBackend = (*Backend)(nil)
+var _ backend.HostRegisterer = (*Backend)(nil)
