@@ -114,7 +114,7 @@ KVER ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KVER)/build
 KSRC ?= build/kernel-src
 
-.PHONY: kernel-src modules install-modules install-dkms uninstall-dkms
+.PHONY: kernel-src modules install-modules modules-install install-dkms uninstall-dkms
 
 kernel-src:
 	./deploy/stage-kernel-src.sh $(KSRC) $(LAKE_VERSION)
@@ -125,6 +125,11 @@ modules: kernel-src
 # Into /lib/modules/$(KVER)/extra like any out-of-tree module, then depmod
 # (with DESTDIR, against that root).
 install-modules: modules
+	$(MAKE) --no-print-directory modules-install
+
+# The install step alone, for modules already built in $(KSRC) (the VM
+# test installs the modules it built into its initramfs this way).
+modules-install:
 	$(MAKE) -C $(KDIR) M=$(abspath $(KSRC))/kernel INSTALL_MOD_PATH=$(abspath $(DESTDIR)) INSTALL_MOD_DIR=extra modules_install
 	install -D -m 0644 deploy/modules-load.d/lake.conf $(DESTDIR)/etc/modules-load.d/lake.conf
 	depmod $(if $(DESTDIR),-b $(abspath $(DESTDIR))) $(KVER)

@@ -109,4 +109,5 @@ wait $LPID
 wait_log 3 'lake_shm: laked detached'
 rmmod lakelib || fail "rmmod lakelib"
 rmmod lake_shm || fail "rmmod lake_shm"
+[ -f /bin/phase-pkg.sh ] && . /bin/phase-pkg.sh
 finish

@@ -119,6 +119,14 @@ if [ "$mode" = laked ]; then
 	mkdir -p "$ir/etc/lake"
 	cp "$work/linnos.model" "$ir/etc/lake/linnos.model"
 fi
+# the installed layout for phase-pkg.sh: the modules built above installed
+# as `make install-modules` does (kbuild modules_install to extra/, depmod),
+# modules-load.d, and the shipped laked.yaml
+make -s --no-print-directory -C "$root" modules-install KSRC="$src" KDIR="$kdir" KVER="$kver" DESTDIR="$ir" \
+	>"$work/modules-install.log" 2>&1 || { cat "$work/modules-install.log"; die "make modules-install failed"; }
+mkdir -p "$ir/etc/lake"
+cp "$root/deploy/laked.yaml" "$ir/etc/lake/laked.yaml"
+cp "$here/phase-pkg.sh" "$ir/bin/phase-pkg.sh"
 cp "$here/init.sh" "$ir/init"
 chmod 755 "$ir/init"
 (cd "$ir" && find . | "$bb" cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.gz"

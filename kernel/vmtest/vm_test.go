@@ -67,6 +67,9 @@ func TestVM(t *testing.T) {
 	}
 	out := runVM(t, mode)
 	checkConsole(t, out)
+	for _, p := range installedLayoutProblems(out) {
+		t.Error(p)
+	}
 }
 
 func runVM(t *testing.T, mode string) string {
@@ -120,7 +123,7 @@ func consoleProblems(out string) []string {
 	if !strings.Contains(out, "LAKEVM: dev crw-------") {
 		bad("/dev/lake is not a character device with mode 0600")
 	}
-	dmesg := section(out, "LAKEVM: DMESG-BEGIN", "LAKEVM: DMESG-END")
+	dmesg := beforeInstalled(section(out, "LAKEVM: DMESG-BEGIN", "LAKEVM: DMESG-END"))
 	if got := strings.Count(dmesg, "lake_shm: laked attached"); got != 3 {
 		bad("a daemon attached %d times, want 3 (laked, hostile daemon, laked again)", got)
 	}

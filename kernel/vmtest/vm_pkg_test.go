@@ -1,0 +1,102 @@
+//go:build linux
+
+package vmtest
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+// installedMarker is what phase-pkg.sh writes to the kernel log before it
+// starts: the attaches before it are the earlier phases', the ones after
+// it the installed layout's.
+const installedMarker = "lakevm: phase installed-layout"
+
+// beforeInstalled is the part of a dmesg dump before phase-pkg.sh ran
+// (all of it when the phase did not run).
+func beforeInstalled(dmesg string) string {
+	if i := strings.Index(dmesg, installedMarker); i >= 0 {
+		return dmesg[:i]
+	}
+	return dmesg
+}
+
+// installedLayoutProblems checks phase-pkg.sh's part of one VM run: the
+// modules loaded from /lib/modules/KVER/extra through modules-load.d made
+// /dev/lake (mode 0600), the daemon attached once and detached once, and
+// laked (unless the run used the fake daemon) found /dev/lake through
+// device: auto in the shipped laked.yaml and served it.
+func installedLayoutProblems(out string) []string {
+	var probs []string
+	bad := func(format string, a ...any) { probs = append(probs, fmt.Sprintf(format, a...)) }
+	if !strings.Contains(out, "LAKEVM: phase installed-layout done") {
+		bad("the installed-layout phase did not run to its end")
+	}
+	if strings.Contains(out, "LAKEVM: FAIL installed-layout") {
+		bad("the installed-layout phase failed: %s", line(out, strings.Index(out, "LAKEVM: FAIL installed-layout")))
+	}
+	if !strings.Contains(out, "LAKEVM: installed-layout dev crw-------") {
+		bad("modules-load.d did not make /dev/lake a character device with mode 0600")
+	}
+	dmesg := section(out, "LAKEVM: DMESG-BEGIN", "LAKEVM: DMESG-END")
+	i := strings.Index(dmesg, installedMarker)
+	if i < 0 {
+		bad("no %q in the kernel log", installedMarker)
+		return probs
+	}
+	after := dmesg[i:]
+	if got := strings.Count(after, "lake_shm: laked attached"); got != 1 {
+		bad("installed layout: a daemon attached %d times, want 1", got)
+	}
+	if got := strings.Count(after, "lake_shm: laked detached"); got != 1 {
+		bad("installed layout: a daemon detached %d times, want 1", got)
+	}
+	if got := strings.Count(after, "lakelib: ready"); got != 2 {
+		bad("installed layout: lakelib loaded %d times, want 2 (with laked, then alone by modprobe)", got)
+	}
+	if strings.Contains(out, "laked=fake") {
+		return probs
+	}
+	log := section(out, "LAKEVM: LOG-BEGIN /tmp/laked-installed.log", "LAKEVM: LOG-END /tmp/laked-installed.log")
+	if !strings.Contains(log, `"device":"/dev/lake"`) || !strings.Contains(log, `"message":"serving kernel region"`) {
+		bad("the installed laked did not serve /dev/lake by itself (device: auto):\n%s", log)
+	}
+	return probs
+}
+
+// TestInstalledLayoutChecks runs the installed-layout checks on a
+// recorded passing run (testdata/console-installed.txt) and on copies
+// broken the ways a run can break; the base checks must pass on the same
+// recording, whose extra attach they must not count.
+func TestInstalledLayoutChecks(t *testing.T) {
+	raw, err := os.ReadFile("testdata/console-installed.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := string(raw)
+	if p := installedLayoutProblems(good); len(p) != 0 {
+		t.Fatalf("recorded passing console reported as failing: %q", p)
+	}
+	if p := consoleProblems(good); len(p) != 0 {
+		t.Fatalf("the base checks fail on a run with the installed-layout phase: %q", p)
+	}
+	broken := map[string]string{
+		"phase missing":     strings.Replace(good, "LAKEVM: phase installed-layout done", "", 1),
+		"phase failed":      strings.Replace(good, "LAKEVM: phase installed-layout done", "LAKEVM: FAIL installed-layout: modprobe lakelib\nLAKEVM: phase installed-layout done", 1),
+		"no device":         strings.Replace(good, "LAKEVM: installed-layout dev crw-------", "LAKEVM: FAIL installed-layout: no /dev/lake", 1),
+		"marker missing":    strings.Replace(good, installedMarker, "", 1),
+		"no attach":         strings.Replace(good, "lake_shm: laked attached (pid 179, attach 1)", "", 1),
+		"laked not served":  strings.Replace(good, `"message":"serving kernel region"}`+"\n"+`{"level":"info","socket":"/run/lake/laked-admin.sock","time":"2026-12-01T23:19:08Z"`, `"message":"no kernel region device"}`+"\n"+`{"level":"info","socket":"/run/lake/laked-admin.sock","time":"2026-12-01T23:19:08Z"`, 1),
+		"dependency unused": strings.Replace(good, "[   18.339928] lakelib: ready", "[   18.339928] lakelib: failed", 1),
+	}
+	for name, out := range broken {
+		if out == good {
+			t.Fatalf("%s: the fixture did not change (stale fixture?)", name)
+		}
+		if p := installedLayoutProblems(out); len(p) == 0 {
+			t.Errorf("%s: not detected", name)
+		}
+	}
+}
