@@ -129,9 +129,10 @@ type ModelsConfig struct {
 //
 // Adding a key is a one-place change: add the field to Config (or one of
 // its sections) with `mapstructure` and `yaml` tags naming the key, add
-// one row here (the default's Go type is the key's type: string, bool,
-// int, uint32, uint64 or time.Duration; flag "" for a key set only in the
-// file or the environment), and, if it has limits, a case in Validate.
+// one row here (the default's Go type is the key's type; a key with a
+// flag needs string, bool, int, int64, uint32, uint64 or time.Duration;
+// flag "" for a key set only in the file or the environment), and, if it
+// has limits, a case in Validate.
 // deploy/laked.yaml documents every key with its default;
 // TestKeysMatchConfig and TestShippedDefaultConfig fail until the row,
 // the field and the file agree.
@@ -203,6 +204,8 @@ func addFlag(fs *pflag.FlagSet, k key) {
 		fs.Bool(k.flag, d, k.usage)
 	case int:
 		fs.Int(k.flag, d, k.usage)
+	case int64:
+		fs.Int64(k.flag, d, k.usage)
 	case uint32:
 		fs.Uint32(k.flag, d, k.usage)
 	case uint64:
