@@ -53,6 +53,11 @@
 //     client gets NewContext, and ModuleLoad of anything but "lake"
 //     fails with ErrNotSupported.
 //
+// The kernels' CUDA C also compiles for the host (ptx/host_shim.h: a
+// block's threads are host threads, __syncthreads a barrier), so that
+// TestKernelsOnHost checks their arithmetic, indexing and barriers
+// against the Go CPU models, bit for bit, on machines without a GPU.
+//
 // What it trusts: the CUDA driver, and the committed PTX. Everything a
 // client passes (sizes, device addresses, handles, images, parameter
 // buffers, launch shapes) is checked first.

@@ -9,19 +9,26 @@
 // rounded multiplies and adds (never fused) so that the float kernels add
 // in the same order, with the same roundings, as the Go CPU path.
 
-#define GLOBAL extern "C" __attribute__((global))
-#define SHARED __attribute__((shared))
-
 typedef unsigned long long u64;
 typedef long long i64;
 
-static __attribute__((device)) inline unsigned tid_x(void) { return __nvvm_read_ptx_sreg_tid_x(); }
-static __attribute__((device)) inline unsigned ntid_x(void) { return __nvvm_read_ptx_sreg_ntid_x(); }
-static __attribute__((device)) inline unsigned ctaid_x(void) { return __nvvm_read_ptx_sreg_ctaid_x(); }
-static __attribute__((device)) inline unsigned nctaid_x(void) { return __nvvm_read_ptx_sreg_nctaid_x(); }
-static __attribute__((device)) inline void sync_threads(void) { __syncthreads(); }
-static __attribute__((device)) inline float fmul(float a, float b) { return __nvvm_mul_rn_f(a, b); }
-static __attribute__((device)) inline float fadd(float a, float b) { return __nvvm_add_rn_f(a, b); }
+#ifdef LAKE_HOST
+// Host emulation (host_test.cc, TestKernelsOnHost): every thread of a
+// block is a host thread, __syncthreads a barrier, shared memory a static.
+#include "host_shim.h"
+#else
+#define GLOBAL extern "C" __attribute__((global))
+#define SHARED __attribute__((shared))
+#define DEVICE __attribute__((device))
+
+static DEVICE inline unsigned tid_x(void) { return __nvvm_read_ptx_sreg_tid_x(); }
+static DEVICE inline unsigned ntid_x(void) { return __nvvm_read_ptx_sreg_ntid_x(); }
+static DEVICE inline unsigned ctaid_x(void) { return __nvvm_read_ptx_sreg_ctaid_x(); }
+static DEVICE inline unsigned nctaid_x(void) { return __nvvm_read_ptx_sreg_nctaid_x(); }
+static DEVICE inline void sync_threads(void) { __syncthreads(); }
+static DEVICE inline float fmul(float a, float b) { return __nvvm_mul_rn_f(a, b); }
+static DEVICE inline float fadd(float a, float b) { return __nvvm_add_rn_f(a, b); }
+#endif
 
 // c[i] = a[i] + b[i] for i < n.
 GLOBAL void lake_vector_add(const float *a, const float *b, float *c, u64 n) {
@@ -46,7 +53,7 @@ GLOBAL void lake_fault(int *p, u64 v) {
 // Integer LinnOS, bit-exact with linnos.IntModel: int64 arithmetic that
 // wraps on overflow (done in u64, where wrapping is defined). One block
 // of 256 threads per item, blocks striding over the items.
-static __attribute__((device)) inline void linnos_int(const i64 *params, const int *in, int *out, u64 n, int extra) {
+static DEVICE inline void linnos_int(const i64 *params, const int *in, int *out, u64 n, int extra) {
 	SHARED u64 hs[2][LINNOS_H];
 	unsigned j = tid_x();
 	for (u64 item = ctaid_x(); item < n; item += nctaid_x()) {
@@ -99,7 +106,7 @@ GLOBAL void lake_linnos_int2(const i64 *params, const int *in, int *out, u64 n) 
 // Float LinnOS, adding in linnos.FloatModel's order: the first layer over
 // the non-zero digits in index order, the extra layers over every unit,
 // the output layer over the non-zero hidden units.
-static __attribute__((device)) inline void linnos_float(const float *params, const int *in, int *out, u64 n, int extra) {
+static DEVICE inline void linnos_float(const float *params, const int *in, int *out, u64 n, int extra) {
 	SHARED float hs[2][LINNOS_H];
 	unsigned j = tid_x();
 	for (u64 item = ctaid_x(); item < n; item += nctaid_x()) {

@@ -1,0 +1,23 @@
+// Host emulation of the few device facilities lake.cu uses, so that the
+// kernels' logic runs (and is checked against the Go CPU models) on a
+// machine without a GPU: host_test.cc runs each block as blockDim host
+// threads. Not the GPU's memory model or scheduling: what it checks is
+// the arithmetic, the indexing and the barrier structure.
+#include <pthread.h>
+
+#define GLOBAL
+#define SHARED static
+#define DEVICE
+
+extern __thread unsigned lake_host_tid, lake_host_ctaid;
+extern unsigned lake_host_ntid, lake_host_nctaid;
+extern pthread_barrier_t lake_host_barrier;
+
+static inline unsigned tid_x(void) { return lake_host_tid; }
+static inline unsigned ntid_x(void) { return lake_host_ntid; }
+static inline unsigned ctaid_x(void) { return lake_host_ctaid; }
+static inline unsigned nctaid_x(void) { return lake_host_nctaid; }
+static inline void sync_threads(void) { pthread_barrier_wait(&lake_host_barrier); }
+// Compiled with -ffp-contract=off: a product and a sum each round once.
+static inline float fmul(float a, float b) { return a * b; }
+static inline float fadd(float a, float b) { return a + b; }
