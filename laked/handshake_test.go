@@ -355,3 +355,26 @@ func TestRegionBudgets(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestListenSocketMode: the client socket is 0600 whatever the process
+// umask, and Listen leaves the umask as it found it.
+func TestListenSocketMode(t *testing.T) {
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	path := t.TempDir() + "/laked.sock"
+	l, err := laked.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Fatalf("socket mode %#o, want 0600", perm)
+	}
+	if now := unix.Umask(0); now != 0 {
+		t.Fatalf("umask left at %#o", now)
+	}
+}

@@ -144,16 +144,22 @@ func Listen(path string) (*net.UnixListener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("laked: remove stale socket %s: %w", path, err)
 	}
+	// The socket is created with mode 0600 by bind itself (umask 0177
+	// around it), so it is never reachable with a wider mode, not even
+	// between bind and a chmod.
+	umaskMu.Lock()
+	old := unix.Umask(0o177)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	unix.Umask(old)
+	umaskMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("laked: listen on %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("laked: chmod %s: %w", path, err)
-	}
 	return l, nil
 }
+
+// umaskMu serialises Listen's umask changes (the umask is per process).
+var umaskMu sync.Mutex
 
 // Serve accepts clients on l until l is closed, handing each a region.
 func (s *Server) Serve(l *net.UnixListener) error {

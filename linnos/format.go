@@ -197,7 +197,7 @@ func DecodeModel(data []byte) (*ModelFile, error) {
 			}
 		}
 		mf.Float = m
-		return mf, nil
+		return mf.checked()
 	}
 	w := make([][]int64, e+2)
 	b := make([][]int64, e+2)
@@ -219,5 +219,5 @@ func DecodeModel(data []byte) (*ModelFile, error) {
 		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
 	}
 	mf.Int = m
-	return mf, nil
+	return mf.checked()
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/lakeos/lake/features"
@@ -68,18 +70,32 @@ func (d *daemon) startServices(started time.Time, args []string) error {
 		d.log.Info().Str("socket", cfg.AdminSocket).Msg("admin API listening")
 	}
 	if cfg.MetricsAddr != "" {
-		loop, err := metrics.IsLoopback(cfg.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("config key metrics_addr: %w", err)
-		}
-		if !loop {
-			d.log.Warn().Str("addr", cfg.MetricsAddr).Msg("metrics endpoint is not on loopback")
+		// "unix:/path": a unix socket of mode 0600 (only root and laked's
+		// user read the metrics); otherwise TCP, which on loopback every
+		// local user can read.
+		unixPath, onUnix := strings.CutPrefix(cfg.MetricsAddr, "unix:")
+		if !onUnix {
+			loop, err := metrics.IsLoopback(cfg.MetricsAddr)
+			if err != nil {
+				return fmt.Errorf("config key metrics_addr: %w", err)
+			}
+			if !loop {
+				d.log.Warn().Str("addr", cfg.MetricsAddr).Msg("metrics endpoint is not on loopback")
+			}
 		}
 		h, err := metrics.Handler(d.srv, d.engine)
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		var ln net.Listener
+		if onUnix {
+			if !filepath.IsAbs(unixPath) {
+				return fmt.Errorf("config key metrics_addr: %q: a unix socket path must be absolute", cfg.MetricsAddr)
+			}
+			ln, err = laked.Listen(unixPath)
+		} else {
+			ln, err = net.Listen("tcp", cfg.MetricsAddr)
+		}
 		if err != nil {
 			return fmt.Errorf("config key metrics_addr: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // SocketMode is the admin socket's permission: root (laked's user) only.
@@ -62,16 +63,40 @@ func Listen(path string) (*Listener, error) {
 		l.Close()
 		return nil, fmt.Errorf("admin: listen %s: %w", path, err)
 	}
-	return &Listener{UnixListener: l, path: path}, nil
+	return &Listener{UnixListener: l, path: path, uid: os.Geteuid()}, nil
 }
 
 // Listener is the admin socket's listener; Close also removes the socket
-// file.
+// file. Accept hands out only connections whose peer passes the
+// credential check (peerAllowed: root, laked's own user, or the socket
+// file's group), on top of the socket's mode.
 type Listener struct {
 	*net.UnixListener
-	path string
-	once sync.Once
+	path    string
+	uid     int // laked's effective uid when it listened
+	once    sync.Once
+	refused atomic.Uint64
 }
+
+// Accept waits for the next connection from an allowed peer; others are
+// closed at once, unanswered.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.UnixListener.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		if err := peerAllowed(c, l.path, l.uid); err != nil {
+			l.refused.Add(1)
+			c.Close()
+			continue
+		}
+		return c, nil
+	}
+}
+
+// Refused counts connections closed by the credential check.
+func (l *Listener) Refused() uint64 { return l.refused.Load() }
 
 // Close stops listening and removes the socket file.
 func (l *Listener) Close() error {
