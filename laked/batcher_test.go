@@ -241,7 +241,7 @@ func TestDeadlines(t *testing.T) {
 // compares across the wrap.
 func TestDeadlineEncoding(t *testing.T) {
 	wrap := int64(1<<shm.DeadlineBits) * 1000
-	for _, now := range []int64{0, 123456789, wrap - 1000, wrap - 5000, 7 * wrap} {
+	for _, now := range []int64{5e9, 123456789012, wrap - 1000 + 5e9, 7*wrap - 5000} { // CLOCK_MONOTONIC is never near 0 here: now-3s stays positive
 		for _, ahead := range []time.Duration{time.Microsecond, time.Millisecond, 3 * time.Second, shm.MaxDeadlineAhead, -time.Millisecond, -3 * time.Second} {
 			var e shm.SQE
 			shm.SetDeadline(&e, now+int64(ahead))

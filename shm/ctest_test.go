@@ -3,6 +3,7 @@ package shm
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // compileC builds one of testdata's C programs against lake_shm.h, or
@@ -85,6 +87,15 @@ func TestCLayoutMatches(t *testing.T) {
 		"const.LAKE_ERR_BUFFER_TOO_SMALL":  uint64(StatusBufferTooSmall),
 		"const.LAKE_VERSION_MAJOR":         uint64(VersionMajor),
 		"const.LAKE_VERSION_MINOR":         uint64(VersionMinor),
+	}
+	want["const.LAKE_ERR_DEADLINE"] = uint64(StatusDeadline)
+	want["const.LAKE_SQE_F_DEADLINE"] = uint64(FlagDeadline)
+	want["const.LAKE_DEADLINE_BITS"] = DeadlineBits
+	want["const.LAKE_MAX_DEADLINE_AHEAD_US"] = uint64(MaxDeadlineAhead / time.Microsecond)
+	for i, ns := range []uint64{0, 999, 1000, 123456789012, 8388607999, 8388608000, 0xffffffffffffffff} {
+		var e SQE
+		SetDeadline(&e, int64(ns))
+		want[fmt.Sprintf("deadline.%d", i)] = uint64(e.Flags)<<16 | uint64(e.Pad)
 	}
 	for k, w := range want {
 		g, ok := got[k]

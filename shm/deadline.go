@@ -22,9 +22,10 @@ const (
 )
 
 // SetDeadline marks e (a predict submission) with the deadline dl, a
-// CLOCK_MONOTONIC time in nanoseconds (MonotonicNow's clock).
+// CLOCK_MONOTONIC time in nanoseconds (MonotonicNow's clock, never
+// negative).
 func SetDeadline(e *SQE, dl int64) {
-	us := uint32(dl/1000) & deadlineMask
+	us := uint32(uint64(dl)/1000) & deadlineMask // as C's u64 division: bit-exact with lake_sqe_set_deadline
 	e.Flags = FlagDeadline | uint8(us>>16)<<1
 	e.Pad = uint16(us)
 }
@@ -40,7 +41,7 @@ func DeadlineOf(e *SQE) (uint32, bool) {
 // DeadlineLeft is how long remains until the encoded deadline dl at the
 // CLOCK_MONOTONIC time now (ns); negative once it has passed.
 func DeadlineLeft(dl uint32, now int64) time.Duration {
-	d := (dl - uint32(now/1000)) & deadlineMask
+	d := (dl - uint32(uint64(now)/1000)) & deadlineMask
 	if d >= 1<<(DeadlineBits-1) {
 		return -time.Duration(1<<DeadlineBits-d) * time.Microsecond
 	}

@@ -32,5 +32,16 @@ int main(void)
 	C(LAKE_MAGIC); C(LAKE_HELLO_MAGIC); C(LAKE_REPLY_MAGIC);
 	C(LAKE_OP_NOP); C(LAKE_OP_MODEL_INFO); C(LAKE_OP_MODEL_FETCH); C(LAKE_OP_PREDICT); C(LAKE_OP_LAUNCH_KERNEL);
 	C(LAKE_ERR_CONTEXT_DESTROYED); C(LAKE_ERR_SHUTDOWN); C(LAKE_ERR_BUFFER_TOO_SMALL); C(LAKE_VERSION_MAJOR); C(LAKE_VERSION_MINOR);
+	C(LAKE_ERR_DEADLINE); C(LAKE_SQE_F_DEADLINE); C(LAKE_DEADLINE_BITS); C(LAKE_MAX_DEADLINE_AHEAD_US);
+	{
+		/* deadline encodings, compared bit for bit with shm.SetDeadline */
+		static const lake_u64 ns[] = {0, 999, 1000, 123456789012ull, 8388607999ull, 8388608000ull, 0xffffffffffffffffull};
+		unsigned i;
+		for (i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+			struct lake_sqe e = {0};
+			lake_sqe_set_deadline(&e, ns[i]);
+			printf("deadline.%u %llu\n", i, (unsigned long long)e.flags << 16 | e.pad);
+		}
+	}
 	return 0;
 }
