@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/lakeos/lake/vecmath"
 )
 
 // MLP blob format, version 1. All fields are little-endian; the blob is
@@ -93,6 +95,7 @@ type mlpLayer struct {
 	in, out int
 	act     Activation
 	w, b    []float32
+	wt      []float32 // w transposed ([in][out]), for the vector path; nil without
 }
 
 // MLP is a parsed, validated dense network. It is immutable and safe
@@ -100,7 +103,8 @@ type mlpLayer struct {
 type MLP struct {
 	in       int
 	layers   []mlpLayer
-	scratchW int // widest of the input and every layer
+	scratchW int  // widest of the input and every layer
+	vec      bool // every layer has wt: Forward runs on vecmath
 }
 
 // layout validates the header and layer table at the start of b (which
@@ -210,7 +214,24 @@ func ParseMLP(blob []byte) (*MLP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse MLP: %w", err)
 	}
+	m.transpose()
 	return m, nil
+}
+
+// transpose gives every layer a transposed copy of its weights, so that
+// Forward runs on vecmath.MulAddColsF32 (one vector lane per output, each
+// summing its products in input order, as the scalar path does).
+func (m *MLP) transpose() {
+	for li := range m.layers {
+		l := &m.layers[li]
+		l.wt = make([]float32, len(l.w))
+		for o := 0; o < l.out; o++ {
+			for i, v := range l.w[o*l.in : (o+1)*l.in] {
+				l.wt[i*l.out+o] = v
+			}
+		}
+	}
+	m.vec = true
 }
 
 // EncodeMLP builds a blob for a model with input width in and the given
@@ -294,10 +315,13 @@ var scratchPool = sync.Pool{New: func() any { return new([]float32) }}
 // Forward runs n items: item i reads in[i*InDim():(i+1)*InDim()] and
 // writes out[i*OutDim():(i+1)*OutDim()]. in and out must not overlap.
 // It does not allocate when the input and every layer are at most
-// StackWidth wide (otherwise it borrows scratch from a sync.Pool). Items
-// run four at a time, interleaved so each weight is loaded once for four
-// items; sums are float32, bias first, then inputs in order, so an
-// item's result is the same bit for bit whatever batch it is part of.
+// StackWidth wide (otherwise it borrows scratch from a sync.Pool). A model
+// from ParseMLP runs one item at a time on the vecmath kernels (a vector
+// lane per output); one over device memory (the mlp_forward launch) runs
+// items four at a time, interleaved so each weight is loaded once for four
+// items. Either way sums are float32, bias first, then the rounded
+// products in input order, so an item's result is the same bit for bit
+// whatever path and batch it runs in.
 func (m *MLP) Forward(in, out []float32, n int) error {
 	if n < 0 {
 		return fmt.Errorf("mlp forward: negative item count %d", n)
@@ -309,19 +333,53 @@ func (m *MLP) Forward(in, out []float32, n int) error {
 	if n == 0 {
 		return nil
 	}
+	if m.vec && m.scratchW <= StackWidth {
+		var buf [2 * StackWidth]float32
+		m.forwardVec(in, out, n, buf[:2*m.scratchW])
+		return nil
+	}
 	need := 2 * lanes * m.scratchW
+	run := m.forward
+	if m.vec {
+		run = m.forwardVec
+	}
 	if m.scratchW <= StackWidth {
 		var buf [2 * lanes * StackWidth]float32
-		m.forward(in, out, n, buf[:need])
+		run(in, out, n, buf[:need])
 		return nil
 	}
 	p := scratchPool.Get().(*[]float32)
 	if cap(*p) < need {
 		*p = make([]float32, need)
 	}
-	m.forward(in, out, n, (*p)[:need])
+	run(in, out, n, (*p)[:need])
 	scratchPool.Put(p)
 	return nil
+}
+
+// forwardVec runs n items one at a time on the vecmath kernels: per
+// layer y = b, then y[o] += float32(W[o][i]*x[i]) for i in order (rounded
+// products, no fused multiply-add), then the activation. It computes what
+// forward1 and apply compute, bit for bit (NaN payloads aside).
+func (m *MLP) forwardVec(in, out []float32, n int, scratch []float32) {
+	od := m.OutDim()
+	last := len(m.layers) - 1
+	for it := 0; it < n; it++ {
+		x := in[it*m.in : (it+1)*m.in]
+		a, b := scratch[:m.scratchW], scratch[m.scratchW:2*m.scratchW]
+		for li := range m.layers {
+			l := &m.layers[li]
+			y := a[:l.out]
+			if li == last {
+				y = out[it*od : (it+1)*od]
+			}
+			copy(y, l.b)
+			vecmath.MulAddColsF32(y, l.wt, x[:l.in], false)
+			activate(l.act, y)
+			x = y
+			a, b = b, a
+		}
+	}
 }
 
 // forward runs n >= 1 items through the network, lanes items at a time.

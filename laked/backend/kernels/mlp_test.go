@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+
+	"github.com/lakeos/lake/vecmath"
 )
 
 // randomModel returns an MLP with input width in and the given layer
@@ -332,5 +334,143 @@ func FuzzParseMLP(f *testing.F) {
 		if err := m.Forward(in, out, 2); err != nil {
 			t.Fatalf("forward on a valid model: %v", err)
 		}
+	})
+}
+
+// sameBits reports whether a and b are bit-identical, counting any NaN
+// equal to any NaN (Go leaves NaN payloads unspecified).
+func sameBits(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) && !(a[i] != a[i] && b[i] != b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkVecMatchesLanes runs a parsed model (vector path) at every vecmath
+// level and the same blob's in-place model (the lane path a launch uses)
+// and wants the same bits.
+func checkVecMatchesLanes(t testing.TB, blob []byte, x []float32, n int) {
+	t.Helper()
+	m, err := ParseMLP(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, specs, _, err := layout(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := headerLen + 8*len(specs)
+	floats := make([]float32, (len(blob)-tbl)/4)
+	for i := range floats {
+		floats[i] = math.Float32frombits(binary.LittleEndian.Uint32(blob[tbl+4*i:]))
+	}
+	ref, err := build(in, specs, floats, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.vec || ref.vec {
+		t.Fatalf("paths: parsed vec=%v, in-place vec=%v", m.vec, ref.vec)
+	}
+	want := make([]float32, n*m.OutDim())
+	if err := ref.Forward(x, want, n); err != nil {
+		t.Fatal(err)
+	}
+	defer vecmath.SetLevel(vecmath.Detected())
+	for _, l := range vecmath.Supported() {
+		if _, err := vecmath.SetLevel(l); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]float32, n*m.OutDim())
+		if err := m.Forward(x, got, n); err != nil {
+			t.Fatal(err)
+		}
+		if !sameBits(got, want) {
+			t.Fatalf("level %v: vector path %v, lane path %v", l, got, want)
+		}
+	}
+}
+
+// TestForwardVecMatchesLanes covers shapes around the vector widths, every
+// activation, extreme weights (±0, subnormals, huge) and inputs with NaN
+// and infinities.
+func TestForwardVecMatchesLanes(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	special := []float32{0, float32(math.Copysign(0, -1)), math.SmallestNonzeroFloat32, math.MaxFloat32, -math.MaxFloat32, 1e-30}
+	for it := 0; it < 60; it++ {
+		widths := []int{1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 256}
+		in := widths[r.IntN(len(widths))]
+		var outs []int
+		var acts []Activation
+		for range 1 + r.IntN(3) {
+			outs = append(outs, widths[r.IntN(len(widths))])
+			acts = append(acts, Activation(r.IntN(4)))
+		}
+		layers := randomModel(uint64(it), in, outs, acts)
+		for _, l := range layers {
+			for j := range l.W {
+				if r.IntN(10) == 0 {
+					l.W[j] = special[r.IntN(len(special))]
+				}
+			}
+		}
+		blob, err := EncodeMLP(in, layers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 1 + r.IntN(9)
+		x := randomInputs(uint64(it), n*in)
+		for j := range x {
+			switch r.IntN(30) {
+			case 0:
+				x[j] = float32(math.NaN())
+			case 1:
+				x[j] = float32(math.Inf(1 - 2*r.IntN(2)))
+			case 2:
+				x[j] = special[r.IntN(len(special))]
+			}
+		}
+		checkVecMatchesLanes(t, blob, x, n)
+	}
+}
+
+// FuzzForwardVec runs a small model built from the fuzz input (weights and
+// inputs as raw float32 bits) through both paths.
+func FuzzForwardVec(f *testing.F) {
+	f.Add([]byte{3, 17, 2, 0, 0, 0x80, 0x3f, 0, 0, 0xc0, 0x7f})
+	f.Add([]byte{16, 16, 1, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 3 {
+			return
+		}
+		in, out, n := 1+int(data[0])%40, 1+int(data[1])%40, 1+int(data[2])%5
+		rest := data[3:]
+		next := func() float32 {
+			if len(rest) < 4 {
+				return 0.5
+			}
+			v := math.Float32frombits(binary.LittleEndian.Uint32(rest))
+			rest = rest[4:]
+			return v
+		}
+		l := Layer{Out: out, Act: Activation(data[0] % 4), W: make([]float32, in*out), B: make([]float32, out)}
+		for i := range l.W {
+			if l.W[i] = next(); l.W[i] != l.W[i] || math.IsInf(float64(l.W[i]), 0) {
+				l.W[i] = 1
+			}
+		}
+		x := make([]float32, n*in)
+		for i := range x {
+			x[i] = next()
+		}
+		blob, err := EncodeMLP(in, []Layer{l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkVecMatchesLanes(t, blob, x, n)
 	})
 }
