@@ -536,6 +536,134 @@ func requant(s isa) {
 	p("")
 }
 
+// mulAddLanesF32 emits
+//
+//	func mulAddLanesF32<name>(y *float32, w *float32, x *float32, outs, in int, skipZero, relu bool)
+//
+// For 16 interleaved items (lanes): y[o*16+l] += w[o*in+i] * x[i*16+l] for
+// i in order, skipping (per lane) x == ±0 when skipZero, products rounded
+// before the addition; with relu, then y = y < 0 ? +0 : y. Four outputs
+// run side by side to hide the addition latency.
+func mulAddLanesF32(s isa) {
+	z := s.reg == "Z"
+	p("// func mulAddLanesF32%s(y *float32, w *float32, x *float32, outs, in int, skipZero, relu bool)", s.name)
+	p("TEXT ·mulAddLanesF32%s(SB), NOSPLIT, $0-42", s.name)
+	p("\tMOVQ outs+24(FP), CX")
+	p("\tMOVQ in+32(FP), R8")
+	p("\tMOVQ R8, R13")
+	p("\tSHLQ $2, R13") // row stride of w in bytes
+	p("\tMOVBLZX skipZero+40(FP), R14")
+	p("\tMOVBLZX relu+41(FP), R15")
+	zero := r(s, 15)
+	p("\t%s %s, %s, %s", map[bool]string{true: "VXORPS", false: "VXORPS"}[z], zero, zero, zero)
+	halves := []int{0}
+	if !z {
+		halves = []int{0, 32}
+	}
+	for _, h := range halves {
+		lbl := fmt.Sprintf("%s%d", s.name, h)
+		p("\tMOVQ y+0(FP), DI")
+		p("\tMOVQ w+8(FP), SI")
+		p("\tMOVQ outs+24(FP), CX")
+		for _, g := range []int{4, 1} {
+			gl := fmt.Sprintf("%sg%d", lbl, g)
+			p("ml%s:", gl)
+			p("\tCMPQ CX, $%d", g)
+			if g == 1 {
+				p("\tJB ml%sdone", lbl)
+			} else {
+				p("\tJB ml%sg1", lbl)
+			}
+			for a := 0; a < g; a++ {
+				p("\tVMOVUPS %d(DI), %s", a*64+h, r(s, a))
+			}
+			p("\tMOVQ x+16(FP), R11")
+			p("\tADDQ $%d, R11", h)
+			p("\tMOVQ SI, R10")
+			p("\tMOVQ R8, R12")
+			if z {
+				p("\tKXNORW K1, K1, K1")
+			}
+			p("ml%sloop:", gl)
+			p("\tTESTQ R12, R12")
+			p("\tJZ ml%send", gl)
+			p("\tVMOVUPS (R11), %s", r(s, 4))
+			if z {
+				p("\tTESTQ R14, R14")
+				p("\tJZ ml%sgo", gl)
+				p("\tVCMPPS $4, %s, %s, K1", zero, r(s, 4)) // x != 0 (NaN counts)
+				p("ml%sgo:", gl)
+				for a := 0; a < g; a++ {
+					off := "(R10)"
+					if a > 0 {
+						p("\tLEAQ (R10)(R13*%d), R9", 1)
+						off = "(R9)"
+						if a > 1 {
+							p("\tADDQ R13, R9")
+						}
+						if a > 2 {
+							p("\tADDQ R13, R9")
+						}
+					}
+					p("\tVMULPS.BCST %s, %s, %s", off, r(s, 4), r(s, 5))
+					p("\tVADDPS %s, %s, K1, %s", r(s, 5), r(s, a), r(s, a))
+				}
+			} else {
+				p("\tVCMPPS $4, %s, %s, %s", zero, r(s, 4), r(s, 6)) // x != 0
+				p("\tTESTQ R14, R14")
+				p("\tJNZ ml%sgo", gl)
+				p("\tVPCMPEQD %s, %s, %s", r(s, 6), r(s, 6), r(s, 6))
+				p("ml%sgo:", gl)
+				for a := 0; a < g; a++ {
+					off := "(R10)"
+					if a > 0 {
+						p("\tLEAQ (R10)(R13*%d), R9", 1)
+						off = "(R9)"
+						if a > 1 {
+							p("\tADDQ R13, R9")
+						}
+						if a > 2 {
+							p("\tADDQ R13, R9")
+						}
+					}
+					p("\tVBROADCASTSS %s, %s", off, r(s, 5))
+					p("\tVMULPS %s, %s, %s", r(s, 5), r(s, 4), r(s, 5))
+					p("\tVADDPS %s, %s, %s", r(s, 5), r(s, a), r(s, 7))
+					p("\tVBLENDVPS %s, %s, %s, %s", r(s, 6), r(s, 7), r(s, a), r(s, a))
+				}
+			}
+			p("\tADDQ $64, R11")
+			p("\tADDQ $4, R10")
+			p("\tDECQ R12")
+			p("\tJMP ml%sloop", gl)
+			p("ml%send:", gl)
+			p("\tTESTQ R15, R15")
+			p("\tJZ ml%sstore", gl)
+			for a := 0; a < g; a++ {
+				if z {
+					p("\tVCMPPS $1, %s, %s, K2", zero, r(s, a)) // y < 0
+					p("\tVMOVUPS %s, K2, %s", zero, r(s, a))
+				} else {
+					p("\tVCMPPS $1, %s, %s, %s", zero, r(s, a), r(s, 6))
+					p("\tVANDNPS %s, %s, %s", r(s, a), r(s, 6), r(s, a))
+				}
+			}
+			p("ml%sstore:", gl)
+			for a := 0; a < g; a++ {
+				p("\tVMOVUPS %s, %d(DI)", r(s, a), a*64+h)
+			}
+			p("\tADDQ $%d, DI", g*64)
+			p("\tLEAQ (SI)(R13*%d), SI", g)
+			p("\tSUBQ $%d, CX", g)
+			p("\tJMP ml%s", gl)
+		}
+		p("ml%sdone:", lbl)
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
 func main() {
 	out := flag.String("out", "kernels_amd64.s", "output file")
 	flag.Parse()
@@ -556,6 +684,7 @@ func main() {
 		dotI64(s)
 		dotI64x2(s)
 		requant(s)
+		mulAddLanesF32(s)
 		mulAddColsF32(s)
 	}
 	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {

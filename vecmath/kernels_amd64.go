@@ -38,6 +38,12 @@ func requantAVX2(dst, acc, mult, left, right *int32, blocks int, zero, clo, chi 
 func requantAVX512(dst, acc, mult, left, right *int32, blocks int, zero, clo, chi int32)
 
 //go:noescape
+func mulAddLanesF32AVX2(y *float32, w *float32, x *float32, outs, in int, skipZero, relu bool)
+
+//go:noescape
+func mulAddLanesF32AVX512(y *float32, w *float32, x *float32, outs, in int, skipZero, relu bool)
+
+//go:noescape
 func mulAddColsF32AVX2(y *float32, w *float32, x *float32, blocks, stride, n int, skipZero bool)
 
 //go:noescape
@@ -124,4 +130,17 @@ func mulAddColsF32Vec(l Level, y, w, x []float32, skipZero bool) int {
 		return n / 8 * 8
 	}
 	return 0
+}
+
+func mulAddLanesF32Vec(l Level, y, w, x []float32, in int, skipZero, relu bool) bool {
+	outs := len(y) / Lanes
+	switch {
+	case l >= AVX512:
+		mulAddLanesF32AVX512(unsafe.SliceData(y), unsafe.SliceData(w), unsafe.SliceData(x), outs, in, skipZero, relu)
+		return true
+	case l >= AVX2:
+		mulAddLanesF32AVX2(unsafe.SliceData(y), unsafe.SliceData(w), unsafe.SliceData(x), outs, in, skipZero, relu)
+		return true
+	}
+	return false
 }

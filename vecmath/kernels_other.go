@@ -12,3 +12,5 @@ func dotI64x2Vec(Level, []int32, []int64, []int64) (int64, int64, int) { return 
 func requantVec(Level, []int32, []int32, []int32, []int32, []int32, int32, int32, int32) int {
 	return 0
 }
+
+func mulAddLanesF32Vec(Level, []float32, []float32, []float32, int, bool, bool) bool { return false }

@@ -176,3 +176,47 @@ func requantScalar(dst, acc, mult, left, right []int32, zero, lo, hi int32, from
 		dst[o] = int32(min(max(int64(r)+int64(zero), int64(lo)), int64(hi)))
 	}
 }
+
+// Lanes is the number of interleaved items MulAddLanesF32 runs side by side.
+const Lanes = 16
+
+// MulAddLanesF32 runs a dense float32 layer on Lanes interleaved items:
+// with in = len(x)/Lanes and outs = len(y)/Lanes, for every output o and
+// lane l, for i = 0, 1, ... in order,
+//
+//	y[o*Lanes+l] = y[o*Lanes+l] + float32(w[o*in+i] * x[i*Lanes+l])
+//
+// (w row-major [outs][in]; each product rounded before the addition),
+// skipping the terms with x[i*Lanes+l] == ±0 when skipZero; then, with
+// relu, y = 0 wherever y < 0. Each lane computes exactly what a scalar loop
+// over one item computes (NaN payloads aside).
+func MulAddLanesF32(y, w, x []float32, skipZero, relu bool) {
+	if len(y)%Lanes != 0 || len(x)%Lanes != 0 || len(w) != len(y)/Lanes*(len(x)/Lanes) {
+		panic(fmt.Sprintf("vecmath.MulAddLanesF32: %d outputs, %d weights, %d inputs", len(y), len(w), len(x)))
+	}
+	in := len(x) / Lanes
+	if len(y) == 0 || mulAddLanesF32Vec(Current(), y, w, x, in, skipZero, relu) {
+		return
+	}
+	mulAddLanesF32Scalar(y, w, x, in, skipZero, relu)
+}
+
+func mulAddLanesF32Scalar(y, w, x []float32, in int, skipZero, relu bool) {
+	for o := 0; o < len(y)/Lanes; o++ {
+		row := w[o*in : (o+1)*in]
+		for l := 0; l < Lanes; l++ {
+			s := y[o*Lanes+l]
+			for i, wv := range row {
+				xv := x[i*Lanes+l]
+				if skipZero && xv == 0 {
+					continue
+				}
+				s += float32(xv * wv)
+			}
+			if relu && s < 0 {
+				s = 0
+			}
+			y[o*Lanes+l] = s
+		}
+	}
+}

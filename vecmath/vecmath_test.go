@@ -267,6 +267,64 @@ func FuzzRequant(f *testing.F) {
 	})
 }
 
+func checkMulAddLanesF32(t testing.TB, y0, w, x []float32, skip, relu bool) {
+	want := slices.Clone(y0)
+	mulAddLanesF32Scalar(want, w, x, len(x)/Lanes, skip, relu)
+	forEachLevel(t, func(l Level) {
+		got := slices.Clone(y0)
+		MulAddLanesF32(got, w, x, skip, relu)
+		if !SameF32(got, want) {
+			for i := range got {
+				if !SameF32(got[i:i+1], want[i:i+1]) {
+					t.Fatalf("MulAddLanesF32 at %v (outs=%d, in=%d, skip=%v, relu=%v) element %d: %v (%#x), scalar %v (%#x)",
+						l, len(y0)/Lanes, len(x)/Lanes, skip, relu, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+				}
+			}
+		}
+	})
+}
+
+// TestMulAddLanesMatchesScalar covers output counts around the 4-output
+// blocking, zero and negative-zero inputs and sums, and NaN/Inf values.
+func TestMulAddLanesMatchesScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for it := 0; it < 200; it++ {
+		outs, in := []int{0, 1, 2, 3, 4, 5, 7, 8, 9, 17}[r.IntN(10)], r.IntN(40)
+		y, w, x := make([]float32, outs*Lanes), make([]float32, outs*in), make([]float32, in*Lanes)
+		for i := range y {
+			y[i] = f32(r)
+		}
+		for i := range w {
+			w[i] = f32(r)
+		}
+		for i := range x {
+			x[i] = f32(r)
+		}
+		checkMulAddLanesF32(t, y, w, x, it%2 == 0, it%3 == 0)
+	}
+}
+
+func FuzzMulAddLanesF32(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, n, k := fuzzShape(data)
+		outs := n % 10
+		y, w, x := make([]float32, outs*Lanes), make([]float32, outs*k), make([]float32, k*Lanes)
+		for i := range x {
+			x[i] = math.Float32frombits(d.u32())
+		}
+		for i := range w {
+			w[i] = math.Float32frombits(d.u32())
+		}
+		for i := range y {
+			y[i] = math.Float32frombits(d.u32())
+		}
+		checkMulAddLanesF32(t, y, w, x, len(data) > 0 && data[0]&1 == 1, len(data) > 1 && data[1]&1 == 1)
+	})
+}
+
 // TestKernelsPanicOnBadShape checks that inconsistent lengths panic before
 // any vector code reads out of bounds.
 func TestKernelsPanicOnBadShape(t *testing.T) {
@@ -278,7 +336,8 @@ func TestKernelsPanicOnBadShape(t *testing.T) {
 		"Requant": func() {
 			Requant(make([]int32, 16), make([]int32, 16), make([]int32, 16), make([]int32, 15), make([]int32, 16), 0, 0, 0)
 		},
-		"MulAddColsF32": func() { MulAddColsF32(make([]float32, 16), make([]float32, 17), make([]float32, 1), false) },
+		"MulAddLanesF32": func() { MulAddLanesF32(make([]float32, 16), make([]float32, 3), make([]float32, 32), false, false) },
+		"MulAddColsF32":  func() { MulAddColsF32(make([]float32, 16), make([]float32, 17), make([]float32, 1), false) },
 	} {
 		func() {
 			defer func() {
