@@ -137,7 +137,7 @@ func (m *FloatModel) logits(x []int32, h, h2 []float32) [2]float32 {
 	for q := 0; q < nz; q++ {
 		xv, i := nzVal[q], int(nzIdx[q])
 		for j := 0; j < HiddenWidth; j++ {
-			hh[j] += xv * w0a[j*NumInputs+i]
+			hh[j] += float32(xv * w0a[j*NumInputs+i])
 		}
 	}
 	for j := range hh {
@@ -151,7 +151,7 @@ func (m *FloatModel) logits(x []int32, h, h2 []float32) [2]float32 {
 			row := w[j*HiddenWidth : (j+1)*HiddenWidth]
 			s := b[j]
 			for k, v := range h[:HiddenWidth] {
-				s += v * row[k]
+				s += float32(v * row[k])
 			}
 			if s < 0 {
 				s = 0
@@ -165,8 +165,8 @@ func (m *FloatModel) logits(x []int32, h, h2 []float32) [2]float32 {
 	s0, s1 := b[0], b[1]
 	for k, v := range h[:HiddenWidth] {
 		if v != 0 {
-			s0 += v * r0[k]
-			s1 += v * r1[k]
+			s0 += float32(v * r0[k])
+			s1 += float32(v * r1[k])
 		}
 	}
 	return [2]float32{s0, s1}
@@ -182,16 +182,12 @@ func (m *FloatModel) PredictBatch(features []int32, out []int32) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	sp := floatScratch.Get().(*[]float32)
-	h, h2 := (*sp)[:HiddenWidth], (*sp)[HiddenWidth:]
-	for n := range out {
-		o := m.logits(features[n*NumInputs:(n+1)*NumInputs], h, h2)
+	m.batchLogits(features, len(out), func(n int, o [2]float32) {
 		out[n] = 0
 		if o[1] > o[0] {
 			out[n] = 1
 		}
-	}
-	floatScratch.Put(sp)
+	})
 	return nil
 }
 
@@ -203,13 +199,7 @@ func (m *FloatModel) Predict(features []int32, n int, decisions []bool) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	sp := floatScratch.Get().(*[]float32)
-	h, h2 := (*sp)[:HiddenWidth], (*sp)[HiddenWidth:]
-	for i := 0; i < n; i++ {
-		o := m.logits(features[i*NumInputs:(i+1)*NumInputs], h, h2)
-		decisions[i] = o[1] > o[0]
-	}
-	floatScratch.Put(sp)
+	m.batchLogits(features, n, func(i int, o [2]float32) { decisions[i] = o[1] > o[0] })
 	return nil
 }
 

@@ -194,3 +194,79 @@ func (v *intVec) logits(x []int32, s *vecScratch) (o0, o1 int64, ok bool) {
 	s0, s1 := vecmath.DotI64x2(h, v.out[0], v.out[1])
 	return bl[0] + s0, bl[1] + s1, true
 }
+
+// minLaneItems is the smallest group of vectors the float model runs on
+// vecmath.MulAddLanesF32 (a group costs about as much whatever its size up
+// to vecmath.Lanes); smaller groups run one vector at a time.
+const minLaneItems = 4
+
+// floatLanes holds one group's activations, vecmath.Lanes vectors
+// interleaved: element i of vector l is at [i*Lanes+l].
+type floatLanes struct {
+	x     [NumInputs * vecmath.Lanes]float32
+	h, h2 [HiddenWidth * vecmath.Lanes]float32
+	o     [NumClasses * vecmath.Lanes]float32
+}
+
+var floatLanesPool = sync.Pool{New: func() any { return new(floatLanes) }}
+
+// batchLogits computes the logits of the n vectors in features and hands
+// each to emit. Groups of at least minLaneItems vectors run side by side
+// on vecmath.MulAddLanesF32, which sums every lane in the scalar engine's
+// order (skipping the same zeros), so the logits are the scalar ones bit for
+// bit (NaN payloads aside); the rest run on the scalar engine.
+func (m *FloatModel) batchLogits(features []int32, n int, emit func(int, [2]float32)) {
+	const L = vecmath.Lanes
+	i := 0
+	if n >= minLaneItems {
+		s := floatLanesPool.Get().(*floatLanes)
+		for ; n-i >= minLaneItems; i += L {
+			cnt := min(L, n-i)
+			m.laneLogits(features[i*NumInputs:(i+cnt)*NumInputs], cnt, s)
+			for l := 0; l < cnt; l++ {
+				emit(i+l, [2]float32{s.o[l], s.o[L+l]})
+			}
+		}
+		floatLanesPool.Put(s)
+	}
+	if i < n {
+		sp := floatScratch.Get().(*[]float32)
+		h, h2 := (*sp)[:HiddenWidth], (*sp)[HiddenWidth:]
+		for ; i < n; i++ {
+			emit(i, m.logits(features[i*NumInputs:(i+1)*NumInputs], h, h2))
+		}
+		floatScratch.Put(sp)
+	}
+}
+
+// laneLogits runs cnt <= Lanes vectors (idle lanes compute on zeros) and
+// leaves output c of vector l in s.o[c*Lanes+l].
+func (m *FloatModel) laneLogits(features []int32, cnt int, s *floatLanes) {
+	const L = vecmath.Lanes
+	for l := 0; l < L; l++ {
+		for i := 0; i < NumInputs; i++ {
+			var v float32
+			if l < cnt {
+				v = float32(features[l*NumInputs+i])
+			}
+			s.x[i*L+l] = v
+		}
+	}
+	fill := func(dst []float32, b []float32) {
+		for j, v := range b {
+			for l := 0; l < L; l++ {
+				dst[j*L+l] = v
+			}
+		}
+	}
+	h, h2 := s.h[:], s.h2[:]
+	fill(h, m.B[0])
+	vecmath.MulAddLanesF32(h, m.W[0], s.x[:], true, true)
+	for l := 1; l <= m.Extra; l++ {
+		fill(h2, m.B[l])
+		vecmath.MulAddLanesF32(h2, m.W[l], h, false, true)
+		h, h2 = h2, h
+	}
+	fill(s.o[:], m.B[m.Extra+1])
+	vecmath.MulAddLanesF32(s.o[:], m.W[m.Extra+1], h, true, false)
+}

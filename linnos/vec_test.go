@@ -213,3 +213,61 @@ func FuzzIntModelVec(f *testing.F) {
 		checkVecMatchesScalar(t, m, v)
 	})
 }
+
+// specialFloatModel returns randomFloatModel's model with some weights and
+// biases replaced by special values (±0, ±Inf, NaN, huge, tiny).
+func specialFloatModel(t *testing.T, extra int, seed uint64, special bool) *FloatModel {
+	m := randomFloatModel(t, extra, seed)
+	if !special {
+		return m
+	}
+	r := rand.New(rand.NewPCG(seed, 13))
+	sp := []float32{0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 3e38, 1e-40}
+	for _, p := range append(m.W, m.B...) {
+		for k := range p {
+			if r.IntN(500) == 0 {
+				p[k] = sp[r.IntN(len(sp))]
+			}
+		}
+	}
+	return m
+}
+
+// TestFloatLanesMatchScalar wants the float model's batched (lane) path at
+// every level to give the scalar engine's logits bit for bit (any NaN
+// equal to any NaN), for batch sizes around the lane count.
+func TestFloatLanesMatchScalar(t *testing.T) {
+	defer vecmath.SetLevel(vecmath.Detected())
+	for extra := 0; extra <= MaxExtra; extra++ {
+		for _, special := range []bool{false, true} {
+			m := specialFloatModel(t, extra, uint64(extra)+7, special)
+			for _, n := range []int{1, 3, 4, 15, 16, 17, 40} {
+				v := hostileVectors(n, uint64(n))
+				want := make([][2]float32, n)
+				h := make([]float32, 2*HiddenWidth)
+				for i := range n {
+					want[i] = m.logits(v[i*NumInputs:(i+1)*NumInputs], h[:HiddenWidth], h[HiddenWidth:])
+				}
+				for _, l := range vecmath.Supported() {
+					if _, err := vecmath.SetLevel(l); err != nil {
+						t.Fatal(err)
+					}
+					m.batchLogits(v, n, func(i int, o [2]float32) {
+						if !vecmath.SameF32(o[:], want[i][:]) {
+							t.Fatalf("extra %d special %v n %d level %v vector %d: %v, scalar %v", extra, special, n, l, i, o, want[i])
+						}
+					})
+					classes := make([]int32, n)
+					if err := m.PredictBatch(v, classes); err != nil {
+						t.Fatal(err)
+					}
+					for i := range n {
+						if (classes[i] == 1) != (want[i][1] > want[i][0]) {
+							t.Fatalf("extra %d n %d level %v vector %d: class %d for logits %v", extra, n, l, i, classes[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -220,3 +220,19 @@ func mulAddLanesF32Scalar(y, w, x []float32, in int, skipZero, relu bool) {
 		}
 	}
 }
+
+// SameF32 reports whether a and b hold the same float32 bits, counting
+// every NaN as equal to every NaN; it is how tests compare float results
+// across levels (Go does not specify NaN payloads, and
+// which operand's payload survives depends on the compiler's operand order).
+func SameF32(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) && !(a[i] != a[i] && b[i] != b[i]) {
+			return false
+		}
+	}
+	return true
+}

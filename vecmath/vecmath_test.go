@@ -129,21 +129,6 @@ func checkDotI64(t testing.TB, x []int32, w []int64) {
 	})
 }
 
-// SameF32 reports whether a and b hold the same float32 bits, counting
-// every NaN as equal to every NaN (Go does not specify NaN payloads, and
-// which operand's payload survives depends on the compiler's operand order).
-func SameF32(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) && !(a[i] != a[i] && b[i] != b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 func checkMulAddColsF32(t testing.TB, y0, w, x []float32, skip bool) {
 	want := slices.Clone(y0)
 	mulAddColsF32Scalar(want, w, x, skip, 0)
