@@ -197,7 +197,8 @@ func (v *intVec) logits(x []int32, s *vecScratch) (o0, o1 int64, ok bool) {
 
 // minLaneItems is the smallest group of vectors the float model runs on
 // vecmath.MulAddLanesF32 (a group costs about as much whatever its size up
-// to vecmath.Lanes); smaller groups run one vector at a time.
+// to vecmath.Lanes); smaller groups, and every group when vecmath has no
+// vector level, run one vector at a time.
 const minLaneItems = 4
 
 // floatLanes holds one group's activations, vecmath.Lanes vectors
@@ -218,7 +219,7 @@ var floatLanesPool = sync.Pool{New: func() any { return new(floatLanes) }}
 func (m *FloatModel) batchLogits(features []int32, n int, emit func(int, [2]float32)) {
 	const L = vecmath.Lanes
 	i := 0
-	if n >= minLaneItems {
+	if n >= minLaneItems && vecmath.Current() != vecmath.Scalar {
 		s := floatLanesPool.Get().(*floatLanes)
 		for ; n-i >= minLaneItems; i += L {
 			cnt := min(L, n-i)
