@@ -27,7 +27,8 @@ const DefaultConfigFile = "/etc/lake/laked.yaml"
 
 // DefaultDevice is the region device the lake_shm module creates.
 // DeviceAuto, the device key's default, serves it when it exists at start
-// and runs without it otherwise; a path must exist; "" turns it off.
+// or as soon as it appears later (watchDevice), and runs without it until
+// then; a path must exist; "" turns it off.
 const (
 	DefaultDevice = "/dev/lake"
 	DeviceAuto    = "auto"

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,14 +241,39 @@ func TestDeviceAuto(t *testing.T) {
 	if got := resolveDevice(DeviceAuto); got != "" {
 		t.Fatalf("auto with no device resolved to %q", got)
 	}
-	d, err := start(context.Background(), cfg, zerolog.Nop(), nil, nil)
+	savedInterval := deviceWatchInterval
+	defer func() { deviceWatchInterval = savedInterval }()
+	deviceWatchInterval = 5 * time.Millisecond
+	var logBuf syncBuffer
+	d, err := start(context.Background(), cfg, zerolog.New(&logBuf), nil, nil)
 	if err != nil {
 		t.Fatalf("auto without a device: %v", err)
 	}
-	d.stop(context.Background())
+	// The device appears after start (here a plain file, which is not a
+	// lake region): the watcher finds it, tries it, and reports the
+	// failure once while it keeps trying.
+	if err := os.WriteFile(autoDevice, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const appeared = "the device appeared but does not attach"
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logBuf.String(), appeared) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watcher did not try the device that appeared:\n%s", logBuf.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := strings.Count(logBuf.String(), appeared); n != 1 {
+		t.Fatalf("the same failure reported %d times", n)
+	}
+	d.stop(context.Background()) // stops the watcher too (-race checks it)
+	if err := os.Remove(autoDevice); err != nil {
+		t.Fatal(err)
+	}
 
-	// The device appears (here a plain file, which is not a lake
-	// region): auto now serves it, and fails to start naming the key.
+	// The device is there at start: auto serves it, and fails to start
+	// naming the key.
 	if err := os.WriteFile(autoDevice, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -268,4 +294,22 @@ func TestDeviceAuto(t *testing.T) {
 	if _, _, err := loadConfig([]string{"--config", writeConfig(t, ""), "--socket", ""}, io.Discard); err == nil || !strings.Contains(err.Error(), "config key socket") {
 		t.Fatalf("auto device and no socket: %v", err)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger writing from goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

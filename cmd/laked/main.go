@@ -238,7 +238,8 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 			}
 		}
 	} else if cfg.Device == DeviceAuto {
-		log.Info().Str("device", autoDevice).Msg("no kernel region device (lake_shm not loaded); serving userspace clients only")
+		log.Info().Str("device", autoDevice).Msg("no kernel region device (lake_shm not loaded); serving userspace clients only until it appears")
+		d.watchDevice()
 	}
 	if d.features == nil {
 		reg, release, err := newFeatureRegistry()

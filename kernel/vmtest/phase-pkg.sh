@@ -7,8 +7,9 @@
 # /etc/lake/laked.yaml. This phase loads what modules-load.d names, as
 # systemd-modules-load does at boot, checks /dev/lake appears, starts
 # laked with the installed config (device: auto, so it must find and
-# serve /dev/lake by itself), loads lakelib by name, and checks that
-# modprobe follows lakelib's dependency on lake_shm.
+# serve /dev/lake by itself), loads lakelib by name; then starts laked
+# before the module, which it must attach once modprobe makes /dev/lake;
+# and checks that modprobe follows lakelib's dependency on lake_shm.
 #
 # The kernel log gets a marker first, so that vm_test.go counts this
 # phase's attach apart from the earlier phases'.
@@ -51,6 +52,33 @@ else
 fi
 rmmod lakelib 2>/dev/null
 rmmod lake_shm || pkg_fail "rmmod lake_shm"
+
+# laked first, the module later (laked.socket started laked before
+# lake_shm was loaded): laked finds /dev/lake when it appears
+if [ -x /bin/laked ]; then
+	LAKED_MODELS_LINNOS=/etc/lake/linnos.model LAKED_POLICY_DISABLE_BPF=true \
+		/bin/laked --config /etc/lake/laked.yaml >/tmp/laked-late.log 2>&1 &
+	pkg_pid=$!
+	i=0
+	until grep -q 'serving userspace clients only until it appears' /tmp/laked-late.log; do
+		i=$((i + 1))
+		if [ $i -gt 600 ] || ! kill -0 $pkg_pid 2>/dev/null; then
+			pkg_fail "laked without /dev/lake did not come up"
+			break
+		fi
+		sleep 0.1
+	done
+	modprobe lake_shm || pkg_fail "modprobe lake_shm (after laked)"
+	if wait_log $((pkg_att + 2)) 'lake_shm: laked attached' $pkg_pid; then
+		kill -TERM $pkg_pid
+		wait $pkg_pid 2>/dev/null
+		wait_log $((pkg_det + 2)) 'lake_shm: laked detached' || pkg_fail "laked did not detach"
+	else
+		pkg_fail "laked did not attach to /dev/lake when it appeared"
+		kill -KILL $pkg_pid 2>/dev/null
+	fi
+	rmmod lake_shm || pkg_fail "rmmod lake_shm"
+fi
 
 # modprobe follows modules.dep: lakelib alone brings lake_shm
 modprobe lakelib || pkg_fail "modprobe lakelib (nothing loaded)"

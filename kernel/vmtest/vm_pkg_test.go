@@ -25,9 +25,11 @@ func beforeInstalled(dmesg string) string {
 
 // installedLayoutProblems checks phase-pkg.sh's part of one VM run: the
 // modules loaded from /lib/modules/KVER/extra through modules-load.d made
-// /dev/lake (mode 0600), the daemon attached once and detached once, and
-// laked (unless the run used the fake daemon) found /dev/lake through
-// device: auto in the shipped laked.yaml and served it.
+// /dev/lake (mode 0600); laked (unless the run used the fake daemon)
+// found /dev/lake through device: auto in the shipped laked.yaml and
+// served it, both when started after the module and when started before
+// it; each attach was matched by a detach; and modprobe lakelib alone
+// loaded lake_shm too.
 func installedLayoutProblems(out string) []string {
 	var probs []string
 	bad := func(format string, a ...any) { probs = append(probs, fmt.Sprintf(format, a...)) }
@@ -47,21 +49,30 @@ func installedLayoutProblems(out string) []string {
 		return probs
 	}
 	after := dmesg[i:]
-	if got := strings.Count(after, "lake_shm: laked attached"); got != 1 {
-		bad("installed layout: a daemon attached %d times, want 1", got)
+	fake := strings.Contains(out, "laked=fake")
+	attaches := 2 // laked after the module, then laked before it
+	if fake {
+		attaches = 1 // the fake daemon takes a path: no device: auto
 	}
-	if got := strings.Count(after, "lake_shm: laked detached"); got != 1 {
-		bad("installed layout: a daemon detached %d times, want 1", got)
+	if got := strings.Count(after, "lake_shm: laked attached"); got != attaches {
+		bad("installed layout: a daemon attached %d times, want %d", got, attaches)
+	}
+	if got := strings.Count(after, "lake_shm: laked detached"); got != attaches {
+		bad("installed layout: a daemon detached %d times, want %d", got, attaches)
 	}
 	if got := strings.Count(after, "lakelib: ready"); got != 2 {
 		bad("installed layout: lakelib loaded %d times, want 2 (with laked, then alone by modprobe)", got)
 	}
-	if strings.Contains(out, "laked=fake") {
+	if fake {
 		return probs
 	}
 	log := section(out, "LAKEVM: LOG-BEGIN /tmp/laked-installed.log", "LAKEVM: LOG-END /tmp/laked-installed.log")
-	if !strings.Contains(log, `"device":"/dev/lake"`) || !strings.Contains(log, `"message":"serving kernel region"`) {
+	if !strings.Contains(log, `"device":"/dev/lake"`) || !strings.Contains(log, `"message":"serving kernel region"}`) {
 		bad("the installed laked did not serve /dev/lake by itself (device: auto):\n%s", log)
+	}
+	log = section(out, "LAKEVM: LOG-BEGIN /tmp/laked-late.log", "LAKEVM: LOG-END /tmp/laked-late.log")
+	if !strings.Contains(log, `"message":"serving kernel region (it appeared after start`) {
+		bad("laked started before lake_shm did not serve /dev/lake when it appeared:\n%s", log)
 	}
 	return probs
 }
@@ -87,9 +98,11 @@ func TestInstalledLayoutChecks(t *testing.T) {
 		"phase failed":      strings.Replace(good, "LAKEVM: phase installed-layout done", "LAKEVM: FAIL installed-layout: modprobe lakelib\nLAKEVM: phase installed-layout done", 1),
 		"no device":         strings.Replace(good, "LAKEVM: installed-layout dev crw-------", "LAKEVM: FAIL installed-layout: no /dev/lake", 1),
 		"marker missing":    strings.Replace(good, installedMarker, "", 1),
-		"no attach":         strings.Replace(good, "lake_shm: laked attached (pid 179, attach 1)", "", 1),
-		"laked not served":  strings.Replace(good, `"message":"serving kernel region"}`+"\n"+`{"level":"info","socket":"/run/lake/laked-admin.sock","time":"2026-12-01T23:19:08Z"`, `"message":"no kernel region device"}`+"\n"+`{"level":"info","socket":"/run/lake/laked-admin.sock","time":"2026-12-01T23:19:08Z"`, 1),
-		"dependency unused": strings.Replace(good, "[   18.339928] lakelib: ready", "[   18.339928] lakelib: failed", 1),
+		"no attach":         strings.Replace(good, "lake_shm: laked attached (pid 181, attach 1)", "", 1),
+		"no late attach":    strings.Replace(good, "lake_shm: laked attached (pid 206, attach 1)", "", 1),
+		"laked not served":  strings.Replace(good, `"time":"2026-12-01T23:24:37Z","message":"serving kernel region"}`, `"time":"2026-12-01T23:24:37Z","message":"no kernel region device"}`, 1),
+		"late not served":   strings.Replace(good, `"message":"serving kernel region (it appeared after start`, `"message":"config key device: the device appeared but does not attach`, 1),
+		"dependency unused": strings.Replace(good, "[   25.816691] lakelib: ready", "[   25.816691] lakelib: failed", 1),
 	}
 	for name, out := range broken {
 		if out == good {
