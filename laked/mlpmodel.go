@@ -29,6 +29,9 @@ func NewMLPModel(name string, blob []byte) (*MLPModel, error) {
 	return &MLPModel{name: name, m: m}, nil
 }
 
+// MLP is the served network (for a GPU path that computes the same).
+func (m *MLPModel) MLP() *kernels.MLP { return m.m }
+
 // Info implements Model.
 func (m *MLPModel) Info() ModelInfo {
 	return ModelInfo{Name: m.name, InputBytes: 4 * m.m.InDim(), OutputBytes: 4 * m.m.OutDim()}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/laked/backend"
+	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
 	"github.com/lakeos/lake/policy"
 )
@@ -66,9 +67,27 @@ func timed(busy *policy.BusyTime, f laked.GPUFunc) laked.GPUFunc {
 	}
 }
 
+// gpuMLP returns the function that gives an MLP its GPU path, timed in
+// src.self; nil without a GPU. An MLP the GPU cannot run (tanh, sigmoid)
+// stays on the CPU, which is logged.
+func gpuMLP(gpu *gpuSetup, src *loadSources, log zerolog.Logger) func(*kernels.MLP) laked.GPUFunc {
+	if gpu == nil {
+		return nil
+	}
+	return func(m *kernels.MLP) laked.GPUFunc {
+		f, err := gpu.mlp(m)
+		if err != nil {
+			log.Info().Err(err).Msg("MLP stays on the CPU")
+			return nil
+		}
+		return timed(src.self, f)
+	}
+}
+
 // gpuSetup is an opened GPU (openGPU; only the cuda build has one).
 type gpuSetup struct {
 	be     backend.Backend
 	linnos func(*linnos.IntModel) (laked.GPUFunc, error)
+	mlp    func(*kernels.MLP) (laked.GPUFunc, error)
 	close  func()
 }

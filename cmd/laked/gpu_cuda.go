@@ -9,6 +9,7 @@ import (
 
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/laked/backend/cuda"
+	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
 )
 
@@ -28,11 +29,19 @@ func openGPU(cfg *Config, log zerolog.Logger) (*gpuSetup, error) {
 		return nil, err
 	}
 	log.Info().Int("gpu", cfg.GPU.Index).Str("name", be.DeviceName()).Msg("GPU opened (CUDA backend)")
-	var models []*cuda.LinnOS
+	var models []interface{ Close() error }
 	return &gpuSetup{
 		be: be,
 		linnos: func(m *linnos.IntModel) (laked.GPUFunc, error) {
 			g, err := cuda.NewLinnOSInt(be, m)
+			if err != nil {
+				return nil, err
+			}
+			models = append(models, g)
+			return g.Predict, nil
+		},
+		mlp: func(m *kernels.MLP) (laked.GPUFunc, error) {
+			g, err := cuda.NewMLP(be, m)
 			if err != nil {
 				return nil, err
 			}

@@ -82,7 +82,8 @@ func TestLoadSourcesFeedThePolicy(t *testing.T) {
 
 // TestGPULinnOSThroughLaked runs laked (cuda build, on a GPU) with the
 // LinnOS model and sends batches the policy places on the GPU: they run
-// there (no fallbacks) and answer exactly what the CPU model answers.
+// there (no fallbacks) and answer exactly what the CPU model answers; so
+// do the demo MLP's.
 func TestGPULinnOSThroughLaked(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "s.sock")
@@ -140,9 +141,32 @@ func TestGPULinnOSThroughLaked(t *testing.T) {
 			slow += int(got)
 		}
 	}
+	// The demo MLP (ReLU, linear) runs on the GPU too, bit-exact.
+	cpuMLP, err := laked.NewMLPModel("mlp-demo", laked.DemoMLPBlob(1, 8, 16, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 5; round++ {
+		n := 64
+		in := make([]float32, 8*n)
+		for i := range in {
+			in[i] = float32(r.NormFloat64())
+		}
+		inb := laked.Float32sToBytes(in)
+		out, want := make([]byte, 8*n), make([]byte, 8*n)
+		if _, err := c.Predict(ctx, modelDemoMLP, n, inb, out); err != nil {
+			t.Fatal(err)
+		}
+		if err := cpuMLP.Predict(inb, want, n); err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != string(want) {
+			t.Fatalf("MLP round %d: laked's answer differs from the CPU model's", round)
+		}
+	}
 	st := d.srv.Stats()
 	t.Logf("stats: gpu decisions %d, fallbacks %d, %d slow of 1280", st.DecisionsGPU, st.GPUFallbacks, slow)
-	if st.DecisionsGPU < 20 || st.GPUFallbacks != 0 {
+	if st.DecisionsGPU < 25 || st.GPUFallbacks != 0 {
 		t.Fatalf("GPU decisions %d, fallbacks %d", st.DecisionsGPU, st.GPUFallbacks)
 	}
 }

@@ -197,7 +197,7 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 			log.Warn().Err(err).Msg("LinnOS on the GPU: running it on the CPU only")
 		}
 	}
-	if err := registerModels(srv, linnosModel, gpuLinnOS); err != nil {
+	if err := registerModels(srv, linnosModel, gpuLinnOS, gpuMLP(gpu, src, log)); err != nil {
 		return nil, err
 	}
 	if l := passed.client; l != nil {

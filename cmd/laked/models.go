@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/laked/backend"
+	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
 )
 
@@ -20,7 +21,9 @@ func cpuLimits(l LimitsConfig) backend.Limits {
 // registerModels serves the built-in models: LinnOS (when a model is
 // given) as model 1, with gpu as its GPU path when not nil, and a small
 // demo MLP as model 2.
-func registerModels(srv *laked.Server, lm *linnos.IntModel, gpu laked.GPUFunc) error {
+//
+// gpuMLP, when not nil, gives an MLP its GPU path (nil: none).
+func registerModels(srv *laked.Server, lm *linnos.IntModel, gpu laked.GPUFunc, gpuMLP func(*kernels.MLP) laked.GPUFunc) error {
 	if lm != nil {
 		if err := srv.RegisterModel(modelLinnOS, laked.WithGPU(laked.NewLinnOSModel("linnos", lm), gpu)); err != nil {
 			return err
@@ -30,5 +33,9 @@ func registerModels(srv *laked.Server, lm *linnos.IntModel, gpu laked.GPUFunc) e
 	if err != nil {
 		return err
 	}
-	return srv.RegisterModel(modelDemoMLP, m)
+	var served laked.Model = m
+	if gpuMLP != nil {
+		served = laked.WithGPU(m, gpuMLP(m.MLP()))
+	}
+	return srv.RegisterModel(modelDemoMLP, served)
 }

@@ -2,9 +2,11 @@ package cuda
 
 import (
 	_ "embed"
+	"fmt"
 	"math"
 
 	"github.com/lakeos/lake/laked/backend"
+	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
 )
 
@@ -76,6 +78,17 @@ var Builtins = map[string]Kernel{
 		{Name: "p", Kind: Scalar, Max: math.MaxUint64},
 		{Name: "v", Kind: Scalar, Max: math.MaxUint64},
 	}, Trusted: true},
+	// lake_mlp reads a layer table in device memory: trusted only.
+	"lake_mlp": {Sig: Signature{
+		{Name: "table", Kind: Scalar, Max: math.MaxUint64},
+		{Name: "nlayers", Kind: Scalar, Max: kernels.MaxLayers},
+		{Name: "params", Kind: Scalar, Max: math.MaxUint64},
+		{Name: "in", Kind: Scalar, Max: math.MaxUint64},
+		{Name: "out", Kind: Scalar, Max: math.MaxUint64},
+		{Name: "scratch", Kind: Scalar, Max: math.MaxUint64},
+		{Name: "n", Kind: Scalar, Max: maxItems},
+		{Name: "maxw", Kind: Scalar, Max: kernels.MaxWidth},
+	}, Trusted: true},
 	"lake_linnos_int0":   linnosKernel(0, 8),
 	"lake_linnos_int1":   linnosKernel(1, 8),
 	"lake_linnos_int2":   linnosKernel(2, 8),
@@ -106,4 +119,23 @@ func LinnOSParamsFloat(m *linnos.FloatModel) []float32 {
 		p = append(p, m.B[i]...)
 	}
 	return p
+}
+
+// MLPTable packs an MLP for lake_mlp: the layer table (in, out,
+// activation per layer), the parameters (per layer the weights then the
+// biases) and the widest layer. It fails for activations other than none
+// and ReLU: tanh and sigmoid would not be bit-exact with the CPU.
+func MLPTable(m *kernels.MLP) (table []uint32, params []float32, maxw int, err error) {
+	maxw = m.InDim()
+	for i := 0; i < m.NumLayers(); i++ {
+		in, out, act, w, b := m.Layer(i)
+		if act != kernels.ActNone && act != kernels.ActReLU {
+			return nil, nil, 0, fmt.Errorf("cuda: mlp layer %d: activation %v has no GPU kernel: %w", i, act, backend.ErrNotSupported)
+		}
+		table = append(table, uint32(in), uint32(out), uint32(act))
+		params = append(params, w...)
+		params = append(params, b...)
+		maxw = max(maxw, out)
+	}
+	return table, params, maxw, nil
 }

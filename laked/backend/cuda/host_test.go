@@ -5,6 +5,7 @@ package cuda
 import (
 	"encoding/binary"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
 )
 
@@ -80,9 +82,6 @@ func runOnHost(t *testing.T, kernel string, grid, n int, params, in []byte) []by
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 4*n {
-		t.Fatalf("%s: %d output bytes for %d items", kernel, len(res), n)
-	}
 	return res
 }
 
@@ -130,6 +129,9 @@ func TestKernelsOnHost(t *testing.T) {
 		in := i32bytes(feat)
 		gotI := runOnHost(t, "lake_linnos_int"+strconv.Itoa(extra), 5, n, i64bytes(LinnOSParamsInt(q)), in)
 		gotF := runOnHost(t, "lake_linnos_float"+strconv.Itoa(extra), 5, n, f32bytes(LinnOSParamsFloat(f)), in)
+		if len(gotI) != 4*n || len(gotF) != 4*n {
+			t.Fatalf("extra=%d: %d/%d output bytes for %d items", extra, len(gotI), len(gotF), n)
+		}
 		slow := 0
 		for i := 0; i < n; i++ {
 			if g := int32(binary.LittleEndian.Uint32(gotI[4*i:])); g != wantI[i] {
@@ -143,5 +145,77 @@ func TestKernelsOnHost(t *testing.T) {
 		if slow == 0 || slow == n {
 			t.Fatalf("extra=%d: every class is %d; the inputs decide nothing", extra, wantI[0])
 		}
+	}
+}
+
+// TestMLPKernelOnHost runs lake_mlp on the host for MLPs with ReLU and
+// linear layers of several widths and holds it to kernels.MLP.Forward
+// bit for bit; tanh and sigmoid layers are refused (no GPU kernel).
+func TestMLPKernelOnHost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	mk := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return v
+	}
+	shapes := [][]int{{8, 16, 2}, {3, 1}, {31, 256, 256, 2}, {5, 300, 7}}
+	for _, sh := range shapes {
+		var layers []kernels.Layer
+		for i := 1; i < len(sh); i++ {
+			act := kernels.ActReLU
+			if i == len(sh)-1 {
+				act = kernels.ActNone
+			}
+			layers = append(layers, kernels.Layer{Out: sh[i], Act: act, W: mk(sh[i] * sh[i-1]), B: mk(sh[i])})
+		}
+		blob, err := kernels.EncodeMLP(sh[0], layers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := kernels.ParseMLP(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		table, params, maxw, err := MLPTable(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr := []uint32{uint32(m.NumLayers()), uint32(maxw), uint32(m.OutDim())}
+		var pb []byte
+		for _, v := range append(hdr, table...) {
+			pb = binary.LittleEndian.AppendUint32(pb, v)
+		}
+		pb = append(pb, f32bytes(params)...)
+		const n = 37
+		in := mk(n * m.InDim())
+		want := make([]float32, n*m.OutDim())
+		if err := m.Forward(in, want, n); err != nil {
+			t.Fatal(err)
+		}
+		got := runOnHost(t, "lake_mlp", 1, n, pb, f32bytes(in))
+		if len(got) != 4*len(want) {
+			t.Fatalf("%v: %d output bytes, want %d", sh, len(got), 4*len(want))
+		}
+		for i, w := range want {
+			if g := math.Float32frombits(binary.LittleEndian.Uint32(got[4*i:])); math.Float32bits(g) != math.Float32bits(w) {
+				t.Fatalf("%v: output %d = %v, CPU %v", sh, i, g, w)
+			}
+		}
+	}
+	blob, err := kernels.EncodeMLP(2, []kernels.Layer{{Out: 1, Act: kernels.ActTanh, W: mk(2), B: mk(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := kernels.ParseMLP(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := MLPTable(m); err == nil {
+		t.Fatal("a tanh layer was accepted for the GPU")
 	}
 }

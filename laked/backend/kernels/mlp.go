@@ -296,6 +296,14 @@ func (m *MLP) OutDim() int { return m.layers[len(m.layers)-1].out }
 // NumLayers returns the number of layers.
 func (m *MLP) NumLayers() int { return len(m.layers) }
 
+// Layer returns layer i's shape, activation, weights (out rows of in,
+// row-major) and biases. The slices are the model's own: do not modify
+// them.
+func (m *MLP) Layer(i int) (in, out int, act Activation, w, b []float32) {
+	l := &m.layers[i]
+	return l.in, l.out, l.act, l.w, l.b
+}
+
 // NumParams returns the number of weights and biases.
 func (m *MLP) NumParams() int {
 	n := 0

@@ -4,7 +4,8 @@
 //   host_test KERNEL GRID N PARAMS IN OUT
 //
 // KERNEL is a lake.cu kernel name; PARAMS, IN and OUT are files (OUT is
-// written). Each block runs as blockDim host threads (256 for LinnOS,
+// written). For lake_mlp, PARAMS is u32 nlayers, maxw, outw, the layer
+// table (3 u32 per layer), then the float parameters. Each block runs as blockDim host threads (256 for LinnOS,
 // 64 for vector_add); blocks run one after another.
 #define LAKE_HOST 1
 #include <stdio.h>
@@ -21,6 +22,10 @@ struct args {
 	const char *kernel;
 	void *params, *in, *out;
 	u64 n;
+	// lake_mlp
+	unsigned *table;
+	float *weights, *scratch;
+	u64 nlayers, maxw;
 };
 
 struct thread {
@@ -38,6 +43,8 @@ static void *body(void *p)
 	if (!strcmp(k, "lake_vector_add")) {
 		float *x = a->in;
 		lake_vector_add(x, x + a->n, a->out, a->n);
+	} else if (!strcmp(k, "lake_mlp")) {
+		lake_mlp(a->table, a->nlayers, a->weights, a->in, a->out, a->scratch, a->n, a->maxw);
 	} else if (!strcmp(k, "lake_linnos_int0")) {
 		lake_linnos_int0(a->params, a->in, a->out, a->n);
 	} else if (!strcmp(k, "lake_linnos_int1")) {
@@ -88,6 +95,17 @@ int main(int argc, char **argv)
 	a.in = slurp(argv[5], &inlen);
 	unsigned block = strncmp(a.kernel, "lake_linnos", 11) ? 64 : LINNOS_H;
 	size_t outlen = a.n * 4;
+	if (!strcmp(a.kernel, "lake_mlp")) {
+		unsigned *h = a.params;
+		if (plen < 12)
+			return 2;
+		a.nlayers = h[0];
+		a.maxw = h[1];
+		outlen = a.n * h[2] * 4;
+		a.table = h + 3;
+		a.weights = (float *)(h + 3 + 3 * a.nlayers);
+		a.scratch = calloc(a.n * 2 * a.maxw + 1, sizeof(float));
+	}
 	a.out = calloc(outlen ? outlen : 1, 1);
 	struct thread *ts = calloc(block, sizeof *ts);
 	pthread_t *th = calloc(block, sizeof *th);
@@ -112,6 +130,7 @@ int main(int argc, char **argv)
 	free(a.params);
 	free(a.in);
 	free(a.out);
+	free(a.scratch);
 	free(ts);
 	free(th);
 	return 0;

@@ -157,3 +157,33 @@ static DEVICE inline void linnos_float(const float *params, const int *in, int *
 GLOBAL void lake_linnos_float0(const float *params, const int *in, int *out, u64 n) { linnos_float(params, in, out, n, 0); }
 GLOBAL void lake_linnos_float1(const float *params, const int *in, int *out, u64 n) { linnos_float(params, in, out, n, 1); }
 GLOBAL void lake_linnos_float2(const float *params, const int *in, int *out, u64 n) { linnos_float(params, in, out, n, 2); }
+
+// A generic float32 MLP (package kernels' blob: dense layers with ReLU or
+// no activation), one thread per item, summing as kernels.MLP does: bias
+// first, then the inputs in order, every product and sum rounded once.
+// table holds nlayers triples (in, out, activation); params every
+// layer's weights (out rows of in) then its biases; scratch 2*maxw
+// floats per item. Its extents depend on the table's contents in device
+// memory, which a launch cannot check: only trusted contexts (laked's
+// own model path) may launch it.
+GLOBAL void lake_mlp(const unsigned *table, u64 nlayers, const float *params, const float *in,
+		     float *out, float *scratch, u64 n, u64 maxw) {
+	for (u64 item = (u64)ctaid_x() * ntid_x() + tid_x(); item < n; item += (u64)nctaid_x() * ntid_x()) {
+		float *buf[2] = {scratch + item * 2 * maxw, scratch + item * 2 * maxw + maxw};
+		const float *x = in + item * table[0];
+		const float *w = params;
+		for (u64 l = 0; l < nlayers; l++) {
+			unsigned lin = table[3 * l], lout = table[3 * l + 1], act = table[3 * l + 2];
+			const float *b = w + (u64)lin * lout;
+			float *y = l + 1 == nlayers ? out + item * lout : buf[l % 2];
+			for (unsigned o = 0; o < lout; o++) {
+				float s = b[o];
+				for (unsigned i = 0; i < lin; i++)
+					s = fadd(s, fmul(w[(u64)o * lin + i], x[i]));
+				y[o] = act == 1 && s < 0 ? 0 : s;
+			}
+			w = b + lout;
+			x = y;
+		}
+	}
+}

@@ -1,0 +1,153 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/lakeos/lake/laked/backend"
+	"github.com/lakeos/lake/laked/backend/kernels"
+)
+
+// MLP runs a kernels.MLP's batches on the GPU with lake_mlp (one thread
+// per item), bit-exact with kernels.MLP.Forward for ReLU and linear
+// layers (MLPTable refuses the others). The model's table and parameters
+// are uploaded once into a trusted context of laked's own (lake_mlp
+// reads its layer table from device memory, which launches cannot
+// check). Safe for concurrent use (batches are serialised).
+type MLP struct {
+	mu          sync.Mutex
+	ctx         backend.Context
+	fn          backend.Handle
+	table, prm  backend.DevPtr
+	nl, maxw    uint64
+	inW, outW   int
+	in, out, sc backend.DevPtr
+	capN        int
+}
+
+// NewMLP prepares m on b.
+func NewMLP(b *Backend, m *kernels.MLP) (g *MLP, err error) {
+	table, params, maxw, err := MLPTable(m)
+	if err != nil {
+		return nil, err
+	}
+	c, err := b.NewTrustedContext()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			c.Destroy()
+		}
+	}()
+	mod, err := c.ModuleLoad([]byte(BuiltinModule))
+	if err != nil {
+		return nil, err
+	}
+	fn, err := c.ModuleGetFunction(mod, "lake_mlp")
+	if err != nil {
+		return nil, err
+	}
+	tb := make([]byte, 0, 4*len(table))
+	for _, v := range table {
+		tb = binary.LittleEndian.AppendUint32(tb, v)
+	}
+	pb := make([]byte, 0, 4*len(params))
+	for _, v := range params {
+		pb = binary.LittleEndian.AppendUint32(pb, math.Float32bits(v))
+	}
+	g = &MLP{ctx: c, fn: fn, nl: uint64(m.NumLayers()), maxw: uint64(maxw), inW: m.InDim(), outW: m.OutDim()}
+	if g.table, err = c.MemAlloc(uint64(len(tb))); err != nil {
+		return nil, err
+	}
+	if err = c.MemcpyHtoD(g.table, tb); err != nil {
+		return nil, err
+	}
+	if g.prm, err = c.MemAlloc(uint64(len(pb))); err != nil {
+		return nil, err
+	}
+	if err = c.MemcpyHtoD(g.prm, pb); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// mlpBlock is lake_mlp's block size (threads, one item each).
+const mlpBlock = 128
+
+// Predict computes n items: in holds n×InDim float32s, out receives
+// n×OutDim (little-endian).
+func (g *MLP) Predict(in, out []byte, n int) error {
+	if n <= 0 || len(in) != 4*n*g.inW || len(out) != 4*n*g.outW {
+		return fmt.Errorf("cuda mlp: %d items with %d/%d bytes: %w", n, len(in), len(out), backend.ErrInvalidValue)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ctx == nil {
+		return fmt.Errorf("cuda mlp: closed: %w", backend.ErrContextDestroyed)
+	}
+	if err := g.reserve(n); err != nil {
+		return err
+	}
+	if err := g.ctx.MemcpyHtoD(g.in, in); err != nil {
+		return g.lost(err)
+	}
+	grid := uint32(min((n+mlpBlock-1)/mlpBlock, maxGrid))
+	params := Pack(uint64(g.table), g.nl, uint64(g.prm), uint64(g.in), uint64(g.out), uint64(g.sc), uint64(n), g.maxw)
+	if err := g.ctx.LaunchKernel(g.fn, backend.Dim3{X: grid, Y: 1, Z: 1}, backend.Dim3{X: mlpBlock, Y: 1, Z: 1}, 0, 0, params); err != nil {
+		return g.lost(err)
+	}
+	return g.lost(g.ctx.MemcpyDtoH(out, g.out))
+}
+
+func (g *MLP) lost(err error) error {
+	if err != nil && AsResult(err).Sticky() {
+		g.ctx.Destroy()
+		g.ctx = nil
+	}
+	return err
+}
+
+func (g *MLP) reserve(n int) error {
+	if n <= g.capN {
+		return nil
+	}
+	c := max(n, 2*g.capN, 64)
+	if g.capN > 0 {
+		g.ctx.MemFree(g.in)
+		g.ctx.MemFree(g.out)
+		g.ctx.MemFree(g.sc)
+		g.capN = 0
+	}
+	var err error
+	if g.in, err = g.ctx.MemAlloc(uint64(c) * 4 * uint64(g.inW)); err != nil {
+		return err
+	}
+	if g.out, err = g.ctx.MemAlloc(uint64(c) * 4 * uint64(g.outW)); err != nil {
+		g.ctx.MemFree(g.in)
+		return err
+	}
+	if g.sc, err = g.ctx.MemAlloc(uint64(c) * 8 * g.maxw); err != nil {
+		g.ctx.MemFree(g.in)
+		g.ctx.MemFree(g.out)
+		return err
+	}
+	g.capN = c
+	return nil
+}
+
+// Close frees the model's context.
+func (g *MLP) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ctx == nil {
+		return nil
+	}
+	err := g.ctx.Destroy()
+	g.ctx = nil
+	return err
+}
