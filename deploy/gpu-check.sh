@@ -22,9 +22,11 @@
 #   make gpu-check-build     (here)
 #   run: OUT=$OUT deploy/gpu-check.sh bin/gpu-check   carrying bin/gpu-check
 set -u
-DIR=${1:-bin/gpu-check}
+cd "$(dirname "$0")/.."
+DIR=$(cd "${1:-bin/gpu-check}" && pwd)
 OUT=${OUT:-$DIR/out}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 S="$OUT/summary.txt"
 : >"$S"
 step() { # step NAME SECONDS OUTFILE CMD...
@@ -42,9 +44,14 @@ step() { # step NAME SECONDS OUTFILE CMD...
 }
 step nvidia-smi 30 nvidia-smi.txt nvidia-smi
 ls -l /dev/nvidia* >>"$OUT/nvidia-smi.txt" 2>&1
-step cuda-tests 90 cuda-tests.txt "$DIR/cuda.test" -test.v -test.count=1
+# Each test binary runs in its package's folder, as go test would. The
+# host-emulation tests (OnHost) already ran in CI; they are skipped here.
+cd laked/backend/cuda
+step cuda-tests 90 cuda-tests.txt "$DIR/cuda.test" -test.v -test.count=1 -test.skip OnHost
 step cuda-tests-race 90 cuda-tests-race.txt "$DIR/cuda-race.test" -test.v -test.count=1 -test.run 'TestGPU(Concurrent|FaultIsolated|HostileLaunches)'
 step crossover 150 crossover.txt env LAKE_GPU_CROSSOVER="$OUT" "$DIR/cuda.test" -test.v -test.count=1 -test.run '^TestGPUCrossover$'
+cd ../../../policy
 step nvml 20 nvml.txt "$DIR/policy.test" -test.v -test.count=1 -test.run 'NVML|ProcStat'
-step laked 60 laked.txt "$DIR/laked-cuda.test" -test.v -test.count=1 -test.run 'GPU'
+cd ../cmd/laked
+step laked 60 laked.txt "$DIR/laked-cuda.test" -test.v -test.count=1 -test.run 'GPU|LoadSources'
 echo "done; results in $OUT" | tee -a "$S"
