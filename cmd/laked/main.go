@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/lakeos/lake/features"
@@ -25,6 +26,9 @@ import (
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return // --help printed the flags
+		}
 		fmt.Fprintln(os.Stderr, "laked:", err)
 		os.Exit(1)
 	}
