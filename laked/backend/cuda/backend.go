@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/lakeos/lake/laked/backend"
@@ -21,6 +22,7 @@ const (
 	DefaultMaxAllocations        = 65536
 	DefaultMaxStreams            = 64
 	DefaultMaxThreads     uint64 = 1 << 26
+	DefaultTotalBytes     uint64 = 4 << 30 // all contexts together
 )
 
 // Backend is one GPU driven through the CUDA driver API.
@@ -28,6 +30,7 @@ type Backend struct {
 	dev    cu.Device
 	name   string
 	limits backend.Limits
+	bytes  atomic.Uint64 // device memory of all contexts (limits.TotalBytes)
 
 	mu     sync.Mutex
 	host   cu.Context // owns host registrations; never runs kernels
@@ -71,6 +74,9 @@ func New(index int, limits backend.Limits) (*Backend, error) {
 	if limits.MaxThreads == 0 {
 		limits.MaxThreads = DefaultMaxThreads
 	}
+	if limits.TotalBytes == 0 {
+		limits.TotalBytes = DefaultTotalBytes
+	}
 	b := &Backend{limits: limits, regs: map[unsafe.Pointer]int{}}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -84,6 +90,23 @@ func New(index int, limits backend.Limits) (*Backend, error) {
 	}
 	return b, nil
 }
+
+// reserve takes n bytes of the backend-wide budget, refusing what would
+// exceed limits.TotalBytes.
+func (b *Backend) reserve(n uint64) bool {
+	for {
+		u := b.bytes.Load()
+		if n > b.limits.TotalBytes-u || u > b.limits.TotalBytes {
+			return false
+		}
+		if b.bytes.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+// release gives n bytes back to the backend-wide budget.
+func (b *Backend) release(n uint64) { b.bytes.Add(-n) }
 
 // Name implements backend.Backend.
 func (b *Backend) Name() string { return "cuda" }

@@ -73,6 +73,7 @@ func (b *Backend) newContext(trusted bool) (*Context, error) {
 // the OS thread locked.
 func (c *Context) create() error {
 	err := call("cuCtxCreate", func() { c.ctx = cu.CtxCreate(cu.CTX_SCHED_AUTO, c.b.dev) })
+	c.b.release(c.bytes) // a rebuild drops every allocation
 	c.allocs, c.bytes = nil, 0
 	c.modules = map[backend.Handle]*module{}
 	c.funcs = map[backend.Handle]*function{}
@@ -151,7 +152,8 @@ func (c *Context) handle() backend.Handle {
 	return c.next
 }
 
-// MemAlloc implements backend.Context.
+// MemAlloc implements backend.Context. Allocations count against the
+// context's MaxBytes and MaxAllocations and the backend's TotalBytes.
 func (c *Context) MemAlloc(size uint64) (backend.DevPtr, error) {
 	var p backend.DevPtr
 	err := c.do("cuMemAlloc", func() error {
@@ -162,12 +164,17 @@ func (c *Context) MemAlloc(size uint64) (backend.DevPtr, error) {
 		if len(c.allocs) >= l.MaxAllocations {
 			return fmt.Errorf("cuda: %d allocations held: %w", len(c.allocs), backend.ErrOutOfMemory)
 		}
+		if !c.b.reserve(size) {
+			return fmt.Errorf("cuda: allocating %d bytes would exceed the %d bytes of all contexts: %w", size, l.TotalBytes, backend.ErrOutOfMemory)
+		}
 		var d cu.DevicePtr
 		if err := call("cuMemAlloc", func() { d = cu.MemAlloc(int64(size)) }); err != nil {
+			c.b.release(size)
 			return err
 		}
 		if err := call("cuMemsetD8", func() { cu.MemsetD8(d, 0, int64(size)) }); err != nil {
 			_ = call("cuMemFree", func() { cu.MemFree(d) })
+			c.b.release(size)
 			return err
 		}
 		p = backend.DevPtr(d)
@@ -197,6 +204,7 @@ func (c *Context) MemFree(p backend.DevPtr) error {
 			return err
 		}
 		c.bytes -= c.allocs[i].size
+		c.b.release(c.allocs[i].size)
 		c.allocs = append(c.allocs[:i], c.allocs[i+1:]...)
 		return nil
 	})
@@ -480,6 +488,7 @@ func (c *Context) Destroy() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	err := call("cuCtxDestroy", func() { cu.CtxDestroy(&c.ctx) })
+	c.b.release(c.bytes)
 	c.allocs, c.bytes = nil, 0
 	clear(c.modules)
 	clear(c.funcs)

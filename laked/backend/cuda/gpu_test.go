@@ -167,6 +167,26 @@ func TestGPUVectorAdd(t *testing.T) {
 	}
 }
 
+// TestGPUTotalBytes: all contexts together hold at most TotalBytes;
+// freeing and destroying give the bytes back.
+func TestGPUTotalBytes(t *testing.T) {
+	b := newGPU(t, backend.Limits{MaxBytes: 1 << 20, TotalBytes: 3 << 19})
+	c1, c2 := newCtx(t, b, false), newCtx(t, b, false)
+	p1 := mustAlloc(t, c1, 1<<20)
+	if _, err := c2.MemAlloc(1 << 20); !errors.Is(err, backend.ErrOutOfMemory) {
+		t.Fatalf("over the total: %v", err)
+	}
+	mustAlloc(t, c2, 1<<19)
+	if err := c1.MemFree(p1); err != nil {
+		t.Fatal(err)
+	}
+	mustAlloc(t, c2, 1<<19)
+	if err := c2.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	mustAlloc(t, c1, 1<<20)
+}
+
 func TestGPUMemoryZeroedAndBounded(t *testing.T) {
 	b := newGPU(t, backend.Limits{MaxBytes: 1 << 20, MaxAllocations: 4, MaxStreams: 2})
 	c := newCtx(t, b, false)
