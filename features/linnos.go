@@ -41,6 +41,11 @@ const (
 	// (more than the 4 the vector uses, so that concurrent recorders of one
 	// device rarely lose a sample to ring wrap-around).
 	LinnOSHistory = 16
+	// LinnOSCompletionHistory is the history of the completion schema: a
+	// trainer draining it (linnos/retrain) gets every read of a device
+	// whose completions it drains at least every 32 reads, and runs of 32
+	// consecutive reads (most of them with their history) otherwise.
+	LinnOSCompletionHistory = 32
 )
 
 // LinnOS records LinnOS features through a Registry and builds the LinnOS
@@ -60,7 +65,7 @@ func NewLinnOS(r *Registry, maxDevices int) (*LinnOS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("features: linnos: %w", err)
 	}
-	comp, err := ensureSchema(r, Schema{Name: LinnOSCompletionSchema, Fields: linnosCompletionFields, History: LinnOSHistory, MaxKeys: maxDevices})
+	comp, err := ensureSchema(r, Schema{Name: LinnOSCompletionSchema, Fields: linnosCompletionFields, History: LinnOSCompletionHistory, MaxKeys: maxDevices})
 	if err != nil {
 		return nil, fmt.Errorf("features: linnos: %w", err)
 	}

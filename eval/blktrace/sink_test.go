@@ -8,7 +8,7 @@ import (
 
 func newLinnOS(t testing.TB) *features.LinnOS {
 	t.Helper()
-	cfg := features.Config{MaxSchemas: 4, MaxKeys: 16, MaxHistory: 16, ArenaBytes: 1 << 18}
+	cfg := features.Config{MaxSchemas: 4, MaxKeys: 16, MaxHistory: 32, ArenaBytes: 1 << 18}
 	reg, err := features.Create(make([]byte, features.SizeFor(cfg)), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -209,6 +209,7 @@ out:
 #define LAKE_FEAT_LINNOS_ARRIVAL "linnos.arrival"
 #define LAKE_FEAT_LINNOS_COMPLETION "linnos.completion"
 #define LAKE_FEAT_LINNOS_HISTORY 16u
+#define LAKE_FEAT_LINNOS_COMPLETION_HISTORY 32u /* features.LinnOSCompletionHistory */
 
 /*
  * struct lake_feat_linnos_completion is one linnos.completion record: a
@@ -229,7 +230,7 @@ struct lake_feat_linnos_completion {
 
 /* lake_feat_register_linnos registers the two LinnOS schemas
  * (linnos.arrival: field "pending" u32; linnos.completion: the four u32 of
- * struct lake_feat_linnos_completion; history 16) for up to max_devices
+ * struct lake_feat_linnos_completion; history 16 and 32) for up to max_devices
  * devices; an existing schema of the same name is accepted. */
 static inline int lake_feat_register_linnos(const struct lake_feat_view *v, uint32_t max_devices, uint32_t owner)
 {
@@ -246,7 +247,7 @@ static inline int lake_feat_register_linnos(const struct lake_feat_view *v, uint
 	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_ARRIVAL, &arr, 1, LAKE_FEAT_LINNOS_HISTORY, max_devices, owner, &id);
 	if (rc && rc != -EEXIST)
 		return rc;
-	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_COMPLETION, comp, 4, LAKE_FEAT_LINNOS_HISTORY, max_devices, owner, &id);
+	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_COMPLETION, comp, 4, LAKE_FEAT_LINNOS_COMPLETION_HISTORY, max_devices, owner, &id);
 	if (rc && rc != -EEXIST)
 		return rc;
 	return 0;
