@@ -290,7 +290,7 @@ func TestRetrainHostileRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1})                         // uncounted
+	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1})                           // uncounted
 	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1, ArriveSeq: 3, DoneSeq: 3}) // arrived after done
 	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1, ArriveSeq: 0, DoneSeq: 1}) // ok: no history
 	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1, ArriveSeq: 0, DoneSeq: 1}) // repeated
