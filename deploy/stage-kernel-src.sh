@@ -4,7 +4,8 @@
 # stage-kernel-src.sh DEST VERSION - copy the kernel module sources into
 # DEST as a self-contained tree: what DKMS gets in /usr/src/lake-VERSION,
 # what `make modules`/`make install-modules` build (out of the checkout, so
-# no objects land in it), and what the Debian package ships.
+# no objects land in it), what the Debian package ships, and what the VM
+# test (kernel/vmtest/run.sh) builds and boots.
 #
 #   DEST/dkms.conf                 kernel/dkms.conf with VERSION set
 #   DEST/kernel/                   Kbuild, Makefile, include/, tools/list-modules.sh,

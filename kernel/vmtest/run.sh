@@ -64,15 +64,9 @@ echo "run.sh: kernel $kver, laked=$mode, work dir $work"
 
 # 1. modules, built from a copy so that no objects land in the tree
 src=$work/src
-rm -rf "$src"
-mkdir -p "$src/kernel" "$src/lakelib"
-# every module folder (one with a Kbuild), the shared headers, and the top level
-cp "$root/kernel/Kbuild" "$root/kernel/Makefile" "$src/kernel/"
-cp -r "$root/kernel/include" "$src/kernel/"
-for d in "$root"/kernel/*/; do
-	[ -f "$d/Kbuild" ] && cp -r "$d" "$src/kernel/"
-done
-cp -r "$root/lakelib/include" "$root/lakelib/c" "$src/lakelib/"
+# every module folder (one with a Kbuild), the shared headers and the top
+# level, staged as DKMS, make install-modules and the package get them
+"$root/deploy/stage-kernel-src.sh" "$src" 0 || die "staging the module sources failed"
 if ! make -s -j"$(nproc)" -C "$kdir" M="$src/kernel" W=1 modules >"$work/kbuild.log" 2>&1; then
 	cat "$work/kbuild.log"
 	die "module build failed"
