@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -208,5 +210,50 @@ func TestCached(t *testing.T) {
 	now = now.Add(time.Second)
 	if l, err := c.Sample(); err != nil || l.GPUUtilPct != 3 || src.n != 3 {
 		t.Fatalf("%+v %v after %d samples", l, err, src.n)
+	}
+}
+
+// slowSource blocks in Sample until released.
+type slowSource struct {
+	release chan struct{}
+	n       atomic.Int32
+}
+
+func (s *slowSource) Sample() (Load, error) {
+	s.n.Add(1)
+	<-s.release
+	return Load{GPUUtilPct: uint32(s.n.Load())}, nil
+}
+
+// TestCachedNeverWaitsForARefresh: while one caller refreshes a slow
+// source, the others get the last sample at once.
+func TestCachedNeverWaitsForARefresh(t *testing.T) {
+	src := &slowSource{release: make(chan struct{})}
+	var mu sync.Mutex
+	now := time.Unix(0, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	c := NewCached(src, time.Second, clock)
+	close(src.release)
+	if l, _ := c.Sample(); l.GPUUtilPct != 1 {
+		t.Fatal(l)
+	}
+	src.release = make(chan struct{})
+	mu.Lock()
+	now = now.Add(2 * time.Second)
+	mu.Unlock()
+	done := make(chan struct{})
+	go func() { c.Sample(); close(done) }() // refreshes, blocked in the source
+	for src.n.Load() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < 10; i++ {
+		if l, _ := c.Sample(); l.GPUUtilPct != 1 {
+			t.Fatalf("got %+v while refreshing", l)
+		}
+	}
+	close(src.release)
+	<-done
+	if l, _ := c.Sample(); l.GPUUtilPct != 2 || src.n.Load() != 2 {
+		t.Fatalf("after the refresh: %+v, %d samples", l, src.n.Load())
 	}
 }
