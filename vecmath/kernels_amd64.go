@@ -54,12 +54,11 @@ func mulAddColsF32AVX512(y *float32, w *float32, x *float32, blocks, stride, n i
 func dotPairs16Vec(l Level, acc, w, x []int32, relu bool) int {
 	n := len(acc)
 	switch {
+	case l >= AVX512VNNI && n >= 16:
+		dotPairs16VNNI(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/16, 4*n, len(x), relu)
+		return n / 16 * 16
 	case l >= AVX512 && n >= 16:
-		f := dotPairs16AVX512
-		if l >= AVX512VNNI {
-			f = dotPairs16VNNI
-		}
-		f(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/16, 4*n, len(x), relu)
+		dotPairs16AVX512(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/16, 4*n, len(x), relu)
 		return n / 16 * 16
 	case l >= AVX2 && n >= 8:
 		dotPairs16AVX2(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/8, 4*n, len(x), relu)

@@ -113,6 +113,7 @@ type Snapshot struct {
 	Layers     []Layer
 
 	ready bool
+	small bool // every layer at most smallWidth wide: Run and RunQuantized keep their scratch on the stack
 }
 
 // ErrInvalid wraps every validation failure.
@@ -267,6 +268,10 @@ func (s *Snapshot) Validate() error {
 		}
 		inZero = l.OutQ.Zero
 	}
+	s.small = true
+	for _, l := range s.Layers {
+		s.small = s.small && l.In <= smallWidth && outPad(l.Out) <= smallWidth
+	}
 	s.ready = true
 	return nil
 }
@@ -346,10 +351,32 @@ type Scratch struct {
 // clears 8 KiB of stack per query.
 var scratchPool = sync.Pool{New: func() any { return new(Scratch) }}
 
+// smallWidth bounds the layers of a snapshot whose Run and RunQuantized
+// use scratch on the stack (under 1 KiB to clear) instead of the pool.
+const smallWidth = 64
+
+// smallScratch is the stack scratch of a small snapshot.
+type smallScratch struct {
+	a, b [smallWidth]int32
+	xp   [smallWidth / 2]int32
+	acc  [smallWidth]int32
+}
+
+// bufs are one inference's activation (a, b), input-pair (xp) and
+// accumulator (acc) buffers.
+type bufs struct{ a, b, xp, acc []int32 }
+
+func (sc *Scratch) bufs() bufs      { return bufs{sc.a[:], sc.b[:], sc.xp[:], sc.acc[:]} }
+func (sc *smallScratch) bufs() bufs { return bufs{sc.a[:], sc.b[:], sc.xp[:], sc.acc[:]} }
+
 // Run executes the integer engine on the real input x and writes real
 // outputs into out. It does not allocate (after warm-up) and is safe for
 // concurrent use on a validated snapshot.
 func (s *Snapshot) Run(x, out []float32) error {
+	if s.small {
+		var sc smallScratch
+		return s.run(x, out, sc.bufs())
+	}
 	sc := scratchPool.Get().(*Scratch)
 	err := s.RunScratch(x, out, sc)
 	scratchPool.Put(sc)
@@ -358,17 +385,21 @@ func (s *Snapshot) Run(x, out []float32) error {
 
 // RunScratch is Run with caller-provided scratch buffers.
 func (s *Snapshot) RunScratch(x, out []float32, sc *Scratch) error {
+	return s.run(x, out, sc.bufs())
+}
+
+func (s *Snapshot) run(x, out []float32, b bufs) error {
 	if !s.ready {
 		return ErrNotValidated
 	}
 	if len(x) != s.InputDim() || len(out) != s.OutputDim() {
 		return fmt.Errorf("%w: input %d (want %d), output %d (want %d)", ErrShape, len(x), s.InputDim(), len(out), s.OutputDim())
 	}
-	cur := sc.a[:len(x)]
+	cur := b.a[:len(x)]
 	for i, v := range x {
 		cur[i] = QuantizeValue(v, s.Input, s.DType)
 	}
-	cur = s.runLayers(cur, sc, nil)
+	cur = s.runLayers(cur, b, nil)
 	oq := s.Output()
 	for i, v := range cur {
 		out[i] = Dequantize(v, oq)
@@ -387,15 +418,24 @@ func (s *Snapshot) RunQuantized(in, out []int32) error {
 	if len(in) != s.InputDim() || len(out) != s.OutputDim() {
 		return fmt.Errorf("%w: input %d (want %d), output %d (want %d)", ErrShape, len(in), s.InputDim(), len(out), s.OutputDim())
 	}
+	if s.small {
+		var sc smallScratch
+		s.runQuantized(in, out, sc.bufs())
+		return nil
+	}
 	sc := scratchPool.Get().(*Scratch)
+	s.runQuantized(in, out, sc.bufs())
+	scratchPool.Put(sc)
+	return nil
+}
+
+func (s *Snapshot) runQuantized(in, out []int32, b bufs) {
 	lo, hi := s.DType.Range()
-	cur := sc.a[:len(in)]
+	cur := b.a[:len(in)]
 	for i, v := range in {
 		cur[i] = min(max(v, lo), hi)
 	}
-	copy(out, s.runLayers(cur, sc, nil))
-	scratchPool.Put(sc)
-	return nil
+	copy(out, s.runLayers(cur, b, nil))
 }
 
 // RunQuantizedReference is RunQuantized on the scalar engine, the
@@ -439,17 +479,16 @@ func (s *Snapshot) RunTrace(x []float32, layers [][]float32) error {
 	for i, v := range x {
 		cur[i] = QuantizeValue(v, s.Input, s.DType)
 	}
-	s.runLayers(cur, sc, layers)
+	s.runLayers(cur, sc.bufs(), layers)
 	return nil
 }
 
-// runLayers runs every layer on the vecmath kernels; cur aliases sc.a.
+// runLayers runs every layer on the vecmath kernels; cur aliases b.a.
 // trace, when non-nil, receives the dequantized output of each layer. It
 // computes exactly what runLayersScalar computes.
-func (s *Snapshot) runLayers(cur []int32, sc *Scratch, trace [][]float32) []int32 {
+func (s *Snapshot) runLayers(cur []int32, b bufs, trace [][]float32) []int32 {
 	lo, hi := s.DType.Range()
-	next := &sc.b
-	other := &sc.a
+	next, other := b.b, b.a
 	for li := range s.Layers {
 		l := &s.Layers[li]
 		pad := len(l.acc0)
@@ -461,7 +500,7 @@ func (s *Snapshot) runLayers(cur []int32, sc *Scratch, trace [][]float32) []int3
 			vlo, vhi = TableLo, TableHi
 		}
 		// Activations are in [-128, 255], so they pack into int16 pairs.
-		xp := sc.xp[:(l.In+1)/2]
+		xp := b.xp[:(l.In+1)/2]
 		for p := range xp {
 			var h int32
 			if 2*p+1 < len(cur) {
@@ -469,7 +508,7 @@ func (s *Snapshot) runLayers(cur []int32, sc *Scratch, trace [][]float32) []int3
 			}
 			xp[p] = int32(uint32(uint16(cur[2*p])) | uint32(h)<<16)
 		}
-		accs := sc.acc[:pad]
+		accs := b.acc[:pad]
 		copy(accs, l.acc0)
 		vecmath.DotPairs16(accs, l.wp, xp)
 		dst := next[:pad]
