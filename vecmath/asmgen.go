@@ -664,6 +664,128 @@ func mulAddLanesF32(s isa) {
 	p("")
 }
 
+// mullq emits t = a*b mod 2^64 per quadword (a, b registers; t, u, v
+// scratch): VPMULLQ on AVX-512, three VPMULUDQ on AVX2.
+func mullq(s isa, a, b, t, u, v string) {
+	if s.reg == "Z" {
+		p("\tVPMULLQ %s, %s, %s", b, a, t)
+		return
+	}
+	p("\tVPMULUDQ %s, %s, %s", b, a, t) // lo*lo
+	p("\tVPSRLQ $32, %s, %s", a, u)
+	p("\tVPMULUDQ %s, %s, %s", b, u, u) // hi(a)*lo(b)
+	p("\tVPSRLQ $32, %s, %s", b, v)
+	p("\tVPMULUDQ %s, %s, %s", v, a, v) // lo(a)*hi(b)
+	p("\tVPADDQ %s, %s, %s", v, u, u)
+	p("\tVPSLLQ $32, %s, %s", u, u)
+	p("\tVPADDQ %s, %s, %s", u, t, t)
+}
+
+// mulAccWide emits
+//
+//	func mulAccWide<name>(acc *int64, w *int64, x *int64, blocks, stride, n int)
+//
+// For each of blocks vectors of int64 accumulators at acc it adds, for every
+// k with x[k] != 0, x[k] * w[k*stride+o] wrapping at 64 bits.
+func mulAccWide(s isa) {
+	g := 8
+	if s.reg == "Y" {
+		g = 4
+	}
+	p("// func mulAccWide%s(acc *int64, w *int64, x *int64, blocks, stride, n int)", s.name)
+	p("TEXT ·mulAccWide%s(SB), NOSPLIT, $0-48", s.name)
+	p("\tMOVQ acc+0(FP), DI")
+	p("\tMOVQ w+8(FP), SI")
+	p("\tMOVQ blocks+24(FP), CX")
+	p("\tMOVQ stride+32(FP), R8")
+	bx := r(s, g)
+	for _, gg := range []int{g, 1} {
+		lbl := fmt.Sprintf("g%d", gg)
+		p("mw%s%s:", s.name, lbl)
+		p("\tCMPQ CX, $%d", gg)
+		if gg == 1 {
+			p("\tJB mw%sdone", s.name)
+		} else {
+			p("\tJB mw%sg1", s.name)
+		}
+		for i := 0; i < gg; i++ {
+			p("\t%s %d(DI), %s", s.mov(), i*s.bytes, r(s, i))
+		}
+		p("\tMOVQ SI, R10")
+		p("\tMOVQ x+16(FP), R11")
+		p("\tMOVQ n+40(FP), R12")
+		p("mw%s%sloop:", s.name, lbl)
+		p("\tTESTQ R12, R12")
+		p("\tJZ mw%s%sstore", s.name, lbl)
+		p("\tMOVQ (R11), AX")
+		p("\tTESTQ AX, AX")
+		p("\tJZ mw%s%snext", s.name, lbl)
+		p("\tVPBROADCASTQ (R11), %s", bx)
+		for i := 0; i < gg; i++ {
+			wr := r(s, g+1)
+			p("\t%s %d(R10), %s", s.mov(), i*s.bytes, wr)
+			mullq(s, bx, wr, r(s, g+2), r(s, g+3), r(s, g+4))
+			p("\tVPADDQ %s, %s, %s", r(s, g+2), r(s, i), r(s, i))
+		}
+		p("mw%s%snext:", s.name, lbl)
+		p("\tADDQ $8, R11")
+		p("\tADDQ R8, R10")
+		p("\tDECQ R12")
+		p("\tJMP mw%s%sloop", s.name, lbl)
+		p("mw%s%sstore:", s.name, lbl)
+		for i := 0; i < gg; i++ {
+			p("\t%s %s, %d(DI)", s.mov(), r(s, i), i*s.bytes)
+		}
+		p("\tADDQ $%d, DI", gg*s.bytes)
+		p("\tADDQ $%d, SI", gg*s.bytes)
+		p("\tSUBQ $%d, CX", gg)
+		p("\tJMP mw%s%s", s.name, lbl)
+	}
+	p("mw%sdone:", s.name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// dotWide emits
+//
+//	func dotWide<name>(x *int64, w *int64, blocks int) int64
+//
+// Σ x[k]*w[k] over blocks*lanes elements, wrapping at 64 bits.
+func dotWide(s isa) {
+	p("// func dotWide%s(x *int64, w *int64, blocks int) int64", s.name)
+	p("TEXT ·dotWide%s(SB), NOSPLIT, $0-32", s.name)
+	p("\tMOVQ x+0(FP), SI")
+	p("\tMOVQ w+8(FP), DI")
+	p("\tMOVQ blocks+16(FP), CX")
+	p("\tVPXOR %s, %s, %s", halfReg(s, 0), halfReg(s, 0), halfReg(s, 0))
+	p("dw%sloop:", s.name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ dw%ssum", s.name)
+	p("\t%s (SI), %s", s.mov(), r(s, 1))
+	p("\t%s (DI), %s", s.mov(), r(s, 2))
+	mullq(s, r(s, 1), r(s, 2), r(s, 3), r(s, 4), r(s, 5))
+	p("\tVPADDQ %s, %s, %s", r(s, 3), r(s, 0), r(s, 0))
+	p("\tADDQ $%d, SI", s.bytes)
+	p("\tADDQ $%d, DI", s.bytes)
+	p("\tDECQ CX")
+	p("\tJMP dw%sloop", s.name)
+	p("dw%ssum:", s.name)
+	if s.reg == "Z" {
+		p("\tVEXTRACTI64X4 $1, Z0, Y1")
+		p("\tVPADDQ Y1, Y0, Y0")
+	}
+	p("\tVEXTRACTI128 $1, Y0, X1")
+	p("\tVPADDQ X1, X0, X0")
+	p("\tVPSHUFD $0x4e, X0, X1")
+	p("\tVPADDQ X1, X0, X0")
+	p("\tVMOVQ X0, AX")
+	p("\tMOVQ AX, ret+24(FP)")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
 func main() {
 	out := flag.String("out", "kernels_amd64.s", "output file")
 	flag.Parse()
@@ -685,6 +807,8 @@ func main() {
 		dotI64x2(s)
 		requant(s)
 		mulAddLanesF32(s)
+		mulAccWide(s)
+		dotWide(s)
 		mulAddColsF32(s)
 	}
 	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {

@@ -44,6 +44,18 @@ func mulAddLanesF32AVX2(y *float32, w *float32, x *float32, outs, in int, skipZe
 func mulAddLanesF32AVX512(y *float32, w *float32, x *float32, outs, in int, skipZero, relu bool)
 
 //go:noescape
+func mulAccWideAVX2(acc *int64, w *int64, x *int64, blocks, stride, n int)
+
+//go:noescape
+func mulAccWideAVX512(acc *int64, w *int64, x *int64, blocks, stride, n int)
+
+//go:noescape
+func dotWideAVX2(x *int64, w *int64, blocks int) int64
+
+//go:noescape
+func dotWideAVX512(x *int64, w *int64, blocks int) int64
+
+//go:noescape
 func mulAddColsF32AVX2(y *float32, w *float32, x *float32, blocks, stride, n int, skipZero bool)
 
 //go:noescape
@@ -142,4 +154,28 @@ func mulAddLanesF32Vec(l Level, y, w, x []float32, in int, skipZero, relu bool) 
 		return true
 	}
 	return false
+}
+
+func mulAccWideVec(l Level, acc, w, x []int64) int {
+	n := len(acc)
+	switch {
+	case l >= AVX512 && n >= 8:
+		mulAccWideAVX512(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/8, 8*n, len(x))
+		return n / 8 * 8
+	case l >= AVX2 && n >= 4:
+		mulAccWideAVX2(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/4, 8*n, len(x))
+		return n / 4 * 4
+	}
+	return 0
+}
+
+func dotWideVec(l Level, x, w []int64) (int64, int) {
+	n := len(x)
+	switch {
+	case l >= AVX512 && n >= 8:
+		return dotWideAVX512(unsafe.SliceData(x), unsafe.SliceData(w), n/8), n / 8 * 8
+	case l >= AVX2 && n >= 4:
+		return dotWideAVX2(unsafe.SliceData(x), unsafe.SliceData(w), n/4), n / 4 * 4
+	}
+	return 0, 0
 }

@@ -14,3 +14,6 @@ func requantVec(Level, []int32, []int32, []int32, []int32, []int32, int32, int32
 }
 
 func mulAddLanesF32Vec(Level, []float32, []float32, []float32, int, bool, bool) bool { return false }
+
+func mulAccWideVec(Level, []int64, []int64, []int64) int { return 0 }
+func dotWideVec(Level, []int64, []int64) (int64, int)    { return 0, 0 }

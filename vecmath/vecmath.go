@@ -90,6 +90,41 @@ func mulAccI64Scalar(acc, w []int64, x []int32, from int) {
 	}
 }
 
+// MulAccWide is MulAccI64 with int64 inputs and full int64 weights:
+// acc[o] += x[k] * w[k*n+o] for every k with x[k] != 0, products and sums
+// wrapping at 64 bits (n = len(acc), len(w) = len(x)*n).
+func MulAccWide(acc, w, x []int64) {
+	if len(w) != len(x)*len(acc) {
+		panic(fmt.Sprintf("vecmath.MulAccWide: %d weights for %d inputs and %d outputs", len(w), len(x), len(acc)))
+	}
+	done := mulAccWideVec(Current(), acc, w, x)
+	n := len(acc)
+	if done >= n {
+		return
+	}
+	for k, xv := range x {
+		if xv == 0 {
+			continue
+		}
+		row := w[k*n : (k+1)*n]
+		for o := done; o < n; o++ {
+			acc[o] += xv * row[o]
+		}
+	}
+}
+
+// DotWide returns Σ_k x[k]*w[k], wrapping at 64 bits (len(w) = len(x)).
+func DotWide(x, w []int64) int64 {
+	if len(w) != len(x) {
+		panic(fmt.Sprintf("vecmath.DotWide: %d weights for %d inputs", len(w), len(x)))
+	}
+	s, done := dotWideVec(Current(), x, w)
+	for k := done; k < len(x); k++ {
+		s += x[k] * w[k]
+	}
+	return s
+}
+
 // DotI64 returns Σ_k int64(x[k]) * int64(int32(w[k])) over len(x) = len(w)
 // terms, wrapping at 64 bits; only the low 32 bits of each weight count.
 func DotI64(x []int32, w []int64) int64 {

@@ -114,6 +114,34 @@ func checkMulAccI64(t testing.TB, acc0, w []int64, x []int32) {
 	})
 }
 
+func checkWide(t testing.TB, acc0, w, x []int64) {
+	n := len(acc0)
+	want := slices.Clone(acc0)
+	for k, xv := range x {
+		for o := range want {
+			want[o] += xv * w[k*n+o]
+		}
+	}
+	var wantDot int64
+	for k := range x {
+		if k < len(w) {
+			wantDot += x[k] * w[k]
+		}
+	}
+	forEachLevel(t, func(l Level) {
+		got := slices.Clone(acc0)
+		MulAccWide(got, w, x)
+		if !slices.Equal(got, want) {
+			t.Fatalf("MulAccWide at %v (n=%d, k=%d): %v, want %v", l, n, len(x), got, want)
+		}
+		if len(w) >= len(x) {
+			if d := DotWide(x, w[:len(x)]); d != wantDot {
+				t.Fatalf("DotWide at %v (k=%d): %d, want %d", l, len(x), d, wantDot)
+			}
+		}
+	})
+}
+
 func checkDotI64(t testing.TB, x []int32, w []int64) {
 	want := dotI64Scalar(x, w)
 	rev := slices.Clone(w)
@@ -172,6 +200,11 @@ func TestKernelsMatchScalar(t *testing.T) {
 		}
 		checkDotPairs16(t, acc, w, x)
 		checkMulAccI64(t, acc64, w64, x)
+		x64 := make([]int64, k)
+		for i := range x64 {
+			x64[i] = i64(r)
+		}
+		checkWide(t, acc64, w64, x64)
 		wd := make([]int64, k)
 		for i := range wd {
 			wd[i] = i64(r)
@@ -401,6 +434,26 @@ func FuzzMulAccI64(f *testing.F) {
 			acc[i] = int64(d.u64())
 		}
 		checkMulAccI64(t, acc, w, x)
+	})
+}
+
+func FuzzMulAccWide(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, n, k := fuzzShape(data)
+		acc, w, x := make([]int64, n), make([]int64, n*k), make([]int64, k)
+		for i := range x {
+			x[i] = int64(d.u64())
+		}
+		for i := range w {
+			w[i] = int64(d.u64())
+		}
+		for i := range acc {
+			acc[i] = int64(d.u64())
+		}
+		checkWide(t, acc, w, x)
 	})
 }
 
