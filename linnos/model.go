@@ -306,13 +306,12 @@ func roundSat(v float64) int64 {
 }
 
 // infer computes the two int64 outputs for one vector on the vector engine
-// when the model has one and the vector's activations fit it, else on the
-// scalar engine (logits). Both give the same bits.
+// when the model has one (every weight fits int32), else on the scalar
+// engine (logits). Both give the same bits.
 func (m *IntModel) infer(x []int32, vs *vecScratch, hs, h2s []int64) (o0, o1 int64) {
 	if m.vec != nil {
-		if o0, o1, ok := m.vec.logits(x, vs); ok {
-			return o0, o1
-		}
+		o0, o1, _ = m.vec.logits(x, vs)
+		return o0, o1
 	}
 	return m.logits(x, hs, h2s)
 }

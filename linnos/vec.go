@@ -16,9 +16,11 @@ const maxDigit = 9
 // intVec is the vectorised form of an IntModel (package vecmath). It is
 // built at load time only when every weight fits in int32, so that every
 // product of an int32 activation and a weight is exact in int64 and the
-// int64 sums wrap exactly as the scalar engine's do. Each call checks that
-// every activation fed to the next layer fits int32 (they are ≥ 0 after
-// ReLU); when one does not, the vector is recomputed by the scalar engine.
+// int64 sums wrap exactly as the scalar engine's do. Each call checks
+// whether the activations fed to the next layer fit int32 (they are ≥ 0
+// after ReLU); when one does not, that layer runs on int64 activations with
+// wrapping int64 products (vecmath.MulAccWide, DotWide), as the scalar
+// engine computes them.
 type intVec struct {
 	pairs int
 	// w0p is layer 0 as int16 pairs [pairs][HiddenWidth] with its int32
@@ -37,9 +39,10 @@ type intVec struct {
 
 // vecScratch is one inference's activations, for both engines.
 type vecScratch struct {
-	hs  [2 * HiddenWidth]int64 // the scalar engine's
-	h   [HiddenWidth]int32
-	acc [HiddenWidth]int64
+	hs   [2 * HiddenWidth]int64 // the scalar engine's
+	h    [HiddenWidth]int32
+	acc  [HiddenWidth]int64
+	acc2 [HiddenWidth]int64
 	xp  [(NumInputs + 1) / 2]int32
 }
 
@@ -154,23 +157,25 @@ func packDigits(x []int32, xp []int32) bool {
 	return true
 }
 
-// reluNarrow writes max(acc[j], 0) into h, or reports false when one does
-// not fit in int32.
+// reluNarrow applies ReLU to acc in place and writes it into h as int32,
+// or reports false when a value does not fit int32 (h is then garbage).
 func reluNarrow(h []int32, acc []int64) bool {
 	h = h[:len(acc)]
 	ok := true
 	for j, a := range acc {
 		a = max(a, 0)
+		acc[j] = a
 		ok = ok && a <= math.MaxInt32
 		h[j] = int32(a)
 	}
 	return ok
 }
 
-// logits is IntModel.logits on the vector kernels; ok is false when an
-// activation did not fit int32 (the caller then runs the scalar engine).
-func (v *intVec) logits(x []int32, s *vecScratch) (o0, o1 int64, ok bool) {
+// logits is IntModel.logits on the vector kernels. wide reports whether
+// some layer's activations did not fit int32 and ran on int64 (for tests).
+func (v *intVec) logits(x []int32, s *vecScratch) (o0, o1 int64, wide bool) {
 	h := s.h[:]
+	var h64 []int64 // the activations when they do not fit int32, else nil
 	if v.w0p != nil && packDigits(x, s.xp[:]) {
 		copy(h, v.b0)
 		vecmath.DotPairs16ReLU(h, v.w0p, s.xp[:])
@@ -179,20 +184,32 @@ func (v *intVec) logits(x []int32, s *vecScratch) (o0, o1 int64, ok bool) {
 		copy(acc, v.b[0])
 		vecmath.MulAccI64(acc, v.w0, x[:NumInputs])
 		if !reluNarrow(h, acc) {
-			return 0, 0, false
+			h64 = acc
 		}
 	}
 	for l, w := range v.hid {
 		acc := s.acc[:]
+		if h64 != nil && &h64[0] == &acc[0] {
+			acc = s.acc2[:]
+		}
 		copy(acc, v.b[l+1])
-		vecmath.MulAccI64(acc, w, h)
+		if h64 == nil {
+			vecmath.MulAccI64(acc, w, h)
+		} else {
+			wide = true
+			vecmath.MulAccWide(acc, w, h64)
+		}
+		h64 = nil
 		if !reluNarrow(h, acc) {
-			return 0, 0, false
+			h64 = acc
 		}
 	}
 	bl := v.b[len(v.b)-1]
+	if h64 != nil {
+		return bl[0] + vecmath.DotWide(h64, v.out[0]), bl[1] + vecmath.DotWide(h64, v.out[1]), true
+	}
 	s0, s1 := vecmath.DotI64x2(h, v.out[0], v.out[1])
-	return bl[0] + s0, bl[1] + s1, true
+	return bl[0] + s0, bl[1] + s1, wide
 }
 
 // minLaneItems is the smallest group of vectors the float model runs on

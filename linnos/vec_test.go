@@ -116,9 +116,9 @@ func checkVecMatchesScalar(t testing.TB, m *IntModel, v []int32) {
 
 // TestVecEngineMatchesScalar covers every path of the vector engine: the
 // int16 first layer (trained-like weights), the int32×int32→int64 first
-// layer (weights beyond int16, or inputs beyond a digit), the scalar
-// fallback when a hidden activation exceeds int32, and models whose weights
-// do not fit int32 (no vector engine at all), for the base model and +1/+2.
+// layer (weights beyond int16, or inputs beyond a digit), hidden layers on
+// int64 activations when one exceeds int32, and models whose weights do not
+// fit int32 (no vector engine at all), for the base model and +1/+2.
 func TestVecEngineMatchesScalar(t *testing.T) {
 	cases := []struct {
 		name       string
@@ -131,11 +131,11 @@ func TestVecEngineMatchesScalar(t *testing.T) {
 		{"int32-extremes", math.MaxInt32, math.MaxInt64, true, false},
 		{"beyond-int32", 1 << 40, 1 << 50, false, false},
 	}
-	var vecRuns, fallbacks int
+	var narrow, wide int
 	defer func() {
-		// Both outcomes of the per-vector int32 check must have been seen.
-		if vecRuns == 0 || fallbacks == 0 {
-			t.Errorf("vector engine ran %d vectors and fell back on %d; want both > 0", vecRuns, fallbacks)
+		// Both outcomes of the per-layer int32 check must have been seen.
+		if narrow == 0 || wide == 0 {
+			t.Errorf("vector engine ran %d vectors on int32 activations and %d with int64 ones; want both > 0", narrow, wide)
 		}
 	}()
 	for _, c := range cases {
@@ -159,10 +159,10 @@ func TestVecEngineMatchesScalar(t *testing.T) {
 					}
 					var s vecScratch
 					for i := range n {
-						if _, _, ok := m.vec.logits(v[i*NumInputs:(i+1)*NumInputs], &s); ok {
-							vecRuns++
+						if _, _, w := m.vec.logits(v[i*NumInputs:(i+1)*NumInputs], &s); w {
+							wide++
 						} else {
-							fallbacks++
+							narrow++
 						}
 					}
 				}
