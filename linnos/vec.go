@@ -43,7 +43,7 @@ type vecScratch struct {
 	h    [HiddenWidth]int32
 	acc  [HiddenWidth]int64
 	acc2 [HiddenWidth]int64
-	xp  [(NumInputs + 1) / 2]int32
+	xp   [(NumInputs + 1) / 2]int32
 }
 
 var vecScratchPool = sync.Pool{New: func() any { return new(vecScratch) }}
