@@ -48,7 +48,7 @@ ls -l /dev/nvidia* >>"$OUT/nvidia-smi.txt" 2>&1
 # host-emulation tests (OnHost) already ran in CI; they are skipped here.
 cd laked/backend/cuda
 step cuda-tests 90 cuda-tests.txt "$DIR/cuda.test" -test.v -test.count=1 -test.skip OnHost
-step cuda-tests-race 90 cuda-tests-race.txt "$DIR/cuda-race.test" -test.v -test.count=1 -test.run 'TestGPU(Concurrent|FaultIsolated|HostileLaunches)'
+step cuda-tests-race 90 cuda-tests-race.txt "$DIR/cuda-race.test" -test.v -test.count=1 -test.run 'TestGPU(Concurrent|FaultIsolated|HostileLaunches|ModelRecoversFromFault)'
 step crossover 150 crossover.txt env LAKE_GPU_CROSSOVER="$OUT" "$DIR/cuda.test" -test.v -test.count=1 -test.run '^TestGPUCrossover$'
 cd ../../../policy
 step nvml 20 nvml.txt "$DIR/policy.test" -test.v -test.count=1 -test.run 'NVML|ProcStat'

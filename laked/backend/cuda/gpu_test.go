@@ -571,3 +571,43 @@ func TestGPUMLPBitExact(t *testing.T) {
 		g.Close()
 	}
 }
+
+// TestGPUModelRecoversFromFault: a fault in a GPU model's context
+// (here lake_fault, launched into it) rebuilds the context empty; the
+// model uploads itself again and its next batch is right.
+func TestGPUModelRecoversFromFault(t *testing.T) {
+	b := newGPU(t, backend.Limits{})
+	_, q := linnosModels(t, 1)
+	g, err := NewLinnOSInt(b, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	feat := linnosInputs(300, 2)
+	want := make([]int32, 300)
+	q.PredictBatch(feat, want)
+	check := func() {
+		t.Helper()
+		out := make([]byte, 4*300)
+		if err := g.Predict(i32bytes(feat), out, 300); err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range want {
+			if int32(binary.LittleEndian.Uint32(out[4*i:])) != w {
+				t.Fatalf("item %d", i)
+			}
+		}
+	}
+	check()
+	c := g.r.ctx
+	c.trusted = true // so that this test may launch lake_fault into it
+	f := mustFn(t, c, "lake_fault")
+	if err := c.LaunchKernel(f, backend.Dim3{X: 1, Y: 1, Z: 1}, backend.Dim3{X: 1, Y: 1, Z: 1}, 0, 0, Pack(0x10, 1)); !errors.Is(err, backend.ErrLaunchFailed) {
+		t.Fatalf("fault: %v", err)
+	}
+	if c.Rebuilds() != 1 {
+		t.Fatalf("rebuilds %d", c.Rebuilds())
+	}
+	check()
+	check()
+}

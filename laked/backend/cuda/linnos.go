@@ -19,13 +19,11 @@ import (
 // integer kernels are bit-exact with linnos.IntModel. Safe for concurrent
 // use (batches are serialised).
 type LinnOS struct {
-	mu     sync.Mutex
-	ctx    backend.Context
-	fn     backend.Handle
-	params backend.DevPtr
-	in     backend.DevPtr
-	out    backend.DevPtr
-	capN   int
+	mu   sync.Mutex
+	r    *resident
+	in   backend.DevPtr
+	out  backend.DevPtr
+	capN int
 }
 
 // NewLinnOSInt prepares m (integer, bit-exact) on b.
@@ -51,32 +49,12 @@ func NewLinnOSFloat(b *Backend, m *linnos.FloatModel) (*LinnOS, error) {
 	return newLinnOS(b, fmt.Sprintf("lake_linnos_float%d", m.Extra), raw)
 }
 
-func newLinnOS(b *Backend, kernel string, params []byte) (l *LinnOS, err error) {
-	c, err := b.NewContext()
+func newLinnOS(b *Backend, kernel string, params []byte) (*LinnOS, error) {
+	r, err := newResident(b, false, kernel, params)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			c.Destroy()
-		}
-	}()
-	mod, err := c.ModuleLoad([]byte(BuiltinModule))
-	if err != nil {
-		return nil, err
-	}
-	fn, err := c.ModuleGetFunction(mod, kernel)
-	if err != nil {
-		return nil, err
-	}
-	p, err := c.MemAlloc(uint64(len(params)))
-	if err != nil {
-		return nil, err
-	}
-	if err := c.MemcpyHtoD(p, params); err != nil {
-		return nil, err
-	}
-	return &LinnOS{ctx: c, fn: fn, params: p}, nil
+	return &LinnOS{r: r}, nil
 }
 
 // maxGrid bounds the blocks of one launch; blocks stride over the items.
@@ -90,31 +68,29 @@ func (l *LinnOS) Predict(in, out []byte, n int) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.ctx == nil {
+	if l.r == nil {
 		return fmt.Errorf("cuda linnos: closed: %w", backend.ErrContextDestroyed)
+	}
+	fresh, err := l.r.ensure()
+	if fresh {
+		l.capN = 0 // the old buffers went with the old context
+	}
+	if err != nil {
+		return err
 	}
 	if err := l.reserve(n); err != nil {
 		return err
 	}
-	if err := l.ctx.MemcpyHtoD(l.in, in); err != nil {
-		return l.lost(err)
+	c := l.r.ctx
+	if err := c.MemcpyHtoD(l.in, in); err != nil {
+		return err
 	}
 	grid := uint32(min(n, maxGrid))
-	params := Pack(uint64(l.params), uint64(l.in), uint64(l.out), uint64(n))
-	if err := l.ctx.LaunchKernel(l.fn, backend.Dim3{X: grid, Y: 1, Z: 1}, LinnOSBlock, 0, 0, params); err != nil {
-		return l.lost(err)
+	params := Pack(uint64(l.r.bufs[0]), uint64(l.in), uint64(l.out), uint64(n))
+	if err := c.LaunchKernel(l.r.fn, backend.Dim3{X: grid, Y: 1, Z: 1}, LinnOSBlock, 0, 0, params); err != nil {
+		return err
 	}
-	return l.lost(l.ctx.MemcpyDtoH(out, l.out))
-}
-
-// lost notices a fault: the context was rebuilt empty, so the model must
-// be prepared again; until then Predict fails and laked runs the CPU.
-func (l *LinnOS) lost(err error) error {
-	if err != nil && AsResult(err).Sticky() {
-		l.ctx.Destroy()
-		l.ctx = nil
-	}
-	return err
+	return c.MemcpyDtoH(out, l.out)
 }
 
 func (l *LinnOS) reserve(n int) error {
@@ -122,18 +98,19 @@ func (l *LinnOS) reserve(n int) error {
 		return nil
 	}
 	c := max(n, 2*l.capN, 64)
+	ctx := l.r.ctx
 	if l.capN > 0 {
-		l.ctx.MemFree(l.in)
-		l.ctx.MemFree(l.out)
+		ctx.MemFree(l.in)
+		ctx.MemFree(l.out)
 		l.capN = 0
 	}
-	in, err := l.ctx.MemAlloc(uint64(c) * 4 * linnos.NumInputs)
+	in, err := ctx.MemAlloc(uint64(c) * 4 * linnos.NumInputs)
 	if err != nil {
 		return err
 	}
-	out, err := l.ctx.MemAlloc(uint64(c) * 4)
+	out, err := ctx.MemAlloc(uint64(c) * 4)
 	if err != nil {
-		l.ctx.MemFree(in)
+		ctx.MemFree(in)
 		return err
 	}
 	l.in, l.out, l.capN = in, out, c
@@ -144,10 +121,10 @@ func (l *LinnOS) reserve(n int) error {
 func (l *LinnOS) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.ctx == nil {
+	if l.r == nil {
 		return nil
 	}
-	err := l.ctx.Destroy()
-	l.ctx = nil
+	err := l.r.ctx.Destroy()
+	l.r = nil
 	return err
 }

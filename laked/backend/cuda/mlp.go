@@ -20,9 +20,7 @@ import (
 // check). Safe for concurrent use (batches are serialised).
 type MLP struct {
 	mu          sync.Mutex
-	ctx         backend.Context
-	fn          backend.Handle
-	table, prm  backend.DevPtr
+	r           *resident // consts: the layer table, the parameters
 	nl, maxw    uint64
 	inW, outW   int
 	in, out, sc backend.DevPtr
@@ -30,25 +28,8 @@ type MLP struct {
 }
 
 // NewMLP prepares m on b.
-func NewMLP(b *Backend, m *kernels.MLP) (g *MLP, err error) {
+func NewMLP(b *Backend, m *kernels.MLP) (*MLP, error) {
 	table, params, maxw, err := MLPTable(m)
-	if err != nil {
-		return nil, err
-	}
-	c, err := b.NewTrustedContext()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			c.Destroy()
-		}
-	}()
-	mod, err := c.ModuleLoad([]byte(BuiltinModule))
-	if err != nil {
-		return nil, err
-	}
-	fn, err := c.ModuleGetFunction(mod, "lake_mlp")
 	if err != nil {
 		return nil, err
 	}
@@ -60,20 +41,11 @@ func NewMLP(b *Backend, m *kernels.MLP) (g *MLP, err error) {
 	for _, v := range params {
 		pb = binary.LittleEndian.AppendUint32(pb, math.Float32bits(v))
 	}
-	g = &MLP{ctx: c, fn: fn, nl: uint64(m.NumLayers()), maxw: uint64(maxw), inW: m.InDim(), outW: m.OutDim()}
-	if g.table, err = c.MemAlloc(uint64(len(tb))); err != nil {
+	r, err := newResident(b, true, "lake_mlp", tb, pb)
+	if err != nil {
 		return nil, err
 	}
-	if err = c.MemcpyHtoD(g.table, tb); err != nil {
-		return nil, err
-	}
-	if g.prm, err = c.MemAlloc(uint64(len(pb))); err != nil {
-		return nil, err
-	}
-	if err = c.MemcpyHtoD(g.prm, pb); err != nil {
-		return nil, err
-	}
-	return g, nil
+	return &MLP{r: r, nl: uint64(m.NumLayers()), maxw: uint64(maxw), inW: m.InDim(), outW: m.OutDim()}, nil
 }
 
 // mlpBlock is lake_mlp's block size (threads, one item each).
@@ -87,29 +59,29 @@ func (g *MLP) Predict(in, out []byte, n int) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.ctx == nil {
+	if g.r == nil {
 		return fmt.Errorf("cuda mlp: closed: %w", backend.ErrContextDestroyed)
+	}
+	fresh, err := g.r.ensure()
+	if fresh {
+		g.capN = 0 // the old buffers went with the old context
+	}
+	if err != nil {
+		return err
 	}
 	if err := g.reserve(n); err != nil {
 		return err
 	}
-	if err := g.ctx.MemcpyHtoD(g.in, in); err != nil {
-		return g.lost(err)
+	c := g.r.ctx
+	if err := c.MemcpyHtoD(g.in, in); err != nil {
+		return err
 	}
 	grid := uint32(min((n+mlpBlock-1)/mlpBlock, maxGrid))
-	params := Pack(uint64(g.table), g.nl, uint64(g.prm), uint64(g.in), uint64(g.out), uint64(g.sc), uint64(n), g.maxw)
-	if err := g.ctx.LaunchKernel(g.fn, backend.Dim3{X: grid, Y: 1, Z: 1}, backend.Dim3{X: mlpBlock, Y: 1, Z: 1}, 0, 0, params); err != nil {
-		return g.lost(err)
+	params := Pack(uint64(g.r.bufs[0]), g.nl, uint64(g.r.bufs[1]), uint64(g.in), uint64(g.out), uint64(g.sc), uint64(n), g.maxw)
+	if err := c.LaunchKernel(g.r.fn, backend.Dim3{X: grid, Y: 1, Z: 1}, backend.Dim3{X: mlpBlock, Y: 1, Z: 1}, 0, 0, params); err != nil {
+		return err
 	}
-	return g.lost(g.ctx.MemcpyDtoH(out, g.out))
-}
-
-func (g *MLP) lost(err error) error {
-	if err != nil && AsResult(err).Sticky() {
-		g.ctx.Destroy()
-		g.ctx = nil
-	}
-	return err
+	return c.MemcpyDtoH(out, g.out)
 }
 
 func (g *MLP) reserve(n int) error {
@@ -117,23 +89,24 @@ func (g *MLP) reserve(n int) error {
 		return nil
 	}
 	c := max(n, 2*g.capN, 64)
+	ctx := g.r.ctx
 	if g.capN > 0 {
-		g.ctx.MemFree(g.in)
-		g.ctx.MemFree(g.out)
-		g.ctx.MemFree(g.sc)
+		ctx.MemFree(g.in)
+		ctx.MemFree(g.out)
+		ctx.MemFree(g.sc)
 		g.capN = 0
 	}
 	var err error
-	if g.in, err = g.ctx.MemAlloc(uint64(c) * 4 * uint64(g.inW)); err != nil {
+	if g.in, err = ctx.MemAlloc(uint64(c) * 4 * uint64(g.inW)); err != nil {
 		return err
 	}
-	if g.out, err = g.ctx.MemAlloc(uint64(c) * 4 * uint64(g.outW)); err != nil {
-		g.ctx.MemFree(g.in)
+	if g.out, err = ctx.MemAlloc(uint64(c) * 4 * uint64(g.outW)); err != nil {
+		ctx.MemFree(g.in)
 		return err
 	}
-	if g.sc, err = g.ctx.MemAlloc(uint64(c) * 8 * g.maxw); err != nil {
-		g.ctx.MemFree(g.in)
-		g.ctx.MemFree(g.out)
+	if g.sc, err = ctx.MemAlloc(uint64(c) * 8 * g.maxw); err != nil {
+		ctx.MemFree(g.in)
+		ctx.MemFree(g.out)
 		return err
 	}
 	g.capN = c
@@ -144,10 +117,10 @@ func (g *MLP) reserve(n int) error {
 func (g *MLP) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.ctx == nil {
+	if g.r == nil {
 		return nil
 	}
-	err := g.ctx.Destroy()
-	g.ctx = nil
+	err := g.r.ctx.Destroy()
+	g.r = nil
 	return err
 }

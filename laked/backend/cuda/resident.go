@@ -1,0 +1,69 @@
+//go:build cuda
+
+package cuda
+
+import "github.com/lakeos/lake/laked/backend"
+
+// resident is a model's state on the GPU: a context of its own with the
+// built-in module loaded, one kernel, and constant buffers (the model's
+// parameters) uploaded once. A kernel fault rebuilds the context empty
+// (Context.fault); resident notices by the rebuild count and uploads
+// everything again before the next batch, so a fault costs that batch
+// (which laked then runs on the CPU), not the model's GPU path.
+type resident struct {
+	ctx    *Context
+	kernel string
+	consts [][]byte
+	fn     backend.Handle
+	bufs   []backend.DevPtr // device copies of consts, in order
+	gen    int              // ctx.Rebuilds() when uploaded
+}
+
+func newResident(b *Backend, trusted bool, kernel string, consts ...[]byte) (*resident, error) {
+	c, err := b.newContext(trusted)
+	if err != nil {
+		return nil, err
+	}
+	r := &resident{ctx: c, kernel: kernel, consts: consts}
+	if _, err := r.ensure(); err != nil {
+		c.Destroy()
+		return nil, err
+	}
+	return r, nil
+}
+
+// ensure uploads the module and constants unless they are current. fresh
+// reports that they were (re)uploaded: every other buffer of the context
+// is gone.
+func (r *resident) ensure() (fresh bool, err error) {
+	if r.fn != 0 && r.ctx.Rebuilds() == r.gen {
+		return false, nil
+	}
+	if r.ctx.Rebuilds() == r.gen {
+		// A failed upload in this same context: free what it left.
+		for _, p := range r.bufs {
+			r.ctx.MemFree(p)
+		}
+	}
+	r.fn, r.bufs, r.gen = 0, nil, r.ctx.Rebuilds()
+	mod, err := r.ctx.ModuleLoad([]byte(BuiltinModule))
+	if err != nil {
+		return true, err
+	}
+	fn, err := r.ctx.ModuleGetFunction(mod, r.kernel)
+	if err != nil {
+		return true, err
+	}
+	for _, c := range r.consts {
+		p, err := r.ctx.MemAlloc(uint64(len(c)))
+		if err != nil {
+			return true, err
+		}
+		if err := r.ctx.MemcpyHtoD(p, c); err != nil {
+			return true, err
+		}
+		r.bufs = append(r.bufs, p)
+	}
+	r.fn = fn
+	return true, nil
+}
