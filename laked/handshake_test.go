@@ -378,3 +378,54 @@ func TestListenSocketMode(t *testing.T) {
 		t.Fatalf("umask left at %#o", now)
 	}
 }
+
+// TestDepartedClientsRegionIsDiscarded: a client that leaves but keeps
+// its region's memfd open cannot keep the region's memory alive: laked
+// frees the pages (the memfd reads zeros afterwards).
+func TestDepartedClientsRegionIsDiscarded(t *testing.T) {
+	srv, sock := startServer(t, laked.Config{})
+	nc, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := nc.(*net.UnixConn)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := shm.SendMsgFD(c, (&shm.Hello{Kind: shm.HelloNew, Config: smallRegion}).Encode(), -1); err != nil {
+		t.Fatal(err)
+	}
+	msg, fd, err := shm.RecvMsgFD(c)
+	if err != nil || fd < 0 {
+		t.Fatalf("handshake: %v (fd %d)", err, fd)
+	}
+	defer unix.Close(fd)
+	rep, err := shm.DecodeReply(msg)
+	if err != nil || rep.Status != shm.StatusOK {
+		t.Fatalf("handshake: %v %v", rep.Status, err)
+	}
+	mem, err := unix.Mmap(fd, 0, int(rep.RegionSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	l, _ := smallRegion.Layout()
+	arena := mem[l.ArenaOff : l.ArenaOff+l.ArenaSize]
+	for i := 0; i < len(arena); i += 4096 { // the arena resident too
+		arena[i] = 0x5a
+	}
+	blocks := func() int64 {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Blocks
+	}
+	if blocks() == 0 {
+		t.Fatal("region holds no pages before the client leaves")
+	}
+	c.Close() // leave, keeping the fd and the mapping
+	waitFor(t, "the session to end", func() bool { return srv.Usage().Sessions == 0 })
+	waitFor(t, "the region's pages to be freed", func() bool { return blocks() == 0 })
+	if arena[4096] != 0 {
+		t.Fatal("the discarded region still holds the client's data")
+	}
+}

@@ -88,7 +88,17 @@ func (u *unixTransport) Close() error {
 		return nil
 	}
 	u.closed = true
-	err := errors.Join(u.conn.Close(), u.mapping.Close())
+	var err error
+	select {
+	case <-u.gone:
+		// The client left (it did not just lose laked to a restart or a
+		// drain, after which it may re-attach the region): free the
+		// region's pages, so that a client that kept the memfd cannot
+		// keep memory laked was charged for alive.
+		err = u.mapping.Discard()
+	default:
+	}
+	err = errors.Join(err, u.conn.Close(), u.mapping.Close())
 	if u.release != nil {
 		u.release()
 	}

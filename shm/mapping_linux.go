@@ -165,6 +165,21 @@ func (m *Mapping) File(name string) (*os.File, error) {
 	return os.NewFile(uintptr(nfd), name), nil
 }
 
+// Discard frees the file's pages (fallocate PUNCH_HOLE over its whole
+// length; the size and seals stay): another process still holding the
+// fd, or a mapping, then reads zeros and holds no memory. laked discards
+// a region whose client is gone, so that a client keeping the fd cannot
+// keep memory charged to laked alive.
+func (m *Mapping) Discard() error {
+	if m.fd < 0 || m.Mem == nil {
+		return nil
+	}
+	if err := unix.Fallocate(m.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, int64(len(m.Mem))); err != nil {
+		return fmt.Errorf("shm: discard region pages: %w", err)
+	}
+	return nil
+}
+
 // Close unmaps the memory and closes the descriptor.
 func (m *Mapping) Close() error {
 	var err error

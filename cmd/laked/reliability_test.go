@@ -433,11 +433,18 @@ func TestAttacksOnLakedProcess(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond) // both streams are running
 			c.Close()
-			time.Sleep(300 * time.Millisecond)
-			c0 := cpuOf(t, pid)
-			time.Sleep(time.Second)
-			if used := cpuOf(t, pid) - c0; used > 300*time.Millisecond {
-				t.Fatalf("laked used %v of CPU in the second after the client left: its kernels kept running", used)
+			// laked goes quiet soon after: some half second within the
+			// next 5 s uses under 100 ms of CPU. (A liveness check on a
+			// shared machine; TestDepartedClientsKernelsStop in laked is
+			// the exact one.)
+			quiet := false
+			for deadline := time.Now().Add(5 * time.Second); !quiet && time.Now().Before(deadline); {
+				c0 := cpuOf(t, pid)
+				time.Sleep(500 * time.Millisecond)
+				quiet = cpuOf(t, pid)-c0 < 100*time.Millisecond
+			}
+			if !quiet {
+				t.Fatal("laked kept using CPU for 5 s after the client left: its kernels kept running")
 			}
 		}},
 		{"admin loader on /dev/zero and a FIFO", func(t *testing.T) {
