@@ -313,3 +313,42 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// FuzzConfigFile feeds arbitrary config files (untrusted input): loading
+// never panics, and a file that loads is valid and prints (--print-config)
+// a file that loads back to the same configuration.
+func FuzzConfigFile(f *testing.F) {
+	f.Add("batch:\n  max_size: 10\n  max_wait: 1ms\n")
+	f.Add("device: auto\nsocket: \"\"\n")
+	f.Add("policy:\n  gpu_batch_ns: -1\n")
+	f.Add("log: [1, 2\n")
+	f.Add("limits:\n  launch_timeout: 5s\n")
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, body string) {
+		p := filepath.Join(dir, "fuzz.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := loadConfig([]string{"--config", p}, io.Discard)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("loaded an invalid config: %v", err)
+		}
+		out, err := cfg.YAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		back, _, err := loadConfig([]string{"--config", p}, io.Discard)
+		if err != nil {
+			t.Fatalf("printed config does not load: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(back, cfg) {
+			t.Fatalf("round trip changed the config:\n%+v\n%+v", cfg, back)
+		}
+	})
+}
