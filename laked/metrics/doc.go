@@ -20,6 +20,7 @@
 //	lake_decisions_total{side}                counter, side = cpu | gpu
 //	lake_gpu_fallbacks_total                  counter (GPU chosen, ran on the CPU)
 //	lake_completions_overflowed_total         counter (completions held back by a full ring)
+//	lake_handshakes_refused_total             counter (max_clients, limits, unsafe re-attach fds)
 //	lake_sessions                             gauge (attached clients)
 //	lake_sessions_served_total                counter
 //	lake_model_version{id,name}               gauge, one series per served model

@@ -47,6 +47,7 @@ var (
 	descDecisions   = prometheus.NewDesc("lake_decisions_total", "Placement decisions per batch, by side.", []string{"side"}, nil)
 	descFallbacks   = prometheus.NewDesc("lake_gpu_fallbacks_total", "Batches placed on the GPU that ran on the CPU.", nil, nil)
 	descOverflowed  = prometheus.NewDesc("lake_completions_overflowed_total", "Completions held back because a client's completion ring was full.", nil, nil)
+	descRefused     = prometheus.NewDesc("lake_handshakes_refused_total", "Handshakes refused: max_clients, a limits budget, or a re-attach fd that is not a sealed memfd.", nil, nil)
 	descSessions    = prometheus.NewDesc("lake_sessions", "Clients attached now.", nil, nil)
 	descServed      = prometheus.NewDesc("lake_sessions_served_total", "Clients attached since start.", nil, nil)
 	descModel       = prometheus.NewDesc("lake_model_version", "Version of each served model (1 at load, +1 per replacement).", []string{"id", "name"}, nil)
@@ -71,7 +72,7 @@ func NewCollector(src Source, pol PolicySource) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSubmissions, descCompletions, descBatches, descBatchSize, descQueueWait,
-		descService, descDecisions, descFallbacks, descOverflowed, descSessions, descServed, descModel} {
+		descService, descDecisions, descFallbacks, descOverflowed, descRefused, descSessions, descServed, descModel} {
 		ch <- d
 	}
 	if c.pol != nil {
@@ -118,6 +119,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDecisions, st.DecisionsGPU, "gpu")
 	counter(descFallbacks, st.GPUFallbacks)
 	counter(descOverflowed, st.Overflowed)
+	counter(descRefused, st.Refused)
 	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(st.Sessions))
 	counter(descServed, st.SessionsServed)
 	for _, m := range c.src.Models() {
