@@ -292,3 +292,55 @@ func TestInstallDKMSLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMakeInstall runs `make install` into a DESTDIR with PREFIX=/usr and
+// no kernel headers (TestInstallModules covers the modules): the binaries,
+// the config and the three units land where the units expect them, the
+// installed laked reads the installed config, the unit runs the installed
+// laked, the missing headers are reported with what to do, and a second
+// install keeps an edited config.
+func TestMakeInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the commands (-short)")
+	}
+	need(t, "make")
+	dest, bin := t.TempDir(), t.TempDir()
+	install := func() string {
+		return run(t, 10*time.Minute, root, "make", "--no-print-directory", "install", "DESTDIR="+dest, "PREFIX=/usr",
+			"BIN="+bin, "KDIR=/nonexistent/build", "KVER=0.0-none")
+	}
+	out := install()
+	if !strings.Contains(out, "no kernel modules installed") || !strings.Contains(out, "make install-modules") {
+		t.Errorf("make install without headers does not say what to do:\n%s", out)
+	}
+	for _, f := range []string{"usr/bin/laked", "usr/bin/lakectl"} {
+		if fi, err := os.Stat(filepath.Join(dest, f)); err != nil || fi.Mode()&0o111 == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, u := range []string{"laked.service", "laked.socket", "laked-admin.socket"} {
+		if _, err := os.Stat(filepath.Join(dest, "etc/systemd/system", u)); err != nil {
+			t.Error(err)
+		}
+	}
+	svc, err := os.ReadFile(filepath.Join(dest, "etc/systemd/system/laked.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(svc), "\nExecStart=/usr/bin/laked --config /etc/lake/laked.yaml\n") {
+		t.Errorf("installed laked.service does not run PREFIX's laked:\n%s", svc)
+	}
+	cfg := filepath.Join(dest, "etc/lake/laked.yaml")
+	printed := run(t, time.Minute, "/", filepath.Join(dest, "usr/bin/laked"), "--config", cfg, "--print-config")
+	if !strings.Contains(printed, "device: auto") {
+		t.Errorf("installed laked with the installed config:\n%s", printed)
+	}
+	// An edited config survives a reinstall.
+	if err := os.WriteFile(cfg, []byte("max_clients: 7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	install()
+	if data, _ := os.ReadFile(cfg); string(data) != "max_clients: 7\n" {
+		t.Errorf("reinstall replaced the edited config: %q", data)
+	}
+}
