@@ -94,3 +94,13 @@ func (l *lazyImage) get(encode func() ([]byte, error)) ([]byte, error) {
 	l.once.Do(func() { l.data, l.err = encode() })
 	return l.data, l.err
 }
+
+// Served returns the model served under id and its version.
+func (s *Server) Served(id uint32) (Model, uint64, bool) {
+	sm := s.models.lookup(id)
+	if sm == nil {
+		return nil, 0, false
+	}
+	v := sm.current.Load()
+	return v.m, v.version, true
+}

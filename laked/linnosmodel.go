@@ -36,6 +36,12 @@ func NewLinnOSModelMeta(name string, m *linnos.IntModel, meta linnos.ModelMeta) 
 	return &LinnOSModel{name: name, m: m, meta: meta}
 }
 
+// IntModel is the served integer model.
+func (l *LinnOSModel) IntModel() *linnos.IntModel { return l.m }
+
+// Meta is the weight-file metadata the model's image carries.
+func (l *LinnOSModel) Meta() linnos.ModelMeta { return l.meta }
+
 // Image implements ImageExporter: the integer weight file (linnos.EncodeInt).
 func (l *LinnOSModel) Image() (string, []byte, error) {
 	data, err := l.img.get(func() ([]byte, error) { return linnos.EncodeInt(l.m, l.meta) })

@@ -296,6 +296,45 @@ func (c *cli) features(ctx context.Context, args []string) error {
 	return nil
 }
 
+func (c *cli) retrain(ctx context.Context, args []string) error {
+	fs := newFlagSet("retrain", c)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	cl := c.client()
+	defer cl.Close()
+	rr, err := cl.Retrain(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.emitJSON(rr)
+	}
+	tw := c.table()
+	fmt.Fprintln(tw, "DEVICE	MODEL	VERSION	SAMPLES	TRAININGS	INSTALLS	ACCURACY	SERVED	FIDELITY	LAST TRAINING	OUTCOME")
+	for _, d := range rr.Devices {
+		model := "-"
+		if id, ok := rr.Models[strconv.FormatUint(d.Device, 10)]; ok {
+			model = strconv.FormatUint(uint64(id), 10)
+		}
+		last, acc, served, fid := "never", "-", "-", "-"
+		if !d.LastTraining.IsZero() {
+			last = d.LastTraining.Format(time.RFC3339)
+			acc = fmt.Sprintf("%.1f%%", 100*d.Accuracy)
+			fid = fmt.Sprintf("%.1f%%", 100*d.Fidelity)
+			if d.ServedAccuracy >= 0 {
+				served = fmt.Sprintf("%.1f%%", 100*d.ServedAccuracy)
+			}
+		}
+		fmt.Fprintf(tw, "%d:%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", d.Device>>20, d.Device&(1<<20-1), model, d.Version,
+			d.Samples, d.Trainings, d.Installs, acc, served, fid, last, d.Outcome)
+	}
+	return tw.Flush()
+}
+
 func (c *cli) reload(ctx context.Context, args []string) error {
 	fs := newFlagSet("reload", c)
 	if err := c.parse(fs, args); err != nil {

@@ -65,6 +65,7 @@ var commands = []command{
 	{"policy shipped", "NAME", "switch to a shipped policy"},
 	{"policy params", "[--gpu-min-batch N] [--gpu-max-util-pct P] [--gpu-min-mem-mib M] [--gpu-batch-ns NS]", "set placement parameters"},
 	{"features list", "", "registered feature schemas (features alone lists them too)"},
+	{"retrain", "", "LinnOS retraining per device: model, version, accuracy, last training"},
 	{"stats", "", "counters and latencies from laked's /metrics"},
 	{"bench", "[--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll]", "round-trip (nop) and predict latency"},
 	{"reload", "", "re-read laked's configuration and policy (what SIGHUP does)"},
@@ -185,6 +186,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.policy(ctx, rest)
 	case "features":
 		return c.features(ctx, rest)
+	case "retrain":
+		return c.retrain(ctx, rest)
 	case "stats":
 		return c.stats(ctx, rest)
 	case "bench":

@@ -13,6 +13,8 @@
 //	policy params [--gpu-min-batch N] [--gpu-max-util-pct P]
 //	              [--gpu-min-mem-mib M] [--gpu-batch-ns NS]
 //	features [list]                registered feature schemas
+//	retrain                        LinnOS retraining per device (model,
+//	                               version, held-out accuracy, last training)
 //	stats                          counters and latency histograms from /metrics
 //	bench [--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll]
 //	                               round-trip (nop) and predict latency

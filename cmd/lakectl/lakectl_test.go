@@ -25,6 +25,7 @@ import (
 	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/laked/metrics"
 	"github.com/lakeos/lake/lakelib"
+	"github.com/lakeos/lake/linnos/retrain"
 	"github.com/lakeos/lake/policy"
 )
 
@@ -89,8 +90,15 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 
+	retrainStatus := func() admin.RetrainResponse {
+		return admin.RetrainResponse{Devices: []retrain.DeviceStatus{
+			{Device: 8<<20 | 16, Samples: 20000, Trainings: 2, Installs: 1, LastTraining: time.Date(2026, 12, 1, 23, 40, 0, 0, time.UTC),
+				Accuracy: 0.931, Fidelity: 1, ServedAccuracy: 0.9, Outcome: "installed", Version: 3},
+			{Device: 8<<20 | 32, Samples: 12, ServedAccuracy: -1},
+		}, Models: map[string]uint32{"8388624": 11}}
+	}
 	h, err := admin.New(admin.Deps{Server: srv, Policy: eng, LoadModel: loader, Features: reg, Version: "v0.9.0-test",
-		Started: time.Now().Add(-time.Hour), Reload: func() error { return nil }})
+		Started: time.Now().Add(-time.Hour), Reload: func() error { return nil }, Retrain: retrainStatus})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +284,19 @@ func TestFeatures(t *testing.T) {
 	f.okJSON(t, &fr, "features", "list")
 	if len(fr.Schemas) != 1 || fr.Schemas[0].Name != "ssd_io" || fr.Schemas[0].Keys != 1 {
 		t.Fatalf("features JSON %+v", fr)
+	}
+}
+
+func TestRetrain(t *testing.T) {
+	f := newFixture(t)
+	out := f.ok(t, "retrain")
+	hasLine(t, out, `^DEVICE\s+MODEL\s+VERSION\s+SAMPLES\s+TRAININGS\s+INSTALLS\s+ACCURACY\s+SERVED\s+FIDELITY\s+LAST TRAINING\s+OUTCOME$`)
+	hasLine(t, out, `^8:16\s+11\s+3\s+20000\s+2\s+1\s+93\.1%\s+90\.0%\s+100\.0%\s+2026-12-01T23:40:00Z\s+installed$`)
+	hasLine(t, out, `^8:32\s+-\s+0\s+12\s+0\s+0\s+-\s+-\s+-\s+never\s*$`)
+	var rr admin.RetrainResponse
+	f.okJSON(t, &rr, "retrain")
+	if len(rr.Devices) != 2 || rr.Devices[0].Version != 3 {
+		t.Fatalf("retrain JSON %+v", rr)
 	}
 }
 

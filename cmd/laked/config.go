@@ -52,6 +52,21 @@ type Config struct {
 	Watchdog    time.Duration `mapstructure:"watchdog" yaml:"watchdog"`
 	Limits      LimitsConfig  `mapstructure:"limits" yaml:"limits"`
 	GPU         GPUConfig     `mapstructure:"gpu" yaml:"gpu"`
+	Retrain     RetrainConfig `mapstructure:"retrain" yaml:"retrain"`
+}
+
+// RetrainConfig turns on LinnOS retraining from the kernel's records
+// (package linnos/retrain; cmd/laked/retrain.go).
+type RetrainConfig struct {
+	// LinnOSDevices maps the block devices the kernel records reads of
+	// to the laked model ids their models are served under:
+	// "MAJOR:MINOR=ID,..." (empty: no retraining).
+	LinnOSDevices string `mapstructure:"linnos_devices" yaml:"linnos_devices"`
+	// MinSamples is how many new reads of a device trigger a training.
+	MinSamples int `mapstructure:"min_samples" yaml:"min_samples"`
+	// ThresholdUs is the slow threshold the models learn (0: found per
+	// training at the knee of the latency distribution).
+	ThresholdUs uint32 `mapstructure:"threshold_us" yaml:"threshold_us"`
 }
 
 // GPUConfig chooses the GPU and what laked uses it for.
@@ -179,6 +194,9 @@ var keys = []key{
 	{"gpu.mode", "auto", "gpu", `"auto" (the GPU when built with the cuda tag and one is present) or "off"`},
 	{"gpu.index", 0, "", ""},
 	{"gpu.contexts", false, "", ""},
+	{"retrain.linnos_devices", "", "retrain-linnos", `retrain LinnOS models from the kernel's records: "MAJOR:MINOR=MODEL_ID,..." (empty: off)`},
+	{"retrain.min_samples", 4000, "", ""},
+	{"retrain.threshold_us", uint32(0), "", ""},
 }
 
 // envPrefix prefixes the environment variable of every key:
@@ -356,6 +374,12 @@ func (c *Config) Validate() error {
 		return bad("limits.session_device_bytes", c.Limits.SessionDeviceBytes, "want device byte limits > 0")
 	case c.Limits.LaunchTimeout <= 0:
 		return bad("limits.launch_timeout", c.Limits.LaunchTimeout, "want > 0")
+	}
+	if _, err := parseRetrainDevices(c.Retrain.LinnOSDevices); err != nil {
+		return bad("retrain.linnos_devices", fmt.Sprintf("%q", c.Retrain.LinnOSDevices), err.Error())
+	}
+	if c.Retrain.MinSamples < 200 || c.Retrain.MinSamples > 1<<24 {
+		return bad("retrain.min_samples", c.Retrain.MinSamples, "want 200..16777216")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lakeos/lake/features"
 	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/laked/admin"
 	"github.com/lakeos/lake/laked/backend"
 	"github.com/lakeos/lake/laked/backend/cpu"
 	"github.com/lakeos/lake/laked/backend/kernels"
@@ -127,7 +128,8 @@ type daemon struct {
 	srv      *laked.Server
 	engine   *policy.Engine
 	features *features.Registry
-	passed   *passedSockets // sockets a service manager passed, not yet served
+	retrain  func() admin.RetrainResponse // nil: not retraining
+	passed   *passedSockets               // sockets a service manager passed, not yet served
 	closers  []func()
 }
 
@@ -252,6 +254,11 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 		}
 		d.features = reg
 		d.closers = append(d.closers, release)
+	}
+	if st, err := d.startRetrain(d.features); err != nil {
+		log.Warn().Err(err).Msg("not retraining LinnOS models")
+	} else {
+		d.retrain = st
 	}
 	ok = true
 	return d, nil

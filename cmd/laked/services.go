@@ -46,7 +46,7 @@ func (d *daemon) startServices(started time.Time, args []string) error {
 	cfg := d.cfg
 	if cfg.AdminSocket != "" || d.passed.admin != nil {
 		h, err := admin.New(admin.Deps{
-			Server: d.srv, Policy: d.engine, LoadModel: loadModelFile, Features: d.features,
+			Server: d.srv, Policy: d.engine, LoadModel: loadModelFile, Features: d.features, Retrain: d.retrain,
 			Version: version, Started: started, Reload: func() error { return d.reload(args) }, Logger: d.log,
 		})
 		if err != nil {
@@ -133,7 +133,7 @@ func loadModelFile(kind, path string, b []byte) (laked.Model, error) {
 		if err != nil {
 			return nil, err
 		}
-		return laked.NewLinnOSModel("linnos", im), nil
+		return laked.NewLinnOSModelMeta("linnos", im, f.Meta), nil
 	}
 	return nil, fmt.Errorf("unknown model kind %q", kind)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lakeos/lake/features"
 	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/linnos/retrain"
 	"github.com/lakeos/lake/policy"
 )
 
@@ -391,6 +392,32 @@ func TestFeatures(t *testing.T) {
 	st, _ := e.c.Status(t.Context())
 	if !st.Features {
 		t.Error("status does not report the registry")
+	}
+}
+
+// TestRetrain checks GET /v1/retrain: 404 without a retrainer, the
+// status the retrainer reports otherwise.
+func TestRetrain(t *testing.T) {
+	e := newEnv(t, nil)
+	_, err := e.c.Retrain(t.Context())
+	wantAPIError(t, err, http.StatusNotFound, "does not retrain")
+	when := time.Date(2026, 12, 1, 23, 40, 0, 0, time.UTC)
+	e = newEnv(t, func(d *Deps) {
+		d.Retrain = func() RetrainResponse {
+			return RetrainResponse{Devices: []retrain.DeviceStatus{{Device: 8<<20 | 16, Samples: 5, Trainings: 1, Installs: 1,
+				LastTraining: when, Accuracy: 0.9, ServedAccuracy: -1, Outcome: "installed", Version: 2}},
+				Models: map[string]uint32{"8388624": 11}}
+		}
+	})
+	rr, err := e.c.Retrain(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rr.Devices) != 1 || rr.Models["8388624"] != 11 {
+		t.Fatalf("retrain %+v", rr)
+	}
+	if d := rr.Devices[0]; d.Device != 8<<20|16 || d.Version != 2 || !d.LastTraining.Equal(when) || d.ServedAccuracy != -1 || d.Outcome != "installed" {
+		t.Fatalf("device %+v", d)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/linnos/retrain"
 	"github.com/lakeos/lake/policy"
 )
 
@@ -135,6 +136,15 @@ type FeatureSchema struct {
 	MaxKeys    int            `json:"max_keys"`
 	RecordSize int            `json:"record_size"`
 	Keys       int            `json:"keys"` // live keys now
+}
+
+// RetrainResponse is GET /v1/retrain: per device, the LinnOS model
+// retraining (linnos/retrain) status.
+type RetrainResponse struct {
+	Devices []retrain.DeviceStatus `json:"devices"`
+	// Models maps a device key (decimal) to the laked model id its model
+	// is served under.
+	Models map[string]uint32 `json:"models,omitempty"`
 }
 
 // FeaturesResponse is GET /v1/features.

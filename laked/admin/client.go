@@ -185,6 +185,11 @@ func (c *Client) Features(ctx context.Context) (*FeaturesResponse, error) {
 	return call[FeaturesResponse](ctx, c, http.MethodGet, "/v1/features", nil)
 }
 
+// Retrain is GET /v1/retrain.
+func (c *Client) Retrain(ctx context.Context) (*RetrainResponse, error) {
+	return call[RetrainResponse](ctx, c, http.MethodGet, "/v1/retrain", nil)
+}
+
 // Stats is GET /v1/stats.
 func (c *Client) Stats(ctx context.Context) (*StatsResponse, error) {
 	return call[StatsResponse](ctx, c, http.MethodGet, "/v1/stats", nil)

@@ -20,6 +20,7 @@ import (
 	"github.com/lakeos/lake/features"
 	"github.com/lakeos/lake/internal/regfile"
 	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/linnos/retrain"
 	"github.com/lakeos/lake/policy"
 )
 
@@ -50,6 +51,9 @@ type Deps struct {
 	ModelKinds []string
 	// Features is the feature registry, nil when there is none.
 	Features FeatureLister
+	// Retrain reports the LinnOS retraining status (GET /v1/retrain); nil
+	// when laked does not retrain.
+	Retrain func() RetrainResponse
 	// Version is laked's version string.
 	Version string
 	// Started is when laked started (uptime is measured from it).
@@ -168,6 +172,7 @@ func (h *Handler) newMux() *http.ServeMux {
 		"POST /v1/policy":        h.loadPolicy,
 		"PUT /v1/policy/params":  h.setParams,
 		"GET /v1/features":       h.features,
+		"GET /v1/retrain":        h.retrain,
 		"GET /v1/stats":          h.stats,
 		"POST /v1/reload":        h.reload,
 	} {
@@ -577,6 +582,17 @@ func (h *Handler) setParams(r *http.Request) (any, error) {
 	}
 	h.d.Logger.Info().Interface("params", paramsOf(p)).Msg("admin: policy params set")
 	return h.policyResponse(), nil
+}
+
+func (h *Handler) retrain(*http.Request) (any, error) {
+	if h.d.Retrain == nil {
+		return nil, errorf(http.StatusNotFound, "this laked does not retrain LinnOS models (config key retrain.linnos_devices)")
+	}
+	out := h.d.Retrain()
+	if out.Devices == nil {
+		out.Devices = []retrain.DeviceStatus{}
+	}
+	return out, nil
 }
 
 func (h *Handler) features(*http.Request) (any, error) {
