@@ -91,7 +91,10 @@ cuda-check: cuda-env
 	$(CUDA_ENV) $(GO) vet -tags cuda $(CUDA_PKGS)
 	$(CUDA_ENV) $(GO) build -tags cuda -o /dev/null ./cmd/laked
 	.whl/cuda/bin/ptxas -arch=sm_90 laked/backend/cuda/ptx/lake.ptx -o /dev/null
-	$(CUDA_ENV) LD_LIBRARY_PATH=$(CURDIR)/.whl/stub $(GO) test -race -count=1 -tags cuda ./laked/backend/cuda/ ./cmd/laked/
+	# The tag-free tests (OnHost included) already ran in test; here only
+	# what the tag adds: the cuda package's own tests and laked's GPU ones.
+	$(CUDA_ENV) LD_LIBRARY_PATH=$(CURDIR)/.whl/stub $(GO) test -race -count=1 -tags cuda -skip OnHost ./laked/backend/cuda/
+	$(CUDA_ENV) LD_LIBRARY_PATH=$(CURDIR)/.whl/stub $(GO) test -race -count=1 -tags cuda -run 'GPU|LoadSources' ./cmd/laked/
 
 # Build the GPU check (cuda-tagged test binaries and the script) into
 # bin/gpu-check; deploy/gpu-check.sh runs them on a GPU machine with no
