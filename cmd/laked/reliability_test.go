@@ -48,7 +48,13 @@ func TestMetricsOnUnixSocket(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", ms)
 	}}, Timeout: 5 * time.Second}
-	resp, err := hc.Get("http://laked/metrics")
+	// The file exists from bind, before listen: retry a refused connect.
+	var resp *http.Response
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if resp, err = hc.Get("http://laked/metrics"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
