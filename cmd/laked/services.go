@@ -10,9 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lakeos/lake/features"
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/laked/admin"
+	"github.com/lakeos/lake/laked/kernelstats"
 	"github.com/lakeos/lake/laked/metrics"
 	"github.com/lakeos/lake/linnos"
 	"github.com/lakeos/lake/shm"
@@ -83,7 +86,11 @@ func (d *daemon) startServices(started time.Time, args []string) error {
 				d.log.Warn().Str("addr", cfg.MetricsAddr).Msg("metrics endpoint is not on loopback")
 			}
 		}
-		h, err := metrics.Handler(d.srv, d.engine)
+		var extra []prometheus.Collector
+		if d.features != nil {
+			extra = append(extra, kernelstats.New(d.features))
+		}
+		h, err := metrics.Handler(d.srv, d.engine, extra...)
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}

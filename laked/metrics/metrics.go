@@ -158,14 +158,15 @@ func constHistogram(d *prometheus.Desc, h laked.HistogramSnapshot) prometheus.Me
 }
 
 // NewRegistry returns a registry holding a Collector over src (and pol
-// when not nil) and the Go runtime and process collectors.
-func NewRegistry(src Source, pol PolicySource) (*prometheus.Registry, error) {
+// when not nil), the Go runtime and process collectors, and extra (for
+// example the kernel statistics of package kernelstats).
+func NewRegistry(src Source, pol PolicySource, extra ...prometheus.Collector) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		NewCollector(src, pol),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}, extra...) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register collector: %w", err)
 		}
@@ -174,16 +175,16 @@ func NewRegistry(src Source, pol PolicySource) (*prometheus.Registry, error) {
 }
 
 // Handler returns the http.Handler for /metrics over src (a
-// *laked.Server) and pol (a *policy.Engine, or nil). A pol that is a nil
-// *policy.Engine counts as nil.
-func Handler(src Source, pol PolicySource) (http.Handler, error) {
+// *laked.Server) and pol (a *policy.Engine, or nil), plus the extra
+// collectors. A pol that is a nil *policy.Engine counts as nil.
+func Handler(src Source, pol PolicySource, extra ...prometheus.Collector) (http.Handler, error) {
 	if s, ok := src.(*laked.Server); src == nil || (ok && s == nil) {
 		return nil, fmt.Errorf("metrics: no server to read")
 	}
 	if e, ok := pol.(*policy.Engine); ok && e == nil {
 		pol = nil
 	}
-	reg, err := NewRegistry(src, pol)
+	reg, err := NewRegistry(src, pol, extra...)
 	if err != nil {
 		return nil, err
 	}
