@@ -89,6 +89,22 @@ var Builtins = map[string]Kernel{
 		{Name: "n", Kind: Scalar, Max: maxItems},
 		{Name: "maxw", Kind: Scalar, Max: kernels.MaxWidth},
 	}, Trusted: true},
+	// LiteFlow snapshots (lakelib/include/lake_snapshot.h on the GPU).
+	"lake_snapshot_build": {Sig: Signature{
+		{Name: "img", Kind: Pointer, PerCount: 1, CountIdx: 1},
+		{Name: "len", Kind: Scalar, Max: SnapshotMaxImage},
+		{Name: "mem", Kind: Pointer, PerCount: 1, CountIdx: 3},
+		{Name: "memlen", Kind: Scalar, Max: math.MaxUint32},
+		{Name: "ret", Kind: Pointer, Fixed: 16, CountIdx: -1},
+	}, Block: backend.Dim3{X: 1, Y: 1, Z: 1}},
+	// lake_snapshot_run follows pointers stored in the built model: trusted only.
+	"lake_snapshot_run": {Sig: Signature{
+		{Name: "snap", Kind: Scalar, Max: math.MaxUint64},
+		{Name: "in", Kind: Scalar, Max: math.MaxUint64},
+		{Name: "out", Kind: Scalar, Max: math.MaxUint64},
+		{Name: "scratch", Kind: Scalar, Max: math.MaxUint64},
+		{Name: "n", Kind: Scalar, Max: maxItems},
+	}, Trusted: true},
 	"lake_linnos_int0":   linnosKernel(0, 8),
 	"lake_linnos_int1":   linnosKernel(1, 8),
 	"lake_linnos_int2":   linnosKernel(2, 8),
@@ -120,6 +136,18 @@ func LinnOSParamsFloat(m *linnos.FloatModel) []float32 {
 	}
 	return p
 }
+
+// Snapshot limits of lake_snapshot.h (LAKE_SNAP_MAX_SIZE, _MAX_WIDTH).
+const (
+	SnapshotMaxImage = 64 << 20
+	SnapshotMaxWidth = 1024
+)
+
+// SnapshotMemBytes bounds the build memory lake_snap_build needs for an
+// image of n bytes: the model struct plus, per weight byte, at most the
+// folded sums, multipliers, shifts and tables it derives (generous; a
+// too-small buffer is reported as -ENOSPC, never overrun).
+func SnapshotMemBytes(n int) uint64 { return 16*uint64(n) + 64<<10 }
 
 // MLPTable packs an MLP for lake_mlp: the layer table (in, out,
 // activation per layer), the parameters (per layer the weights then the

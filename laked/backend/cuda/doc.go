@@ -53,6 +53,14 @@
 //     client gets NewContext, and ModuleLoad of anything but "lake"
 //     fails with ErrNotSupported.
 //
+// The built-in GPU models: LinnOS (integer, bit-exact with
+// linnos.IntModel; float, in linnos.FloatModel's order), its +1 and +2
+// variants (LinnOS), generic ReLU/linear MLPs in package kernels' format
+// (MLP), and LiteFlow snapshots on the one C engine the kernel module
+// shares, lakelib/include/lake_snapshot.h, compiled for the device
+// (Snapshot). Each keeps its parameters resident in a context of its own
+// and uploads them again after a fault rebuilt it.
+//
 // The kernels' CUDA C also compiles for the host (ptx/host_shim.h: a
 // block's threads are host threads, __syncthreads a barrier), so that
 // TestKernelsOnHost checks their arithmetic, indexing and barriers

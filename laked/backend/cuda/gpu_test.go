@@ -14,6 +14,7 @@ import (
 	"github.com/lakeos/lake/laked/backend"
 	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
+	"github.com/lakeos/lake/liteflow/snapshot"
 	"github.com/mumax/3/cuda/cu"
 )
 
@@ -610,4 +611,40 @@ func TestGPUModelRecoversFromFault(t *testing.T) {
 	}
 	check()
 	check()
+}
+
+// TestGPUSnapshotBitExact: every golden LiteFlow snapshot, built and run
+// on the GPU by the shared C engine, equals snapshot.RunQuantized bit for
+// bit; a corrupted image is refused by the device-side validation too.
+func TestGPUSnapshotBitExact(t *testing.T) {
+	b := newGPU(t, backend.Limits{})
+	for name, img := range goldenSnapshots(t) {
+		s, err := snapshot.Decode(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := NewSnapshot(b, img)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, n := range []int{1, 1000} {
+			in := snapshotInputs(s, n, uint64(n))
+			out := make([]byte, 4*n*s.OutputDim())
+			if err := g.RunQuantized(i32bytes(in), out, n); err != nil {
+				t.Fatal(err)
+			}
+			want := make([]int32, s.OutputDim())
+			for i := 0; i < n; i++ {
+				if err := s.RunQuantized(in[i*s.InputDim():(i+1)*s.InputDim()], want); err != nil {
+					t.Fatal(err)
+				}
+				for o, w := range want {
+					if got := int32(binary.LittleEndian.Uint32(out[4*(i*s.OutputDim()+o):])); got != w {
+						t.Fatalf("%s n=%d item %d output %d: GPU %d Go %d", name, n, i, o, got, w)
+					}
+				}
+			}
+		}
+		g.Close()
+	}
 }

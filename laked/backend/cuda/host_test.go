@@ -15,6 +15,7 @@ import (
 
 	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
+	"github.com/lakeos/lake/liteflow/snapshot"
 )
 
 var (
@@ -41,6 +42,7 @@ func hostKernels(t *testing.T) string {
 		}
 		hostBin = filepath.Join(hostDir, "host_test")
 		args := []string{"-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-ffp-contract=off",
+			"-I", filepath.Join("..", "..", "..", "lakelib", "include"),
 			"-o", hostBin, filepath.Join("ptx", "host_test.c")}
 		san := []string{"-fsanitize=address,undefined", "-fno-sanitize-recover=all"}
 		hostOut, hostErr = exec.Command(cc, append(san, args...)...).CombinedOutput()
@@ -217,5 +219,67 @@ func TestMLPKernelOnHost(t *testing.T) {
 	}
 	if _, _, _, err := MLPTable(m); err == nil {
 		t.Fatal("a tanh layer was accepted for the GPU")
+	}
+}
+
+// goldenSnapshots are liteflow/snapshot's golden images (int8 and uint8,
+// per-tensor and per-channel, ReLU, tanh, sigmoid, mixed).
+func goldenSnapshots(t *testing.T) map[string][]byte {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join("..", "..", "..", "liteflow", "snapshot", "testdata", "golden", "*.lksn"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no golden snapshots: %v", err)
+	}
+	imgs := map[string][]byte{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs[filepath.Base(p)] = b
+	}
+	return imgs
+}
+
+// snapshotInputs draws n quantized input vectors in s's range.
+func snapshotInputs(s *snapshot.Snapshot, n int, seed uint64) []int32 {
+	lo, hi := s.DType.Range()
+	r := rand.New(rand.NewPCG(seed, 5))
+	in := make([]int32, n*s.InputDim())
+	for i := range in {
+		in[i] = lo + int32(r.IntN(int(hi-lo+1)))
+	}
+	return in
+}
+
+// TestSnapshotKernelOnHost builds every golden LiteFlow snapshot with
+// lake_snapshot_build and runs it with lake_snapshot_run on the host, and
+// holds the outputs to snapshot.RunQuantized bit for bit.
+func TestSnapshotKernelOnHost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	for name, img := range goldenSnapshots(t) {
+		s, err := snapshot.Decode(img)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		const n = 150
+		in := snapshotInputs(s, n, 1)
+		got := runOnHost(t, "lake_snapshot", 3, n, img, i32bytes(in))
+		if len(got) != 4*n*s.OutputDim() {
+			t.Fatalf("%s: %d output bytes", name, len(got))
+		}
+		want := make([]int32, s.OutputDim())
+		for i := 0; i < n; i++ {
+			if err := s.RunQuantized(in[i*s.InputDim():(i+1)*s.InputDim()], want); err != nil {
+				t.Fatal(err)
+			}
+			for o, w := range want {
+				if g := int32(binary.LittleEndian.Uint32(got[4*(i*s.OutputDim()+o):])); g != w {
+					t.Fatalf("%s item %d output %d: kernel %d, Go %d", name, i, o, g, w)
+				}
+			}
+		}
 	}
 }

@@ -50,7 +50,7 @@ func NewLinnOSFloat(b *Backend, m *linnos.FloatModel) (*LinnOS, error) {
 }
 
 func newLinnOS(b *Backend, kernel string, params []byte) (*LinnOS, error) {
-	r, err := newResident(b, false, kernel, params)
+	r, err := newResident(b, false, []string{kernel}, params)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func (l *LinnOS) Predict(in, out []byte, n int) error {
 	}
 	grid := uint32(min(n, maxGrid))
 	params := Pack(uint64(l.r.bufs[0]), uint64(l.in), uint64(l.out), uint64(n))
-	if err := c.LaunchKernel(l.r.fn, backend.Dim3{X: grid, Y: 1, Z: 1}, LinnOSBlock, 0, 0, params); err != nil {
+	if err := c.LaunchKernel(l.r.fns[0], backend.Dim3{X: grid, Y: 1, Z: 1}, LinnOSBlock, 0, 0, params); err != nil {
 		return err
 	}
 	return c.MemcpyDtoH(out, l.out)

@@ -41,7 +41,7 @@ func NewMLP(b *Backend, m *kernels.MLP) (*MLP, error) {
 	for _, v := range params {
 		pb = binary.LittleEndian.AppendUint32(pb, math.Float32bits(v))
 	}
-	r, err := newResident(b, true, "lake_mlp", tb, pb)
+	r, err := newResident(b, true, []string{"lake_mlp"}, tb, pb)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (g *MLP) Predict(in, out []byte, n int) error {
 	}
 	grid := uint32(min((n+mlpBlock-1)/mlpBlock, maxGrid))
 	params := Pack(uint64(g.r.bufs[0]), g.nl, uint64(g.r.bufs[1]), uint64(g.in), uint64(g.out), uint64(g.sc), uint64(n), g.maxw)
-	if err := c.LaunchKernel(g.r.fn, backend.Dim3{X: grid, Y: 1, Z: 1}, backend.Dim3{X: mlpBlock, Y: 1, Z: 1}, 0, 0, params); err != nil {
+	if err := c.LaunchKernel(g.r.fns[0], backend.Dim3{X: grid, Y: 1, Z: 1}, backend.Dim3{X: mlpBlock, Y: 1, Z: 1}, 0, 0, params); err != nil {
 		return err
 	}
 	return c.MemcpyDtoH(out, g.out)

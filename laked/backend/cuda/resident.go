@@ -11,20 +11,20 @@ import "github.com/lakeos/lake/laked/backend"
 // everything again before the next batch, so a fault costs that batch
 // (which laked then runs on the CPU), not the model's GPU path.
 type resident struct {
-	ctx    *Context
-	kernel string
-	consts [][]byte
-	fn     backend.Handle
-	bufs   []backend.DevPtr // device copies of consts, in order
-	gen    int              // ctx.Rebuilds() when uploaded
+	ctx     *Context
+	kernels []string
+	consts  [][]byte
+	fns     []backend.Handle // the kernels' functions, in order; nil until uploaded
+	bufs    []backend.DevPtr // device copies of consts, in order
+	gen     int              // ctx.Rebuilds() when uploaded
 }
 
-func newResident(b *Backend, trusted bool, kernel string, consts ...[]byte) (*resident, error) {
+func newResident(b *Backend, trusted bool, kernels []string, consts ...[]byte) (*resident, error) {
 	c, err := b.newContext(trusted)
 	if err != nil {
 		return nil, err
 	}
-	r := &resident{ctx: c, kernel: kernel, consts: consts}
+	r := &resident{ctx: c, kernels: kernels, consts: consts}
 	if _, err := r.ensure(); err != nil {
 		c.Destroy()
 		return nil, err
@@ -36,23 +36,28 @@ func newResident(b *Backend, trusted bool, kernel string, consts ...[]byte) (*re
 // reports that they were (re)uploaded: every other buffer of the context
 // is gone.
 func (r *resident) ensure() (fresh bool, err error) {
-	if r.fn != 0 && r.ctx.Rebuilds() == r.gen {
+	if r.fns != nil && r.ctx.Rebuilds() == r.gen {
 		return false, nil
 	}
 	if r.ctx.Rebuilds() == r.gen {
-		// A failed upload in this same context: free what it left.
+		// A failed upload in this same context: free what it left (the
+		// module stays loaded; a rebuild clears it).
 		for _, p := range r.bufs {
 			r.ctx.MemFree(p)
 		}
 	}
-	r.fn, r.bufs, r.gen = 0, nil, r.ctx.Rebuilds()
+	r.fns, r.bufs, r.gen = nil, nil, r.ctx.Rebuilds()
 	mod, err := r.ctx.ModuleLoad([]byte(BuiltinModule))
 	if err != nil {
 		return true, err
 	}
-	fn, err := r.ctx.ModuleGetFunction(mod, r.kernel)
-	if err != nil {
-		return true, err
+	var fns []backend.Handle
+	for _, k := range r.kernels {
+		fn, err := r.ctx.ModuleGetFunction(mod, k)
+		if err != nil {
+			return true, err
+		}
+		fns = append(fns, fn)
 	}
 	for _, c := range r.consts {
 		p, err := r.ctx.MemAlloc(uint64(len(c)))
@@ -64,6 +69,6 @@ func (r *resident) ensure() (fresh bool, err error) {
 		}
 		r.bufs = append(r.bufs, p)
 	}
-	r.fn = fn
+	r.fns = fns
 	return true, nil
 }

@@ -11,7 +11,7 @@ set -eu
 cd "$(dirname "$0")"
 CLANG=${CLANG:-clang}
 "$CLANG" --cuda-device-only --cuda-gpu-arch=sm_80 -nocudainc -nocudalib \
-	-O3 -ffp-contract=off -S -o lake.ptx.tmp lake.cu
+	-I../../../../lakelib/include -O3 -ffp-contract=off -S -o lake.ptx.tmp lake.cu
 # The header comment names the generator, not the machine.
 mv lake.ptx.tmp lake.ptx
 if command -v ptxas >/dev/null 2>&1; then

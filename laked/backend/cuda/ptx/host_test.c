@@ -4,7 +4,9 @@
 //   host_test KERNEL GRID N PARAMS IN OUT
 //
 // KERNEL is a lake.cu kernel name; PARAMS, IN and OUT are files (OUT is
-// written). For lake_mlp, PARAMS is u32 nlayers, maxw, outw, the layer
+// written). For lake_snapshot, PARAMS is a snapshot image: it is built
+// with lake_snapshot_build (one thread), then run with lake_snapshot_run
+// on IN (n × in_dim int32) into OUT (n × out_dim int32). For lake_mlp, PARAMS is u32 nlayers, maxw, outw, the layer
 // table (3 u32 per layer), then the float parameters. Each block runs as blockDim host threads (256 for LinnOS,
 // 64 for vector_add); blocks run one after another.
 #define LAKE_HOST 1
@@ -26,6 +28,12 @@ struct args {
 	unsigned *table;
 	float *weights, *scratch;
 	u64 nlayers, maxw;
+	// lake_snapshot: build, then run
+	u64 plen, memlen;
+	void *mem;
+	i64 ret[2];
+	const struct lake_snap *snap;
+	int32_t *iscratch;
 };
 
 struct thread {
@@ -43,6 +51,10 @@ static void *body(void *p)
 	if (!strcmp(k, "lake_vector_add")) {
 		float *x = a->in;
 		lake_vector_add(x, x + a->n, a->out, a->n);
+	} else if (!strcmp(k, "lake_snapshot_build")) {
+		lake_snapshot_build(a->params, a->plen, a->mem, a->memlen, a->ret);
+	} else if (!strcmp(k, "lake_snapshot_run")) {
+		lake_snapshot_run(a->snap, a->in, a->out, a->iscratch, a->n);
 	} else if (!strcmp(k, "lake_mlp")) {
 		lake_mlp(a->table, a->nlayers, a->weights, a->in, a->out, a->scratch, a->n, a->maxw);
 	} else if (!strcmp(k, "lake_linnos_int0")) {
@@ -59,6 +71,25 @@ static void *body(void *p)
 		lake_linnos_float2(a->params, a->in, a->out, a->n);
 	}
 	return NULL;
+}
+
+// launch runs grid blocks of block threads, one block after another.
+static int launch(struct args *a, unsigned grid, unsigned block, struct thread *ts, pthread_t *th)
+{
+	lake_host_ntid = block;
+	lake_host_nctaid = grid;
+	for (unsigned b = 0; b < grid; b++) {
+		pthread_barrier_init(&lake_host_barrier, NULL, block);
+		for (unsigned t = 0; t < block; t++) {
+			ts[t] = (struct thread){.a = a, .tid = t, .ctaid = b};
+			if (pthread_create(&th[t], NULL, body, &ts[t]))
+				return 1;
+		}
+		for (unsigned t = 0; t < block; t++)
+			pthread_join(th[t], NULL);
+		pthread_barrier_destroy(&lake_host_barrier);
+	}
+	return 0;
 }
 
 static void *slurp(const char *path, size_t *len)
@@ -111,19 +142,28 @@ int main(int argc, char **argv)
 	pthread_t *th = calloc(block, sizeof *th);
 	if (!a.out || !ts || !th || grid == 0)
 		return 2;
-	lake_host_ntid = block;
-	lake_host_nctaid = grid;
-	for (unsigned b = 0; b < grid; b++) {
-		pthread_barrier_init(&lake_host_barrier, NULL, block);
-		for (unsigned t = 0; t < block; t++) {
-			ts[t] = (struct thread){.a = &a, .tid = t, .ctaid = b};
-			if (pthread_create(&th[t], NULL, body, &ts[t]))
-				return 3;
+	if (!strcmp(a.kernel, "lake_snapshot")) {
+		a.plen = plen;
+		a.memlen = 16 * plen + 65536;
+		a.mem = calloc(a.memlen, 1);
+		a.kernel = "lake_snapshot_build";
+		if (!a.mem || launch(&a, 1, 1, ts, th))
+			return 3;
+		if (a.ret[0] != 0) {
+			fprintf(stderr, "lake_snap_build: %lld\n", (long long)a.ret[0]);
+			return 5;
 		}
-		for (unsigned t = 0; t < block; t++)
-			pthread_join(th[t], NULL);
-		pthread_barrier_destroy(&lake_host_barrier);
+		a.snap = (const struct lake_snap *)((char *)a.mem + a.ret[1]);
+		a.iscratch = calloc(a.n * 2 * LAKE_SNAP_MAX_WIDTH + 1, sizeof(int32_t));
+		outlen = a.n * a.snap->out_dim * 4;
+		free(a.out);
+		a.out = calloc(outlen ? outlen : 1, 1);
+		a.kernel = "lake_snapshot_run";
+		if (!a.iscratch || !a.out)
+			return 3;
 	}
+	if (launch(&a, grid, block, ts, th))
+		return 3;
 	FILE *f = fopen(argv[6], "wb");
 	if (!f || fwrite(a.out, 1, outlen, f) != outlen || fclose(f))
 		return 4;
@@ -131,6 +171,8 @@ int main(int argc, char **argv)
 	free(a.in);
 	free(a.out);
 	free(a.scratch);
+	free(a.mem);
+	free(a.iscratch);
 	free(ts);
 	free(th);
 	return 0;

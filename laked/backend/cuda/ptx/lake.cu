@@ -187,3 +187,42 @@ GLOBAL void lake_mlp(const unsigned *table, u64 nlayers, const float *params, co
 		}
 	}
 }
+
+// LiteFlow snapshots, on the one C engine that the kernel module and the
+// C library share (lakelib/include/lake_snapshot.h), made host-device.
+// lake_snapshot_build validates and builds an image with lake_snap_build
+// (one thread; pointers inside the built model are device addresses into
+// mem); lake_snapshot_run runs the built model with lake_snap_run on quantized inputs, one thread per item, bit for
+// bit what snapshot.RunQuantized computes in Go.
+#ifndef LAKE_HOST
+#include <stdint.h>
+#include <stddef.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#define snprintf(...) 0 /* no error text on the device: build returns the code */
+#define memset __builtin_memset
+#define memcpy __builtin_memcpy
+#pragma clang force_cuda_host_device begin
+#include "lake_snapshot.h"
+#pragma clang force_cuda_host_device end
+#else
+#include "lake_snapshot.h"
+#endif
+
+// ret[0] = lake_snap_build's return (0 or -errno), ret[1] = the built
+// model's offset in mem.
+GLOBAL void lake_snapshot_build(const void *img, u64 len, void *mem, u64 memlen, i64 *ret) {
+	if (tid_x() == 0 && ctaid_x() == 0) {
+		struct lake_snap *s = 0;
+		int rc = lake_snap_build(img, len, mem, memlen, &s, 0, 0);
+		ret[0] = rc;
+		ret[1] = rc == 0 ? (i64)((char *)s - (char *)mem) : -1;
+	}
+}
+
+// scratch holds 2*LAKE_SNAP_MAX_WIDTH int32s per item.
+GLOBAL void lake_snapshot_run(const struct lake_snap *s, const int32_t *in, int32_t *out, int32_t *scratch, u64 n) {
+	for (u64 i = (u64)ctaid_x() * ntid_x() + tid_x(); i < n; i += (u64)nctaid_x() * ntid_x())
+		lake_snap_run(s, in + i * s->in_dim, out + i * s->out_dim, scratch + i * 2 * LAKE_SNAP_MAX_WIDTH);
+}
