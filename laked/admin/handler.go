@@ -249,6 +249,9 @@ func (m *muxAnswers) WriteHeader(code int) {
 	writeJSON(m.ResponseWriter, code, ErrorResponse{Error: msg})
 }
 
+// Unwrap lets http.ResponseController reach the server's writer.
+func (m *muxAnswers) Unwrap() http.ResponseWriter { return m.ResponseWriter }
+
 func (m *muxAnswers) Write(b []byte) (int, error) {
 	if m.endpoint {
 		return m.ResponseWriter.Write(b)
