@@ -14,7 +14,9 @@
 //
 //   - Contexts, one CUDA context per client context, with the backend's
 //     per-context limits (bytes, allocations, streams, threads per
-//     launch) enforced before the driver is asked. Every operation binds
+//     launch) and its limit on all contexts' bytes (TotalBytes) enforced
+//     before the driver is asked. A kernel launch cannot be stopped once
+//     it runs (Limits.LaunchTimeout is the CPU backend's only). Every operation binds
 //     the context to a locked OS thread first. A kernel fault (a sticky
 //     error: illegal address, launch failure, ...; Result.Sticky) leaves a
 //     CUDA context unusable: the backend destroys it and creates a fresh,
@@ -41,8 +43,10 @@
 //     committed ptx/lake.ptx. Each built-in kernel declares a Signature;
 //     every launch of it is checked against that signature, so a client
 //     can make it touch only its own allocations. Kernels marked Trusted
-//     (lake_fault, which writes anywhere, for the isolation test) are
-//     refused to untrusted contexts.
+//     are refused to untrusted contexts: lake_fault (writes anywhere, for
+//     the isolation test), and lake_mlp and lake_snapshot_run, whose
+//     extents come from tables in device memory that a launch cannot
+//     check (laked's own model contexts are trusted).
 //
 //     Only a trusted context (Backend.NewTrustedContext) may load any
 //     other image (PTX, cubin, fatbin, at most MaxImageBytes) and launch
