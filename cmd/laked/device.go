@@ -47,8 +47,8 @@ func attachDevice(srv *laked.Server, path string) (laked.Transport, error) {
 // attaches or the daemon stops; a device that exists but does not attach
 // (not a lake region, another laked has it) is reported once and tried
 // again. The kernel's feature registry in a region attached this way is
-// not listed by the admin API until laked restarts (laked's own registry
-// stays).
+// not used until laked restarts: the admin API, the kernel stats and
+// retraining keep laked's own registry, chosen at start.
 func (d *daemon) watchDevice() {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -75,7 +75,7 @@ func (d *daemon) watchDevice() {
 				}
 				continue
 			}
-			d.log.Info().Str("device", autoDevice).Msg("serving kernel region (it appeared after start; its feature registry is listed after a restart)")
+			d.log.Info().Str("device", autoDevice).Msg("serving kernel region (it appeared after start; its feature registry, for kernel stats and retraining, is used after a restart)")
 			return
 		}
 	}()
