@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -24,7 +25,25 @@ const (
 	// DevIoctlCQRing rings the completion doorbell: the module reaps the
 	// completion ring and completes the kernel callers. _IO('L', 0x41).
 	DevIoctlCQRing = 0x4c41
+	// DevIoctlCommitWait commits completions (with DevWaitCommit) and
+	// waits for the next submission in one call (struct lake_dev_wait,
+	// devWait here): _IOWR('L', 0x42, struct lake_dev_wait).
+	DevIoctlCommitWait = 0xc0104c42
+	// DevIoctlKick ends a DevIoctlCommitWait in progress: _IO('L', 0x43).
+	DevIoctlKick = 0x4c43
+	// DevWaitCommit is LAKE_WAIT_COMMIT: reap the completion ring first.
+	DevWaitCommit = 0x1
 )
+
+// devWait is struct lake_dev_wait.
+type devWait struct {
+	Flags     uint32
+	TimeoutMs uint32
+	Reaped    int64
+}
+
+// maxCommitWait is the longest sleep DevIoctlCommitWait accepts.
+const maxCommitWait = 60 * time.Second
 
 // DevInfo is struct lake_dev_info, what DevIoctlInfo returns.
 type DevInfo struct {
@@ -55,6 +74,13 @@ type devTransport struct {
 
 	mu     sync.Mutex // guards closed against Close racing the doorbells
 	closed bool
+
+	// commitWait: the module has DevIoctlCommitWait. Then the session
+	// reader defers the completion doorbell of what is posted while it
+	// works (active) to its next Flush or wait (dirty): one ioctl that
+	// commits and fetches instead of a ring ioctl and a poll.
+	commitWait    bool
+	active, dirty atomic.Bool
 }
 
 // OpenDevice opens the kernel region device at path (normally /dev/lake),
@@ -94,6 +120,9 @@ func OpenDevice(path string) (Transport, error) {
 	if l := t.region.Layout(); l.RegionSize != info.RegionSize {
 		return fail(fmt.Errorf("region header says %d bytes, device says %d", l.RegionSize, info.RegionSize))
 	}
+	// A module without DevIoctlCommitWait answers ENOTTY: poll and ring.
+	probe := devWait{}
+	t.commitWait = ioctlPtr(fd, DevIoctlCommitWait, unsafe.Pointer(&probe)) == nil
 	t.kickFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		t.kickFd = -1
@@ -125,12 +154,17 @@ func (t *devTransport) Trusted() bool { return true }
 func (t *devTransport) Info() DevInfo { return t.info }
 
 // WaitSubmissions announces laked in sq_need_wakeup (as shm.Bell.Wait
-// does), re-checks ready, and then polls the device, which is readable
-// while a submission is published at sq_head; a Kick ends the wait too.
+// does), re-checks ready, and then sleeps in DevIoctlCommitWait (which
+// also commits completions whose doorbell was deferred) or, on an older
+// module, polls the device, which is readable while a submission is
+// published at sq_head; a Kick ends the wait too.
 func (t *devTransport) WaitSubmissions(ready func() bool, timeout time.Duration) error {
 	need := t.region.SQ().Bell.Waiters
 	need.Add(1)
 	defer need.Add(^uint32(0))
+	if t.commitWait {
+		return t.commitAndWait(ready, timeout)
+	}
 	if ready() {
 		return nil
 	}
@@ -162,11 +196,71 @@ func (t *devTransport) WaitSubmissions(ready func() bool, timeout time.Duration)
 	return nil
 }
 
+func (t *devTransport) commitAndWait(ready func() bool, timeout time.Duration) error {
+	w := devWait{}
+	if t.dirty.Swap(false) {
+		w.Flags = DevWaitCommit
+	}
+	if !ready() {
+		timeout = min(max(timeout, 0), maxCommitWait)
+		w.TimeoutMs = uint32((timeout + time.Millisecond - 1) / time.Millisecond)
+	}
+	if w.Flags == 0 && w.TimeoutMs == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return fmt.Errorf("laked: device %s: %w", t.path, errClosedDevice)
+	}
+	fd := t.fd
+	t.mu.Unlock()
+	// Close cannot run during the call: only the session reader, which
+	// is here, closes the transport (Close after the session ended).
+	if err := ioctlPtr(fd, DevIoctlCommitWait, unsafe.Pointer(&w)); err != nil && !errors.Is(err, unix.EINTR) {
+		return fmt.Errorf("laked: device %s: LAKE_IOC_COMMIT_WAIT: %w", t.path, err)
+	}
+	return nil
+}
+
+// BeginWork: the session reader is working; completions posted until
+// EndWork may leave their doorbell to its next Flush or wait.
+func (t *devTransport) BeginWork() {
+	if t.commitWait {
+		t.active.Store(true)
+	}
+}
+
+// EndWork: the reader stopped working; it will Flush or wait next.
+func (t *devTransport) EndWork() { t.active.Store(false) }
+
+// Flush rings the completion doorbell if a ring was deferred.
+func (t *devTransport) Flush() error {
+	if t.dirty.Swap(false) {
+		return t.ring()
+	}
+	return nil
+}
+
 var errClosedDevice = errors.New("transport closed")
 
 // NotifyCompletions rings LAKE_IOC_CQ_RING: the module reaps the
-// completion ring and completes the kernel callers.
+// completion ring and completes the kernel callers. While the session
+// reader works (BeginWork..EndWork) the ring is deferred to its next Flush
+// or wait; a poster that finds the reader no longer working rings itself
+// (both sides use sequentially consistent atomics: either the poster sees
+// the reader gone or the reader sees dirty).
 func (t *devTransport) NotifyCompletions() error {
+	if t.commitWait {
+		t.dirty.Store(true)
+		if t.active.Load() || !t.dirty.Swap(false) {
+			return nil
+		}
+	}
+	return t.ring()
+}
+
+func (t *devTransport) ring() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -183,6 +277,10 @@ func (t *devTransport) Kick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed || t.kickFd < 0 {
+		return
+	}
+	if t.commitWait {
+		_, _, _ = unix.Syscall(unix.SYS_IOCTL, uintptr(t.fd), DevIoctlKick, 0)
 		return
 	}
 	one := [8]byte{1}

@@ -35,6 +35,13 @@ func TestDevIoctlNumbersMatchHeader(t *testing.T) {
 int main(void) {
 	printf("info %lu\n", (unsigned long)LAKE_IOC_INFO);
 	printf("cq_ring %lu\n", (unsigned long)LAKE_IOC_CQ_RING);
+	printf("commit_wait %lu\n", (unsigned long)LAKE_IOC_COMMIT_WAIT);
+	printf("kick %lu\n", (unsigned long)LAKE_IOC_KICK);
+	printf("wait_commit %lu\n", (unsigned long)LAKE_WAIT_COMMIT);
+	printf("wait_size %zu\n", sizeof(struct lake_dev_wait));
+	printf("wait_off_flags %zu\n", offsetof(struct lake_dev_wait, flags));
+	printf("wait_off_timeout_ms %zu\n", offsetof(struct lake_dev_wait, timeout_ms));
+	printf("wait_off_reaped %zu\n", offsetof(struct lake_dev_wait, reaped));
 	printf("size %zu\n", sizeof(struct lake_dev_info));
 	OFF(region_size); OFF(version); OFF(flags); OFF(sq_entries); OFF(cq_entries);
 	OFF(arena_size); OFF(features_size); OFF(attach_count); OFF(reserved);
@@ -63,7 +70,11 @@ int main(void) {
 		got[k] = n
 	}
 	var d DevInfo
+	var w devWait
 	want := map[string]uint64{
+		"commit_wait": DevIoctlCommitWait, "kick": DevIoctlKick, "wait_commit": DevWaitCommit,
+		"wait_size": uint64(unsafe.Sizeof(w)), "wait_off_flags": uint64(unsafe.Offsetof(w.Flags)),
+		"wait_off_timeout_ms": uint64(unsafe.Offsetof(w.TimeoutMs)), "wait_off_reaped": uint64(unsafe.Offsetof(w.Reaped)),
 		"info": DevIoctlInfo, "cq_ring": DevIoctlCQRing, "size": uint64(unsafe.Sizeof(d)),
 		"off_region_size": uint64(unsafe.Offsetof(d.RegionSize)), "off_version": uint64(unsafe.Offsetof(d.Version)),
 		"off_flags": uint64(unsafe.Offsetof(d.Flags)), "off_sq_entries": uint64(unsafe.Offsetof(d.SQEntries)),

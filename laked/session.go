@@ -20,6 +20,15 @@ const (
 	drainPostTimeout      = 2 * time.Second
 )
 
+// commitDeferrer is implemented by transports whose completion doorbell
+// the session reader can defer while it works and combine with its next
+// wait (/dev/lake's commit-and-fetch ioctl).
+type commitDeferrer interface {
+	BeginWork()
+	EndWork()
+	Flush() error
+}
+
 // kicker is implemented by transports that can wake their own sleeping
 // reader (to notice a drain or a departed client at once).
 type kicker interface{ Kick() }
@@ -184,17 +193,32 @@ func (s *session) run() {
 		}
 		n := s.sq.Consume(buf)
 		if n > 0 {
+			cd, _ := s.t.(commitDeferrer)
+			if cd != nil {
+				cd.BeginWork()
+			}
 			s.srv.stats.submissions.Add(uint64(n))
 			for i := range buf[:n] {
 				s.handle(&buf[i])
 			}
 			s.postPending()
 			s.runQueued()
+			if cd != nil {
+				cd.EndWork()
+			}
 			worked = true
 			continue
 		}
-		if worked && s.spin() {
-			continue
+		if worked && (s.srv.cfg.BusyPoll || s.srv.cfg.IdleSpin >= 0) {
+			// Spinning: let the kernel callers have their completions now.
+			if cd, ok := s.t.(commitDeferrer); ok {
+				if err := cd.Flush(); err != nil {
+					s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("completion doorbell")
+				}
+			}
+			if s.spin() {
+				continue
+			}
 		}
 		worked = false
 		if err := s.t.WaitSubmissions(s.sq.Pending, idleSleep); err != nil {

@@ -38,4 +38,25 @@ struct lake_dev_info {
  * number of completions reaped (>= 0) or a negative errno. */
 #define LAKE_IOC_CQ_RING _IO(LAKE_IOC_MAGIC, 0x41)
 
+/* struct lake_dev_wait is LAKE_IOC_COMMIT_WAIT's argument. */
+struct lake_dev_wait {
+	__u32 flags;      /* LAKE_WAIT_COMMIT, or 0 */
+	__u32 timeout_ms; /* longest sleep for a submission (at most 60000) */
+	__s64 reaped;     /* out: completions reaped by the commit */
+};
+
+/* LAKE_WAIT_COMMIT: laked posted completions; reap them first. */
+#define LAKE_WAIT_COMMIT 0x1u
+
+/* LAKE_IOC_COMMIT_WAIT: commit and fetch in one call (ublk's
+ * COMMIT_AND_FETCH): with LAKE_WAIT_COMMIT, reap the completion ring as
+ * LAKE_IOC_CQ_RING does; then sleep until a submission is published at
+ * sq_head, LAKE_IOC_KICK is called, or timeout_ms passes. Returns 1 when
+ * a submission is ready, 0 when not (timeout or kick), or a negative errno
+ * (-EINTR: a signal; -EINVAL: unknown flags or timeout over 60000). */
+#define LAKE_IOC_COMMIT_WAIT _IOWR(LAKE_IOC_MAGIC, 0x42, struct lake_dev_wait)
+/* LAKE_IOC_KICK: end a LAKE_IOC_COMMIT_WAIT in progress (or the next one),
+ * e.g. when laked drains. */
+#define LAKE_IOC_KICK _IO(LAKE_IOC_MAGIC, 0x43)
+
 #endif /* LAKE_DEV_H */

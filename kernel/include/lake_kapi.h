@@ -124,6 +124,15 @@ int lake_cuLaunchKernel_async(u64 ctx, u64 fn, const u32 grid[3], const u32 bloc
 int lake_predict_async(u32 model, u32 n, const void *in, size_t in_len, void *out, size_t out_len,
 		       lake_done_fn done, void *arg);
 
+/* The _deadline variants carry a deadline (shm/PROTOCOL.md, "Deadlines"):
+ * deadline_ns is a ktime_get_ns() time, at most 4.19 s ahead (0: none).
+ * laked answers a predict that cannot finish by then at once, without
+ * running it: the call fails with -ETIME. */
+int lake_predict_deadline(u32 model, u32 n, const void *in, size_t in_len, void *out, size_t out_len,
+			  u64 deadline_ns, struct lake_predict_result *res);
+int lake_predict_async_deadline(u32 model, u32 n, const void *in, size_t in_len, void *out,
+				size_t out_len, u64 deadline_ns, lake_done_fn done, void *arg);
+
 /* ---- lakelib.ko: the in-kernel feature registry producer ---- */
 
 /* struct lake_feat_khandle is a kernel producer's handle on one schema of

@@ -71,6 +71,7 @@ int lake_status_errno(s32 status)
 	case LAKE_ERR_MODEL_FAILED: return -EIO;
 	case LAKE_ERR_CONTEXT_DESTROYED: return -ENODEV;
 	case LAKE_ERR_BUFFER_TOO_SMALL: return -EMSGSIZE;
+	case LAKE_ERR_DEADLINE: return -ETIME;
 	default: return -EPROTO;
 	}
 }
@@ -556,6 +557,13 @@ static int predict_prepare(gfp_t gfp, u32 model, u32 n, const void *in, size_t i
 int lake_predict(u32 model, u32 n, const void *in, size_t in_len, void *out, size_t out_len,
 		 struct lake_predict_result *res)
 {
+	return lake_predict_deadline(model, n, in, in_len, out, out_len, 0, res);
+}
+EXPORT_SYMBOL_GPL(lake_predict);
+
+int lake_predict_deadline(u32 model, u32 n, const void *in, size_t in_len, void *out, size_t out_len,
+			  u64 deadline_ns, struct lake_predict_result *res)
+{
 	struct lake_call *c;
 	struct lake_sqe sqe;
 	int err;
@@ -565,6 +573,8 @@ int lake_predict(u32 model, u32 n, const void *in, size_t in_len, void *out, siz
 	err = predict_prepare(GFP_KERNEL, model, n, in, in_len, out_len, &c, &sqe);
 	if (err)
 		return err;
+	if (deadline_ns)
+		lake_sqe_set_deadline(&sqe, deadline_ns);
 	err = call_sync(c, &sqe);
 	if (!err) {
 		memcpy(out, call_ptr(c, 1), out_len);
@@ -576,10 +586,17 @@ int lake_predict(u32 model, u32 n, const void *in, size_t in_len, void *out, siz
 	call_put(c);
 	return err;
 }
-EXPORT_SYMBOL_GPL(lake_predict);
+EXPORT_SYMBOL_GPL(lake_predict_deadline);
 
 int lake_predict_async(u32 model, u32 n, const void *in, size_t in_len, void *out, size_t out_len,
 		       lake_done_fn done, void *arg)
+{
+	return lake_predict_async_deadline(model, n, in, in_len, out, out_len, 0, done, arg);
+}
+EXPORT_SYMBOL_GPL(lake_predict_async);
+
+int lake_predict_async_deadline(u32 model, u32 n, const void *in, size_t in_len, void *out,
+				size_t out_len, u64 deadline_ns, lake_done_fn done, void *arg)
 {
 	struct lake_call *c;
 	struct lake_sqe sqe;
@@ -590,6 +607,8 @@ int lake_predict_async(u32 model, u32 n, const void *in, size_t in_len, void *ou
 	err = predict_prepare(GFP_ATOMIC, model, n, in, in_len, out_len, &c, &sqe);
 	if (err)
 		return err;
+	if (deadline_ns)
+		lake_sqe_set_deadline(&sqe, deadline_ns);
 	c->user_done = done;
 	c->user_arg = arg;
 	c->out = out;
@@ -602,7 +621,7 @@ int lake_predict_async(u32 model, u32 n, const void *in, size_t in_len, void *ou
 		call_put(c);
 	return err;
 }
-EXPORT_SYMBOL_GPL(lake_predict_async);
+EXPORT_SYMBOL_GPL(lake_predict_async_deadline);
 
 int lake_feat_kopen(const char *name, struct lake_feat_khandle *h)
 {

@@ -31,6 +31,8 @@
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/mm.h>
+#include <linux/sort.h>
+#include <linux/ktime.h>
 
 #include "lake_kapi.h"
 #include "lake_linnos.h"
@@ -448,6 +450,68 @@ static void run_hostile(void)
 	}
 }
 
+#define LAT_CALLS 200
+
+static int cmp_u64(const void *a, const void *b)
+{
+	u64 x = *(const u64 *)a, y = *(const u64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* run_latency times LAT_CALLS lake_predict(n = 1) round trips against
+ * LAT_CALLS lake_cuInit round trips (a no-op answered by laked: the
+ * crossing alone), interleaved, and prints their percentiles; under qemu
+ * TCG only the ratio means anything. Then it checks deadlines: one already
+ * past fails with -ETIME without running, one 2 s ahead succeeds. */
+static void run_latency(void)
+{
+	u64 *tp, *ti, t0;
+	s32 *in, out[1];
+	int err = 0, i;
+
+	tp = kcalloc(2 * LAT_CALLS, sizeof(*tp), GFP_KERNEL);
+	in = kcalloc(LINNOS_INPUTS, sizeof(*in), GFP_KERNEL);
+	if (!tp || !in) {
+		step("latency-alloc", false, -ENOMEM, "");
+		goto out;
+	}
+	ti = tp + LAT_CALLS;
+	for (i = 0; i < LAT_CALLS && !err; i++) {
+		t0 = ktime_get_ns();
+		err = lake_cuInit();
+		ti[i] = ktime_get_ns() - t0;
+		if (err)
+			break;
+		t0 = ktime_get_ns();
+		err = lake_predict(LINNOS_MODEL, 1, in, LINNOS_INPUTS * 4, out, sizeof(out), NULL);
+		tp[i] = ktime_get_ns() - t0;
+	}
+	step("latency", !err, err, "");
+	if (!err) {
+		u64 p50 = 0, p99 = 0, i50 = 0, i99 = 0, r;
+
+		sort(tp, LAT_CALLS, sizeof(*tp), cmp_u64, NULL);
+		sort(ti, LAT_CALLS, sizeof(*ti), cmp_u64, NULL);
+		p50 = tp[LAT_CALLS / 2];
+		p99 = tp[LAT_CALLS * 99 / 100];
+		i50 = ti[LAT_CALLS / 2];
+		i99 = ti[LAT_CALLS * 99 / 100];
+		r = i50 ? p50 * 100 / i50 : 0;
+		pr_info("lake_selftest: latency over %d calls: lake_predict n=1 p50 %llu ns p99 %llu ns; no-op (init) p50 %llu ns p99 %llu ns; predict/no-op p50 %llu.%02llux\n",
+			LAT_CALLS, p50, p99, i50, i99, r / 100, r % 100);
+	}
+	err = lake_predict_deadline(LINNOS_MODEL, 1, in, LINNOS_INPUTS * 4, out, sizeof(out),
+				    ktime_get_ns() - 1000, NULL);
+	step("deadline-past", err == -ETIME, err, "");
+	err = lake_predict_deadline(LINNOS_MODEL, 1, in, LINNOS_INPUTS * 4, out, sizeof(out),
+				    ktime_get_ns() + 2000000000ull, NULL);
+	step("deadline-ahead", !err, err, "");
+out:
+	kfree(in);
+	kfree(tp);
+}
+
 static int __init lake_selftest_init(void)
 {
 	pr_info("lake_selftest: start mode=%s\n", mode);
@@ -458,6 +522,7 @@ static int __init lake_selftest_init(void)
 	} else {
 		run_vector_add();
 		run_linnos();
+		run_latency();
 	}
 	pr_info("lake_selftest: DONE pass=%d fail=%d\n", passed, failed);
 	return 0;

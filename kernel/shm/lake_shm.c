@@ -6,8 +6,9 @@
  * memory and registers /dev/lake (misc device, mode 0600, one opener at a
  * time). laked opens the device, reads the geometry with LAKE_IOC_INFO,
  * mmaps the region, waits for submissions with poll(POLLIN) and rings
- * LAKE_IOC_CQ_RING after posting completions; the module then reaps the
- * completion ring and calls each submitter's done function.
+ * LAKE_IOC_CQ_RING after posting completions (or does both in one call,
+ * LAKE_IOC_COMMIT_WAIT); the module then reaps the completion ring and
+ * calls each submitter's done function.
  *
  * Kernel producers (lakelib.ko) submit with lake_shm_submit under one
  * spinlock: the module is the region's only producer, so it keeps the
@@ -80,6 +81,7 @@ static struct {
 
 	spinlock_t cq_lock; /* serialises reapers of the completion ring */
 	atomic_t open;
+	atomic_t kick; /* LAKE_IOC_KICK: end the next (or current) COMMIT_WAIT */
 	wait_queue_head_t wq;
 } ld;
 
@@ -362,6 +364,32 @@ static long lake_ioctl(struct file *file, unsigned int cmd, unsigned long uarg)
 	}
 	case LAKE_IOC_CQ_RING:
 		return reap_completions();
+	case LAKE_IOC_COMMIT_WAIT: {
+		struct lake_dev_wait w;
+		long ret, left;
+
+		if (copy_from_user(&w, (void __user *)uarg, sizeof(w)))
+			return -EFAULT;
+		if (w.flags & ~LAKE_WAIT_COMMIT || w.timeout_ms > 60000)
+			return -EINVAL;
+		w.reaped = 0;
+		if (w.flags & LAKE_WAIT_COMMIT)
+			w.reaped = reap_completions();
+		ret = lake_sq_ready(&ld.ring) ? 1 : 0;
+		if (!ret && w.timeout_ms) {
+			left = wait_event_interruptible_timeout(ld.wq,
+				lake_sq_ready(&ld.ring) || atomic_xchg(&ld.kick, 0),
+				msecs_to_jiffies(w.timeout_ms));
+			ret = left < 0 ? left : (lake_sq_ready(&ld.ring) ? 1 : 0);
+		}
+		if (copy_to_user((void __user *)uarg, &w, sizeof(w)))
+			return -EFAULT;
+		return ret == -ERESTARTSYS ? -EINTR : ret;
+	}
+	case LAKE_IOC_KICK:
+		atomic_set(&ld.kick, 1);
+		wake_up_interruptible(&ld.wq);
+		return 0;
 	default:
 		return -ENOTTY;
 	}

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lake_dev.h"
@@ -170,7 +171,19 @@ static void run(const struct lake_sqe *s, struct lake_cqe *c)
 	memset(c, 0, sizeof(*c));
 	c->tag = s->tag;
 	c->status = LAKE_OK;
-	if (s->flags || s->pad) {
+	if (s->opcode == LAKE_OP_PREDICT && (s->flags & LAKE_SQE_F_DEADLINE)) {
+		/* as laked: a deadline already past is answered at once */
+		struct timespec ts;
+		lake_u32 dl = (lake_u32)(s->flags >> 1) << 16 | s->pad, now, d;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (lake_u32)(((lake_u64)ts.tv_sec * 1000000000u + (lake_u64)ts.tv_nsec) / 1000u);
+		d = (dl - now) & ((1u << LAKE_DEADLINE_BITS) - 1);
+		if (d == 0 || d >= 1u << (LAKE_DEADLINE_BITS - 1)) {
+			c->status = LAKE_ERR_DEADLINE;
+			return;
+		}
+	} else if (s->flags || s->pad) {
 		c->status = LAKE_ERR_INVALID_VALUE;
 		return;
 	}

@@ -38,6 +38,8 @@ func TestConsoleChecks(t *testing.T) {
 			"laked detached, 0 pending calls failed", 1),
 		"registry not repaired": strings.Replace(good, "lake_shm: the feature registry was corrupted; re-creating it\n", "", 1),
 		"VM did not finish":     good[:strings.Index(good, "LAKEVM: DMESG-BEGIN")],
+		"no latency line":       strings.Replace(good, "lake_selftest: latency over", "lake_selftest: no latency over", 1),
+		"deadline not honoured": strings.Replace(good, "lake_selftest: PASS deadline-past", "lake_selftest: FAIL deadline-past err=0", 1),
 		"init script failure":   strings.Replace(good, "LAKEVM: phase stop", "LAKEVM: FAIL rmmod lakelib\nLAKEVM: phase stop", 1),
 		"dev mode":              strings.Replace(good, "LAKEVM: dev crw-------", "LAKEVM: dev crw-rw-rw-", 1),
 		"second run missing":    strings.Replace(good, "lake_selftest: start mode=run", "", 1),

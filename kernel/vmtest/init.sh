@@ -94,7 +94,9 @@ wait_log 2 'lake_shm: laked detached'
 echo 10000 >/sys/module/lakelib/parameters/timeout_ms
 
 echo "LAKEVM: phase restart-laked"
-$LAKED >/tmp/laked2.log 2>&1 &
+# the restarted laked does not spin (idle_spin 0): every wait for the
+# kernel's submissions is a commit-and-fetch (LAKE_IOC_COMMIT_WAIT)
+LAKED_IDLE_SPIN=0 $LAKED >/tmp/laked2.log 2>&1 &
 LPID=$!
 wait_log 3 'lake_shm: laked attached' $LPID || finish
 sleep 1

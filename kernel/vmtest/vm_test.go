@@ -24,6 +24,7 @@ var selftestSteps = []string{
 	"model-fetch-size", "model-fetch-short-refused", "model-fetch", "model-fetch-unknown",
 	"predict", "predict-bad-length-refused",
 	"predict-async",
+	"latency", "deadline-past", "deadline-ahead",
 }
 
 // hostileSteps are the steps of the run against the hostile daemon.
@@ -66,6 +67,9 @@ func TestVM(t *testing.T) {
 		mode = "laked"
 	}
 	out := runVM(t, mode)
+	for _, l := range latencyRE.FindAllString(out, -1) {
+		t.Log(l)
+	}
 	checkConsole(t, out)
 	for _, p := range installedLayoutProblems(out) {
 		t.Error(p)
@@ -173,6 +177,9 @@ func consoleProblems(out string) []string {
 				bad("run %d (%s): no PASS line for step %s", i, want, s)
 			}
 		}
+		if want == "run" && !latencyRE.MatchString(r) {
+			bad("run %d (%s): no lake_predict latency line", i, want)
+		}
 		if !doneRE.MatchString(r) {
 			bad("run %d (%s): no DONE line without failures", i, want)
 		}
@@ -181,6 +188,10 @@ func consoleProblems(out string) []string {
 }
 
 var doneRE = regexp.MustCompile(`lake_selftest: DONE pass=\d+ fail=0`)
+
+// latencyRE is the self-test's lake_predict round-trip line (TCG: only the
+// ratio to the no-op in the same run means anything).
+var latencyRE = regexp.MustCompile(`lake_selftest: latency over \d+ calls: lake_predict n=1 p50 \d+ ns p99 \d+ ns; no-op \(init\) p50 \d+ ns p99 \d+ ns; predict/no-op p50 \d+\.\d\dx`)
 
 func section(s, begin, end string) string {
 	i := strings.Index(s, begin)
