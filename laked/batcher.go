@@ -391,8 +391,8 @@ func (b *batcher) gpuUsable() bool {
 
 // waitFor is how long the batch should wait for more requests: non-zero
 // only when the placer's hint asks for a larger batch than the batch
-// holds, the GPU is usable, the arrival rate fills the batch to the hint
-// within MaxWait, the expected saving (running hint items at the GPU's
+// holds, the GPU is usable, twice the time the arrival rate needs to fill
+// the batch to the hint is within MaxWait, the expected saving (running hint items at the GPU's
 // per-item cost instead of the CPU's; an unmeasured GPU cost counts as
 // zero) exceeds the wait, and no request's deadline would be missed.
 func (b *batcher) waitFor(now time.Time) time.Duration {
@@ -407,7 +407,8 @@ func (b *batcher) waitFor(now time.Time) time.Duration {
 	if ia <= 0 {
 		return 0
 	}
-	w := time.Duration(ia * float64(target-b.items))
+	// Twice the expected fill time: arrivals are bursty.
+	w := time.Duration(2 * ia * float64(target-b.items))
 	if w > cfg.MaxWait {
 		return 0
 	}

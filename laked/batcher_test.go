@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/laked/backend"
+	"github.com/lakeos/lake/laked/backend/cpu"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/shm"
 )
@@ -450,5 +452,88 @@ func TestIdleAfterWindowCostsNoCPU(t *testing.T) {
 	}
 	if spun < 2*time.Millisecond {
 		t.Errorf("only %v of CPU in 10 ms inside the idle window: the reader did not spin", spun)
+	}
+}
+
+// gpuEcho is echoModel with a "GPU" path (the same computation), so that
+// the batcher may wait to fill a batch for it.
+type gpuEcho struct{ echoModel }
+
+func (m *gpuEcho) PredictGPU(in, out []byte, n int) error { return m.Predict(in, out, n) }
+
+// hintPlacer keeps every batch on the CPU and says the GPU would take a
+// batch of hint items.
+type hintPlacer struct{ hint int }
+
+func (p hintPlacer) Place(laked.BatchInfo) bool { return false }
+func (p hintPlacer) PlaceHint(laked.BatchInfo) (bool, int) {
+	return false, p.hint
+}
+
+// TestWaitOnlyForTheGPU: requests arriving 2 ms apart on a model whose
+// calls take 20 ms. When the GPU is usable for the model and the placer's
+// hint asks for 4 items, the batcher waits (the expected saving, 4 x 20
+// ms, exceeds twice the time the arrival rate needs to bring 4) and runs
+// the 4 as one batch; with the same placer and a CPU-only model it never
+// waits, and the first request runs alone.
+func TestWaitOnlyForTheGPU(t *testing.T) {
+	for _, gpu := range []bool{true, false} {
+		var m laked.Model
+		em := &echoModel{delay: 20 * time.Millisecond}
+		m = em
+		if gpu {
+			g := &gpuEcho{}
+			g.delay = em.delay
+			em, m = &g.echoModel, g
+		}
+		cfg := laked.Config{MaxWait: 200 * time.Millisecond, Placer: hintPlacer{hint: 4}}
+		if gpu {
+			cfg.GPU = cpu.New(backend.Limits{})
+		}
+		srv, sock := startServer(t, cfg)
+		if err := srv.RegisterModel(echoID, m); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		clients := make([]*lakelib.Client, 4)
+		for i := range clients {
+			clients[i] = dial(t, sock, lakelib.Options{})
+		}
+		// Four requests from four clients, 2 ms apart, each waiting for
+		// its answer; returns how many batches they made.
+		round := func() uint64 {
+			before := srv.Stats().Batches
+			var wg sync.WaitGroup
+			errs := make(chan error, len(clients))
+			for i, c := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs <- echo(ctx, c, 1, uint64(i))
+				}()
+				time.Sleep(2 * time.Millisecond)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			return srv.Stats().Batches - before
+		}
+		// Warm up: the batcher learns the per-item cost and the arrival
+		// rate.
+		round()
+		round()
+		batches := round()
+		t.Logf("gpu usable %v: 4 requests 2 ms apart ran as %d batches (largest model call %d)", gpu, batches, em.maxCall.Load())
+		if gpu && batches != 1 {
+			t.Errorf("GPU usable, hint 4: %d batches, want 1 (the batcher should have waited)", batches)
+		}
+		if !gpu && batches < 2 {
+			t.Errorf("CPU only: %d batch: the batcher waited for the hint", batches)
+		}
+		cancel()
 	}
 }

@@ -98,11 +98,11 @@ func TestInstalledLayoutChecks(t *testing.T) {
 		"phase failed":      strings.Replace(good, "LAKEVM: phase installed-layout done", "LAKEVM: FAIL installed-layout: modprobe lakelib\nLAKEVM: phase installed-layout done", 1),
 		"no device":         strings.Replace(good, "LAKEVM: installed-layout dev crw-------", "LAKEVM: FAIL installed-layout: no /dev/lake", 1),
 		"marker missing":    strings.Replace(good, installedMarker, "", 1),
-		"no attach":         strings.Replace(good, "lake_shm: laked attached (pid 181, attach 1)", "", 1),
-		"no late attach":    strings.Replace(good, "lake_shm: laked attached (pid 206, attach 1)", "", 1),
-		"laked not served":  strings.Replace(good, `"time":"2026-12-01T23:24:37Z","message":"serving kernel region"}`, `"time":"2026-12-01T23:24:37Z","message":"no kernel region device"}`, 1),
+		"no attach":         strings.Replace(good, "lake_shm: laked attached (pid 175, attach 1)", "", 1),
+		"no late attach":    strings.Replace(good, "lake_shm: laked attached (pid 204, attach 1)", "", 1),
+		"laked not served":  strings.Replace(good, `"time":"2026-12-01T23:40:52Z","message":"serving kernel region"}`, `"time":"2026-12-01T23:40:52Z","message":"no kernel region device"}`, 1),
 		"late not served":   strings.Replace(good, `"message":"serving kernel region (it appeared after start`, `"message":"config key device: the device appeared but does not attach`, 1),
-		"dependency unused": strings.Replace(good, "[   25.816691] lakelib: ready", "[   25.816691] lakelib: failed", 1),
+		"dependency unused": strings.Replace(good, "[   33.903317] lakelib: ready", "[   33.903317] lakelib: failed", 1),
 	}
 	for name, out := range broken {
 		if out == good {
