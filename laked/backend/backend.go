@@ -152,6 +152,12 @@ type Limits struct {
 	MaxThreads uint64
 	// TotalBytes caps the device memory of all contexts together.
 	TotalBytes uint64
+	// QueuedBytes caps the host memory of work queued on one context's
+	// streams (copied launch parameters and bookkeeping);
+	// TotalQueuedBytes caps it over all contexts. An enqueue past either
+	// fails with ErrOutOfMemory instead of growing laked's memory.
+	QueuedBytes      uint64
+	TotalQueuedBytes uint64
 	// LaunchTimeout bounds one kernel launch's run time (CPU backend:
 	// the kernel is stopped at its next check and the launch fails).
 	LaunchTimeout time.Duration

@@ -16,7 +16,11 @@ const (
 	DefaultMaxStreams            = 64
 	DefaultMaxThreads     uint64 = 1 << 26
 	DefaultTotalBytes     uint64 = 4 << 30 // all contexts together
-	DefaultLaunchTimeout         = 10 * time.Second
+	DefaultQueuedBytes    uint64 = 8 << 20 // stream work queued on one context
+	DefaultTotalQueued    uint64 = 64 << 20
+	// opBytes is what one queued op costs besides its parameters.
+	opBytes              = 160
+	DefaultLaunchTimeout = 10 * time.Second
 )
 
 // Fixed bounds that are not configurable.
@@ -51,6 +55,7 @@ type Backend struct {
 	limits backend.Limits
 	busy   atomic.Uint64
 	bytes  atomic.Uint64 // device memory of all contexts (limits.TotalBytes)
+	queued atomic.Uint64 // stream work queued on all contexts (limits.TotalQueuedBytes)
 	ctxSeq atomic.Uint64
 
 	mu     sync.Mutex
@@ -77,6 +82,12 @@ func New(limits backend.Limits) *Backend {
 	}
 	if limits.TotalBytes == 0 {
 		limits.TotalBytes = DefaultTotalBytes
+	}
+	if limits.QueuedBytes == 0 {
+		limits.QueuedBytes = DefaultQueuedBytes
+	}
+	if limits.TotalQueuedBytes == 0 {
+		limits.TotalQueuedBytes = DefaultTotalQueued
 	}
 	if limits.LaunchTimeout <= 0 {
 		limits.LaunchTimeout = DefaultLaunchTimeout
@@ -130,21 +141,28 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// takeBytes charges n bytes of device memory to the backend's total,
-// refusing what would exceed limits.TotalBytes.
-func (b *Backend) takeBytes(n uint64) bool {
+// takeCapped adds n to *used unless that would exceed max.
+func takeCapped(used *atomic.Uint64, n, max uint64) bool {
 	for {
-		u := b.bytes.Load()
-		if n > b.limits.TotalBytes-u {
+		u := used.Load()
+		if n > max-u {
 			return false
 		}
-		if b.bytes.CompareAndSwap(u, u+n) {
+		if used.CompareAndSwap(u, u+n) {
 			return true
 		}
 	}
 }
 
+// takeBytes charges n bytes of device memory to the backend's total,
+// refusing what would exceed limits.TotalBytes.
+func (b *Backend) takeBytes(n uint64) bool { return takeCapped(&b.bytes, n, b.limits.TotalBytes) }
+
 func (b *Backend) giveBytes(n uint64) { b.bytes.Add(-n) }
+
+// QueuedBytes returns the host memory of the stream work queued on all
+// contexts.
+func (b *Backend) QueuedBytes() uint64 { return b.queued.Load() }
 
 // DeviceBytes returns the device memory all contexts hold.
 func (b *Backend) DeviceBytes() uint64 { return b.bytes.Load() }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lakeos/lake/laked/backend"
 )
@@ -43,6 +44,7 @@ type Context struct {
 
 	abort     chan struct{} // closed by Abort
 	abortOnce sync.Once
+	queued    atomic.Uint64 // bytes of stream work queued (limits.QueuedBytes)
 }
 
 var (

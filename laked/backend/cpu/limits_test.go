@@ -156,3 +156,59 @@ func TestTotalBytesAcrossContexts(t *testing.T) {
 		t.Fatalf("after destroy the backend counts %d bytes, want %d", b.DeviceBytes(), 512<<10)
 	}
 }
+
+// TestQueuedWorkBudgets: stream work queued behind a running kernel holds
+// host memory (each launch's copied parameters); past the context's
+// QueuedBytes, or the backend's TotalQueuedBytes over all contexts, an
+// enqueue fails with ErrOutOfMemory; the bytes come back as the work
+// runs or is aborted.
+func TestQueuedWorkBudgets(t *testing.T) {
+	b := cpu.New(backend.Limits{QueuedBytes: 64 << 10, TotalQueuedBytes: 96 << 10, LaunchTimeout: time.Hour})
+	one := backend.Dim3{X: 1, Y: 1, Z: 1}
+	params := make([]byte, cpu.MaxParamBytes)
+	fill := func(c backend.Context) (queued int, err error) {
+		f := spinFn(t, c)
+		s, err := c.StreamCreate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.LaunchKernel(f, one, one, 0, s, nil); err != nil { // runs, blocking the stream
+			t.Fatal(err)
+		}
+		for i := 0; i < 1000; i++ {
+			if err = c.LaunchKernel(f, one, one, 0, s, params); err != nil {
+				return i, err
+			}
+		}
+		return 1000, nil
+	}
+	c1, err := b.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, err := fill(c1)
+	if !errors.Is(err, backend.ErrOutOfMemory) || n1 < 8 || n1 > 16 {
+		t.Fatalf("first context queued %d launches of 4 KiB, then %v; want ~15 then ErrOutOfMemory", n1, err)
+	}
+	c2, err := b.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := fill(c2)
+	if !errors.Is(err, backend.ErrOutOfMemory) || n2 >= n1 {
+		t.Fatalf("second context queued %d launches (first %d), then %v; want fewer, the total taken", n2, n1, err)
+	}
+	if q := b.QueuedBytes(); q > 96<<10 {
+		t.Fatalf("%d bytes queued, over the total", q)
+	}
+	for _, c := range []backend.Context{c1, c2} {
+		c.(backend.Aborter).Abort()
+		if err := c.Destroy(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSpinning(t, 0)
+	if q := b.QueuedBytes(); q != 0 {
+		t.Fatalf("%d bytes still counted after the work ended", q)
+	}
+}

@@ -27,6 +27,7 @@ type op struct {
 	block  backend.Dim3
 	shared uint32
 	params []uint64
+	cost   uint64 // bytes charged to the queued-work budgets (queued ops only)
 }
 
 // exec runs o in the calling goroutine and accounts its busy time.
@@ -79,6 +80,31 @@ func newStream(c *Context, h backend.Handle) *stream {
 // enqueue appends o, waiting while the queue is full. It fails once the
 // stream is closed.
 func (s *stream) enqueue(o *op) error {
+	// Queued work holds host memory: charge it to the context's and the
+	// backend's budgets, given back when the op has run (or been skipped).
+	o.cost = opBytes + 8*uint64(len(o.params))
+	c := s.c
+	if !takeCapped(&c.queued, o.cost, c.b.limits.QueuedBytes) {
+		return fmt.Errorf("%d bytes of stream work queued on the context, the limit is %d: %w", c.queued.Load(), c.b.limits.QueuedBytes, backend.ErrOutOfMemory)
+	}
+	if !takeCapped(&c.b.queued, o.cost, c.b.limits.TotalQueuedBytes) {
+		c.queued.Add(-o.cost)
+		return fmt.Errorf("the backend's %d bytes of queued stream work are taken: %w", c.b.limits.TotalQueuedBytes, backend.ErrOutOfMemory)
+	}
+	if err := s.enqueueCharged(o); err != nil {
+		s.c.unqueue(o)
+		return err
+	}
+	return nil
+}
+
+// unqueue gives back what enqueue charged for o.
+func (c *Context) unqueue(o *op) {
+	c.queued.Add(-o.cost)
+	c.b.queued.Add(-o.cost)
+}
+
+func (s *stream) enqueueCharged(o *op) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for !s.closed && s.enq-s.done >= MaxQueueDepth {
@@ -115,6 +141,7 @@ func (s *stream) drain() {
 		if !skip {
 			err = s.c.exec(o)
 		}
+		s.c.unqueue(o)
 		s.mu.Lock()
 		if err != nil && s.err == nil {
 			s.err = fmt.Errorf("stream %#x: %w", uint64(s.h), err)
