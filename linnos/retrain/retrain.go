@@ -297,12 +297,10 @@ func (d *device) add(c features.LinnOSCompletion, window int) {
 	d.st.Samples = len(d.win)
 }
 
-// ordered returns the window oldest first.
+// ordered returns a copy of the window, oldest first (the training reads
+// it while Poll goes on filling the window).
 func (d *device) ordered() []sample {
-	if len(d.win) == 0 || d.next == 0 {
-		return d.win
-	}
-	return append(append([]sample(nil), d.win[d.next:]...), d.win[:d.next]...)
+	return append(append(make([]sample, 0, len(d.win)), d.win[d.next:]...), d.win[:d.next]...)
 }
 
 // Result is what Step did for one device.
