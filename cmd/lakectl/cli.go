@@ -46,7 +46,7 @@ var errHelp = errors.New("help shown")
 func (c *cli) globals(fs *pflag.FlagSet) {
 	fs.StringVar(&c.admin, "admin", c.admin, "laked admin socket")
 	fs.StringVar(&c.socket, "socket", c.socket, "laked client socket (bench)")
-	fs.StringVar(&c.metrics, "metrics", c.metrics, "laked Prometheus endpoint (stats)")
+	fs.StringVar(&c.metrics, "metrics", c.metrics, "laked Prometheus endpoint (stats): a URL, or unix:/path for metrics_addr unix:/path")
 	fs.BoolVar(&c.json, "json", c.json, "print JSON instead of tables")
 	fs.DurationVar(&c.timeout, "timeout", c.timeout, "limit for each request to laked")
 }

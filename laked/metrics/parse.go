@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -35,6 +37,7 @@ type Snapshot struct {
 	Decisions      map[string]uint64 `json:"decisions"` // by side
 	GPUFallbacks   uint64            `json:"gpu_fallbacks"`
 	Overflowed     uint64            `json:"completions_overflowed"`
+	Refused        uint64            `json:"handshakes_refused"`
 	Sessions       int64             `json:"sessions"`
 	SessionsServed uint64            `json:"sessions_served"`
 	Models         []ModelVersion    `json:"models"`
@@ -155,6 +158,7 @@ func Parse(r io.Reader) (*Snapshot, error) {
 	d.labelled("lake_decisions_total", "side", s.Decisions)
 	s.GPUFallbacks = d.counter("lake_gpu_fallbacks_total")
 	s.Overflowed = d.counter("lake_completions_overflowed_total")
+	s.Refused = d.counter("lake_handshakes_refused_total")
 	if g, ok := d.gauge("lake_sessions"); ok {
 		if g < -1<<53 || g > 1<<53 || g != math.Trunc(g) {
 			d.fail("lake_sessions", "value %v is not an integer", g)
@@ -184,8 +188,19 @@ func Parse(r io.Reader) (*Snapshot, error) {
 }
 
 // Scrape fetches url (laked's /metrics) and parses it. Errors say
-// whether laked could not be reached or answered something else.
+// whether laked could not be reached or answered something else. url
+// "unix:/path" scrapes laked's unix-socket endpoint (metrics_addr
+// unix:/path); client is then ignored.
 func Scrape(ctx context.Context, client *http.Client, url string) (*Snapshot, error) {
+	if sock, ok := strings.CutPrefix(url, "unix:"); ok {
+		client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", sock)
+			},
+		}}
+		url = "http://laked" + Path
+	}
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
