@@ -18,8 +18,9 @@
  * mode=wait: one lake_predict that is expected to end with -EPIPE because
  * the test kills laked while it waits (the VM test stops laked first).
  *
- * mode=hostile: five calls against a deliberately broken daemon
- * ("fakelaked -evil"), each expecting a specific error.
+ * mode=hostile: three model fetches whose answers lie about sizes, then
+ * five calls, against a deliberately broken daemon ("fakelaked -evil"),
+ * each expecting a specific error.
  *
  * The module stays loaded after the run (remove it with rmmod).
  */
@@ -439,10 +440,30 @@ static void run_hostile(void)
 		{ "hostile-scribbled-region", -ETIMEDOUT },
 		{ "hostile-corrupt-ring-refused", -EBUSY },
 	};
+	static const struct {
+		const char *step;
+		u32 model;
+	} fetches[] = {
+		{ "hostile-fetch-overlong", 1 },    /* "ok", one byte more than the buffer */
+		{ "hostile-fetch-short-claim", 2 }, /* "too small", asking for no more */
+		{ "hostile-fetch-empty", 3 },       /* "ok", 0 bytes */
+	};
 	s32 in[LINNOS_INPUTS] = { 0 }, out[1];
 	char detail[32];
+	u8 *buf;
 	int i, err;
 
+	buf = kmalloc(64, GFP_KERNEL);
+	for (i = 0; buf && i < ARRAY_SIZE(fetches); i++) {
+		size_t got = 12345;
+		u64 ver = 0;
+
+		memset(buf, 0x5a, 64);
+		err = lake_model_fetch(fetches[i].model, buf, 64, &got, &ver);
+		step(fetches[i].step, err == -EPROTO && buf[0] == 0x5a && buf[63] == 0x5a, err,
+		     "want -EPROTO and the buffer untouched");
+	}
+	kfree(buf);
 	for (i = 0; i < ARRAY_SIZE(calls); i++) {
 		err = lake_predict(LINNOS_MODEL, 1, in, sizeof(in), out, sizeof(out), NULL);
 		snprintf(detail, sizeof(detail), "want %d", calls[i].want);

@@ -28,8 +28,11 @@
  *               submission slot's sequence word and the feature
  *               registry's header,
  * and fills the data arena with 0xAA each time; it stops consuming after
- * k == 3 (the slots are garbage by then). lake_selftest.ko mode=hostile
- * checks the error each call gets.
+ * k == 3 (the slots are garbage by then). Before that, model_fetch
+ * submissions (not counted in k) get answers whose sizes lie: model 1
+ * "ok" with one byte more than the buffer, model 2 "buffer too small"
+ * asking for no more than the buffer, model 3 "ok" with 0 bytes.
+ * lake_selftest.ko mode=hostile checks the error each call gets.
  *
  * Usage: fakelaked [-v] [-evil] [/dev/lake]
  */
@@ -375,6 +378,26 @@ static void run(const struct lake_sqe *s, struct lake_cqe *c)
 	}
 }
 
+/* lie_fetch answers a model_fetch with sizes that do not add up (see the
+ * top). */
+static void lie_fetch(const struct lake_sqe *s, struct lake_cqe *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->tag = s->tag;
+	c->results[1] = 1;
+	switch (s->args[0]) {
+	case 1:
+		c->results[0] = s->args[2] + 1;
+		break;
+	case 2:
+		c->status = LAKE_ERR_BUFFER_TOO_SMALL;
+		c->results[0] = s->args[2];
+		break;
+	default:
+		c->results[0] = 0;
+	}
+}
+
 /* misbehave answers submission number k the hostile way (see the top). */
 static void misbehave(lake_u64 k, const struct lake_sqe *s, lake_u32 *cq_tail, int fd)
 {
@@ -478,6 +501,14 @@ int main(int argc, char **argv)
 		int n = 0;
 
 		while (lake_sq_consume(&ring, &head, &s)) {
+			if (evil && s.opcode == LAKE_OP_MODEL_FETCH) {
+				lie_fetch(&s, &c);
+				(void)lake_cq_post(&ring, &cq_tail, &c);
+				lake_sq_publish_head(&ring, head);
+				if (ioctl(fd, LAKE_IOC_CQ_RING) < 0)
+					fprintf(stderr, "fakelaked: LAKE_IOC_CQ_RING: %s\n", strerror(errno));
+				continue;
+			}
 			if (evil) {
 				/* features_off is read before the scribbling */
 				misbehave(evil_k++, &s, &cq_tail, fd);

@@ -29,6 +29,7 @@ var selftestSteps = []string{
 
 // hostileSteps are the steps of the run against the hostile daemon.
 var hostileSteps = []string{
+	"hostile-fetch-overlong", "hostile-fetch-short-claim", "hostile-fetch-empty",
 	"hostile-unknown-tag", "hostile-bad-status", "hostile-runaway-cq-tail",
 	"hostile-scribbled-region", "hostile-corrupt-ring-refused",
 }
