@@ -89,5 +89,8 @@ type gpuSetup struct {
 	be     backend.Backend
 	linnos func(*linnos.IntModel) (laked.GPUFunc, error)
 	mlp    func(*kernels.MLP) (laked.GPUFunc, error)
-	close  func()
+	// snapshot prepares a LiteFlow snapshot image for the GPU, for
+	// laked.LiteFlowModel.GPUPath.
+	snapshot func(img []byte) (laked.SnapshotRunner, error)
+	close    func()
 }

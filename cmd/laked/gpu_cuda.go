@@ -40,6 +40,14 @@ func openGPU(cfg *Config, log zerolog.Logger) (*gpuSetup, error) {
 			models = append(models, g)
 			return g.Predict, nil
 		},
+		snapshot: func(img []byte) (laked.SnapshotRunner, error) {
+			g, err := cuda.NewSnapshot(be, img)
+			if err != nil {
+				return nil, err
+			}
+			models = append(models, g)
+			return g.RunQuantized, nil
+		},
 		mlp: func(m *kernels.MLP) (laked.GPUFunc, error) {
 			g, err := cuda.NewMLP(be, m)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,6 +16,10 @@ import (
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/linnos"
+	lfmodel "github.com/lakeos/lake/liteflow/model"
+	"github.com/lakeos/lake/liteflow/quant"
+	"github.com/lakeos/lake/liteflow/router"
+	"github.com/lakeos/lake/liteflow/snapshot"
 	"github.com/lakeos/lake/policy"
 )
 
@@ -168,5 +173,80 @@ func TestGPULinnOSThroughLaked(t *testing.T) {
 	t.Logf("stats: gpu decisions %d, fallbacks %d, %d slow of 1280", st.DecisionsGPU, st.GPUFallbacks, slow)
 	if st.DecisionsGPU < 25 || st.GPUFallbacks != 0 {
 		t.Fatalf("GPU decisions %d, fallbacks %d", st.DecisionsGPU, st.GPUFallbacks)
+	}
+}
+
+// TestGPULiteFlowPath runs a LiteFlow model's GPU path (laked.GPUPath
+// with the CUDA snapshot runner) on a GPU: a batch mixing flows pinned
+// to two snapshot versions answers exactly what Predict answers.
+func TestGPULiteFlowPath(t *testing.T) {
+	cfg, _, err := loadConfig([]string{"--config", writeConfig(t, ""), "--socket", filepath.Join(t.TempDir(), "s"),
+		"--admin-socket", "", "--metrics-addr", "", "--device", "", "--no-bpf"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpu, err := openGPU(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gpu == nil {
+		t.Skip("no GPU backend (needs the cuda build tag and a GPU)")
+	}
+	defer gpu.close()
+	r, err := router.New(router.Config{InputDim: 4, OutputDim: 2, FlowTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm, err := laked.NewLiteFlowModel("cc", r, 4, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := lm.GPUPath(gpu.snapshot)
+	rng := rand.New(rand.NewPCG(5, 5))
+	quantized := func(seed uint64) *snapshot.Snapshot {
+		m, err := lfmodel.NewMLP([]int{4, 16, 2}, []lfmodel.Activation{lfmodel.Tanh, lfmodel.Identity}, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calib := make([][]float32, 64)
+		for i := range calib {
+			calib[i] = []float32{float32(rng.NormFloat64()), float32(rng.NormFloat64()), float32(rng.NormFloat64()), float32(rng.NormFloat64())}
+		}
+		s, err := quant.Quantize(m, calib, quant.Options{PerChannel: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	batch := func(n int) []byte {
+		var b []byte
+		for i := 0; i < n; i++ {
+			b = binary.LittleEndian.AppendUint64(b, uint64(i%7))
+			for d := 0; d < 4; d++ {
+				b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(rng.NormFloat64())))
+			}
+		}
+		return b
+	}
+	if _, err := r.Install(quantized(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := path(batch(3), make([]byte, 24), 3); err != nil { // flows 0..2 pin v1
+		t.Fatal(err)
+	}
+	if _, err := r.Install(quantized(2)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	in := batch(n)
+	got, want := make([]byte, 8*n), make([]byte, 8*n)
+	if err := path(in, got, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := lm.Predict(in, want, n); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatal("the GPU path's answers differ from Predict's")
 	}
 }

@@ -228,6 +228,42 @@ func (r *Router) Query(flowID uint64, x, out []float32) (uint64, error) {
 	}
 }
 
+// Pin returns the snapshot that answers flowID's queries, pinning a new
+// flow to the active snapshot exactly as Query does, without running it:
+// for a caller that runs the snapshot elsewhere (laked's GPU path). The
+// snapshot stays valid, and Install of the slot behind it waits, until
+// release is called; call it once, after running.
+func (r *Router) Pin(flowID uint64) (s *snapshot.Snapshot, version uint64, release func(), err error) {
+	var now time.Duration
+	if flowID != 0 {
+		now = r.cfg.Now()
+		if p := r.flows.acquire(r, flowID, now); p != nil {
+			return &p.snap, p.version, func() { r.release(p) }, nil
+		}
+	}
+	for {
+		i := r.active.Load()
+		sl := &r.slots[i]
+		sl.inflight.Add(1)
+		if r.active.Load() != i {
+			sl.inflight.Add(-1)
+			continue
+		}
+		p := sl.prog
+		if p == nil {
+			sl.inflight.Add(-1)
+			return nil, 0, nil, ErrNoSnapshot
+		}
+		if flowID != 0 {
+			if q, ref := r.flows.pin(r, flowID, p, now); ref {
+				sl.inflight.Add(-1)
+				return &q.snap, q.version, func() { r.release(q) }, nil
+			}
+		}
+		return &p.snap, p.version, func() { sl.inflight.Add(-1) }, nil
+	}
+}
+
 // QueryBatch answers len(flowIDs) queries: row k uses flowIDs[k], input
 // xs[k*InputDim:(k+1)*InputDim] and output outs[k*OutputDim:…]; versions[k]
 // receives the answering version. Rows are independent queries (rows of

@@ -428,3 +428,54 @@ func TestQueryDoesNotAllocate(t *testing.T) {
 		t.Errorf("flow query allocates %v", n)
 	}
 }
+
+// TestPinRoutesLikeQuery: Pin gives the snapshot Query would run (a new
+// flow is pinned to the active one, a pinned flow keeps its own, flow 0
+// takes the active), and a pinned snapshot stays valid until released.
+func TestPinRoutesLikeQuery(t *testing.T) {
+	var clk fakeClock
+	r, _ := New(Config{InputDim: inDim, OutputDim: outDim, FlowTTL: time.Second, Now: clk.now})
+	if _, _, _, err := r.Pin(1); !errors.Is(err, ErrNoSnapshot) {
+		t.Fatalf("pin before install: %v", err)
+	}
+	s1, s2 := snap(t, 1, model.ReLU), snap(t, 2, model.Tanh)
+	if _, err := r.Install(s1); err != nil {
+		t.Fatal(err)
+	}
+	x := inputs(1)[0]
+	run := func(s *snapshot.Snapshot) [outDim]float32 {
+		var o [outDim]float32
+		if err := s.Run(x, o[:]); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	want1, want2 := run(s1), run(s2)
+	s, v, rel, err := r.Pin(5) // pins flow 5 to v1
+	if err != nil || v != 1 || run(s) != want1 {
+		t.Fatalf("pin flow 5: v%d %v", v, err)
+	}
+	rel()
+	if _, err := r.Install(s2); err != nil {
+		t.Fatal(err)
+	}
+	s, v, rel, _ = r.Pin(5)
+	if v != 1 || run(s) != want1 {
+		t.Fatalf("pinned flow 5 moved to v%d", v)
+	}
+	rel()
+	s, v, rel, _ = r.Pin(0)
+	if v != 2 || run(s) != want2 {
+		t.Fatalf("flow 0 on v%d", v)
+	}
+	rel()
+	s, v, rel, _ = r.Pin(6)
+	if v != 2 || run(s) != want2 {
+		t.Fatalf("new flow 6 on v%d", v)
+	}
+	rel()
+	out := make([]float32, outDim)
+	if qv, _ := r.Query(6, x, out); qv != 2 {
+		t.Fatalf("Query of flow 6 after Pin: v%d", qv)
+	}
+}
