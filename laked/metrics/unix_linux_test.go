@@ -36,6 +36,11 @@ func TestScrapeOverUnixSocket(t *testing.T) {
 	if _, err := lakelib.Dial(ctx, sock, lakelib.Options{}); err == nil {
 		t.Fatal("a second client attached with max_clients 1")
 	}
+	// The session is counted once laked attached it, which may be just
+	// after the client's Dial returned.
+	for deadline := time.Now().Add(5 * time.Second); srv.Usage().Sessions != 1 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	s := scrape(t, "unix:"+ms)
 	if s.Sessions != 1 || len(s.Models) != 1 {
 		t.Fatalf("snapshot over the unix socket: %+v", s)
