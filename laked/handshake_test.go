@@ -200,6 +200,9 @@ func TestReattachedRegionCannotShrink(t *testing.T) {
 	if err := unix.Ftruncate(fd, 0); !errors.Is(err, unix.EPERM) {
 		t.Fatalf("truncating a served region: %v, want EPERM", err)
 	}
+	for deadline := time.Now().Add(5 * time.Second); len(srv.Sessions()) < 2 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	var ids []uint32
 	for _, s := range srv.Sessions() {
 		ids = append(ids, s.ClientID)
@@ -308,6 +311,10 @@ func TestConcurrentDialsGetUniqueIDs(t *testing.T) {
 			c.Close()
 		}
 	}()
+	// laked attaches a session just after its reply: wait for all.
+	for deadline := time.Now().Add(5 * time.Second); len(srv.Sessions()) < n && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	sessions := map[uint32]bool{}
 	for _, s := range srv.Sessions() {
 		sessions[s.ClientID] = true
