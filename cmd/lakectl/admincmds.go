@@ -164,13 +164,14 @@ func (c *cli) models(ctx context.Context, args []string) error {
 func (c *cli) policy(ctx context.Context, args []string) error {
 	verb, args := sub(args, "show", "show", "load", "shipped", "params")
 	fs := newFlagSet("policy "+verb, c)
-	var minBatch, maxUtil, minMem uint
+	var minBatch, maxUtil, minMem, kernelShare uint
 	var batchNs uint64
 	if verb == "params" {
 		fs.UintVar(&minBatch, "gpu-min-batch", 0, "GPU only for batches of at least N items")
 		fs.UintVar(&maxUtil, "gpu-max-util-pct", 0, "GPU only below P percent utilisation")
 		fs.UintVar(&minMem, "gpu-min-mem-mib", 0, "GPU only with M MiB free")
 		fs.Uint64Var(&batchNs, "gpu-batch-ns", 0, "cost-aware policy: fixed GPU cost per batch")
+		fs.UintVar(&kernelShare, "kernel-gpu-share-pct", 0, "GPU share reserved for kernel batches")
 	}
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -223,13 +224,15 @@ func (c *cli) policy(ctx context.Context, args []string) error {
 				u.GPUMinMemMiB = u32(minMem)
 			case "gpu-batch-ns":
 				u.GPUBatchNs = &batchNs
+			case "kernel-gpu-share-pct":
+				u.KernelGPUSharePct = u32(kernelShare)
 			}
 		})
 		if bad != nil {
 			return bad
 		}
 		if u == (admin.ParamsUpdate{}) {
-			return usageErr("policy params: give at least one of --gpu-min-batch, --gpu-max-util-pct, --gpu-min-mem-mib, --gpu-batch-ns")
+			return usageErr("policy params: give at least one of --gpu-min-batch, --gpu-max-util-pct, --gpu-min-mem-mib, --gpu-batch-ns, --kernel-gpu-share-pct")
 		}
 		p, err = cl.SetParams(ctx, u)
 	}
@@ -245,8 +248,8 @@ func (c *cli) policy(ctx context.Context, args []string) error {
 	if p.Status.Note != "" {
 		fmt.Fprintf(tw, "note\t%s\n", p.Status.Note)
 	}
-	fmt.Fprintf(tw, "params\tgpu_min_batch=%d gpu_max_util_pct=%d gpu_min_mem_mib=%d gpu_batch_ns=%d\n",
-		p.Params.GPUMinBatch, p.Params.GPUMaxUtilPct, p.Params.GPUMinMemMiB, p.Params.GPUBatchNs)
+	fmt.Fprintf(tw, "params\tgpu_min_batch=%d gpu_max_util_pct=%d gpu_min_mem_mib=%d gpu_batch_ns=%d kernel_gpu_share_pct=%d\n",
+		p.Params.GPUMinBatch, p.Params.GPUMaxUtilPct, p.Params.GPUMinMemMiB, p.Params.GPUBatchNs, p.Params.KernelGPUSharePct)
 	fmt.Fprintf(tw, "decisions\tcpu=%d gpu=%d errors=%d\n", p.Counts.CPU, p.Counts.GPU, p.Counts.Errors)
 	fmt.Fprintf(tw, "shipped\t%s\n", strings.Join(p.Shipped, ", "))
 	return tw.Flush()

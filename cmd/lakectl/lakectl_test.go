@@ -244,7 +244,7 @@ func TestPolicy(t *testing.T) {
 	f := newFixture(t)
 	out := f.ok(t, "policy")
 	hasLine(t, out, `^active\s+default \(Go fallback\)$`)
-	hasLine(t, out, `^params\s+gpu_min_batch=32 gpu_max_util_pct=80 gpu_min_mem_mib=0 gpu_batch_ns=0$`)
+	hasLine(t, out, `^params\s+gpu_min_batch=32 gpu_max_util_pct=80 gpu_min_mem_mib=0 gpu_batch_ns=0 kernel_gpu_share_pct=0$`)
 	hasLine(t, out, `^shipped\s+costaware, default$`)
 	out = f.ok(t, "policy", "shipped", "costaware")
 	hasLine(t, out, `^active\s+costaware \(Go fallback\)$`)
@@ -254,6 +254,10 @@ func TestPolicy(t *testing.T) {
 	var p admin.PolicyResponse
 	f.okJSON(t, &p, "policy", "params", "--gpu-min-batch", "4")
 	if p.Params.GPUMinBatch != 4 || p.Params.GPUMaxUtilPct != 80 || f.eng.Params().GPUMinBatch != 4 {
+		t.Fatalf("params JSON %+v", p.Params)
+	}
+	f.okJSON(t, &p, "policy", "params", "--kernel-gpu-share-pct", "30")
+	if p.Params.KernelGPUSharePct != 30 || p.Params.GPUMinBatch != 4 || f.eng.Params().KernelGPUSharePct != 30 {
 		t.Fatalf("params JSON %+v", p.Params)
 	}
 	code, _, errs := f.ctl(t, "policy", "params", "--gpu-max-util-pct", "150")

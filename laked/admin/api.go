@@ -85,6 +85,8 @@ type Params struct {
 	GPUMaxUtilPct uint32 `json:"gpu_max_util_pct"`
 	GPUMinMemMiB  uint32 `json:"gpu_min_mem_mib"`
 	GPUBatchNs    uint64 `json:"gpu_batch_ns"`
+	// KernelGPUSharePct is the GPU share reserved for kernel batches.
+	KernelGPUSharePct uint32 `json:"kernel_gpu_share_pct"`
 }
 
 // ParamsUpdate is PUT /v1/policy/params: the fields present replace the
@@ -94,6 +96,8 @@ type ParamsUpdate struct {
 	GPUMaxUtilPct *uint32 `json:"gpu_max_util_pct,omitempty"`
 	GPUMinMemMiB  *uint32 `json:"gpu_min_mem_mib,omitempty"`
 	GPUBatchNs    *uint64 `json:"gpu_batch_ns,omitempty"`
+	// KernelGPUSharePct is the GPU share reserved for kernel batches.
+	KernelGPUSharePct *uint32 `json:"kernel_gpu_share_pct,omitempty"`
 }
 
 // Counts are the policy engine's decisions since start.
@@ -209,7 +213,8 @@ func statsOf(s laked.Stats) StatsResponse {
 }
 
 func paramsOf(p policy.Params) Params {
-	return Params{GPUMinBatch: p.GPUMinBatch, GPUMaxUtilPct: p.GPUMaxUtilPct, GPUMinMemMiB: p.GPUMinMemMiB, GPUBatchNs: p.GPUBatchNs}
+	return Params{GPUMinBatch: p.GPUMinBatch, GPUMaxUtilPct: p.GPUMaxUtilPct, GPUMinMemMiB: p.GPUMinMemMiB, GPUBatchNs: p.GPUBatchNs,
+		KernelGPUSharePct: p.KernelGPUSharePct}
 }
 
 func modelOf(m laked.ModelStatus) Model {

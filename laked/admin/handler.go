@@ -574,6 +574,9 @@ func (h *Handler) setParams(r *http.Request) (any, error) {
 	if u.GPUBatchNs != nil {
 		p.GPUBatchNs = *u.GPUBatchNs
 	}
+	if u.KernelGPUSharePct != nil {
+		p.KernelGPUSharePct = *u.KernelGPUSharePct
+	}
 	if err := h.d.Policy.SetParams(p); err != nil {
 		if errors.Is(err, policy.ErrInvalidParams) {
 			return nil, errorf(http.StatusBadRequest, "set policy params: %v", err)
