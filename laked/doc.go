@@ -21,4 +21,11 @@
 //   - Transports: the unix-socket handshake with memfd regions (this
 //     package, unix_linux.go) and the kernel's /dev/lake device
 //     (devlake_linux.go).
+//   - Model images (image.go): models with a portable integer image
+//     (ImageExporter: LinnOS weight files, LiteFlow snapshots) are
+//     copied to clients by model_fetch with the served version; the
+//     version grows with ReplaceModel and TouchModel (LiteFlowInstaller
+//     calls it after an adapter's install), so a kernel consumer polls
+//     model_info and fetches only what changed. Images are the
+//     consumer's to validate.
 package laked
