@@ -12,10 +12,11 @@
 #                           cuda build variant (deploy/cuda-env.sh, make cuda-check)
 #   systemd dkms            systemd-analyze verify on the units; the DKMS build
 #                           of the module tree (deploy tests, make install-dkms)
+#   dmsetup                 the dm-linnos VM test (packed into the VM with fio)
 set -euo pipefail
 
 pkgs=(gcc libc6-dev make clang llvm bpftool fio qemu-system-x86 linux-image-amd64 python3-pip
-      linux-headers-amd64 busybox-static kmod cpio systemd dkms)
+      linux-headers-amd64 busybox-static kmod cpio systemd dkms dmsetup)
 
 missing=()
 for p in "${pkgs[@]}"; do

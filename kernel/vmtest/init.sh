@@ -58,6 +58,12 @@ echo "LAKEVM: boot $(uname -r)"
 insmod $M/lake_shm.ko || { fail "insmod lake_shm"; finish; }
 echo "LAKEVM: dev $(ls -l /dev/lake)"
 
+# LAKE_VM_PHASE=dm (run.sh): only the dm-linnos phase, in its own boot
+if [ "$(cat /etc/lake_phase 2>/dev/null)" = dm ]; then
+	. /bin/phase-dm.sh
+	finish
+fi
+
 echo "LAKEVM: phase start-laked"
 $LAKED >/tmp/laked1.log 2>&1 &
 LPID=$!

@@ -21,6 +21,11 @@
 #                   that has headers and a /boot/vmlinuz-*).
 #   LAKE_VM_TIMEOUT seconds the VM may run (default 150).
 #   LAKE_VM_ACCEL   qemu accelerator (default tcg).
+#   LAKE_VM_PHASE   "base" (default): the phases above; "dm": only the
+#                   dm-linnos phase (phase-dm.sh: brd, dm-mod, fio and
+#                   dmsetup with their libraries are packed, and laked
+#                   serves a model trained by stallmodel/ for the stalls).
+#   LAKE_VM_MEM     VM memory in MiB (default 512; 1024 for the dm phase).
 #
 # Needs: gcc, make, go (for laked), qemu-system-x86_64, busybox (static),
 # linux-image-amd64 and linux-headers-amd64 (6.1).
@@ -33,6 +38,9 @@ root=$(cd "$here/../.." && pwd)
 mode=${LAKE_VM_LAKED:-laked}
 timeout_s=${LAKE_VM_TIMEOUT:-150}
 accel=${LAKE_VM_ACCEL:-tcg}
+phase=${LAKE_VM_PHASE:-base}
+case "$phase" in base | dm) ;; *) die "LAKE_VM_PHASE must be base or dm" ;; esac
+if [ "$phase" = dm ]; then mem=${LAKE_VM_MEM:-1024}; else mem=${LAKE_VM_MEM:-512}; fi
 
 if [ -n "${LAKE_VM_KVER:-}" ]; then
 	kver=$LAKE_VM_KVER
@@ -90,8 +98,15 @@ laked)
 	# LinnOS weights for model 1, trained on the host (laked would
 	# otherwise train its built-in model at start, slowly under TCG)
 	(cd "$root" && go build -o "$work/linnos-tool" ./cmd/linnos) || die "cmd/linnos build failed"
-	"$work/linnos-tool" train -n 5000 -epochs 1 -o "$work/linnos.model" >"$work/linnos-train.log" 2>&1 ||
-		{ cat "$work/linnos-train.log"; die "training the LinnOS weights failed"; }
+	if [ "$phase" = dm ]; then
+		# the dm phase: a model for the lake_stall schedule of phase-dm.sh
+		(cd "$root" && go run ./kernel/vmtest/stallmodel -n 30000 -o "$work/linnos.model") \
+			>"$work/linnos-train.log" 2>&1 || { cat "$work/linnos-train.log"; die "stallmodel failed"; }
+		cat "$work/linnos-train.log"
+	else
+		"$work/linnos-tool" train -n 5000 -epochs 1 -o "$work/linnos.model" >"$work/linnos-train.log" 2>&1 ||
+			{ cat "$work/linnos-train.log"; die "training the LinnOS weights failed"; }
+	fi
 	laked_cmd="/bin/laked --device /dev/lake --linnos-weights /etc/lake/linnos.model --no-bpf"
 	;;
 fake)
@@ -122,6 +137,28 @@ mkdir -p "$ir/etc/lake"
 cp "$root/deploy/laked.yaml" "$ir/etc/lake/laked.yaml"
 cp "$here/phase-pkg.sh" "$ir/bin/phase-pkg.sh"
 cp "$here/init.sh" "$ir/init"
+echo "$phase" >"$ir/etc/lake_phase"
+if [ "$phase" = dm ]; then
+	# the dm phase: dm-mod and brd from the VM's kernel, fio and dmsetup
+	# with every library they load
+	mkdir -p "$ir/lib/lake/kmod"
+	for m in kernel/drivers/md/dm-mod kernel/drivers/block/brd; do
+		f=/lib/modules/$kver/$m.ko
+		if [ -e "$f" ]; then cp "$f" "$ir/lib/lake/kmod/"
+		elif [ -e "$f.xz" ]; then xz -dc "$f.xz" >"$ir/lib/lake/kmod/$(basename "$m").ko"
+		else die "no $m.ko for $kver"
+		fi
+	done
+	for b in fio dmsetup; do
+		p=$(command -v $b) || die "$b missing (deploy/setup-debian.sh installs fio and dmsetup)"
+		cp "$p" "$ir/bin/$b"
+		for l in $(ldd "$p" | awk '/=> \// {print $3} /^[[:space:]]*\// {print $1}'); do
+			mkdir -p "$ir$(dirname "$l")"
+			cp -L "$l" "$ir$l"
+		done
+	done
+	cp "$here/phase-dm.sh" "$ir/bin/phase-dm.sh"
+fi
 chmod 755 "$ir/init"
 (cd "$ir" && find . | "$bb" cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.gz"
 
@@ -129,7 +166,7 @@ chmod 755 "$ir/init"
 log=$work/console.log
 echo "run.sh: booting (accel $accel, limit ${timeout_s}s)"
 set +e
-timeout "$timeout_s" qemu-system-x86_64 -accel "$accel" -m 512 -smp 1 -nographic -no-reboot \
+timeout "$timeout_s" qemu-system-x86_64 -accel "$accel" -m "$mem" -smp 1 -nographic -no-reboot \
 	-kernel "$vmlinuz" -initrd "$work/initramfs.gz" \
 	-append "console=ttyS0 rdinit=/init panic=-1 loglevel=4 oops=panic" >"$log" 2>&1
 rc=$?
@@ -142,6 +179,17 @@ tr -d '\r' <"$log"
 clean=$work/console.txt
 tr -d '\r' <"$log" >"$clean"
 grep -q '^LAKEVM: END' "$clean" || die "the VM did not reach the end of the test"
+if [ "$phase" = dm ]; then
+	# the table and the comparisons are vm_dm_test.go's
+	grep -q '^LAKEVM: phase dm-linnos done' "$clean" || die "the dm-linnos phase did not complete"
+	if grep -nE 'WARNING:|BUG:|Oops|Call Trace|general protection|hung_task' "$clean"; then
+		die "kernel warning or oops"
+	fi
+	grep -q '^LAKEVM: FAIL' "$clean" && die "the init script reported a failure"
+	[ -n "$own_work" ] && rm -rf "$work"
+	echo "run.sh: PASS"
+	exit 0
+fi
 grep -q 'lake_selftest: FAIL' "$clean" && die "a self-test step failed"
 [ "$(grep -c 'lake_selftest: start mode=run' "$clean")" -eq 2 ] || die "want two full self-test runs"
 [ "$(grep -c 'lake_selftest: DONE pass=[1-9][0-9]* fail=0' "$clean")" -eq 4 ] || die "want four self-test runs without failures"

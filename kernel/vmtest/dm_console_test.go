@@ -1,0 +1,57 @@
+//go:build linux
+
+package vmtest
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestDMConsoleChecks runs TestVMLinnOS's checks on a recorded dm-phase
+// console (testdata/dm-console-pass.txt, from a real run that passes the
+// functional checks; set LAKE_DM_CONSOLE to check another file) and on
+// copies broken the ways a run can break: each must be caught. The
+// recorded run does not meet the latency goals (docs/EVALUATION.md), and
+// the strict check must say so.
+func TestDMConsoleChecks(t *testing.T) {
+	path := "testdata/dm-console-pass.txt"
+	if p := os.Getenv("LAKE_DM_CONSOLE"); p != "" {
+		path = p
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := strings.ReplaceAll(string(raw), "\r", "")
+	rows, probs := dmProblems(good, false)
+	t.Logf("table:\n%s", dmTable(rows))
+	if len(probs) != 0 {
+		t.Fatalf("recorded passing console reported as failing: %q", probs)
+	}
+	broken := map[string]string{
+		"fio verify error":   strings.Replace(good, "LAKEVM: DM-FIO-END fast rc=0", "LAKEVM: DM-FIO-END fast rc=1", 1),
+		"replicas differ":    strings.Replace(good, "DM-CHECK replicas-identical ok", "DM-CHECK replicas-identical FAIL", 1),
+		"no replica check":   strings.Replace(good, "DM-CHECK replicas-identical ok", "DM-CHECK other ok", 1),
+		"bad table accepted": strings.Replace(good, "DM-CHECK bad-tables ok", "DM-CHECK bad-table FAIL", 1),
+		"oops":               strings.Replace(good, "LAKEVM: phase dm-linnos done", "[ 1.0] BUG: kernel NULL pointer dereference\nLAKEVM: phase dm-linnos done", 1),
+		"phase incomplete":   strings.Replace(good, "LAKEVM: phase dm-linnos done", "", 1),
+		"no fast revokes":    strings.Replace(good, "DM-STATUS fast 0 65536 linnos mode=fast", "DM-STATUS fast 0 65536 linnos mode=fast revokes=0", 1),
+		"fast run missing":   strings.Replace(good, "LAKEVM: DM-FIO-BEGIN fast", "LAKEVM: DM-FIO-BEGIN fasty", 1),
+		"no kill fallback":   strings.Replace(good, "DM-STATUS killed", "DM-STATUS killedx", 1),
+		"warnings in kbuild": strings.Replace(good, "modules built without warnings", "modules built", 1),
+	}
+	if lp := dmLatencyProblems(rows); len(lp) == 0 {
+		t.Logf("the recorded run meets the latency goals")
+	} else if _, p := dmProblems(good, true); len(p) != len(lp) {
+		t.Errorf("strict checks report %q, latency checks %q", p, lp)
+	}
+	for name, out := range broken {
+		if out == good {
+			t.Fatalf("%s: the fixture did not change (stale fixture?)", name)
+		}
+		if _, p := dmProblems(out, false); len(p) == 0 {
+			t.Errorf("%s: not detected", name)
+		}
+	}
+}

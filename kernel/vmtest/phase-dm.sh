@@ -1,0 +1,183 @@
+#!/bin/busybox sh
+# SPDX-License-Identifier: (GPL-2.0 OR MIT)
+#
+# phase-dm.sh - the dm-linnos phase of the VM test, sourced by init.sh when
+# run.sh packed it (LAKE_VM_PHASE=dm). Two 32 MiB RAM disks (brd), each
+# behind a lake_stall target that stalls in bursts (kernel/dm-stall: every
+# I/O arriving in a busy interval waits for its end; PERIOD_MS/BUSY_MS
+# below; one seed and two slots, so the replicas' stalls are staggered and
+# never overlap), mirrored by the linnos target. fio runs random 4 KiB
+# reads (iodepth 32, RATE per second) and a background random writer with
+# verify, for RT seconds per mode:
+#   primary  fio on the first stalling disk alone (no mirror)
+#   off      the target, every read to the primary
+#   hedge    the target, a second copy after hedge_us
+#   fast     the target, LinnOS on the kernel fast path
+#   laked    the target, LinnOS through laked (deadline_us)
+#   laked-kill  as laked; laked is killed with SIGKILL once 500 reads are
+#               done, and restarted after 300 more (then a short run,
+#               after-restart, checks the new laked decides again)
+# Lines for vm_test.go: "LAKEVM: DM-FIO-BEGIN <mode>" fio's JSON
+# "LAKEVM: DM-FIO-END <mode> rc=<fio exit status>", "LAKEVM: DM-STATUS
+# <mode> <dmsetup status>", "LAKEVM: DM-CHECK <name> ok|FAIL <detail>".
+# Uses from init.sh: $LAKED, $M, fail, wait_log.
+
+RT=${DM_RT:-20}
+RATE=${DM_RATE:-500}
+PERIOD_MS=5000
+BUSY_MS=500
+SECTORS=65536
+export DM_DISABLE_UDEV=1
+DMS="dmsetup --noudevsync"
+
+dm_check() { # name ok|FAIL detail
+	echo "LAKEVM: DM-CHECK $1 $2 $3"
+	[ "$2" = ok ] || fail "dm check $1: $3"
+}
+
+dm_status() { # mode
+	echo "LAKEVM: DM-STATUS $1 $($DMS status ln 2>&1)"
+}
+
+dm_fio() { # mode device [runtime]
+	fio --output-format=json --output=/tmp/fio-$1.json \
+		--name=reader --filename="$2" --rw=randread --bs=4k --iodepth=32 --ioengine=libaio \
+		--direct=1 --offset=0 --size=16m --time_based --runtime="${3:-$RT}" --rate_iops="$RATE" \
+		--norandommap --randrepeat=0 \
+		--name=writer --filename="$2" --rw=randwrite --bs=4k --iodepth=1 --ioengine=libaio \
+		--direct=1 --offset=16m --size=16m --time_based --runtime="${3:-$RT}" --rate_iops=100 \
+		--verify=crc32c --verify_backlog=16 --verify_fatal=1 --randrepeat=0 >/tmp/fio-$1.out 2>&1
+	rc=$?
+	echo "LAKEVM: DM-FIO-BEGIN $1"
+	cat /tmp/fio-$1.json
+	echo "LAKEVM: DM-FIO-END $1 rc=$rc"
+	[ $rc -eq 0 ] || { tail -n 20 /tmp/fio-$1.out; fail "fio ($1) exited with $rc"; }
+	return $rc
+}
+
+dm_counter() { # counter: its value in the target's status
+	$DMS status ln | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+dm_wait() { # counter min: wait (up to ~60 s) until counter >= min
+	i=0
+	while [ "$(dm_counter "$1")" -lt "$2" ]; do
+		i=$((i + 1))
+		if [ $i -gt 300 ]; then
+			fail "timed out waiting for $1 >= $2 ($(dm_counter "$1"))"
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+
+dm_mode() { # mode
+	$DMS message ln 0 reset
+	$DMS message ln 0 mode "$1" || fail "dmsetup message mode $1"
+	dm_fio "$1" /dev/mapper/ln
+	dm_status "$1"
+}
+
+echo "LAKEVM: phase dm-linnos"
+$LAKED >/tmp/laked1.log 2>&1 &
+LPID=$!
+wait_log 1 'lake_shm: laked attached' $LPID || return
+sleep 1
+insmod $M/lakelib.ko || { fail "insmod lakelib"; return; }
+for k in dm-mod brd; do
+	[ -e $M/kmod/$k.ko ] || { fail "$k.ko missing"; return; }
+done
+insmod $M/kmod/dm-mod.ko || { fail "insmod dm-mod"; return; }
+insmod $M/kmod/brd.ko rd_nr=2 rd_size=$((SECTORS / 2)) || { fail "insmod brd"; return; }
+insmod $M/dm-lake-stall.ko || { fail "insmod dm-lake-stall"; return; }
+insmod $M/dm-linnos.ko || { fail "insmod dm-linnos"; return; }
+mkdir -p /dev/mapper
+
+# bad table lines get an error, never a target
+for t in "linnos /dev/ram0" "linnos /dev/ram0 /dev/ram1 /dev/ram0 /dev/ram1 /dev/ram0" \
+	"linnos /dev/ram0 /dev/ram1 mode=warp" "linnos /dev/ram0 /dev/ram1 deadline_us=0" \
+	"linnos /dev/ram0 /dev/ram1 revoke_cap=1001" "linnos /dev/ram0 /dev/nope" "linnos /dev/ram0 /dev/ram1 bogus=1" \
+	"lake_stall /dev/ram0 10 6 1" "lake_stall /dev/ram0 100 10 1 2 2"; do
+	if $DMS create bad --table "0 $SECTORS $t" 2>/dev/null; then
+		dm_check bad-table FAIL "accepted: $t"
+		$DMS remove bad
+	fi
+done
+dm_check bad-tables ok "9 refused"
+# a table longer than a replica is refused
+if $DMS create bad --table "0 $((SECTORS + 8)) linnos /dev/ram0 /dev/ram1" 2>/dev/null; then
+	dm_check too-long FAIL "accepted"
+	$DMS remove bad
+fi
+
+$DMS create s0 --table "0 $SECTORS lake_stall /dev/ram0 $PERIOD_MS $BUSY_MS 1 0 2" || { fail "create s0"; return; }
+$DMS create s1 --table "0 $SECTORS lake_stall /dev/ram1 $PERIOD_MS $BUSY_MS 1 1 2" || { fail "create s1"; return; }
+$DMS create ln --table "0 $SECTORS linnos /dev/mapper/s0 /dev/mapper/s1 mode=off slow_us=20000 deadline_us=${DM_DEADLINE_US:-1000} hedge_us=3000 revoke_cap=800" ||
+	{ fail "create ln"; return; }
+$DMS mknodes
+ls -l /dev/mapper
+
+# bad messages get an error and change nothing
+for m in "mode warp" "deadline_us -1" "model 7 1" "model all 0" "model all 99" "revoke_cap x" "frobnicate"; do
+	# shellcheck disable=SC2086
+	if $DMS message ln 0 $m 2>/dev/null; then
+		dm_check bad-message FAIL "accepted: $m"
+	fi
+done
+dm_check bad-messages ok "7 refused"
+$DMS message ln 0 model all 1 || fail "installing laked model 1"
+dm_status install
+
+# 1. the primary alone (its writes go to ram0 only: ram1 is resynced below)
+dm_fio primary /dev/mapper/s0
+$DMS message s0 0 stall off
+$DMS message s1 0 stall off
+dd if=/dev/ram0 of=/dev/ram1 bs=1M iflag=direct oflag=direct 2>/dev/null || fail "resync ram1"
+$DMS message s0 0 stall on
+$DMS message s1 0 stall on
+
+# 2. the target in each mode
+dm_mode off
+dm_mode hedge
+dm_mode fast
+dm_mode laked
+
+# 3. laked killed during a run: fio sees no error, the fast path takes
+# over, a restarted laked re-attaches and decides again
+$DMS message ln 0 reset
+$DMS message ln 0 mode laked
+dm_fio laked-kill /dev/mapper/ln $((RT + 10)) &
+FPID=$!
+dm_wait reads 500
+dm_status before-kill
+kill -KILL $LPID
+wait $LPID 2>/dev/null
+wait_log 1 'lake_shm: laked detached'
+dm_wait reads $(($(dm_counter reads) + 300))
+dm_status killed
+$LAKED >/tmp/laked2.log 2>&1 &
+LPID=$!
+wait_log 2 'lake_shm: laked attached' $LPID
+dm_status restarted
+wait $FPID || fail "fio (laked-kill) failed"
+dm_status laked-kill
+# reads after the restart reach the new laked again
+dm_fio after-restart /dev/mapper/ln 6
+dm_status after-restart
+
+# 4. every replica holds the same data
+$DMS message s0 0 stall off
+$DMS message s1 0 stall off
+$DMS remove ln || fail "remove ln"
+$DMS remove s0
+$DMS remove s1
+if cmp /dev/ram0 /dev/ram1 >/dev/null 2>&1; then
+	dm_check replicas-identical ok "ram0 = ram1"
+else
+	dm_check replicas-identical FAIL "$(cmp /dev/ram0 /dev/ram1 2>&1 | head -1)"
+fi
+rmmod dm-linnos || fail "rmmod dm-linnos"
+rmmod dm-lake-stall || fail "rmmod dm-lake-stall"
+kill -TERM $LPID
+wait $LPID
+echo "LAKEVM: phase dm-linnos done"

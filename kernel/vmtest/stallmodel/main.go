@@ -1,0 +1,210 @@
+// Command stallmodel trains the LinnOS model the dm-linnos VM test
+// installs: it simulates reads on one replica of the VM test (a RAM disk
+// behind the lake_stall target, kernel/dm-stall) and trains on the
+// features the kernel computes for them, labelling reads slower than
+// -threshold-us slow.
+//
+// The simulated device matches the VM: a RAM disk completes an I/O in the
+// context that submits it, so a healthy device has nothing pending when a
+// read arrives (-noise of the reads see one I/O pending anyway, from
+// preemption); the service time (fio, dm and brd under TCG) is drawn
+// log-uniformly from [-min-us, -max-us]. Stalls follow the lake_stall schedule: periods of
+// -period-ms jittered by ±30%, each with one busy interval of -busy-ms
+// (±30%) at a random offset, during which every I/O (reads from -qd
+// closed-loop readers, writes arriving at -write-iops) is held until the
+// interval ends. The history is that of the kernel: the pending count at
+// arrival and the latency of each of the last 4 completed reads. The
+// defaults match phase-dm.sh (iodepth 32 at 500 reads/s, 500 ms stalls)
+// except the period, 1.5 s instead of 5 s, so that a short simulation
+// holds enough stalls to learn from (the features do not depend on it).
+//
+// Usage: stallmodel -o model.lnw [-n 20000] [-seed 1]
+package main
+
+import (
+	"container/heap"
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+
+	"github.com/lakeos/lake/linnos"
+)
+
+type params struct {
+	n                int
+	qd               int
+	periodMs, busyMs float64
+	minUs, maxUs     float64
+	thinkUs          float64
+	writeIOPS        float64
+	noise            float64
+	thresholdUs      float64
+	seed             uint64
+	epochs           int
+	falseSubmitCost  float64
+	out              string
+	extra            int
+}
+
+func main() {
+	var p params
+	flag.IntVar(&p.n, "n", 20000, "simulated reads")
+	flag.IntVar(&p.qd, "qd", 32, "closed-loop readers (fio iodepth)")
+	flag.Float64Var(&p.periodMs, "period-ms", 1500, "stall period (lake_stall PERIOD_MS)")
+	flag.Float64Var(&p.busyMs, "busy-ms", 500, "stall length (lake_stall BUSY_MS)")
+	flag.Float64Var(&p.minUs, "min-us", 50, "shortest healthy service time")
+	flag.Float64Var(&p.maxUs, "max-us", 8000, "longest healthy service time")
+	flag.Float64Var(&p.thinkUs, "think-us", 64000, "mean time a reader takes between a completion and its next read")
+	flag.Float64Var(&p.writeIOPS, "write-iops", 200, "background writes per second")
+	flag.Float64Var(&p.noise, "noise", 0.001, "fraction of healthy reads that see one I/O pending")
+	flag.Float64Var(&p.thresholdUs, "threshold-us", 20000, "reads slower than this are labelled slow")
+	flag.Uint64Var(&p.seed, "seed", 1, "seed")
+	flag.IntVar(&p.epochs, "epochs", 8, "training epochs")
+	flag.Float64Var(&p.falseSubmitCost, "false-submit-cost", 20, "loss weight of a slow read predicted fast")
+	flag.IntVar(&p.extra, "extra", 0, "extra hidden layers")
+	flag.StringVar(&p.out, "o", "", "output model file (required)")
+	flag.Parse()
+	if p.out == "" || p.n < 1000 || p.qd < 1 || p.busyMs <= 0 || p.periodMs < 2*p.busyMs || p.minUs <= 0 || p.maxUs < p.minUs {
+		fmt.Fprintln(os.Stderr, "stallmodel: bad flags (need -o; n >= 1000, qd >= 1, period >= 2*busy, 0 < min <= max)")
+		os.Exit(2)
+	}
+	s := simulate(p)
+	res, err := linnos.Train(context.Background(), s, linnos.TrainConfig{
+		Extra: p.extra, Epochs: p.epochs, ThresholdUs: p.thresholdUs, Seed: p.seed, FalseSubmitCost: p.falseSubmitCost,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stallmodel:", err)
+		os.Exit(1)
+	}
+	im, err := linnos.Quantize(res.Model)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stallmodel:", err)
+		os.Exit(1)
+	}
+	img, err := linnos.EncodeInt(im, linnos.ModelMeta{ThresholdUs: uint32(p.thresholdUs)})
+	if err == nil {
+		err = os.WriteFile(p.out, img, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stallmodel:", err)
+		os.Exit(1)
+	}
+	slow := 0
+	for _, l := range s.LatencyUs {
+		if l > p.thresholdUs {
+			slow++
+		}
+	}
+	fmt.Printf("stallmodel: %d reads, %d slow; held-out accuracy %.4f, false submits %.4f, false revokes %.4f; wrote %s\n",
+		s.Len(), slow, res.Test.Accuracy, res.Test.FalseSubmitRate, res.Test.FalseRevokeRate, p.out)
+}
+
+// event is a completion (read or write) or a reader's next arrival.
+type event struct {
+	t       float64
+	kind    int // 0 completion, 1 reader arrival, 2 write arrival
+	reader  int
+	held    bool
+	read    bool
+	pending int     // at arrival
+	lat     float64 // for completions
+	seq     int
+}
+
+type queue []event
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	if q[i].t != q[j].t {
+		return q[i].t < q[j].t
+	}
+	return q[i].seq < q[j].seq
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)   { *q = append(*q, x.(event)) }
+func (q *queue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+// schedule yields the busy intervals of lake_stall (µs).
+type schedule struct {
+	r                        *rand.Rand
+	periodUs, busyUs         float64
+	next, busyStart, busyEnd float64
+}
+
+func (s *schedule) jitter(v float64) float64 { return v * (0.7 + 0.6*s.r.Float64()) }
+
+func (s *schedule) busy(t float64) (bool, float64) {
+	for t >= s.next {
+		period := s.jitter(s.periodUs)
+		busy := min(s.jitter(s.busyUs), period/2)
+		start := s.next
+		s.next = start + period
+		s.busyStart = start + s.r.Float64()*(period-busy)
+		s.busyEnd = s.busyStart + busy
+	}
+	return t >= s.busyStart && t < s.busyEnd, s.busyEnd
+}
+
+func simulate(p params) *linnos.Samples {
+	r := rand.New(rand.NewPCG(p.seed, 0x5151))
+	sch := &schedule{r: rand.New(rand.NewPCG(p.seed, 0x57a11)), periodUs: p.periodMs * 1000, busyUs: p.busyMs * 1000}
+	var q queue
+	seq := 0
+	push := func(e event) { e.seq = seq; seq++; heap.Push(&q, e) }
+	for i := 0; i < p.qd; i++ {
+		push(event{t: r.Float64() * p.thinkUs, kind: 1, reader: i})
+	}
+	if p.writeIOPS > 0 {
+		push(event{t: r.ExpFloat64() * 1e6 / p.writeIOPS, kind: 2})
+	}
+	var e linnos.Extractor // the kernel's history: one entry per completed read
+	held := 0
+	s := &linnos.Samples{}
+	feat := make([]int32, linnos.NumInputs)
+	// log-uniform: under TCG on a busy host a healthy read can take
+	// milliseconds, so recent latencies alone must not mean "slow"
+	service := func() float64 { return p.minUs * math.Pow(p.maxUs/p.minUs, r.Float64()) }
+	for s.Len() < p.n {
+		ev := heap.Pop(&q).(event)
+		switch ev.kind {
+		case 0:
+			if ev.held {
+				held--
+			}
+			if ev.read {
+				e.Arrive(ev.pending)
+				e.Complete(int(ev.lat))
+				push(event{t: ev.t + r.ExpFloat64()*p.thinkUs, kind: 1, reader: ev.reader})
+			}
+		case 1, 2:
+			pending := held
+			if pending == 0 && r.Float64() < p.noise {
+				pending = 1
+			}
+			busy, end := sch.busy(ev.t)
+			done := ev.t + service()
+			if busy {
+				done = end + service()
+				held++
+			}
+			c := event{t: done, kind: 0, reader: ev.reader, held: busy, read: ev.kind == 1, pending: pending, lat: done - ev.t}
+			if ev.kind == 1 {
+				e.Features(pending, feat)
+				s.Features = append(s.Features, feat...)
+				s.LatencyUs = append(s.LatencyUs, c.lat)
+			} else {
+				push(event{t: ev.t + r.ExpFloat64()*1e6/p.writeIOPS, kind: 2})
+			}
+			push(c)
+		}
+	}
+	return s
+}

@@ -1,0 +1,285 @@
+//go:build linux
+
+package vmtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// dmModes are the fio runs of phase-dm.sh, in order.
+var dmModes = []string{"primary", "off", "hedge", "fast", "laked", "laked-kill"}
+
+// dmRow is one line of the dm-linnos table.
+type dmRow struct {
+	Mode                 string
+	Reads                int64
+	AvgUs, P99Us, P999Us float64
+	Status               map[string]string // dmsetup status of the target after the run
+	FioRC                int
+	WriterErr, ReaderErr int
+}
+
+func (r dmRow) counter(k string) int64 {
+	v, _ := strconv.ParseInt(r.Status[k], 10, 64)
+	return v
+}
+
+// TestVMLinnOS boots the VM with only the dm-linnos phase (LAKE_VM_PHASE=dm)
+// and checks it: bad table lines and messages refused, fio without errors
+// (its writer verifies what it wrote, through the steered reads) in every
+// mode, identical replicas afterwards, reads revoked by both LinnOS paths
+// and hedged in hedge mode, and laked killed mid-run: no fio error, the
+// fast path takes over, the restarted laked decides again. It logs the
+// table docs/EVALUATION.md records.
+//
+// The latency goals (LinnOS p99.9 below half the stalling primary's
+// alone, its average within 5% of it) are asserted only with
+// LAKE_VM_DM_STRICT=1: on the shared 2-core machines this was developed on,
+// TCG timings were dominated by host load and the goals were not met
+// (docs/EVALUATION.md); without it the test logs the comparison and says
+// it was not checked.
+func TestVMLinnOS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the dm-linnos VM test boots a kernel in qemu and runs fio (about 3 minutes)")
+	}
+	if why := prerequisites(); why != "" {
+		t.Skip(why)
+	}
+	for _, tool := range []string{"fio", "dmsetup"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip(tool + " not found (deploy/setup-debian.sh installs fio and dmsetup)")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "run.sh", t.TempDir())
+	cmd.Env = append(os.Environ(), "LAKE_VM_LAKED=laked", "LAKE_VM_PHASE=dm", "LAKE_VM_TIMEOUT=420")
+	cmd.WaitDelay = 10 * time.Second
+	start := time.Now()
+	outb, err := cmd.CombinedOutput()
+	out := strings.ReplaceAll(string(outb), "\r", "")
+	t.Logf("run.sh (dm phase) took %v", time.Since(start).Round(time.Second))
+	if err != nil {
+		t.Fatalf("run.sh: %v\n%s", err, tail(out, 200))
+	}
+	strict := os.Getenv("LAKE_VM_DM_STRICT") == "1"
+	rows, probs := dmProblems(out, strict)
+	if !strict {
+		t.Logf("latency goals NOT checked (set LAKE_VM_DM_STRICT=1): %v", dmLatencyProblems(rows))
+	}
+	t.Logf("dm-linnos table (TCG; compare rows, not absolute times):\n%s", dmTable(rows))
+	for _, p := range probs {
+		t.Error(p)
+	}
+	if len(probs) > 0 {
+		t.Logf("console tail:\n%s", tail(out, 120))
+	}
+}
+
+var (
+	dmStatusRE = regexp.MustCompile(`(?m)^LAKEVM: DM-STATUS (\S+) (.*)$`)
+	dmCheckRE  = regexp.MustCompile(`(?m)^LAKEVM: DM-CHECK (\S+) (\S+) (.*)$`)
+	dmFioEndRE = regexp.MustCompile(`(?m)^LAKEVM: DM-FIO-END (\S+) rc=(\d+)$`)
+)
+
+// parseStatus turns "0 65536 linnos mode=fast reads=3 ..." into a map.
+func parseStatus(s string) map[string]string {
+	m := map[string]string{}
+	for _, f := range strings.Fields(s) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+type fioJob struct {
+	Name  string `json:"jobname"`
+	Error int    `json:"error"`
+	Read  struct {
+		TotalIOs int64 `json:"total_ios"`
+		Clat     struct {
+			Mean       float64            `json:"mean"`
+			Percentile map[string]float64 `json:"percentile"`
+		} `json:"clat_ns"`
+	} `json:"read"`
+}
+
+// dmProblems parses the console of a dm-phase run into the table rows and
+// lists everything that is wrong; strict adds the latency goals
+// (dmLatencyProblems).
+func dmProblems(out string, strict bool) ([]dmRow, []string) {
+	var probs []string
+	bad := func(format string, a ...any) { probs = append(probs, fmt.Sprintf(format, a...)) }
+	for _, b := range []string{"WARNING:", "BUG:", "Oops", "Call Trace", "general protection fault", "LAKEVM: FAIL", "run.sh: FAIL"} {
+		if i := strings.Index(out, b); i >= 0 {
+			bad("console shows %q: %s", b, line(out, i))
+		}
+	}
+	if !strings.Contains(out, "LAKEVM: phase dm-linnos done") || !strings.Contains(out, "run.sh: PASS") {
+		bad("the dm-linnos phase did not complete")
+	}
+	if !strings.Contains(out, "modules built without warnings") {
+		bad("run.sh did not confirm a warning-free module build")
+	}
+	checks := map[string]string{}
+	for _, m := range dmCheckRE.FindAllStringSubmatch(out, -1) {
+		if m[2] != "ok" {
+			bad("check %s: %s %s", m[1], m[2], m[3])
+		}
+		checks[m[1]] = m[2]
+	}
+	for _, c := range []string{"bad-tables", "bad-messages", "replicas-identical"} {
+		if checks[c] != "ok" {
+			bad("no passing %s check", c)
+		}
+	}
+	status := map[string]map[string]string{}
+	for _, m := range dmStatusRE.FindAllStringSubmatch(out, -1) {
+		status[m[1]] = parseStatus(m[2])
+	}
+	var rows []dmRow
+	for _, mode := range dmModes {
+		row := dmRow{Mode: mode, Status: status[mode], FioRC: -1}
+		begin := "LAKEVM: DM-FIO-BEGIN " + mode + "\n"
+		i := strings.Index(out, begin)
+		if i < 0 {
+			bad("%s: no fio output", mode)
+			rows = append(rows, row)
+			continue
+		}
+		body := out[i+len(begin):]
+		j := strings.Index(body, "LAKEVM: DM-FIO-END "+mode+" rc=")
+		if j < 0 {
+			bad("%s: fio output not terminated", mode)
+			rows = append(rows, row)
+			continue
+		}
+		if m := dmFioEndRE.FindStringSubmatch(body[j:]); m != nil {
+			row.FioRC, _ = strconv.Atoi(m[2])
+		}
+		var res struct {
+			Jobs []fioJob `json:"jobs"`
+		}
+		js := body[:j]
+		if k := strings.IndexByte(js, '{'); k >= 0 {
+			js = js[k:]
+		}
+		if err := json.Unmarshal([]byte(js), &res); err != nil {
+			bad("%s: fio JSON: %v", mode, err)
+		}
+		for _, jb := range res.Jobs {
+			switch jb.Name {
+			case "reader":
+				row.ReaderErr = jb.Error
+				row.Reads = jb.Read.TotalIOs
+				row.AvgUs = jb.Read.Clat.Mean / 1000
+				row.P99Us = jb.Read.Clat.Percentile["99.000000"] / 1000
+				row.P999Us = jb.Read.Clat.Percentile["99.900000"] / 1000
+			case "writer":
+				row.WriterErr = jb.Error
+			}
+		}
+		if row.FioRC != 0 || row.ReaderErr != 0 || row.WriterErr != 0 {
+			bad("%s: fio exit %d, reader error %d, writer (verify) error %d", mode, row.FioRC, row.ReaderErr, row.WriterErr)
+		}
+		if row.Reads < 1000 {
+			bad("%s: only %d reads", mode, row.Reads)
+		}
+		if mode != "primary" && row.Status == nil {
+			bad("%s: no dmsetup status", mode)
+		}
+		rows = append(rows, row)
+	}
+	if len(probs) > 0 {
+		return rows, probs
+	}
+	by := map[string]dmRow{}
+	for _, r := range rows {
+		by[r.Mode] = r
+	}
+	for _, mode := range []string{"fast", "laked"} {
+		if by[mode].counter("revokes") == 0 {
+			bad("%s: no read was revoked", mode)
+		}
+	}
+	if strict {
+		probs = append(probs, dmLatencyProblems(rows)...)
+	}
+	if by["off"].counter("revokes") != 0 || by["off"].counter("predictions") != 0 {
+		bad("off: predictions were made (%v)", by["off"].Status)
+	}
+	if by["hedge"].counter("hedges") == 0 {
+		bad("hedge: no read was hedged")
+	}
+	if by["laked"].counter("laked_ok") == 0 {
+		bad("laked: laked decided no read")
+	}
+	// laked killed mid-run: the fast path took over, and the restarted
+	// laked decided again
+	killed, restarted, end := status["killed"], status["restarted"], status["after-restart"]
+	if killed == nil || restarted == nil || end == nil {
+		bad("laked-kill: missing status lines")
+	} else {
+		n := func(m map[string]string, k string) int64 { v, _ := strconv.ParseInt(m[k], 10, 64); return v }
+		if n(killed, "laked_absent")+n(killed, "laked_err") == 0 || n(killed, "fallbacks") == 0 {
+			bad("laked-kill: no fast-path fallback after the kill (%v)", killed)
+		}
+		if n(killed, "reads") <= n(status["before-kill"], "reads") {
+			bad("laked-kill: no reads between the kill and the restart")
+		}
+		if n(end, "laked_ok") <= n(restarted, "laked_ok") || !strings.Contains(out, "LAKEVM: DM-FIO-END after-restart rc=0") {
+			bad("laked-kill: the restarted laked decided no read (laked_ok %d at restart, %d after the next run)", n(restarted, "laked_ok"), n(end, "laked_ok"))
+		}
+	}
+	return rows, probs
+}
+
+// dmLatencyProblems compares the LinnOS rows with the primary alone: p99.9
+// below half of it (both paths), average at most 5% above it (the kernel
+// fast path; under TCG laked's answer takes longer than any useful
+// deadline, so the laked row pays the held reads' wait).
+func dmLatencyProblems(rows []dmRow) []string {
+	var probs []string
+	by := map[string]dmRow{}
+	for _, r := range rows {
+		by[r.Mode] = r
+	}
+	prim := by["primary"]
+	for _, mode := range []string{"fast", "laked"} {
+		if r := by[mode]; r.P999Us >= prim.P999Us/2 {
+			probs = append(probs, fmt.Sprintf("%s: p99.9 %.0f µs is not clearly below the primary alone's %.0f µs (want < half)", mode, r.P999Us, prim.P999Us))
+		}
+	}
+	if r := by["fast"]; r.AvgUs > prim.AvgUs*1.05 {
+		probs = append(probs, fmt.Sprintf("fast: average %.0f µs is more than 5%% above the primary alone's %.0f µs", r.AvgUs, prim.AvgUs))
+	}
+	return probs
+}
+
+// dmTable formats rows as the markdown table of docs/EVALUATION.md.
+func dmTable(rows []dmRow) string {
+	var b strings.Builder
+	b.WriteString("| mode | reads | avg µs | p99 µs | p99.9 µs | revokes | deadline misses | fallbacks | laked decisions | hedges |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rows {
+		c := func(k string) string {
+			if r.Status == nil {
+				return "–"
+			}
+			return strconv.FormatInt(r.counter(k), 10)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s |\n", r.Mode, r.Reads, r.AvgUs, r.P99Us, r.P999Us,
+			c("revokes"), c("deadline_miss"), c("fallbacks"), c("laked_ok"), c("hedges"))
+	}
+	return b.String()
+}
