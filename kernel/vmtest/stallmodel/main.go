@@ -180,14 +180,14 @@ func simulate(p params) *linnos.Samples {
 				held--
 			}
 			if ev.read {
-				e.Arrive(ev.pending)
-				e.Complete(int(ev.lat))
+				e.Complete(ev.pending, int(ev.lat))
 				push(event{t: ev.t + r.ExpFloat64()*p.thinkUs, kind: 1, reader: ev.reader})
 			}
 		case 1, 2:
-			pending := held
-			if pending == 0 && r.Float64() < p.noise {
-				pending = 1
+			// the pending count includes the arriving I/O (LinnOS's)
+			pending := held + 1
+			if held == 0 && r.Float64() < p.noise {
+				pending = 2
 			}
 			busy, end := sch.busy(ev.t)
 			done := ev.t + service()
