@@ -52,7 +52,7 @@
  * error, and the old one stays. Every read's arrival (pending count) and
  * completion (latency) is recorded in the feature registry schemas
  * linnos.arrival and linnos.completion (features/linnos.go) keyed by the
- * replica's device number, once laked has registered them.
+ * replica's dev_t (MAJOR << 20 | MINOR), once laked has registered them.
  *
  * Nothing here trusts laked: predictions other than 0 or 1 are counted
  * (laked_bad) and the fast path decides; model images are re-validated.
@@ -1131,7 +1131,7 @@ static int ln_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 			err = -EINVAL;
 			goto bad;
 		}
-		r->key = new_encode_dev(r->dev->bdev->bd_dev);
+		r->key = r->dev->bdev->bd_dev; /* MAJOR << 20 | MINOR, what laked's retrain.linnos_devices names */
 		spin_lock_init(&r->lock);
 	}
 	err = bioset_init(&lc->bs, BIO_POOL_SIZE, 0, BIOSET_NEED_BVECS);
