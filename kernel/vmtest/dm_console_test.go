@@ -4,6 +4,7 @@ package vmtest
 
 import (
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -12,8 +13,9 @@ import (
 // console (testdata/dm-console-pass.txt, from a real run that passes the
 // functional checks; set LAKE_DM_CONSOLE to check another file) and on
 // copies broken the ways a run can break: each must be caught. The
-// recorded run does not meet the latency goals (docs/EVALUATION.md), and
-// the strict check must say so.
+// strict check (LAKE_VM_DM_STRICT) must report exactly the latency goals
+// the recorded run misses (the recorded run, docs/EVALUATION.md, meets
+// them).
 func TestDMConsoleChecks(t *testing.T) {
 	path := "testdata/dm-console-pass.txt"
 	if p := os.Getenv("LAKE_DM_CONSOLE"); p != "" {
@@ -36,7 +38,7 @@ func TestDMConsoleChecks(t *testing.T) {
 		"bad table accepted": strings.Replace(good, "DM-CHECK bad-tables ok", "DM-CHECK bad-table FAIL", 1),
 		"oops":               strings.Replace(good, "LAKEVM: phase dm-linnos done", "[ 1.0] BUG: kernel NULL pointer dereference\nLAKEVM: phase dm-linnos done", 1),
 		"phase incomplete":   strings.Replace(good, "LAKEVM: phase dm-linnos done", "", 1),
-		"no fast revokes":    strings.Replace(good, "DM-STATUS fast 0 65536 linnos mode=fast", "DM-STATUS fast 0 65536 linnos mode=fast revokes=0", 1),
+		"no fast revokes":    regexp.MustCompile(`(DM-STATUS fast [^\n]*) revokes=\d+`).ReplaceAllString(good, "$1 revokes=0"),
 		"fast run missing":   strings.Replace(good, "LAKEVM: DM-FIO-BEGIN fast", "LAKEVM: DM-FIO-BEGIN fasty", 1),
 		"no kill fallback":   strings.Replace(good, "DM-STATUS killed", "DM-STATUS killedx", 1),
 		"warnings in kbuild": strings.Replace(good, "modules built without warnings", "modules built", 1),
