@@ -71,6 +71,19 @@ int lake_client_wait_cq(struct lake_client *c, int timeout_ms);
  * this thread is the region's only user (tools, tests). */
 int lake_client_call(struct lake_client *c, const struct lake_sqe *sqe, struct lake_cqe *cqe, int timeout_ms);
 
+/* lake_client_model_fetch copies model's portable integer image
+ * (shm/PROTOCOL.md, model_fetch) into the arena range [off, off+len) of
+ * c's region with a call (lake_client_call's rules) and returns its length
+ * in *out_len and the model version in *version. len 0 asks for the size.
+ * Errors: -ENOENT no such model, -EMSGSIZE the range is too small
+ * (*out_len = the size needed), -EOPNOTSUPP no integer image (or a laked
+ * older than protocol 1.1), -ERANGE the range is outside the arena,
+ * -EPROTO sizes laked answered that do not add up, -EIO another status.
+ * The image is in shared memory that laked can still write: copy it out,
+ * then validate the copy. */
+int lake_client_model_fetch(struct lake_client *c, lake_u32 model, lake_u64 off, lake_u64 len,
+			    lake_u64 *out_len, lake_u64 *version, int timeout_ms);
+
 /* ---- the laked side (tests and tools) ---- */
 
 /* lake_server_wait_sq sleeps on the submission doorbell (announcing itself

@@ -288,6 +288,50 @@ int lake_client_call(struct lake_client *c, const struct lake_sqe *sqe, struct l
 	}
 }
 
+int lake_client_model_fetch(struct lake_client *c, lake_u32 model, lake_u64 off, lake_u64 len,
+			    lake_u64 *out_len, lake_u64 *version, int timeout_ms)
+{
+	static lake_u64 tags;
+	struct lake_sqe s;
+	struct lake_cqe r;
+	int err;
+
+	if (!out_len || !version)
+		return -EINVAL;
+	if (!lake_arena_ok(&c->ring, off, len))
+		return -ERANGE;
+	memset(&s, 0, sizeof(s));
+	s.opcode = LAKE_OP_MODEL_FETCH;
+	s.tag = 0x4d46000000000000ull | (__atomic_add_fetch(&tags, 1, __ATOMIC_RELAXED) & 0xffffffffffffull);
+	s.args[0] = model;
+	s.args[1] = off;
+	s.args[2] = len;
+	err = lake_client_call(c, &s, &r, timeout_ms);
+	if (err)
+		return err;
+	*version = r.results[1];
+	switch (r.status) {
+	case LAKE_OK:
+		if (r.results[0] == 0 || r.results[0] > len)
+			return -EPROTO;
+		*out_len = r.results[0];
+		return 0;
+	case LAKE_ERR_BUFFER_TOO_SMALL:
+		if (r.results[0] <= len)
+			return -EPROTO;
+		*out_len = r.results[0];
+		return -EMSGSIZE;
+	case LAKE_ERR_NOT_FOUND:
+		return -ENOENT;
+	case LAKE_ERR_NOT_SUPPORTED:
+	case LAKE_ERR_BAD_OPCODE:
+		return -EOPNOTSUPP;
+	case LAKE_ERR_OUT_OF_BOUNDS:
+		return -ERANGE;
+	}
+	return -EIO;
+}
+
 int lake_server_wait_sq(struct lake_client *c, lake_u32 head, int timeout_ms)
 {
 	struct lake_region_header *h = c->ring.hdr;

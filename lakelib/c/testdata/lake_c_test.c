@@ -422,6 +422,34 @@ static void test_connect(const char *path)
 	lake_client_detach(&c);
 }
 
+/* ---- fetch: model_fetch against a laked serving a LinnOS model ---- */
+
+static void test_fetch(const char *path, const char *outpath)
+{
+	struct lake_client c;
+	lake_u64 need = 0, got = 0, ver = 0;
+	FILE *f;
+	int err;
+
+	err = lake_client_connect(&c, path, 8, 16, 256 << 10, 0);
+	if (err) {
+		fprintf(stderr, "FAIL connect: %s\n", strerror(-err));
+		exit(1);
+	}
+	CHECK(lake_client_model_fetch(&c, 7, 0, 0, &need, &ver, 10000) == -EMSGSIZE && need > 24 && ver == 1);
+	CHECK(lake_client_model_fetch(&c, 7, 0, need - 1, &got, &ver, 10000) == -EMSGSIZE && got == need);
+	CHECK(lake_client_model_fetch(&c, 99, 0, need, &got, &ver, 10000) == -ENOENT);
+	CHECK(lake_client_model_fetch(&c, 7, c.ring.arena_size - 8, need, &got, &ver, 10000) == -ERANGE);
+	got = 0;
+	CHECK(lake_client_model_fetch(&c, 7, 4096, need, &got, &ver, 10000) == 0 && got == need && ver == 1);
+	f = fopen(outpath, "wb");
+	CHECK(f);
+	CHECK(fwrite((const unsigned char *)c.ring.arena + 4096, 1, got, f) == got);
+	CHECK(fclose(f) == 0);
+	printf("ok fetch %llu bytes version %llu\n", (unsigned long long)got, (unsigned long long)ver);
+	lake_client_detach(&c);
+}
+
 /* ---- bench: single-threaded submit/consume/post/reap round trips ---- */
 
 static void bench(long n)
@@ -515,6 +543,10 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "connect")) {
 		test_connect(argv[2]);
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "fetch")) {
+		test_fetch(argv[2], argv[3]);
 		return 0;
 	}
 	if (argc == 3 && !strcmp(argv[1], "bench")) {
