@@ -30,6 +30,9 @@ type echoModel struct {
 	delay   time.Duration
 	calls   atomic.Int64
 	maxCall atomic.Int64
+
+	mu    sync.Mutex
+	sizes []int // items of each call, in order
 }
 
 func (m *echoModel) Info() laked.ModelInfo {
@@ -37,6 +40,9 @@ func (m *echoModel) Info() laked.ModelInfo {
 }
 
 func (m *echoModel) Predict(in, out []byte, n int) error {
+	m.mu.Lock()
+	m.sizes = append(m.sizes, n)
+	m.mu.Unlock()
 	m.calls.Add(1)
 	for {
 		old := m.maxCall.Load()
@@ -470,23 +476,23 @@ func (p hintPlacer) PlaceHint(laked.BatchInfo) (bool, int) {
 	return false, p.hint
 }
 
-// TestWaitOnlyForTheGPU: requests arriving 2 ms apart on a model whose
-// calls take 20 ms. When the GPU is usable for the model and the placer's
-// hint asks for 4 items, the batcher waits (the expected saving, 4 x 20
-// ms, exceeds twice the time the arrival rate needs to bring 4) and runs
-// the 4 as one batch; with the same placer and a CPU-only model it never
-// waits, and the first request runs alone.
+// TestWaitOnlyForTheGPU: a model whose calls take 100 ms, four clients.
+// When the GPU is usable for the model and the placer's hint asks for 4
+// items, a lone request is held for more (the expected saving, 4 x 100 ms,
+// exceeds twice the time the arrival rate needs to bring 4) and the first
+// model call carries more than one request; with the same placer and a
+// CPU-only model the lone request runs at once, alone.
 func TestWaitOnlyForTheGPU(t *testing.T) {
 	for _, gpu := range []bool{true, false} {
 		var m laked.Model
-		em := &echoModel{delay: 20 * time.Millisecond}
+		em := &echoModel{delay: 100 * time.Millisecond}
 		m = em
 		if gpu {
 			g := &gpuEcho{}
 			g.delay = em.delay
 			em, m = &g.echoModel, g
 		}
-		cfg := laked.Config{MaxWait: 200 * time.Millisecond, Placer: hintPlacer{hint: 4}}
+		cfg := laked.Config{MaxWait: time.Second, Placer: hintPlacer{hint: 4}}
 		if gpu {
 			cfg.GPU = cpu.New(backend.Limits{})
 		}
@@ -499,10 +505,13 @@ func TestWaitOnlyForTheGPU(t *testing.T) {
 		for i := range clients {
 			clients[i] = dial(t, sock, lakelib.Options{})
 		}
-		// Four requests from four clients, 2 ms apart, each waiting for
-		// its answer; returns how many batches they made.
-		round := func() uint64 {
-			before := srv.Stats().Batches
+		// round sends one request from each client, the first alone and
+		// the others 2 ms apart once first is true, and returns the item
+		// counts of the model calls it caused.
+		round := func(first func() bool) []int {
+			em.mu.Lock()
+			from := len(em.sizes)
+			em.mu.Unlock()
 			var wg sync.WaitGroup
 			errs := make(chan error, len(clients))
 			for i, c := range clients {
@@ -511,6 +520,11 @@ func TestWaitOnlyForTheGPU(t *testing.T) {
 					defer wg.Done()
 					errs <- echo(ctx, c, 1, uint64(i))
 				}()
+				if i == 0 {
+					for deadline := time.Now().Add(5 * time.Second); !first() && time.Now().Before(deadline); {
+						time.Sleep(100 * time.Microsecond)
+					}
+				}
 				time.Sleep(2 * time.Millisecond)
 			}
 			wg.Wait()
@@ -520,19 +534,29 @@ func TestWaitOnlyForTheGPU(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			return srv.Stats().Batches - before
+			em.mu.Lock()
+			defer em.mu.Unlock()
+			return slices.Clone(em.sizes[from:])
 		}
+		always := func() bool { return true }
 		// Warm up: the batcher learns the per-item cost and the arrival
 		// rate.
-		round()
-		round()
-		batches := round()
-		t.Logf("gpu usable %v: 4 requests 2 ms apart ran as %d batches (largest model call %d)", gpu, batches, em.maxCall.Load())
-		if gpu && batches != 1 {
-			t.Errorf("GPU usable, hint 4: %d batches, want 1 (the batcher should have waited)", batches)
+		round(always)
+		round(always)
+		var sizes []int
+		if gpu {
+			sizes = round(always)
+		} else {
+			// The others only once the lone request is running.
+			calls := em.calls.Load()
+			sizes = round(func() bool { return em.calls.Load() > calls })
 		}
-		if !gpu && batches < 2 {
-			t.Errorf("CPU only: %d batch: the batcher waited for the hint", batches)
+		t.Logf("gpu usable %v: model calls of %v items", gpu, sizes)
+		if gpu && (len(sizes) == 0 || sizes[0] < 2) {
+			t.Errorf("GPU usable, hint 4: first model call of %v items: the batcher did not wait for more", sizes)
+		}
+		if !gpu && (len(sizes) == 0 || sizes[0] != 1) {
+			t.Errorf("CPU only: first model call of %v items: the lone request waited", sizes)
 		}
 		cancel()
 	}
