@@ -248,15 +248,14 @@ func (d *device) add(c features.LinnOSCompletion, window int) {
 		d.st.Invalid++
 		return
 	}
-	if d.maxDone > histKeep && c.DoneSeq < d.maxDone-histKeep {
-		// ordinals started again: the target was re-created
+	_, dup := d.hist[c.DoneSeq]
+	if dup || (d.maxDone > histKeep && c.DoneSeq < d.maxDone-histKeep) {
+		// An ordinal seen before, or far behind: the ordinals started
+		// again (the target was re-created). History from before must
+		// not become the history of the new reads.
 		d.st.Restarts++
 		clear(d.hist)
 		d.maxDone = 0
-	}
-	if _, dup := d.hist[c.DoneSeq]; dup {
-		d.st.Invalid++
-		return
 	}
 	d.hist[c.DoneSeq] = histEntry{pending: c.Pending, latency: c.LatencyUs}
 	if c.DoneSeq > d.maxDone {

@@ -275,9 +275,10 @@ func TestRetrainRejects(t *testing.T) {
 }
 
 // TestRetrainHostileRecords feeds records no honest kernel writes: no
-// ordinals, a read that arrived after it completed, a repeated ordinal,
-// history that was never recorded, and ordinals that start again. Each is
-// counted and skipped; nothing panics.
+// ordinals, a read that arrived after it completed, history that was never
+// recorded; and ordinals that start again (a repeated one, one far
+// behind), after which the old history is forgotten. Each is counted;
+// nothing panics.
 func TestRetrainHostileRecords(t *testing.T) {
 	reg, l := newRegistry(t)
 	tr, err := New(reg, &fakeInstaller{}, testConfig())
@@ -293,7 +294,7 @@ func TestRetrainHostileRecords(t *testing.T) {
 	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1})                           // uncounted
 	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1, ArriveSeq: 3, DoneSeq: 3}) // arrived after done
 	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1, ArriveSeq: 0, DoneSeq: 1}) // ok: no history
-	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1, ArriveSeq: 0, DoneSeq: 1}) // repeated
+	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1, ArriveSeq: 0, DoneSeq: 1}) // repeated: a restart
 	rec(features.LinnOSCompletion{LatencyUs: 5, Pending: 1, ArriveSeq: 3, DoneSeq: 9}) // history 2, 3 never seen
 	rec(features.LinnOSCompletion{LatencyUs: 7, Pending: 2, ArriveSeq: 1, DoneSeq: 2}) // ok: history read 1
 	rec(features.LinnOSCompletion{LatencyUs: 1<<32 - 1, Pending: 1<<32 - 1, ArriveSeq: 1<<32 - 2, DoneSeq: 1<<32 - 1})
@@ -306,11 +307,11 @@ func TestRetrainHostileRecords(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	s := st[0]
-	if s.Records != 8 || s.Uncounted != 1 || s.Invalid != 2 || s.Incomplete != 2 || s.Restarts != 1 || s.Samples != 3 {
+	if s.Records != 8 || s.Uncounted != 1 || s.Invalid != 1 || s.Incomplete != 2 || s.Restarts != 2 || s.Samples != 4 {
 		t.Fatalf("counters %+v", s)
 	}
 	tr.mu.Lock()
-	got := tr.devs[key].win[1].x
+	got := tr.devs[key].win[2].x // the read with done_seq 2 after the first restart
 	tr.mu.Unlock()
 	var e linnos.Extractor
 	e.Complete(1, 5)
