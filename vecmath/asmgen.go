@@ -786,6 +786,93 @@ func dotWide(s isa) {
 	p("")
 }
 
+// quantizeF32 emits
+//
+//	func quantizeF32<name>(dst *int32, x *float32, blocks int, scale float32, zero, lo, hi int32)
+//
+// For blocks*lanes inputs: v = x/scale (float32 division); NaN gives zero;
+// otherwise clamp(round_half_away(v) + zero, lo, hi), computed in float64
+// (where v + copysign(0.5, v) is exact whenever it matters) and truncated.
+// lanes is 16 (AVX-512) or 8 (AVX2); both convert 8 floats at a time
+// (AVX2 in two halves of 4).
+func quantizeF32(s isa) {
+	z := s.reg == "Z"
+	p("// func quantizeF32%s(dst *int32, x *float32, blocks int, scale float32, zero, lo, hi int32)", s.name)
+	p("TEXT ·quantizeF32%s(SB), NOSPLIT, $0-40", s.name)
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ x+8(FP), SI")
+	p("\tMOVQ blocks+16(FP), CX")
+	// Constants: scale (float32 bcast), zero/lo/hi as float64 bcast, 0.5,
+	// sign mask (float64), zero-point int32 bcast.
+	wide := "Z" // float64 vectors of 8
+	half := "Y" // the 8 floats / int32 results
+	if !z {
+		wide, half = "Y", "X"
+	}
+	R := func(pre string, i int) string { return fmt.Sprintf("%s%d", pre, i) }
+	p("\tVBROADCASTSS scale+24(FP), %s", R(half, 10))
+	for i, name := range []string{"zero+28(FP)", "lo+32(FP)", "hi+36(FP)"} {
+		p("\tVCVTSI2SDL %s, X%d, X%d", name, 11+i, 11+i)
+		p("\tVBROADCASTSD X%d, %s", 11+i, R(wide, 11+i))
+	}
+	p("\tMOVQ $0x3fe0000000000000, AX") // 0.5
+	p("\tVMOVQ AX, X14")
+	p("\tVBROADCASTSD X14, %s", R(wide, 14))
+	p("\tMOVQ $0x8000000000000000, AX")
+	p("\tVMOVQ AX, X15")
+	p("\tVBROADCASTSD X15, %s", R(wide, 15))
+	p("\tMOVL zero+28(FP), AX")
+	p("\tVMOVD AX, X9")
+	p("\tVPBROADCASTD X9, %s", R(half, 9))
+	per := 8 // floats per step
+	if !z {
+		per = 4
+	}
+	p("qf%sloop:", s.name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ qf%sdone", s.name)
+	steps := 2 // 16 floats per block on AVX-512 (two steps of 8), 8 on AVX2 (two of 4)
+	for st := 0; st < steps; st++ {
+		off := st * per * 4
+		p("\tVMOVUPS %d(SI), %s", off, R(half, 0))
+		p("\tVDIVPS %s, %s, %s", R(half, 10), R(half, 0), R(half, 0)) // v = x / scale
+		p("\tVCVTPS2PD %s, %s", R(half, 0), R(wide, 1))
+		p("\tVANDPD %s, %s, %s", R(wide, 15), R(wide, 1), R(wide, 2)) // sign
+		p("\tVORPD %s, %s, %s", R(wide, 14), R(wide, 2), R(wide, 2))  // ±0.5
+		p("\tVADDPD %s, %s, %s", R(wide, 2), R(wide, 1), R(wide, 1))
+		if z {
+			p("\tVRNDSCALEPD $3, %s, %s", R(wide, 1), R(wide, 1))
+		} else {
+			p("\tVROUNDPD $3, %s, %s", R(wide, 1), R(wide, 1))
+		}
+		p("\tVADDPD %s, %s, %s", R(wide, 11), R(wide, 1), R(wide, 1))
+		p("\tVMAXPD %s, %s, %s", R(wide, 12), R(wide, 1), R(wide, 1))
+		p("\tVMINPD %s, %s, %s", R(wide, 13), R(wide, 1), R(wide, 1))
+		cvt := "VCVTTPD2DQ"
+		if !z {
+			cvt = "VCVTTPD2DQY" // Go's name for the ymm-source form
+		}
+		p("\t%s %s, %s", cvt, R(wide, 1), R(half, 3))
+		// NaN lanes (v unordered with itself) get zero.
+		if z {
+			p("\tVCMPPS $3, %s, %s, K1", R(half, 0), R(half, 0))
+			p("\tVMOVDQA32 %s, K1, %s", R(half, 9), R(half, 3))
+		} else {
+			p("\tVCMPPS $3, %s, %s, %s", R(half, 0), R(half, 0), R(half, 4))
+			p("\tVBLENDVPS %s, %s, %s, %s", R(half, 4), R(half, 9), R(half, 3), R(half, 3))
+		}
+		p("\tVMOVDQU %s, %d(DI)", R(half, 3), off)
+	}
+	p("\tADDQ $%d, SI", 2*per*4)
+	p("\tADDQ $%d, DI", 2*per*4)
+	p("\tDECQ CX")
+	p("\tJMP qf%sloop", s.name)
+	p("qf%sdone:", s.name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
 func main() {
 	out := flag.String("out", "kernels_amd64.s", "output file")
 	flag.Parse()
@@ -809,6 +896,7 @@ func main() {
 		mulAddLanesF32(s)
 		mulAccWide(s)
 		dotWide(s)
+		quantizeF32(s)
 		mulAddColsF32(s)
 	}
 	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {

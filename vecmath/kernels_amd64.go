@@ -56,6 +56,12 @@ func dotWideAVX2(x *int64, w *int64, blocks int) int64
 func dotWideAVX512(x *int64, w *int64, blocks int) int64
 
 //go:noescape
+func quantizeF32AVX2(dst *int32, x *float32, blocks int, scale float32, zero, lo, hi int32)
+
+//go:noescape
+func quantizeF32AVX512(dst *int32, x *float32, blocks int, scale float32, zero, lo, hi int32)
+
+//go:noescape
 func mulAddColsF32AVX2(y *float32, w *float32, x *float32, blocks, stride, n int, skipZero bool)
 
 //go:noescape
@@ -178,4 +184,17 @@ func dotWideVec(l Level, x, w []int64) (int64, int) {
 		return dotWideAVX2(unsafe.SliceData(x), unsafe.SliceData(w), n/4), n / 4 * 4
 	}
 	return 0, 0
+}
+
+func quantizeF32Vec(l Level, dst []int32, x []float32, scale float32, zero, lo, hi int32) int {
+	n := len(dst)
+	switch {
+	case l >= AVX512 && n >= 16:
+		quantizeF32AVX512(unsafe.SliceData(dst), unsafe.SliceData(x), n/16, scale, zero, lo, hi)
+		return n / 16 * 16
+	case l >= AVX2 && n >= 8:
+		quantizeF32AVX2(unsafe.SliceData(dst), unsafe.SliceData(x), n/8, scale, zero, lo, hi)
+		return n / 8 * 8
+	}
+	return 0
 }

@@ -17,3 +17,5 @@ func mulAddLanesF32Vec(Level, []float32, []float32, []float32, int, bool, bool) 
 
 func mulAccWideVec(Level, []int64, []int64, []int64) int { return 0 }
 func dotWideVec(Level, []int64, []int64) (int64, int)    { return 0, 0 }
+
+func quantizeF32Vec(Level, []int32, []float32, float32, int32, int32, int32) int { return 0 }

@@ -271,3 +271,33 @@ func SameF32(a, b []float32) bool {
 	}
 	return true
 }
+
+// QuantizeF32 maps every x[i] into an integer domain: v = x[i]/scale (a
+// float32 division); dst[i] = zero when v is NaN, else
+// clamp(round(v) + zero, lo, hi) with round to nearest, ties away from zero
+// (math.Round), computed exactly. lo <= hi is the caller's to ensure; len(x)
+// must equal len(dst).
+func QuantizeF32(dst []int32, x []float32, scale float32, zero, lo, hi int32) {
+	if len(x) != len(dst) {
+		panic(fmt.Sprintf("vecmath.QuantizeF32: %d inputs for %d outputs", len(x), len(dst)))
+	}
+	done := quantizeF32Vec(Current(), dst, x, scale, zero, lo, hi)
+	for i := done; i < len(dst); i++ {
+		dst[i] = quantizeScalar(x[i], scale, zero, lo, hi)
+	}
+}
+
+func quantizeScalar(x, scale float32, zero, lo, hi int32) int32 {
+	v := float64(x / scale)
+	if math.IsNaN(v) {
+		return zero
+	}
+	r := math.Round(v) + float64(zero)
+	if r < float64(lo) {
+		return lo
+	}
+	if r > float64(hi) {
+		return hi
+	}
+	return int32(r)
+}

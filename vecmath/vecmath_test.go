@@ -343,6 +343,66 @@ func FuzzMulAddLanesF32(f *testing.F) {
 	})
 }
 
+func checkQuantizeF32(t testing.TB, x []float32, scale float32, zero, lo, hi int32) {
+	want := make([]int32, len(x))
+	for i, v := range x {
+		want[i] = quantizeScalar(v, scale, zero, lo, hi)
+	}
+	forEachLevel(t, func(l Level) {
+		got := make([]int32, len(x))
+		QuantizeF32(got, x, scale, zero, lo, hi)
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("QuantizeF32 at %v: x %v (%#x) scale %v zero %d [%d, %d]: %d, scalar %d", l, x[i], math.Float32bits(x[i]), scale, zero, lo, hi, got[i], want[i])
+			}
+		}
+	})
+}
+
+// TestQuantizeF32MatchesScalar covers ties (k+0.5), the float32 neighbours
+// of ties, huge, infinite, NaN and subnormal inputs and extreme scales.
+func TestQuantizeF32MatchesScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for it := 0; it < 300; it++ {
+		n, _ := shape(r)
+		x := make([]float32, n)
+		for i := range x {
+			switch r.IntN(5) {
+			case 0:
+				tie := float32(r.IntN(600)-300) + 0.5
+				x[i] = []float32{tie, math.Nextafter32(tie, 0), math.Nextafter32(tie, 1e9), math.Nextafter32(tie, -1e9)}[r.IntN(4)]
+			case 1:
+				x[i] = f32(r)
+			default:
+				x[i] = float32(r.NormFloat64() * 100)
+			}
+		}
+		scale := []float32{1, 0.5, 0.0078125, 0.1, 3e-39, 3e38, float32(r.Float64()) + 1e-3}[r.IntN(7)]
+		zero, lo, hi := int32(r.IntN(256)-128), int32(-128), int32(127)
+		if r.IntN(3) == 0 {
+			zero, lo, hi = int32(r.IntN(256)), 0, 255
+		}
+		if r.IntN(5) == 0 {
+			lo, hi = math.MinInt32+1, math.MaxInt32-1
+		}
+		checkQuantizeF32(t, x, scale, zero, lo, hi)
+	}
+}
+
+func FuzzQuantizeF32(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s, float32(0.5), int32(3))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, scale float32, zero int32) {
+		d, n, _ := fuzzShape(data)
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = math.Float32frombits(d.u32())
+		}
+		checkQuantizeF32(t, x, scale, zero%1000, -512, 511)
+	})
+}
+
 // TestKernelsPanicOnBadShape checks that inconsistent lengths panic before
 // any vector code reads out of bounds.
 func TestKernelsPanicOnBadShape(t *testing.T) {

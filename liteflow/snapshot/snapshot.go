@@ -396,9 +396,9 @@ func (s *Snapshot) run(x, out []float32, b bufs) error {
 		return fmt.Errorf("%w: input %d (want %d), output %d (want %d)", ErrShape, len(x), s.InputDim(), len(out), s.OutputDim())
 	}
 	cur := b.a[:len(x)]
-	for i, v := range x {
-		cur[i] = QuantizeValue(v, s.Input, s.DType)
-	}
+	lo, hi := s.DType.Range()
+	// QuantizeValue on every input.
+	vecmath.QuantizeF32(cur, x, s.Input.Scale, s.Input.Zero, lo, hi)
 	cur = s.runLayers(cur, b, nil)
 	oq := s.Output()
 	for i, v := range cur {

@@ -139,6 +139,52 @@ func TestVecEngineMatchesScalar(t *testing.T) {
 	}
 }
 
+// TestRunMatchesReference wants Run (vector input quantization and engine)
+// to equal QuantizeValue, the scalar engine and Dequantize, bit for bit, on
+// float inputs around rounding ties, at extremes, infinite and NaN.
+func TestRunMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	defer vecmath.SetLevel(vecmath.Detected())
+	for it := range 100 {
+		s := randomSnapshot(t, r)
+		x := make([]float32, s.InputDim())
+		for i := range x {
+			switch r.IntN(6) {
+			case 0:
+				x[i] = (float32(r.IntN(64)-32) + 0.5) * s.Input.Scale
+			case 1:
+				x[i] = []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, float32(math.Copysign(0, -1)), 3e38}[r.IntN(6)]
+			default:
+				x[i] = float32(r.NormFloat64()) * 100 * s.Input.Scale
+			}
+		}
+		q := make([]int32, len(x))
+		for i, v := range x {
+			q[i] = QuantizeValue(v, s.Input, s.DType)
+		}
+		qo := make([]int32, s.OutputDim())
+		if err := s.RunQuantizedReference(q, qo); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float32, len(qo))
+		for i, v := range qo {
+			want[i] = Dequantize(v, s.Output())
+		}
+		for _, l := range vecmath.Supported() {
+			if _, err := vecmath.SetLevel(l); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, len(want))
+			if err := s.Run(x, got); err != nil {
+				t.Fatal(err)
+			}
+			if !vecmath.SameF32(got, want) {
+				t.Fatalf("snapshot %d level %v: Run %v, reference %v", it, l, got, want)
+			}
+		}
+	}
+}
+
 // FuzzVecEngine builds a random snapshot from the first bytes of the input
 // and runs the rest as its quantized input through both engines.
 func FuzzVecEngine(f *testing.F) {
