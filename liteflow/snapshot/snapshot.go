@@ -113,7 +113,6 @@ type Snapshot struct {
 	Layers     []Layer
 
 	ready bool
-	small bool // every layer at most smallWidth wide: Run and RunQuantized keep their scratch on the stack
 }
 
 // ErrInvalid wraps every validation failure.
@@ -268,10 +267,6 @@ func (s *Snapshot) Validate() error {
 		}
 		inZero = l.OutQ.Zero
 	}
-	s.small = true
-	for _, l := range s.Layers {
-		s.small = s.small && l.In <= smallWidth && outPad(l.Out) <= smallWidth
-	}
 	s.ready = true
 	return nil
 }
@@ -351,32 +346,16 @@ type Scratch struct {
 // clears 8 KiB of stack per query.
 var scratchPool = sync.Pool{New: func() any { return new(Scratch) }}
 
-// smallWidth bounds the layers of a snapshot whose Run and RunQuantized
-// use scratch on the stack (under 1 KiB to clear) instead of the pool.
-const smallWidth = 64
-
-// smallScratch is the stack scratch of a small snapshot.
-type smallScratch struct {
-	a, b [smallWidth]int32
-	xp   [smallWidth / 2]int32
-	acc  [smallWidth]int32
-}
-
 // bufs are one inference's activation (a, b), input-pair (xp) and
 // accumulator (acc) buffers.
 type bufs struct{ a, b, xp, acc []int32 }
 
-func (sc *Scratch) bufs() bufs      { return bufs{sc.a[:], sc.b[:], sc.xp[:], sc.acc[:]} }
-func (sc *smallScratch) bufs() bufs { return bufs{sc.a[:], sc.b[:], sc.xp[:], sc.acc[:]} }
+func (sc *Scratch) bufs() bufs { return bufs{sc.a[:], sc.b[:], sc.xp[:], sc.acc[:]} }
 
 // Run executes the integer engine on the real input x and writes real
 // outputs into out. It does not allocate (after warm-up) and is safe for
 // concurrent use on a validated snapshot.
 func (s *Snapshot) Run(x, out []float32) error {
-	if s.small {
-		var sc smallScratch
-		return s.run(x, out, sc.bufs())
-	}
 	sc := scratchPool.Get().(*Scratch)
 	err := s.RunScratch(x, out, sc)
 	scratchPool.Put(sc)
@@ -417,11 +396,6 @@ func (s *Snapshot) RunQuantized(in, out []int32) error {
 	}
 	if len(in) != s.InputDim() || len(out) != s.OutputDim() {
 		return fmt.Errorf("%w: input %d (want %d), output %d (want %d)", ErrShape, len(in), s.InputDim(), len(out), s.OutputDim())
-	}
-	if s.small {
-		var sc smallScratch
-		s.runQuantized(in, out, sc.bufs())
-		return nil
 	}
 	sc := scratchPool.Get().(*Scratch)
 	s.runQuantized(in, out, sc.bufs())
