@@ -12,11 +12,13 @@ import (
 )
 
 // TestPolicyDecidesEveryBatch serves predicts with the default policy
-// (eBPF when this process may load it, the Go twin otherwise): small
-// batches go to the CPU, batches at or above the threshold to the GPU
-// side, which on this GPU-less host falls back to the CPU and is counted.
+// (eBPF when this process may load it, the Go twin otherwise) at a
+// threshold of 32 items (below laked's batch cap; the shipped default is
+// larger): small batches go to the CPU, batches at or above the threshold
+// to the GPU side, which on this GPU-less host falls back to the CPU and is
+// counted.
 func TestPolicyDecidesEveryBatch(t *testing.T) {
-	eng, err := policy.New(policy.Options{})
+	eng, err := policy.New(policy.Options{Params: &policy.Params{GPUMinBatch: 32, GPUMaxUtilPct: policy.DefaultGPUMaxUtilPct}})
 	if err != nil {
 		t.Fatal(err)
 	}

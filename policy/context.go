@@ -23,8 +23,13 @@ const (
 
 // Documented defaults of the shipped policies.
 const (
-	// DefaultGPUMinBatch is the default smallest batch sent to the GPU.
-	DefaultGPUMinBatch = 32
+	// DefaultGPUMinBatch is the default smallest batch sent to the GPU:
+	// the batch from which one GPU round trip (an assumed 30 µs of launch,
+	// copies and synchronisation, until one is measured) costs less than
+	// the vectorised CPU path (about 0.125 µs per LinnOS item), 30/0.125 =
+	// 240, rounded up to a power of two. docs/PERFORMANCE.md (issue 15)
+	// has the derivation.
+	DefaultGPUMinBatch = 256
 	// DefaultGPUMaxUtilPct is the default GPU utilisation (%) at and above
 	// which no batch is sent to the GPU.
 	DefaultGPUMaxUtilPct = 80
@@ -83,7 +88,7 @@ type Params struct {
 	_                 uint64 // reserved, 0
 }
 
-// DefaultParams returns the documented defaults (32 items, 80 %).
+// DefaultParams returns the documented defaults (256 items, 80 %).
 func DefaultParams() Params {
 	return Params{GPUMinBatch: DefaultGPUMinBatch, GPUMaxUtilPct: DefaultGPUMaxUtilPct}
 }

@@ -11,7 +11,7 @@
 // committed (little-endian only):
 //
 //   - "default": the LAKE rule, GPU only when the batch has at least
-//     GPUMinBatch items (32) and GPU utilisation is below GPUMaxUtilPct (80)
+//     GPUMinBatch items (256) and GPU utilisation is below GPUMaxUtilPct (80)
 //     and at least GPUMinMemMiB is free;
 //   - "costaware": GPU when GPUBatchNs + n*gpu_ns < n*cpu_ns from measured
 //     per-item latencies, with the LAKE rule until both are measured.

@@ -42,11 +42,11 @@ func shared(p Params, pct uint32) Params { p.KernelGPUSharePct = pct; return p }
 // policyTables holds, per shipped policy, contexts with hand-computed answers.
 var policyTables = map[string][]decisionCase{
 	ShippedDefault: {
-		{"small batch", DefaultParams(), Context{BatchSize: 31}, cpu},
-		{"threshold batch", DefaultParams(), Context{BatchSize: 32}, gpu},
+		{"small batch", DefaultParams(), Context{BatchSize: DefaultGPUMinBatch - 1}, cpu},
+		{"threshold batch", DefaultParams(), Context{BatchSize: DefaultGPUMinBatch}, gpu},
 		{"empty batch", DefaultParams(), Context{}, cpu},
-		{"util just below cap", DefaultParams(), Context{BatchSize: 32, GPUUtilPct: 79}, gpu},
-		{"util at cap", DefaultParams(), Context{BatchSize: 32, GPUUtilPct: 80}, cpu},
+		{"util just below cap", DefaultParams(), Context{BatchSize: DefaultGPUMinBatch, GPUUtilPct: 79}, gpu},
+		{"util at cap", DefaultParams(), Context{BatchSize: DefaultGPUMinBatch, GPUUtilPct: 80}, cpu},
 		{"busy gpu big batch", DefaultParams(), Context{BatchSize: 4096, GPUUtilPct: 100}, cpu},
 		{"latencies ignored", DefaultParams(), Context{BatchSize: 8, CPUNsPerItem: 1e9, GPUNsPerItem: 1}, cpu},
 		{"custom threshold below", params(8, 80, 0, 0), Context{BatchSize: 7}, cpu},
@@ -57,13 +57,13 @@ var policyTables = map[string][]decisionCase{
 		{"enough memory", params(32, 80, 1024, 0), Context{BatchSize: 64, GPUMemFreeMiB: 1024}, gpu},
 		// The kernel's reserved share: userspace fills the GPU (95 %),
 		// laked itself uses 10 %.
-		{"kernel batch within its share", shared(DefaultParams(), 50), Context{BatchSize: 64, GPUUtilPct: 95, GPUSelfUtilPct: 10, KernelItems: 1, GPUOtherProcs: 3}, gpu},
-		{"userspace batch same load", shared(DefaultParams(), 50), Context{BatchSize: 64, GPUUtilPct: 95, GPUSelfUtilPct: 10, GPUOtherProcs: 3}, cpu},
-		{"kernel batch no share", DefaultParams(), Context{BatchSize: 64, GPUUtilPct: 95, GPUSelfUtilPct: 10, KernelItems: 64}, cpu},
-		{"kernel batch share used up", shared(DefaultParams(), 50), Context{BatchSize: 64, GPUUtilPct: 95, GPUSelfUtilPct: 50, KernelItems: 64}, cpu},
+		{"kernel batch within its share", shared(DefaultParams(), 50), Context{BatchSize: DefaultGPUMinBatch, GPUUtilPct: 95, GPUSelfUtilPct: 10, KernelItems: 1, GPUOtherProcs: 3}, gpu},
+		{"userspace batch same load", shared(DefaultParams(), 50), Context{BatchSize: DefaultGPUMinBatch, GPUUtilPct: 95, GPUSelfUtilPct: 10, GPUOtherProcs: 3}, cpu},
+		{"kernel batch no share", DefaultParams(), Context{BatchSize: DefaultGPUMinBatch, GPUUtilPct: 95, GPUSelfUtilPct: 10, KernelItems: DefaultGPUMinBatch}, cpu},
+		{"kernel batch share used up", shared(DefaultParams(), 50), Context{BatchSize: DefaultGPUMinBatch, GPUUtilPct: 95, GPUSelfUtilPct: 50, KernelItems: DefaultGPUMinBatch}, cpu},
 		{"kernel batch self over cap", shared(params(32, 40, 0, 0), 60), Context{BatchSize: 64, GPUUtilPct: 95, GPUSelfUtilPct: 45, KernelItems: 64}, cpu},
-		{"kernel batch self above total", shared(DefaultParams(), 50), Context{BatchSize: 64, GPUUtilPct: 20, GPUSelfUtilPct: 90, KernelItems: 64}, gpu},
-		{"kernel batch too small", shared(DefaultParams(), 50), Context{BatchSize: 31, GPUUtilPct: 95, GPUSelfUtilPct: 0, KernelItems: 31}, cpu},
+		{"kernel batch self above total", shared(DefaultParams(), 50), Context{BatchSize: DefaultGPUMinBatch, GPUUtilPct: 20, GPUSelfUtilPct: 90, KernelItems: DefaultGPUMinBatch}, gpu},
+		{"kernel batch too small", shared(DefaultParams(), 50), Context{BatchSize: DefaultGPUMinBatch - 1, GPUUtilPct: 95, GPUSelfUtilPct: 0, KernelItems: DefaultGPUMinBatch - 1}, cpu},
 		{"max values", params(32, 80, 0, 0), Context{^uint32(0), ^uint32(0), ^uint32(0), 0, ^uint32(0), ^uint32(0), ^uint64(0), ^uint64(0), ^uint32(0), ^uint32(0), ^uint32(0), 0}, gpu},
 	},
 	ShippedCostAware: {
@@ -133,7 +133,7 @@ func TestParamsValidate(t *testing.T) {
 	if err := DefaultParams().Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if DefaultParams().GPUMinBatch != 32 || DefaultParams().GPUMaxUtilPct != 80 {
+	if DefaultParams().GPUMinBatch != 256 || DefaultParams().GPUMaxUtilPct != 80 {
 		t.Errorf("defaults = %+v", DefaultParams())
 	}
 	for _, p := range []Params{params(1, 101, 0, 0), params(1, 50, 0, MaxGPUBatchNs+1), {GPUMaxUtilPct: 50, KernelGPUSharePct: 101}} {
@@ -467,7 +467,7 @@ func TestEngineClose(t *testing.T) {
 	if !in.closed.Load() {
 		t.Error("instance not closed")
 	}
-	d, err := e.Decide(&Context{BatchSize: 64})
+	d, err := e.Decide(&Context{BatchSize: DefaultGPUMinBatch})
 	if !errors.Is(err, ErrClosed) || d != gpu {
 		t.Errorf("Decide after Close: %+v, %v", d, err)
 	}

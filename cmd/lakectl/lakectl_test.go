@@ -244,7 +244,7 @@ func TestPolicy(t *testing.T) {
 	f := newFixture(t)
 	out := f.ok(t, "policy")
 	hasLine(t, out, `^active\s+default \(Go fallback\)$`)
-	hasLine(t, out, `^params\s+gpu_min_batch=32 gpu_max_util_pct=80 gpu_min_mem_mib=0 gpu_batch_ns=0 kernel_gpu_share_pct=0$`)
+	hasLine(t, out, `^params\s+gpu_min_batch=256 gpu_max_util_pct=80 gpu_min_mem_mib=0 gpu_batch_ns=0 kernel_gpu_share_pct=0$`)
 	hasLine(t, out, `^shipped\s+costaware, default$`)
 	out = f.ok(t, "policy", "shipped", "costaware")
 	hasLine(t, out, `^active\s+costaware \(Go fallback\)$`)

@@ -59,7 +59,7 @@ struct lake_policy_ctx {
 
 /* Tunables laked writes into map "lake_params" at key 0. */
 struct lake_policy_params {
-	__u32 gpu_min_batch;    /*  0: GPU only for batches >= this (default 32) */
+	__u32 gpu_min_batch;    /*  0: GPU only for batches >= this (default 256) */
 	__u32 gpu_max_util_pct; /*  4: GPU only while utilisation < this (default 80) */
 	__u32 gpu_min_mem_mib;  /*  8: GPU only with at least this much free (default 0) */
 	__u32 kernel_gpu_share_pct; /* 12: GPU share reserved for kernel batches, 0..100 (0 = none) */
@@ -84,7 +84,8 @@ static inline __u32 lake_effective_util_pct(const struct lake_policy_ctx *ctx,
 	return ctx->gpu_util_pct;
 }
 
-#define LAKE_DEFAULT_GPU_MIN_BATCH 32u
+/* Re-derived from the vectorised CPU cost (docs/PERFORMANCE.md, issue 15). */
+#define LAKE_DEFAULT_GPU_MIN_BATCH 256u
 #define LAKE_DEFAULT_GPU_MAX_UTIL_PCT 80u
 
 #endif /* LAKE_POLICY_H */
