@@ -62,14 +62,20 @@ func dotPairs16(s isa) {
 	p("\tMOVQ blocks+24(FP), CX")
 	p("\tMOVQ stride+32(FP), R8")
 	bx, tmp := r(s, s.group), r(s, s.group+1)
-	for _, g := range []int{s.group, 1} {
+	// Groups of s.group accumulators, then 4, 2 and 1. Only the full group
+	// uses VPDPWSSD: in a small group its 5-cycle accumulator chain is the
+	// bottleneck, while VPMADDWD products are independent and VPADDD's
+	// chain takes one cycle.
+	groups := []int{s.group, 4, 2, 1}
+	for gi, g := range groups {
 		lbl := fmt.Sprintf("g%d", g)
+		vnni := s.vnni && g == s.group
 		p("dp%s%s:", s.name, lbl)
 		p("\tCMPQ CX, $%d", g)
 		if g == 1 {
 			p("\tJB dp%sdone", s.name)
 		} else {
-			p("\tJB dp%sg1", s.name)
+			p("\tJB dp%sg%d", s.name, groups[gi+1])
 		}
 		for i := 0; i < g; i++ {
 			p("\t%s %d(DI), %s", s.mov(), i*s.bytes, r(s, i))
@@ -85,7 +91,7 @@ func dotPairs16(s isa) {
 		p("\tJZ dp%s%snext", s.name, lbl)
 		p("\tVPBROADCASTD (R11), %s", bx)
 		for i := 0; i < g; i++ {
-			if s.vnni {
+			if vnni {
 				p("\tVPDPWSSD %d(R10), %s, %s", i*s.bytes, bx, r(s, i))
 			} else {
 				p("\tVPMADDWD %d(R10), %s, %s", i*s.bytes, bx, tmp)
