@@ -37,7 +37,7 @@ test-short:
 
 # Benchmarks whose figures are in docs/PERFORMANCE.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./shm/ ./lakelib/ ./policy/ ./linnos/ ./features/ ./liteflow/... ./laked/...
+	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./shm/ ./lakelib/ ./policy/ ./linnos/ ./features/ ./liteflow/... ./laked/... ./vecmath/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt:"; echo "$$out"; exit 1; fi
