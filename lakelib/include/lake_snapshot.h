@@ -612,4 +612,106 @@ static inline void lake_snap_run(const struct lake_snap *s, const int32_t *q_in,
 		q_out[o] = cur[o];
 }
 
+/*
+ * Fixed-point conversions for kernel callers, which have real-valued
+ * features in fixed point (x_fx = x * 2^frac) and no FPU. A tensor's
+ * (scale, zero) pair has its scale as binary32 bits (in_scale_bits,
+ * out_scale_bits); scale = m * 2^e exactly, m < 2^24.
+ */
+static inline void lake_snap__scale_parts(uint32_t bits, uint64_t *m, int32_t *e)
+{
+	uint32_t ex = (bits >> 23) & 0xFFu, fr = bits & 0x7FFFFFu;
+
+	if (ex == 0) {
+		*m = fr;
+		*e = -149;
+	} else {
+		*m = fr | 0x800000u;
+		*e = (int32_t)ex - 150;
+	}
+}
+
+/*
+ * lake_snap_quantize_fx returns clamp(zero + round_half_away(x / scale),
+ * lo, hi) for the real x = x_fx / 2^frac (frac <= 62), computed exactly in
+ * integers. It agrees with Go's snapshot.QuantizeValue except where Go's
+ * binary32 division rounds x / scale across a half-way point, and except
+ * for scales above 2^(38-frac) (approximate there). scale_bits must be a
+ * valid scale (finite, > 0), as every scale of a built snapshot is.
+ */
+static inline int32_t lake_snap_quantize_fx(uint32_t scale_bits, int32_t zero, int32_t lo,
+					    int32_t hi, int64_t x_fx, uint32_t frac)
+{
+	uint64_t m, ax, num, den, q;
+	int32_t e, k;
+	int neg = x_fx < 0;
+	int64_t v;
+
+	lake_snap__scale_parts(scale_bits, &m, &e);
+	if (m == 0 || frac > 62)
+		return zero;
+	ax = neg ? (uint64_t)0 - (uint64_t)x_fx : (uint64_t)x_fx;
+	if (ax == 0)
+		return zero < lo ? lo : zero > hi ? hi : zero;
+	/* x / scale = ax * 2^k / m */
+	k = -(e + (int32_t)frac);
+	if (k >= 0) {
+		if (k >= 62 || ax >= ((uint64_t)1 << (62 - k)))
+			return neg ? lo : hi; /* |x / scale| >= 2^62 / 2^24: saturated */
+		num = ax << k;
+		den = m;
+	} else {
+		uint32_t sh = (uint32_t)(-k);
+
+		if (sh > 38) {
+			ax >>= (sh - 38 > 63 ? 63 : sh - 38);
+			sh = 38;
+		}
+		num = ax;
+		den = m << sh; /* < 2^62 */
+	}
+	/* round half away from zero: floor((2 num + den) / (2 den)); num < 2^63 */
+	if (num > (((uint64_t)1 << 63) - 1 - den) / 2)
+		q = num / den + ((num % den) * 2 >= den ? 1 : 0);
+	else
+		q = (2 * num + den) / (2 * den);
+	if (q > (uint64_t)1 << 20)
+		q = (uint64_t)1 << 20;
+	v = (int64_t)zero + (neg ? -(int64_t)q : (int64_t)q);
+	return v < lo ? lo : v > hi ? hi : (int32_t)v;
+}
+
+/*
+ * lake_snap_dequantize_fx returns round_half_away(scale * (q - zero) *
+ * 2^frac), the real value of q in fixed point with frac fractional bits
+ * (frac <= 62), saturated to +-2^62.
+ */
+static inline int64_t lake_snap_dequantize_fx(uint32_t scale_bits, int32_t zero, int32_t q,
+					      uint32_t frac)
+{
+	uint64_t m, a, r;
+	int32_t e, t;
+	int64_t d = (int64_t)q - zero;
+	int neg = d < 0;
+
+	lake_snap__scale_parts(scale_bits, &m, &e);
+	if (frac > 62)
+		frac = 62;
+	a = (uint64_t)(neg ? -d : d) * m; /* < 2^33 * 2^24 */
+	t = e + (int32_t)frac;
+	if (a == 0)
+		return 0;
+	if (t >= 0) {
+		if (t >= 62 || a >= ((uint64_t)1 << (62 - t)))
+			r = (uint64_t)1 << 62;
+		else
+			r = a << t;
+	} else if (-t >= 63) {
+		r = 0;
+	} else {
+		r = (a + ((uint64_t)1 << (-t - 1))) >> -t;
+	}
+	return neg ? -(int64_t)r : (int64_t)r;
+}
+
 #endif /* LAKE_SNAPSHOT_H */

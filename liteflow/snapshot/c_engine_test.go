@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -581,4 +582,92 @@ func corpusBytes(t *testing.T, path string) ([]byte, bool) {
 		return nil, false
 	}
 	return []byte(s), true
+}
+
+// roundHalfAway rounds a rational to the nearest integer, ties away from
+// zero.
+func roundHalfAway(v *big.Rat) *big.Int {
+	n, d := new(big.Int).Abs(v.Num()), v.Denom()
+	q := new(big.Int).Add(new(big.Int).Mul(n, big.NewInt(2)), d)
+	q.Quo(q, new(big.Int).Mul(d, big.NewInt(2)))
+	if v.Sign() < 0 {
+		q.Neg(q)
+	}
+	return q
+}
+
+// TestCEngineFixedPoint holds the kernel callers' fixed-point conversions
+// (lake_snap_quantize_fx, lake_snap_dequantize_fx) to exact rational
+// arithmetic, and checks that quantizing agrees with Go's QuantizeValue on
+// quantizer-like scales except at float32 rounding ties.
+func TestCEngineFixedPoint(t *testing.T) {
+	e := startC(t)
+	r := rand.New(rand.NewPCG(18, 5))
+	var floatDiff, floatSame int
+	for i := 0; i < 3000; i++ {
+		var scale float32
+		if i%2 == 0 {
+			scale = float32(math.Exp(r.Float64()*14 - 10)) // 4.5e-5 .. 54
+		} else {
+			scale = math.Float32frombits(1 + r.Uint32N(0x7f7fffff))
+		}
+		bits := math.Float32bits(scale)
+		dt := snapshot.DType(r.IntN(2))
+		lo, hi := dt.Range()
+		zero := lo + int32(r.IntN(int(hi-lo+1)))
+		frac := uint32(r.IntN(25))
+		var x int64
+		switch r.IntN(3) {
+		case 0:
+			x = r.Int64N(1<<41) - 1<<40
+		case 1:
+			x = r.Int64N(1<<20) - 1<<19
+		default: // near a multiple of scale/2: exercises the ties
+			k := r.Int64N(600) - 300
+			x = int64(math.Round(float64(k) * float64(scale) / 2 * math.Ldexp(1, int(frac))))
+		}
+		sc := new(big.Rat).SetFloat64(float64(scale))
+		real := new(big.Rat).SetFrac(big.NewInt(x), new(big.Int).Lsh(big.NewInt(1), uint(frac)))
+		approx := false
+		if _, exp := math.Frexp(float64(scale)); exp-24+int(frac) > 38 {
+			approx = true
+		}
+		want := roundHalfAway(new(big.Rat).Quo(real, sc))
+		want.Add(want, big.NewInt(int64(zero)))
+		wq := int64(hi)
+		if want.IsInt64() && want.Int64() < int64(hi) {
+			wq = max(want.Int64(), int64(lo))
+		} else if want.Sign() < 0 {
+			wq = int64(lo)
+		}
+		got := e.call(fmt.Sprintf("F %d %d %d %d %d %d", bits, zero, lo, hi, x, frac))
+		if !approx && got != fmt.Sprintf("f %d", wq) {
+			t.Fatalf("quantize_fx(scale %g, zero %d, x %d/2^%d) = %q, exact %d", scale, zero, x, frac, got, wq)
+		}
+		if i%2 == 0 {
+			xf, _ := real.Float32()
+			if g := snapshot.QuantizeValue(xf, snapshot.QParams{Scale: scale, Zero: zero}, dt); int64(g) != wq {
+				floatDiff++
+			} else {
+				floatSame++
+			}
+		}
+		q := lo + int32(r.IntN(int(hi-lo+1)))
+		dwant := roundHalfAway(new(big.Rat).Mul(new(big.Rat).Mul(sc, new(big.Rat).SetInt64(int64(q-zero))),
+			new(big.Rat).SetInt(new(big.Int).Lsh(big.NewInt(1), uint(frac)))))
+		lim := new(big.Int).Lsh(big.NewInt(1), 62)
+		if dwant.CmpAbs(lim) > 0 {
+			dwant.Set(lim)
+			if q < zero {
+				dwant.Neg(dwant)
+			}
+		}
+		if got := e.call(fmt.Sprintf("D %d %d %d %d", bits, zero, q, frac)); got != "d "+dwant.String() {
+			t.Fatalf("dequantize_fx(scale %g, zero %d, q %d, frac %d) = %q, exact %s", scale, zero, q, frac, got, dwant)
+		}
+	}
+	t.Logf("fixed-point quantization equals Go's float32 QuantizeValue in %d of %d cases", floatSame, floatSame+floatDiff)
+	if floatDiff*50 > floatSame {
+		t.Fatalf("fixed point and Go's float path differ in %d of %d cases", floatDiff, floatSame+floatDiff)
+	}
 }

@@ -5,6 +5,10 @@
  *   S <hex image>        -> "ok <need> <crc> <gen> <in> <out> <max_width>"
  *                           or "err <errno> <message>"
  *   R <q_in...>          -> "o <q_out...>" (runs the last snapshot built)
+ *   F <scale_bits> <zero> <lo> <hi> <x_fx> <frac>
+ *                        -> "f <lake_snap_quantize_fx>"
+ *   D <scale_bits> <zero> <q> <frac>
+ *                        -> "d <lake_snap_dequantize_fx>"
  *   Q                    -> exits
  *
  * Every image is built into exactly the memory lake_snap_check asks for,
@@ -127,6 +131,29 @@ int main(void)
 			printf("\n");
 			fflush(stdout);
 			continue;
+		}
+		if (line[0] == 'F') {
+			unsigned long bits;
+			long zero, lo, hi, frac;
+			long long x;
+
+			if (sscanf(line + 1, "%lu %ld %ld %ld %lld %ld", &bits, &zero, &lo, &hi, &x, &frac) == 6) {
+				printf("f %d\n", lake_snap_quantize_fx((uint32_t)bits, (int32_t)zero, (int32_t)lo,
+									(int32_t)hi, (int64_t)x, (uint32_t)frac));
+				fflush(stdout);
+				continue;
+			}
+		}
+		if (line[0] == 'D') {
+			unsigned long bits;
+			long zero, q, frac;
+
+			if (sscanf(line + 1, "%lu %ld %ld %ld", &bits, &zero, &q, &frac) == 4) {
+				printf("d %lld\n", (long long)lake_snap_dequantize_fx((uint32_t)bits, (int32_t)zero,
+										   (int32_t)q, (uint32_t)frac));
+				fflush(stdout);
+				continue;
+			}
 		}
 		printf("err %d unknown command\n", EINVAL);
 		fflush(stdout);
