@@ -58,7 +58,7 @@ type command struct{ name, args, about string }
 var commands = []command{
 	{"status", "", "version, uptime, sessions, policy, models"},
 	{"models list", "", "served models (models alone lists them too)"},
-	{"models load", "[--replace] ID KIND PATH", "serve a model file (KIND: mlp, linnos)"},
+	{"models load", "[--replace] ID KIND PATH", "serve a model file (KIND: mlp, linnos, liteflow)"},
 	{"models unload", "ID", "stop serving a model"},
 	{"policy show", "", "active policy, params, decision counts (policy alone shows it too)"},
 	{"policy load", "FILE", "load a compiled BPF policy object"},
@@ -66,6 +66,7 @@ var commands = []command{
 	{"policy params", "[--gpu-min-batch N] [--gpu-max-util-pct P] [--gpu-min-mem-mib M] [--gpu-batch-ns NS]", "set placement parameters"},
 	{"features list", "", "registered feature schemas (features alone lists them too)"},
 	{"retrain", "", "LinnOS retraining per device: model, version, accuracy, last training"},
+	{"liteflow", "[--proc PATH]", "LiteFlow apps: laked's adaptation and shipped snapshots, the kernel's installs"},
 	{"stats", "", "counters and latencies from laked's /metrics"},
 	{"bench", "[--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll]", "round-trip (nop) and predict latency"},
 	{"reload", "", "re-read laked's configuration and policy (what SIGHUP does)"},
@@ -188,6 +189,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.features(ctx, rest)
 	case "retrain":
 		return c.retrain(ctx, rest)
+	case "liteflow":
+		return c.liteflow(ctx, rest)
 	case "stats":
 		return c.stats(ctx, rest)
 	case "bench":

@@ -26,6 +26,7 @@ import (
 	"github.com/lakeos/lake/laked/metrics"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/linnos/retrain"
+	"github.com/lakeos/lake/liteflow/kapp"
 	"github.com/lakeos/lake/policy"
 )
 
@@ -98,7 +99,7 @@ func newFixture(t *testing.T) *fixture {
 		}, Models: map[string]uint32{"8388624": 11}}
 	}
 	h, err := admin.New(admin.Deps{Server: srv, Policy: eng, LoadModel: loader, Features: reg, Version: "v0.9.0-test",
-		Started: time.Now().Add(-time.Hour), Reload: func() error { return nil }, Retrain: retrainStatus})
+		Started: time.Now().Add(-time.Hour), Reload: func() error { return nil }, Retrain: retrainStatus, LiteFlow: liteflowApps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,6 +302,40 @@ func TestRetrain(t *testing.T) {
 	f.okJSON(t, &rr, "retrain")
 	if len(rr.Devices) != 2 || rr.Devices[0].Version != 3 {
 		t.Fatalf("retrain JSON %+v", rr)
+	}
+}
+
+// liteflowApps is the fixture's one LiteFlow app: two snapshots shipped.
+func liteflowApps() []kapp.Status {
+	fid, loss := 0.031, 0.0042
+	at := time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)
+	return []kapp.Status{{Name: "aurora", Model: 3, Schema: "liteflow.aurora", Samples: 640, Dropped: 2, Batches: 20,
+		Fidelity: &fid, Loss: &loss, LastReason: "installed",
+		Installs: []kapp.Install{{At: at, Generation: 0, Version: 1, Reason: "served"},
+			{At: at.Add(time.Second), Generation: 2, Version: 2, Fidelity: &fid, Reason: "installed"}}}}
+}
+
+// TestLiteFlow shows laked's apps, what they shipped and the kernel's
+// report, and says so when the kernel module is not loaded.
+func TestLiteFlow(t *testing.T) {
+	f := newFixture(t)
+	proc := filepath.Join(t.TempDir(), "lake_liteflow")
+	os.WriteFile(proc, []byte("app aurora model 3 in 30 out 1 active_version 2\ninstall aurora seq 2 version 2 ok\n"), 0o644)
+	out := f.ok(t, "liteflow", "--proc", proc)
+	hasLine(t, out, `^APP\s+MODEL\s+SCHEMA\s+SAMPLES\s+DROPPED\s+BATCHES\s+FIDELITY\s+LOSS\s+LAST DECISION$`)
+	hasLine(t, out, `^aurora\s+3\s+liteflow.aurora\s+640\s+2\s+20\s+0.031\s+0.0042\s+installed$`)
+	hasLine(t, out, `^2026-12-01T23:00:00Z\s+0\s+1\s+-\s+served$`)
+	hasLine(t, out, `^2026-12-01T23:00:01Z\s+2\s+2\s+0.031\s+installed$`)
+	hasLine(t, out, `^app aurora model 3 in 30 out 1 active_version 2$`)
+	out = f.ok(t, "liteflow", "--proc", filepath.Join(t.TempDir(), "absent"))
+	hasLine(t, out, `^kernel: .* absent \(lake_liteflow.ko not loaded\)$`)
+	var lr struct {
+		Apps   []kapp.Status `json:"apps"`
+		Kernel string        `json:"kernel"`
+	}
+	f.okJSON(t, &lr, "liteflow", "--proc", proc)
+	if len(lr.Apps) != 1 || len(lr.Apps[0].Installs) != 2 || lr.Apps[0].Installs[0].Fidelity != nil || !strings.Contains(lr.Kernel, "active_version 2") {
+		t.Fatalf("liteflow JSON %+v", lr)
 	}
 }
 

@@ -137,6 +137,11 @@ type ModelsConfig struct {
 	// 1; empty means train the built-in demo model at start (a few
 	// seconds); "none" serves no LinnOS model.
 	LinnOS string `mapstructure:"linnos" yaml:"linnos"`
+	// LiteFlow is a LiteFlow snapshot file served as model 3 (the kernel
+	// app LiteFlowApp fetches it) and adapted online on the samples that
+	// app records; empty: none.
+	LiteFlow    string `mapstructure:"liteflow" yaml:"liteflow"`
+	LiteFlowApp string `mapstructure:"liteflow_app" yaml:"liteflow_app"`
 }
 
 // A configuration key, its default, its command-line flag and what it
@@ -197,6 +202,8 @@ var keys = []key{
 	{"retrain.linnos_devices", "", "retrain-linnos", `retrain LinnOS models from the kernel's records: "MAJOR:MINOR=MODEL_ID,..." (empty: off)`},
 	{"retrain.min_samples", 4000, "", ""},
 	{"retrain.threshold_us", uint32(0), "", ""},
+	{"models.liteflow", "", "liteflow-snapshot", "LiteFlow snapshot to serve as model 3 and adapt online"},
+	{"models.liteflow_app", "aurora", "liteflow-app", "kernel LiteFlow app whose samples adapt model 3"},
 }
 
 // envPrefix prefixes the environment variable of every key:

@@ -22,6 +22,7 @@ import (
 	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/laked/sdnotify"
 	"github.com/lakeos/lake/linnos"
+	"github.com/lakeos/lake/liteflow/kapp"
 	"github.com/lakeos/lake/policy"
 )
 
@@ -130,6 +131,7 @@ type daemon struct {
 	features *features.Registry
 	retrain  func() admin.RetrainResponse // nil: not retraining
 	passed   *passedSockets               // sockets a service manager passed, not yet served
+	liteflow *kapp.App                    // the LiteFlow app adapting model 3, or nil
 	closers  []func()
 }
 
@@ -259,6 +261,9 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 		log.Warn().Err(err).Msg("not retraining LinnOS models")
 	} else {
 		d.retrain = st
+	}
+	if err := d.startLiteFlow(); err != nil {
+		return nil, err
 	}
 	ok = true
 	return d, nil

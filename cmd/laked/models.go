@@ -1,17 +1,48 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"time"
+
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/laked/backend"
 	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
+	"github.com/lakeos/lake/liteflow/adapt"
+	"github.com/lakeos/lake/liteflow/kapp"
 )
 
 // Model ids laked serves by default.
 const (
-	modelLinnOS  = 1
-	modelDemoMLP = 2
+	modelLinnOS   = 1
+	modelDemoMLP  = 2
+	modelLiteFlow = 3
 )
+
+// startLiteFlow serves the configured LiteFlow snapshot as model 3 and
+// runs its app's online adaptation on the samples the kernel app records.
+func (d *daemon) startLiteFlow() error {
+	cfg := d.cfg.Models
+	if cfg.LiteFlow == "" {
+		return nil
+	}
+	s, err := kapp.LoadFile(cfg.LiteFlow)
+	if err != nil {
+		return fmt.Errorf("config key models.liteflow: %w", err)
+	}
+	app, err := kapp.NewApp(d.srv, d.features, kapp.Config{Name: cfg.LiteFlowApp, Model: modelLiteFlow, Snapshot: s,
+		Adapt: adapt.Config{FidelityThreshold: 0.02, MinInstallInterval: time.Second, MaxStale: 5 * time.Second}})
+	if err != nil {
+		return fmt.Errorf("config key models.liteflow: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go app.Run(ctx)
+	d.closers = append(d.closers, cancel)
+	d.liteflow = app
+	d.log.Info().Str("app", cfg.LiteFlowApp).Uint32("model", modelLiteFlow).Uint64("generation", s.Generation).Msg("serving a LiteFlow snapshot; adapting on the kernel app's samples")
+	return nil
+}
 
 // cpuLimits are the CPU backend's limits from the config.
 func cpuLimits(l LimitsConfig) backend.Limits {

@@ -18,6 +18,8 @@ import (
 	"github.com/lakeos/lake/laked/kernelstats"
 	"github.com/lakeos/lake/laked/metrics"
 	"github.com/lakeos/lake/linnos"
+	"github.com/lakeos/lake/liteflow/kapp"
+	"github.com/lakeos/lake/liteflow/snapshot"
 	"github.com/lakeos/lake/shm"
 )
 
@@ -50,6 +52,7 @@ func (d *daemon) startServices(started time.Time, args []string) error {
 	if cfg.AdminSocket != "" || d.passed.admin != nil {
 		h, err := admin.New(admin.Deps{
 			Server: d.srv, Policy: d.engine, LoadModel: loadModelFile, Features: d.features, Retrain: d.retrain,
+			ModelKinds: []string{admin.KindMLP, admin.KindLinnOS, admin.KindLiteFlow}, LiteFlow: d.liteflowStatus,
 			Version: version, Started: started, Reload: func() error { return d.reload(args) }, Logger: d.log,
 		})
 		if err != nil {
@@ -126,6 +129,14 @@ func shutdownHTTP(hs *http.Server) {
 	_ = hs.Shutdown(ctx)
 }
 
+// liteflowStatus lists the LiteFlow apps laked runs.
+func (d *daemon) liteflowStatus() []kapp.Status {
+	if d.liteflow == nil {
+		return nil
+	}
+	return []kapp.Status{d.liteflow.Status()}
+}
+
 // loadModelFile builds a servable model from a file (lakectl models load).
 func loadModelFile(kind, path string, b []byte) (laked.Model, error) {
 	switch kind {
@@ -141,6 +152,12 @@ func loadModelFile(kind, path string, b []byte) (laked.Model, error) {
 			return nil, err
 		}
 		return laked.NewLinnOSModelMeta("linnos", im, f.Meta), nil
+	case admin.KindLiteFlow:
+		s, err := snapshot.Decode(b)
+		if err != nil {
+			return nil, err
+		}
+		return kapp.NewModel(filepath.Base(path), s)
 	}
 	return nil, fmt.Errorf("unknown model kind %q", kind)
 }

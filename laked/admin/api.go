@@ -5,6 +5,7 @@ import (
 
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/linnos/retrain"
+	"github.com/lakeos/lake/liteflow/kapp"
 	"github.com/lakeos/lake/policy"
 )
 
@@ -19,7 +20,16 @@ const MaxBodyBytes = 64 << 10
 const (
 	KindMLP    = "mlp"    // a kernels MLP blob
 	KindLinnOS = "linnos" // a linnos weight file
+	// KindLiteFlow is a LiteFlow snapshot (liteflow/SNAPSHOT.md); the
+	// kernel's lake_liteflow.ko fetches a served one with model_fetch.
+	KindLiteFlow = "liteflow"
 )
+
+// LiteFlowResponse is GET /v1/liteflow: laked's LiteFlow apps (their
+// served model, adaptation and install history; liteflow/kapp).
+type LiteFlowResponse struct {
+	Apps []kapp.Status `json:"apps"`
+}
 
 // ErrorResponse is the body of every non-2xx answer.
 type ErrorResponse struct {

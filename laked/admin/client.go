@@ -190,6 +190,11 @@ func (c *Client) Retrain(ctx context.Context) (*RetrainResponse, error) {
 	return call[RetrainResponse](ctx, c, http.MethodGet, "/v1/retrain", nil)
 }
 
+// LiteFlow is GET /v1/liteflow.
+func (c *Client) LiteFlow(ctx context.Context) (*LiteFlowResponse, error) {
+	return call[LiteFlowResponse](ctx, c, http.MethodGet, "/v1/liteflow", nil)
+}
+
 // Stats is GET /v1/stats.
 func (c *Client) Stats(ctx context.Context) (*StatsResponse, error) {
 	return call[StatsResponse](ctx, c, http.MethodGet, "/v1/stats", nil)

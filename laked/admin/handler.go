@@ -21,6 +21,7 @@ import (
 	"github.com/lakeos/lake/internal/regfile"
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/linnos/retrain"
+	"github.com/lakeos/lake/liteflow/kapp"
 	"github.com/lakeos/lake/policy"
 )
 
@@ -54,6 +55,8 @@ type Deps struct {
 	// Retrain reports the LinnOS retraining status (GET /v1/retrain); nil
 	// when laked does not retrain.
 	Retrain func() RetrainResponse
+	// LiteFlow lists laked's LiteFlow apps (nil: none run here).
+	LiteFlow func() []kapp.Status
 	// Version is laked's version string.
 	Version string
 	// Started is when laked started (uptime is measured from it).
@@ -173,6 +176,7 @@ func (h *Handler) newMux() *http.ServeMux {
 		"PUT /v1/policy/params":  h.setParams,
 		"GET /v1/features":       h.features,
 		"GET /v1/retrain":        h.retrain,
+		"GET /v1/liteflow":       h.liteflow,
 		"GET /v1/stats":          h.stats,
 		"POST /v1/reload":        h.reload,
 	} {
@@ -597,6 +601,14 @@ func (h *Handler) retrain(*http.Request) (any, error) {
 	out := h.d.Retrain()
 	if out.Devices == nil {
 		out.Devices = []retrain.DeviceStatus{}
+	}
+	return out, nil
+}
+
+func (h *Handler) liteflow(*http.Request) (any, error) {
+	out := LiteFlowResponse{Apps: []kapp.Status{}}
+	if h.d.LiteFlow != nil {
+		out.Apps = append(out.Apps, h.d.LiteFlow()...)
 	}
 	return out, nil
 }

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// defaultLiteFlowProc is where lake_liteflow.ko reports its apps.
+const defaultLiteFlowProc = "/proc/lake_liteflow"
+
+// maxProcBytes bounds what lakectl reads of the kernel's report.
+const maxProcBytes = 1 << 20
+
+// liteflow shows laked's LiteFlow apps (served model, adaptation,
+// fidelity, the snapshots shipped) and, when lake_liteflow.ko is loaded,
+// the kernel's apps (active snapshot version, counters, install history
+// with refusals and their reasons).
+func (c *cli) liteflow(ctx context.Context, args []string) error {
+	fs := newFlagSet("liteflow", c)
+	proc := fs.String("proc", defaultLiteFlowProc, "the kernel module's report")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	cl := c.client()
+	defer cl.Close()
+	lr, err := cl.LiteFlow(ctx)
+	if err != nil {
+		return err
+	}
+	kern, kerr := readProc(*proc)
+	if c.json {
+		return c.emitJSON(struct {
+			Apps   any    `json:"apps"`
+			Kernel string `json:"kernel,omitempty"`
+		}{lr.Apps, kern})
+	}
+	tw := c.table()
+	fmt.Fprintln(tw, "APP\tMODEL\tSCHEMA\tSAMPLES\tDROPPED\tBATCHES\tFIDELITY\tLOSS\tLAST DECISION")
+	for _, a := range lr.Apps {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", a.Name, a.Model, a.Schema, a.Samples, a.Dropped, a.Batches,
+			num(a.Fidelity), num(a.Loss), orDash(a.LastReason))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, a := range lr.Apps {
+		if a.Err != "" {
+			fmt.Fprintf(c.errw, "lakectl: app %s: %s\n", a.Name, a.Err)
+		}
+		if len(a.Installs) == 0 {
+			continue
+		}
+		fmt.Fprintf(c.out, "\nsnapshots shipped by %s (laked side):\n", a.Name)
+		tw = c.table()
+		fmt.Fprintln(tw, "AT\tGENERATION\tMODEL VERSION\tFIDELITY\tREASON")
+		for _, in := range a.Installs {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", in.At.Format(time.RFC3339), in.Generation, in.Version, num(in.Fidelity), in.Reason)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	switch {
+	case kerr == nil:
+		fmt.Fprintf(c.out, "\nkernel (%s):\n%s", *proc, kern)
+	case errors.Is(kerr, os.ErrNotExist):
+		fmt.Fprintf(c.out, "\nkernel: %s absent (lake_liteflow.ko not loaded)\n", *proc)
+	default:
+		fmt.Fprintf(c.errw, "lakectl: %s: %v\n", *proc, kerr)
+	}
+	return nil
+}
+
+func num(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.4g", *v)
+}
+
+// readProc reads the kernel's report, bounded, keeping printable lines.
+func readProc(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxProcBytes))
+	if err != nil {
+		return "", err
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || (r >= 0x20 && r < 0x7f) {
+			return r
+		}
+		return '?'
+	}, string(b)), nil
+}

@@ -1,0 +1,206 @@
+package kapp
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lakeos/lake/features"
+	"github.com/lakeos/lake/laked"
+	"github.com/lakeos/lake/liteflow/adapt"
+	"github.com/lakeos/lake/liteflow/model"
+	"github.com/lakeos/lake/liteflow/quant"
+	"github.com/lakeos/lake/liteflow/snapshot"
+	"github.com/lakeos/lake/shm"
+)
+
+// fakeServer records what an App serves.
+type fakeServer struct {
+	mu      sync.Mutex
+	models  map[uint32]laked.Model
+	version uint64
+	images  [][]byte
+}
+
+func (f *fakeServer) RegisterModel(id uint32, m laked.Model) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.models[id] != nil {
+		return errors.New("exists")
+	}
+	f.models[id] = m
+	f.version = 1
+	return f.keep(m)
+}
+
+func (f *fakeServer) ReplaceModel(id uint32, m laked.Model) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.models[id] == nil {
+		return 0, laked.ErrModelNotFound
+	}
+	f.models[id] = m
+	f.version++
+	return f.version, f.keep(m)
+}
+
+func (f *fakeServer) keep(m laked.Model) error {
+	kind, img, err := m.(laked.ImageExporter).Image()
+	if err != nil {
+		return err
+	}
+	if kind != laked.ImageLiteFlow {
+		return errors.New("kind " + kind)
+	}
+	f.images = append(f.images, img)
+	return nil
+}
+
+func testSnapshot(t *testing.T, seed uint64) (*snapshot.Snapshot, *model.MLP) {
+	t.Helper()
+	m, err := model.NewMLP([]int{3, 8, 1}, []model.Activation{model.Tanh, model.Identity}, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(seed, 2))
+	calib := make([][]float32, 64)
+	for i := range calib {
+		calib[i] = []float32{float32(r.NormFloat64()), float32(r.NormFloat64()), float32(r.NormFloat64())}
+	}
+	s, err := quant.Quantize(m.Freeze(), calib, quant.Options{PerChannel: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, m
+}
+
+// TestFloatModelComputesTheSnapshot: the float model recovered from a
+// snapshot agrees with the snapshot to within its quantization.
+func TestFloatModelComputesTheSnapshot(t *testing.T) {
+	s, _ := testSnapshot(t, 1)
+	m, err := FloatModel(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 3))
+	out1, out2 := make([]float32, 1), make([]float32, 1)
+	step := float64(s.Output().Scale)
+	for i := 0; i < 200; i++ {
+		// inside the calibrated range: outside it the snapshot saturates
+		x := []float32{float32(r.Float64()*2 - 1), float32(r.Float64()*2 - 1), float32(r.Float64()*2 - 1)}
+		if err := s.Run(x, out1); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Evaluate(x, out2); err != nil {
+			t.Fatal(err)
+		}
+		if d := math.Abs(float64(out1[0] - out2[0])); d > 4*step+0.02 {
+			t.Fatalf("x %v: snapshot %v, its float model %v (step %v)", x, out1[0], out2[0], step)
+		}
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	s, _ := testSnapshot(t, 2)
+	b, err := snapshot.Encode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.lksn"), filepath.Join(dir, "bad.lksn")
+	os.WriteFile(good, b, 0o644)
+	b[60] ^= 1
+	os.WriteFile(bad, b, 0o644)
+	if got, err := LoadFile(good); err != nil || got.InputDim() != 3 {
+		t.Fatalf("good file: %v", err)
+	}
+	if _, err := LoadFile(bad); !errors.Is(err, snapshot.ErrInvalid) {
+		t.Fatalf("corrupt file: %v, want ErrInvalid", err)
+	}
+	if _, err := LoadFile(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("missing file loaded")
+	}
+}
+
+// TestAppAdaptsFromKernelSamples records samples of a changed target in
+// the registry, as the kernel app does; the app must learn it and ship new
+// snapshots (each a new image of the served model), skipping non-finite
+// samples.
+func TestAppAdaptsFromKernelSamples(t *testing.T) {
+	cfg := features.Config{MaxSchemas: 4, MaxKeys: 64, MaxHistory: 1024, ArenaBytes: 1 << 18}
+	mem, err := shm.NewAnonymous(uint64(features.SizeFor(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	reg, err := features.Create(mem.Mem, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := testSnapshot(t, 3)
+	srv := &fakeServer{models: map[uint32]laked.Model{}}
+	var now float64
+	app, err := NewApp(srv, reg, Config{Name: "test", Model: 3, Snapshot: s, Batch: 32,
+		Adapt: adapt.Config{FidelityThreshold: 0.05, Window: 4, StabilityFraction: 0.5, Steps: 4, MaxStale: 1,
+			Now: func() (d time.Duration) { now += 1e9; return time.Duration(now) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(srv.images) != 1 {
+		t.Fatalf("%d images served at start, want 1", len(srv.images))
+	}
+	id, err := reg.Lookup(SchemaName("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := reg.Schema(id)
+	r := rand.New(rand.NewPCG(3, 4))
+	target := func(x []float32) float32 { return 0.8*x[0] - 0.5*x[1] + 0.3 }
+	rec := info.NewRecord()
+	put := func(x []float32, y float32) {
+		for i, v := range x {
+			info.SetFloat(rec, 0, i, float64(v))
+		}
+		info.SetFloat(rec, 1, 0, float64(y))
+		if err := reg.Record(id, 1, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := 0; round < 60; round++ {
+		for k := 0; k < 64; k++ {
+			x := []float32{float32(r.NormFloat64()), float32(r.NormFloat64()), float32(r.NormFloat64())}
+			put(x, target(x))
+		}
+		put([]float32{float32(math.NaN()), 0, 0}, 1)
+		if _, err := app.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := app.Status()
+	if st.Rejected != 60 || st.Samples != 60*65 || st.Batches == 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if len(srv.images) < 3 {
+		t.Fatalf("only %d images served; last reason %q", len(srv.images), st.LastReason)
+	}
+	// the last served snapshot has learned the target
+	last, err := snapshot.Decode(srv.images[len(srv.images)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errSum float64
+	out := make([]float32, 1)
+	for k := 0; k < 200; k++ {
+		x := []float32{float32(r.NormFloat64()), float32(r.NormFloat64()), float32(r.NormFloat64())}
+		last.Run(x, out)
+		errSum += math.Abs(float64(out[0] - target(x)))
+	}
+	if mae := errSum / 200; mae > 0.25 {
+		t.Fatalf("served snapshot's error on the new target %.3f (installs %d, reason %q)", mae, len(srv.images), st.LastReason)
+	}
+}
