@@ -108,6 +108,10 @@ int lf_install(struct lf_app *app, const void *img, size_t len, u64 version, cha
  * schema is not there yet (the poller looks for it every poll_ms). */
 int lf_record(struct lf_app *app, u64 key, const void *rec, u32 size);
 
+/* lf_record_size is the record size lf_record wants (0 while the schema
+ * is not there). */
+u32 lf_record_size(struct lf_app *app);
+
 /* lf_active_version returns the active snapshot's version (0: none). */
 u64 lf_active_version(struct lf_app *app);
 

@@ -486,6 +486,14 @@ int lf_record(struct lf_app *app, u64 key, const void *rec, u32 size)
 }
 EXPORT_SYMBOL_GPL(lf_record);
 
+u32 lf_record_size(struct lf_app *app)
+{
+	if (!app || !smp_load_acquire(&app->feat_ready))
+		return 0;
+	return lake_feat_krecord_size(&app->feat);
+}
+EXPORT_SYMBOL_GPL(lf_record_size);
+
 u64 lf_active_version(struct lf_app *app)
 {
 	struct lf_snap *sn;

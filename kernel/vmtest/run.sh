@@ -159,7 +159,7 @@ if [ "$phase" = dm ]; then
 	done
 	cp "$here/phase-dm.sh" "$ir/bin/phase-dm.sh"
 fi
-cp "$here"/phase-*.sh "$ir/bin/" 2>/dev/null || true
+cp "$here/phase-liteflow.sh" "$ir/bin/"
 chmod 755 "$ir/init"
 (cd "$ir" && find . | "$bb" cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initramfs.gz"
 

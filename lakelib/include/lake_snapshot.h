@@ -714,4 +714,31 @@ static inline int64_t lake_snap_dequantize_fx(uint32_t scale_bits, int32_t zero,
 	return neg ? -(int64_t)r : (int64_t)r;
 }
 
+/*
+ * lake_snap_fx_to_f32 returns the binary32 bits of x_fx / 2^frac (frac <=
+ * 126), rounding toward zero when x_fx has more than 24 significant bits:
+ * how a kernel producer without an FPU writes float fields (feature
+ * records laked reads as float32).
+ */
+static inline uint32_t lake_snap_fx_to_f32(int64_t x_fx, uint32_t frac)
+{
+	uint64_t a = x_fx < 0 ? (uint64_t)0 - (uint64_t)x_fx : (uint64_t)x_fx;
+	uint32_t sign = x_fx < 0 ? 0x80000000u : 0u, top = 63;
+	int32_t exp;
+
+	if (a == 0)
+		return 0;
+	while (!(a >> top))
+		top--;
+	/* a = 1.m * 2^top; value = a * 2^-frac */
+	exp = (int32_t)top - (int32_t)frac + 127;
+	if (exp <= 0 || frac > 126)
+		return sign; /* below the normal range: flushed to zero */
+	if (top > 23)
+		a >>= top - 23;
+	else
+		a <<= 23 - top;
+	return sign | (uint32_t)exp << 23 | ((uint32_t)a & 0x7FFFFFu);
+}
+
 #endif /* LAKE_SNAPSHOT_H */

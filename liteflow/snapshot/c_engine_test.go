@@ -666,6 +666,18 @@ func TestCEngineFixedPoint(t *testing.T) {
 			t.Fatalf("dequantize_fx(scale %g, zero %d, q %d, frac %d) = %q, exact %s", scale, zero, q, frac, got, dwant)
 		}
 	}
+	// fixed point to float32 bits (feature records): exact below 2^24
+	for i := 0; i < 2000; i++ {
+		x := r.Int64N(1<<24) - 1<<23
+		if i%3 == 0 {
+			x = r.Int64N(1000) - 500
+		}
+		frac := uint32(r.IntN(30))
+		want := math.Float32bits(float32(math.Ldexp(float64(x), -int(frac))))
+		if got := e.call(fmt.Sprintf("B %d %d", x, frac)); got != fmt.Sprintf("b %d", want) {
+			t.Fatalf("fx_to_f32(%d, %d) = %q, want b %d", x, frac, got, want)
+		}
+	}
 	t.Logf("fixed-point quantization equals Go's float32 QuantizeValue in %d of %d cases", floatSame, floatSame+floatDiff)
 	if floatDiff*50 > floatSame {
 		t.Fatalf("fixed point and Go's float path differ in %d of %d cases", floatDiff, floatSame+floatDiff)

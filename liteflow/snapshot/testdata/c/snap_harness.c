@@ -9,6 +9,7 @@
  *                        -> "f <lake_snap_quantize_fx>"
  *   D <scale_bits> <zero> <q> <frac>
  *                        -> "d <lake_snap_dequantize_fx>"
+ *   B <x_fx> <frac>      -> "b <lake_snap_fx_to_f32 bits>"
  *   Q                    -> exits
  *
  * Every image is built into exactly the memory lake_snap_check asks for,
@@ -151,6 +152,16 @@ int main(void)
 			if (sscanf(line + 1, "%lu %ld %ld %ld", &bits, &zero, &q, &frac) == 4) {
 				printf("d %lld\n", (long long)lake_snap_dequantize_fx((uint32_t)bits, (int32_t)zero,
 										   (int32_t)q, (uint32_t)frac));
+				fflush(stdout);
+				continue;
+			}
+		}
+		if (line[0] == 'B') {
+			long long x;
+			long frac;
+
+			if (sscanf(line + 1, "%lld %ld", &x, &frac) == 2) {
+				printf("b %u\n", lake_snap_fx_to_f32((int64_t)x, (uint32_t)frac));
 				fflush(stdout);
 				continue;
 			}
