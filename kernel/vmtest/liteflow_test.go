@@ -21,6 +21,9 @@ var (
 	lftestStepRE = regexp.MustCompile(`lake_lftest: (PASS|FAIL) (\S+)(.*)`)
 	lftestDoneRE = regexp.MustCompile(`lake_lftest: DONE pass=\d+ fail=0`)
 	lfStressRE   = regexp.MustCompile(`lake_lftest: stress installs=(\d+) queries=(\d+) during=(\d+) torn=(\d+) errors=(\d+)`)
+	tcpgenRE     = regexp.MustCompile(`(?m)^TCPGEN tag=(\S+) phase=(\d) mbps=(\S+) rtt_ms=\S+ fct_p50_ms=\S+ fct_mean_ms=\S+ flows=(\d+) failed=(\d+)$`)
+	lfStatsRE    = regexp.MustCompile(`(?m)^LAKEVM: liteflow-tcp stats (\S+) decisions (\d+) fallback (\d+) out_of_range (\d+) records (\d+) active_version (\d+)$`)
+	lfKernelRE   = regexp.MustCompile(`(?m)^app aurora model 3 in 30 out 1 active_version (\d+) .* installs (\d+) refused (\d+) `)
 )
 
 // liteflowProblems checks the LiteFlow phase (phase-liteflow.sh): every
@@ -34,9 +37,22 @@ func liteflowProblems(out string) []string {
 	}
 	dmesg := section(out, "LAKEVM: DMESG-BEGIN", "LAKEVM: DMESG-END")
 	runs := strings.Split(dmesg, "lake_lftest: start mode=")[1:]
-	if len(runs) != 1 || !strings.HasPrefix(runs[0], "run") {
-		bad("%d lake_lftest runs, want 1 (mode=run)", len(runs))
+	withLaked := strings.Contains(out, "laked=laked")
+	want := 1
+	if withLaked {
+		want = 3 // run, then two fetches of snapshots loaded into laked by hand
+	}
+	if len(runs) != want || !strings.HasPrefix(runs[0], "run") {
+		bad("%d lake_lftest runs, want %d (mode=run first)", len(runs), want)
 		return probs
+	}
+	for i, r := range runs[1:] {
+		if !strings.HasPrefix(r, "fetch") || !strings.Contains(r, "lake_lftest: PASS fetch-installed-from-laked") || !lftestDoneRE.MatchString(r) {
+			bad("lake_lftest fetch run %d: the snapshot loaded with lakectl did not reach the kernel:\n%s", i+1, firstLines(r, 6))
+		}
+	}
+	if withLaked {
+		probs = append(probs, liteflowTCPProblems(out)...)
 	}
 	passed := map[string]bool{}
 	for _, m := range lftestStepRE.FindAllStringSubmatch(runs[0], -1) {
@@ -64,4 +80,52 @@ func liteflowProblems(out string) []string {
 		bad("lake_lftest: stress replaced the snapshot %s times with %s queries during it; want >= 10 and >= 1000", m[1], m[3])
 	}
 	return probs
+}
+
+// liteflowTCPProblems checks the congestion-control runs: the three modes
+// ran before and after the change with traffic flowing, lake decided with
+// the snapshot, LiteFlow mode fed laked samples and the kernel installed a
+// snapshot laked shipped; lakectl liteflow showed both sides.
+func liteflowTCPProblems(out string) []string {
+	var probs []string
+	bad := func(format string, a ...any) { probs = append(probs, fmt.Sprintf(format, a...)) }
+	seen := map[string]bool{}
+	for _, m := range tcpgenRE.FindAllStringSubmatch(out, -1) {
+		seen[m[1]+"/"+m[2]] = true
+		if m[1] == "cubic" && (m[3] == "0.00" || m[4] == "0") {
+			bad("cubic phase %s moved no data or completed no flow: %s", m[2], m[0])
+		}
+	}
+	for _, mode := range []string{"cubic", "fixed", "liteflow"} {
+		for _, ph := range []string{"0", "1"} {
+			if !seen[mode+"/"+ph] {
+				bad("no TCPGEN line for mode %s phase %s", mode, ph)
+			}
+		}
+	}
+	stats := map[string][]string{}
+	for _, m := range lfStatsRE.FindAllStringSubmatch(out, -1) {
+		stats[m[1]] = m
+	}
+	if f := stats["fixed"]; f == nil || f[2] == "0" || f[5] != "0" || f[6] == "0" {
+		bad("fixed mode: want snapshot decisions, no samples recorded and a snapshot from laked: %v", f)
+	}
+	if l := stats["liteflow"]; l == nil || l[5] == "0" {
+		bad("LiteFlow mode recorded no samples for laked: %v", l)
+	}
+	k := lfKernelRE.FindStringSubmatch(section(out, "LAKEVM: LAKECTL-LITEFLOW-BEGIN", "LAKEVM: LAKECTL-LITEFLOW-END"))
+	if k == nil {
+		bad("lakectl liteflow did not show the kernel's aurora app")
+	} else if k[1] == "1" || k[2] == "1" {
+		bad("the kernel installed no snapshot laked shipped after the first (active version %s, %s installs)", k[1], k[2])
+	}
+	return probs
+}
+
+func firstLines(s string, n int) string {
+	l := strings.SplitN(s, "\n", n+1)
+	if len(l) > n {
+		l = l[:n]
+	}
+	return strings.Join(l, "\n")
 }

@@ -123,6 +123,7 @@ cp "$bb" "$ir/bin/busybox"
 find "$src/kernel" -name '*.ko' -exec cp {} "$ir/lib/lake/" \;
 cp "$work/fakelaked" "$ir/bin/"
 [ "$mode" = laked ] && cp "$work/laked" "$ir/bin/"
+. "$here/liteflow-prep.sh"
 echo "$laked_cmd" >"$ir/etc/laked_cmd"
 if [ "$mode" = laked ]; then
 	mkdir -p "$ir/etc/lake"

@@ -148,6 +148,9 @@ type App struct {
 	feed *adapt.RegistryFeed
 	ad   *adapt.Adapter
 	m    *model.MLP
+	// pending holds drained samples not yet in a full batch (at most one
+	// batch): kernel apps record a few samples per interval.
+	pending []model.Sample
 
 	mu sync.Mutex
 	st Status
@@ -260,7 +263,7 @@ func (a *App) Step() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	good := samples[:0]
+	good := a.pending
 	var rejected uint64
 	for _, s := range samples {
 		if finite(s.X) && finite(s.Y) {
@@ -270,6 +273,7 @@ func (a *App) Step() (int, error) {
 		}
 	}
 	used := 0
+	defer func() { a.pending = append(a.pending[:0:0], good...) }()
 	for len(good) >= a.cfg.Batch {
 		b := good[:a.cfg.Batch]
 		good = good[a.cfg.Batch:]

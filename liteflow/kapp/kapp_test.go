@@ -204,3 +204,41 @@ func TestAppAdaptsFromKernelSamples(t *testing.T) {
 		t.Fatalf("served snapshot's error on the new target %.3f (installs %d, reason %q)", mae, len(srv.images), st.LastReason)
 	}
 }
+
+// TestAppBatchesAcrossDrains: a kernel app records a few samples per
+// interval; they are kept until a batch is full, never dropped.
+func TestAppBatchesAcrossDrains(t *testing.T) {
+	cfg := features.Config{MaxSchemas: 4, MaxKeys: 8, MaxHistory: 256, ArenaBytes: 1 << 18}
+	mem, err := shm.NewAnonymous(uint64(features.SizeFor(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	reg, err := features.Create(mem.Mem, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := testSnapshot(t, 4)
+	app, err := NewApp(&fakeServer{models: map[uint32]laked.Model{}}, reg, Config{Name: "few", Model: 3, Snapshot: s, Batch: 32,
+		Adapt: adapt.Config{FidelityThreshold: 0.05}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := reg.Lookup(SchemaName("few"))
+	info, _ := reg.Schema(id)
+	rec := info.NewRecord()
+	for step := 0; step < 20; step++ {
+		for k := 0; k < 5; k++ {
+			info.SetFloat(rec, 0, 0, float64(k))
+			if err := reg.Record(id, 1, rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := app.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := app.Status(); st.Samples != 100 || st.Batches != 3 || len(app.pending) != 4 {
+		t.Fatalf("100 samples in 20 drains: %d samples, %d batches, %d pending; want 100, 3, 4", st.Samples, st.Batches, len(app.pending))
+	}
+}
