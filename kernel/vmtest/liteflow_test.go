@@ -4,8 +4,10 @@ package vmtest
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
+	"testing"
 )
 
 // lftestSteps are the PASS lines lake_lftest.ko (mode=run) must print.
@@ -128,4 +130,36 @@ func firstLines(s string, n int) string {
 		l = l[:n]
 	}
 	return strings.Join(l, "\n")
+}
+
+// TestLiteFlowConsoleChecks runs the LiteFlow checks of TestVM on the
+// recorded passing console and on copies broken the ways a run can break.
+func TestLiteFlowConsoleChecks(t *testing.T) {
+	raw, err := os.ReadFile("testdata/console-pass.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := string(raw)
+	if p := liteflowProblems(good); len(p) != 0 {
+		t.Fatalf("recorded passing console reported as failing: %q", p)
+	}
+	broken := map[string]string{
+		"step failed": strings.Replace(good, "lake_lftest: PASS flow-7-stays-on-A",
+			"lake_lftest: FAIL flow-7-stays-on-A err=0 ", 1),
+		"torn answer":    regexp.MustCompile(`torn=0 errors=0`).ReplaceAllString(good, "torn=3 errors=0"),
+		"phase missing":  strings.Replace(good, "LAKEVM: phase liteflow", "LAKEVM: phase other", 1),
+		"fetch missing":  strings.Replace(good, "lake_lftest: PASS fetch-installed-from-laked", "lake_lftest: FAIL fetch-installed-from-laked err=-61", 1),
+		"no cubic line":  regexp.MustCompile(`(?m)^TCPGEN tag=cubic phase=1 .*\n`).ReplaceAllString(good, ""),
+		"no samples":     regexp.MustCompile(`stats liteflow (.*) records \d+`).ReplaceAllString(good, "stats liteflow $1 records 0"),
+		"never shipped":  regexp.MustCompile(`(?m)^app aurora model 3 in 30 out 1 active_version \d+ (.*) installs \d+ `).ReplaceAllString(good, "app aurora model 3 in 30 out 1 active_version 1 $1 installs 1 "),
+		"no lakectl out": strings.Replace(good, "LAKEVM: LAKECTL-LITEFLOW-BEGIN", "LAKEVM: LAKECTL-X", 1),
+	}
+	for name, out := range broken {
+		if out == good {
+			t.Fatalf("%s: the fixture did not change (stale fixture?)", name)
+		}
+		if p := liteflowProblems(out); len(p) == 0 {
+			t.Errorf("%s: not detected", name)
+		}
+	}
 }

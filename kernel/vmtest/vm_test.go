@@ -72,6 +72,9 @@ func TestVM(t *testing.T) {
 		t.Log(l)
 	}
 	checkConsole(t, out)
+	for _, p := range liteflowProblems(out) {
+		t.Error(p)
+	}
 	for _, p := range installedLayoutProblems(out) {
 		t.Error(p)
 	}
@@ -128,7 +131,6 @@ func consoleProblems(out string) []string {
 	if !strings.Contains(out, "LAKEVM: dev crw-------") {
 		bad("/dev/lake is not a character device with mode 0600")
 	}
-	probs = append(probs, liteflowProblems(out)...)
 	dmesg := beforeInstalled(section(out, "LAKEVM: DMESG-BEGIN", "LAKEVM: DMESG-END"))
 	if got := strings.Count(dmesg, "lake_shm: laked attached"); got != 3 {
 		bad("a daemon attached %d times, want 3 (laked, hostile daemon, laked again)", got)
