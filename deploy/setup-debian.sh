@@ -13,10 +13,11 @@
 #   systemd dkms            systemd-analyze verify on the units; the DKMS build
 #                           of the module tree (deploy tests, make install-dkms)
 #   dmsetup                 the dm-linnos VM test (packed into the VM with fio)
+#   iproute2                ip and tc for the LiteFlow VM phase (veth, netns, netem)
 set -euo pipefail
 
 pkgs=(gcc libc6-dev make clang llvm bpftool fio qemu-system-x86 linux-image-amd64 python3-pip
-      linux-headers-amd64 busybox-static kmod cpio systemd dkms dmsetup)
+      linux-headers-amd64 busybox-static kmod cpio systemd dkms dmsetup iproute2)
 
 missing=()
 for p in "${pkgs[@]}"; do
