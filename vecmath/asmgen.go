@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 )
 
 var b bytes.Buffer
@@ -443,9 +444,37 @@ func requant(s isa) {
 	p("rq%sloop:", s.name)
 	p("\tTESTQ CX, CX")
 	p("\tJZ rq%sdone", s.name)
+	requantMath(s, R, C, "(SI)", "(DX)", "(R8)", "(R9)")
+	p("\t%s %s, (DI)", mov, R(2))
+	for _, reg := range []string{"DI", "SI", "DX", "R8", "R9"} {
+		p("\tADDQ $%d, %s", s.bytes, reg)
+	}
+	p("\tDECQ CX")
+	p("\tJMP rq%sloop", s.name)
+	p("rq%sdone:", s.name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// requantMath emits the requantization of one vector: acc (a memory
+// operand or register) with mult, left and right memory operands; the
+// result is left in R(2). R(0..6) are work registers, C the constants
+// requant documents.
+func requantMath(s isa, R func(int) string, C func(string) string, acc, mult, left, right string) {
+	z := s.reg == "Z"
+	mov := s.mov()
+	if strings.HasPrefix(acc, "Z") || strings.HasPrefix(acc, "Y") {
+		mov0 := "VMOVDQA"
+		if z {
+			mov0 = "VMOVDQA32"
+		}
+		p("\t%s %s, %s", mov0, acc, R(0))
+	} else {
+		p("\t%s %s, %s", mov, acc, R(0))
+	}
 	// x = acc, l = clamp(left)
-	p("\t%s (SI), %s", mov, R(0))
-	p("\t%s (R8), %s", mov, R(1))
+	p("\t%s %s, %s", mov, left, R(1))
 	p("\tVPMAXSD %s, %s, %s", C("zero"), R(1), R(1))
 	p("\tVPMINSD %s, %s, %s", C("c31"), R(1), R(1))
 	// SaturatingLeftShift: v = x<<l; keep v where v>>l == x, else x<0 ? MIN : MAX.
@@ -467,7 +496,7 @@ func requant(s isa) {
 	// the even (R2) and odd (R3) lanes; t = p + (p < 0 ? 1-2^30 : 2^30);
 	// q = (t + (t < 0 ? 2^31-1 : 0)) >> 31, of which the low 32 bits count,
 	// so a logical shift does.
-	p("\t%s (DX), %s", mov, R(1))
+	p("\t%s %s, %s", mov, mult, R(1))
 	p("\tVPMULDQ %s, %s, %s", R(1), R(0), R(2))
 	p("\tVPSRLQ $32, %s, %s", R(0), R(3))
 	p("\tVPSRLQ $32, %s, %s", R(1), R(4))
@@ -504,7 +533,7 @@ func requant(s isa) {
 		p("\tVPXOR %s, %s, %s", R(4), R(2), R(2))
 	}
 	// RoundingDivideByPOT(x = R2, e = clamp(right)).
-	p("\t%s (R9), %s", mov, R(1))
+	p("\t%s %s, %s", mov, right, R(1))
 	p("\tVPMAXSD %s, %s, %s", C("zero"), R(1), R(1))
 	p("\tVPMINSD %s, %s, %s", C("c31"), R(1), R(1))
 	ones := R(6)
@@ -530,16 +559,6 @@ func requant(s isa) {
 	p("\tVPMAXSD %s, %s, %s", C("clo"), R(2), R(2))
 	p("\tVPMINSD %s, %s, %s", C("chi"), R(2), R(2))
 	p("\tVPADDD %s, %s, %s", C("zp"), R(2), R(2))
-	p("\t%s %s, (DI)", mov, R(2))
-	for _, reg := range []string{"DI", "SI", "DX", "R8", "R9"} {
-		p("\tADDQ $%d, %s", s.bytes, reg)
-	}
-	p("\tDECQ CX")
-	p("\tJMP rq%sloop", s.name)
-	p("rq%sdone:", s.name)
-	p("\tVZEROUPPER")
-	p("\tRET")
-	p("")
 }
 
 // mulAddLanesF32 emits
@@ -879,6 +898,115 @@ func quantizeF32(s isa) {
 	p("")
 }
 
+// net8 emits
+//
+//	func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32)
+//
+// a whole small int8 network (Net8): per layer, act (int32 activations)
+// is packed to int16 pairs in xp, up to four blocks of 16 accumulators
+// run from Acc0 over the pairs (VPMADDWD+VPADDD: the chains are short and
+// VPDPWSSD's latency would dominate), then requantMath, the table lookup
+// (VPGATHERDD) when the layer has one, and the results go back to act.
+// The descriptor layout is net8Desc's (net8.go).
+func net8() {
+	s := isa{name: "AVX512", reg: "Z", bytes: 64, group: 16}
+	p("// func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32)")
+	p("TEXT ·net8AVX512(SB), NOSPLIT, $0-32")
+	p("\tMOVQ desc+0(FP), BX")
+	p("\tMOVQ act+16(FP), DI")
+	c := map[string]int{"c31": 16, "zero": 17, "min": 18, "nudge": 19, "negmask": 20, "lowmask": 21, "clo": 22, "chi": 23, "zp": 24, "ones": 25, "max": 26}
+	bd := func(val string, reg int, q bool) {
+		op, mv := "VPBROADCASTD", "MOVL"
+		if q {
+			op, mv = "VPBROADCASTQ", "MOVQ"
+		}
+		p("\t%s %s, AX", mv, val)
+		p("\t%s AX, Z%d", op, reg)
+	}
+	bd("$31", c["c31"], false)
+	p("\tVPXORD Z17, Z17, Z17")
+	bd("$0x80000000", c["min"], false)
+	bd("$0x40000000", c["nudge"], true)
+	bd("$-2147483647", c["negmask"], true)
+	bd("$0x7fffffff", c["lowmask"], true)
+	bd("$-1", c["ones"], false)
+	bd("$0x7fffffff", c["max"], false)
+	p("\tMOVW $0xaaaa, AX")
+	p("\tKMOVW AX, K2")
+	C := func(n string) string { return fmt.Sprintf("Z%d", c[n]) }
+	R := func(i int) string { return fmt.Sprintf("Z%d", 9+i) }
+	p("n8layer:")
+	p("\tCMPQ n+8(FP), $0")
+	p("\tJEQ n8done")
+	// Pack InBlocks blocks of 16 activations into int16.
+	p("\tMOVQ 64(BX), CX")
+	p("\tMOVQ DI, SI")
+	p("\tMOVQ xp+24(FP), DX")
+	p("n8pack:")
+	p("\tVMOVDQU32 (SI), Z4")
+	p("\tVPMOVDW Z4, (DX)")
+	p("\tADDQ $64, SI")
+	p("\tADDQ $32, DX")
+	p("\tDECQ CX")
+	p("\tJNZ n8pack")
+	bd("72(BX)", c["zp"], false)
+	bd("80(BX)", c["clo"], false)
+	bd("88(BX)", c["chi"], false)
+	bd("96(BX)", 27, false)
+	p("\tMOVQ 16(BX), R8")
+	p("\tMOVQ 24(BX), R9")
+	p("\tMOVQ 32(BX), R13")
+	p("\tMOVQ 56(BX), CX")
+	for nb := 1; nb <= 3; nb++ {
+		p("\tCMPQ CX, $%d", nb)
+		p("\tJEQ n8b%d", nb)
+	}
+	p("\tJMP n8b4")
+	for nb := 1; nb <= 4; nb++ {
+		p("n8b%d:", nb)
+		p("\tMOVQ 8(BX), AX")
+		for i := 0; i < nb; i++ {
+			p("\tVMOVDQU32 %d(AX), Z%d", 64*i, i)
+		}
+		p("\tMOVQ 0(BX), R10")
+		p("\tMOVQ xp+24(FP), R11")
+		p("\tMOVQ 48(BX), R12")
+		p("n8b%dloop:", nb)
+		p("\tTESTQ R12, R12")
+		p("\tJZ n8b%dreq", nb)
+		p("\tVPBROADCASTD (R11), Z4")
+		for i := 0; i < nb; i++ {
+			p("\tVPMADDWD %d(R10), Z4, Z%d", 64*i, 5+i)
+			p("\tVPADDD Z%d, Z%d, Z%d", 5+i, i, i)
+		}
+		p("\tADDQ $4, R11")
+		p("\tADDQ $%d, R10", 64*nb)
+		p("\tDECQ R12")
+		p("\tJMP n8b%dloop", nb)
+		p("n8b%dreq:", nb)
+		for i := 0; i < nb; i++ {
+			requantMath(s, R, C, fmt.Sprintf("Z%d", i), fmt.Sprintf("%d(R8)", 64*i), fmt.Sprintf("%d(R9)", 64*i), fmt.Sprintf("%d(R13)", 64*i))
+			p("\tMOVQ 40(BX), AX")
+			p("\tTESTQ AX, AX")
+			p("\tJZ n8b%dnolut%d", nb, i)
+			p("\tVPSUBD Z27, %s, %s", R(2), R(3))
+			p("\tKXNORW K5, K5, K5")
+			p("\tVPGATHERDD (AX)(%s*4), K5, %s", R(3), R(2))
+			p("n8b%dnolut%d:", nb, i)
+			p("\tVMOVDQU32 %s, %d(DI)", R(2), 64*i)
+		}
+		p("\tJMP n8next")
+	}
+	p("n8next:")
+	p("\tADDQ $104, BX")
+	p("\tDECQ n+8(FP)")
+	p("\tJMP n8layer")
+	p("n8done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
 func main() {
 	out := flag.String("out", "kernels_amd64.s", "output file")
 	flag.Parse()
@@ -905,6 +1033,7 @@ func main() {
 		quantizeF32(s)
 		mulAddColsF32(s)
 	}
+	net8()
 	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}

@@ -62,6 +62,9 @@ func quantizeF32AVX2(dst *int32, x *float32, blocks int, scale float32, zero, lo
 func quantizeF32AVX512(dst *int32, x *float32, blocks int, scale float32, zero, lo, hi int32)
 
 //go:noescape
+func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32)
+
+//go:noescape
 func mulAddColsF32AVX2(y *float32, w *float32, x *float32, blocks, stride, n int, skipZero bool)
 
 //go:noescape
@@ -197,4 +200,12 @@ func quantizeF32Vec(l Level, dst []int32, x []float32, scale float32, zero, lo, 
 		return n / 8 * 8
 	}
 	return 0
+}
+
+func net8Vec(l Level, desc []net8Desc, act, xp []int32) bool {
+	if l < AVX512 {
+		return false
+	}
+	net8AVX512(unsafe.SliceData(desc), len(desc), unsafe.SliceData(act), unsafe.SliceData(xp))
+	return true
 }

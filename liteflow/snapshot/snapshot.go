@@ -113,6 +113,7 @@ type Snapshot struct {
 	Layers     []Layer
 
 	ready bool
+	net   *vecmath.Net8 // the layers in vecmath's form, built by Validate
 }
 
 // ErrInvalid wraps every validation failure.
@@ -267,8 +268,33 @@ func (s *Snapshot) Validate() error {
 		}
 		inZero = l.OutQ.Zero
 	}
+	if err := s.buildNet(); err != nil {
+		return invalid("%v", err)
+	}
 	s.ready = true
 	return nil
+}
+
+// buildNet describes the validated layers to vecmath (the weights, folded
+// biases and multipliers Validate prepared; nothing is copied).
+func (s *Snapshot) buildNet() error {
+	lo, hi := s.DType.Range()
+	layers := make([]vecmath.Net8Layer, len(s.Layers))
+	for li := range s.Layers {
+		l := &s.Layers[li]
+		vlo, vhi := lo, hi
+		switch l.Act {
+		case model.ReLU:
+			vlo = max(lo, l.OutQ.Zero)
+		case model.Tanh, model.Sigmoid:
+			vlo, vhi = TableLo, TableHi
+		}
+		layers[li] = vecmath.Net8Layer{In: l.In, Out: l.Out, W: l.wp, Acc0: l.acc0, Mult: l.multP, Left: l.leftP, Right: l.rightP,
+			LUT: l.LUT, LUTBase: TableLo, Zero: l.Pre.Zero, Lo: vlo, Hi: vhi}
+	}
+	net, err := vecmath.NewNet8(layers)
+	s.net = net
+	return err
 }
 
 // CopyInto makes dst a deep copy of s, reusing dst's buffers where they are
@@ -301,6 +327,12 @@ func (s *Snapshot) CopyInto(dst *Snapshot) {
 		dl.multP = append(dl.multP[:0], sl.multP...)
 		dl.leftP = append(dl.leftP[:0], sl.leftP...)
 		dl.rightP = append(dl.rightP[:0], sl.rightP...)
+	}
+	dst.net = nil
+	if dst.ready {
+		if err := dst.buildNet(); err != nil { // s's layers passed the same check
+			panic(err)
+		}
 	}
 }
 
@@ -457,51 +489,22 @@ func (s *Snapshot) RunTrace(x []float32, layers [][]float32) error {
 	return nil
 }
 
-// runLayers runs every layer on the vecmath kernels; cur aliases b.a.
-// trace, when non-nil, receives the dequantized output of each layer. It
-// computes exactly what runLayersScalar computes.
+// runLayers runs every layer on the vecmath kernels (vecmath.Net8: one
+// kernel call for a small network on AVX-512); cur aliases b.a. trace,
+// when non-nil, receives the dequantized output of each layer (the layers
+// then run one by one). It computes exactly what runLayersScalar computes.
 func (s *Snapshot) runLayers(cur []int32, b bufs, trace [][]float32) []int32 {
-	lo, hi := s.DType.Range()
-	next, other := b.b, b.a
-	for li := range s.Layers {
-		l := &s.Layers[li]
-		pad := len(l.acc0)
-		vlo, vhi := lo, hi
-		switch l.Act {
-		case model.ReLU:
-			vlo = max(lo, l.OutQ.Zero)
-		case model.Tanh, model.Sigmoid:
-			vlo, vhi = TableLo, TableHi
-		}
-		// Activations are in [-128, 255], so they pack into int16 pairs.
-		xp := b.xp[:(l.In+1)/2]
-		for p := range xp {
-			var h int32
-			if 2*p+1 < len(cur) {
-				h = cur[2*p+1]
-			}
-			xp[p] = int32(uint32(uint16(cur[2*p])) | uint32(h)<<16)
-		}
-		accs := b.acc[:pad]
-		copy(accs, l.acc0)
-		vecmath.DotPairs16(accs, l.wp, xp)
-		dst := next[:pad]
-		vecmath.Requant(dst, accs, l.multP, l.leftP, l.rightP, l.Pre.Zero, vlo, vhi)
-		dst = dst[:l.Out]
-		if l.LUT != nil {
-			for o, q := range dst {
-				dst[o] = l.LUT[q-TableLo]
-			}
-		}
-		if trace != nil {
-			for o, q := range dst {
-				trace[li][o] = Dequantize(q, l.OutQ)
-			}
-		}
-		cur = dst
-		next, other = other, next
+	if trace == nil {
+		s.net.Run(b.a, b.xp, b.acc)
+		return b.a[:s.OutputDim()]
 	}
-	return cur
+	for li := range s.Layers {
+		s.net.RunLayer(li, b.a, b.xp, b.acc)
+		for o, q := range b.a[:s.Layers[li].Out] {
+			trace[li][o] = Dequantize(q, s.Layers[li].OutQ)
+		}
+	}
+	return b.a[:s.OutputDim()]
 }
 
 // runLayersScalar is the scalar engine, the reference runLayers and the C

@@ -1,0 +1,146 @@
+package vecmath
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// randomNet8 returns a valid network of 1-4 layers; with small every
+// layer is at most 64 wide (the fused kernel's shapes).
+func randomNet8(t testing.TB, r *rand.Rand, small bool) (*Net8, int) {
+	t.Helper()
+	widths := []int{1, 2, 5, 15, 16, 17, 30, 32, 33, 64}
+	if !small {
+		widths = append(widths, 65, 100)
+	}
+	in0 := widths[r.IntN(len(widths))]
+	in := in0
+	var layers []Net8Layer
+	for range 1 + r.IntN(4) {
+		out := widths[r.IntN(len(widths))]
+		pad := (out + 15) &^ 15
+		l := Net8Layer{In: in, Out: out, W: make([]int32, (in+1)/2*pad),
+			Acc0: make([]int32, pad), Mult: make([]int32, pad), Left: make([]int32, pad), Right: make([]int32, pad)}
+		for o := 0; o < out; o++ {
+			for p := 0; p < (in+1)/2; p++ {
+				var hi int16
+				if 2*p+1 < in {
+					hi = int16(r.IntN(256) - 128)
+				}
+				l.W[p*pad+o] = PackPairs16(int16(r.IntN(256)-128), hi)
+			}
+			l.Acc0[o] = int32(r.IntN(1<<24)) - 1<<23
+			if r.IntN(10) == 0 {
+				l.Acc0[o] = i32(r)
+			}
+			l.Mult[o] = 1<<30 + int32(r.IntN(1<<30))
+			if r.IntN(10) == 0 {
+				l.Mult[o] = i32(r)
+			}
+			l.Left[o], l.Right[o] = shift(r), shift(r)
+		}
+		l.Zero, l.Lo, l.Hi = int32(r.IntN(256)-128), -128, 127
+		switch r.IntN(3) {
+		case 0:
+			l.Zero, l.Lo, l.Hi = int32(r.IntN(1024)-512), -512, 511
+			l.LUT, l.LUTBase = make([]int32, 1024), -512
+			for i := range l.LUT {
+				l.LUT[i] = int32(r.IntN(256) - 128)
+			}
+		case 1:
+			l.Lo = max(l.Lo, l.Zero) // ReLU
+		}
+		layers = append(layers, l)
+		in = out
+	}
+	n, err := NewNet8(layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, in0
+}
+
+// checkNet8 wants Run at every level to equal the layer-by-layer scalar
+// run.
+func checkNet8(t testing.TB, n *Net8, input []int32) {
+	t.Helper()
+	w := n.Width()
+	ref := make([]int32, w)
+	copy(ref, input)
+	prev, _ := SetLevel(Scalar)
+	for i := range n.layers {
+		n.RunLayer(i, ref, make([]int32, w/2), make([]int32, w))
+	}
+	SetLevel(prev)
+	out := n.layers[len(n.layers)-1].Out
+	forEachLevel(t, func(l Level) {
+		act := make([]int32, w)
+		for i := range act {
+			act[i] = -7 // garbage beyond the input must not matter
+		}
+		copy(act, input)
+		n.Run(act, make([]int32, w/2), make([]int32, w))
+		if !slices.Equal(act[:out], ref[:out]) {
+			t.Fatalf("Net8 at %v (fused %v): %v, layer by layer %v", l, n.fused, act[:out], ref[:out])
+		}
+	})
+}
+
+func TestNet8MatchesLayers(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	fused := 0
+	for it := range 300 {
+		n, in := randomNet8(t, r, it%4 != 0)
+		if n.fused {
+			fused++
+		}
+		x := make([]int32, in)
+		for i := range x {
+			x[i] = int32(r.IntN(384) - 128)
+		}
+		t.Run(fmt.Sprint(it), func(t *testing.T) { checkNet8(t, n, x) })
+	}
+	if fused == 0 {
+		t.Fatal("no network took the fused kernel")
+	}
+}
+
+func TestNet8Rejects(t *testing.T) {
+	if _, err := NewNet8(nil); err == nil {
+		t.Error("empty network accepted")
+	}
+	l := Net8Layer{In: 3, Out: 2, W: make([]int32, 2*16), Acc0: make([]int32, 16), Mult: make([]int32, 16), Left: make([]int32, 16), Right: make([]int32, 16), Lo: -128, Hi: 127}
+	if _, err := NewNet8([]Net8Layer{l}); err != nil {
+		t.Fatalf("valid layer: %v", err)
+	}
+	bad := l
+	bad.W = bad.W[:31]
+	if _, err := NewNet8([]Net8Layer{bad}); err == nil {
+		t.Error("short weights accepted")
+	}
+	bad = l
+	bad.LUT, bad.LUTBase = make([]int32, 100), -128
+	if _, err := NewNet8([]Net8Layer{bad}); err == nil {
+		t.Error("table not covering [Lo, Hi] accepted")
+	}
+	two := []Net8Layer{l, l}
+	if _, err := NewNet8(two); err == nil {
+		t.Error("mismatched layer widths accepted")
+	}
+}
+
+func FuzzNet8(f *testing.F) {
+	f.Add(uint64(1), uint64(2))
+	f.Add(uint64(7), uint64(0))
+	f.Fuzz(func(t *testing.T, seed, xs uint64) {
+		r := rand.New(rand.NewPCG(seed, xs))
+		n, in := randomNet8(t, r, true)
+		x := make([]int32, in)
+		for i := range x {
+			x[i] = int32(r.IntN(65536) - 32768)
+		}
+		checkNet8(t, n, x)
+	})
+}
