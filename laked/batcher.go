@@ -100,9 +100,9 @@ type batcher struct {
 	inBuf, outBuf    []byte
 	batch            []*predictReq
 	items            int
-	late             []*predictReq
-	done             []sessDone // completions of the batch, by session
-	decided          bool       // gpu and hint hold the placer's answer for batch
+	late             []*predictReq // answered without running (deadline missed, or the client left)
+	done             []sessDone    // completions of the batch, by session
+	decided          bool          // gpu and hint hold the placer's answer for batch
 	gpu              bool
 	hint             int
 }
@@ -328,7 +328,8 @@ func (b *batcher) takeLocked(now time.Time, limit int) {
 		q := b.ring[b.next]
 		r := q.peek()
 		switch {
-		case b.missed(r, now):
+		case b.missed(r, now) || r.sess.gone():
+			// answered without running: too late, or its client left
 			b.late = append(b.late, r)
 		case b.items == 0 || b.items+r.n <= limit:
 			b.batch = append(b.batch, r)
@@ -361,8 +362,12 @@ func (b *batcher) missed(r *predictReq, now time.Time) bool {
 
 func (b *batcher) answerLate() {
 	for i, r := range b.late {
-		b.s.stats.deadlineMissed.Add(1)
-		r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: shm.StatusDeadline}, r)
+		st := shm.StatusShutdown // its client left: nobody reads the answer, the budgets come back
+		if !r.sess.gone() {
+			b.s.stats.deadlineMissed.Add(1)
+			st = shm.StatusDeadline
+		}
+		r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: st}, r)
 		b.late[i] = nil
 	}
 	b.late = b.late[:0]

@@ -20,6 +20,7 @@ import (
 type gatedModel struct {
 	rec  int
 	gate chan struct{}
+	ran  atomic.Int64 // items the model computed
 }
 
 func (m *gatedModel) Info() laked.ModelInfo {
@@ -28,6 +29,7 @@ func (m *gatedModel) Info() laked.ModelInfo {
 
 func (m *gatedModel) Predict(in, out []byte, n int) error {
 	<-m.gate
+	m.ran.Add(int64(n))
 	copy(out, in[:n*m.rec])
 	return nil
 }
@@ -124,6 +126,44 @@ func TestInflightBudgets(t *testing.T) {
 	}
 	if u := srv.Usage(); u.Inflight != 0 || u.QueuedBytes != 0 {
 		t.Fatalf("budgets not given back: %+v", u)
+	}
+}
+
+// TestDepartedClientsPredictsDoNotRun: predicts a client queued and then
+// left are answered without running (and their budgets given back), so a
+// client that bursts and disconnects cannot keep the model busy.
+func TestDepartedClientsPredictsDoNotRun(t *testing.T) {
+	srv, sock, m := startGated(t, 8, laked.Limits{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg, gone sync.WaitGroup
+	errs := make(chan error, 64)
+	block(t, ctx, srv, sock, 8, &wg, errs)
+	a := dial(t, sock, lakelibOptions())
+	var busy atomic.Int32
+	ignored := make(chan error, 64) // a's calls fail when it closes
+	burst(ctx, a, 6, 8, 0, &gone, &busy, ignored)
+	waitFor(t, "a's 6 queued predicts", func() bool { return srv.Usage().Inflight == 7 })
+	id := a.ClientID()
+	a.Close()
+	gone.Wait()
+	waitFor(t, "laked to see a leave", func() bool {
+		for _, si := range srv.Sessions() {
+			if si.ClientID == id {
+				return si.Departed
+			}
+		}
+		return true
+	})
+	close(m.gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitFor(t, "the budgets given back", func() bool { u := srv.Usage(); return u.Inflight == 0 && u.QueuedBytes == 0 })
+	if got := m.ran.Load(); got != 1 {
+		t.Fatalf("the model ran %d items, want 1 (the blocker's; the departed client's 6 must not run)", got)
 	}
 }
 

@@ -295,6 +295,7 @@ type SessionInfo struct {
 	ClientID  uint32
 	Transport string
 	Contexts  int
+	Departed  bool // the client has left; laked is ending the session
 }
 
 // Sessions lists the attached clients.
@@ -303,7 +304,7 @@ func (s *Server) Sessions() []SessionInfo {
 	defer s.mu.Unlock()
 	out := make([]SessionInfo, 0, len(s.sessions))
 	for id, sess := range s.sessions {
-		out = append(out, SessionInfo{ClientID: id, Transport: sess.t.String(), Contexts: int(sess.nctx.Load())})
+		out = append(out, SessionInfo{ClientID: id, Transport: sess.t.String(), Contexts: int(sess.nctx.Load()), Departed: sess.gone()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ClientID < out[j].ClientID })
 	return out

@@ -2,6 +2,7 @@ package shm
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -71,6 +72,11 @@ func TestMPSCStress(t *testing.T) {
 			for i := 0; i < per; i++ {
 				e := SQE{Opcode: OpNop, Tag: uint64(p)<<32 | uint64(i), Args: [NumArgs]uint64{uint64(i) * 3}}
 				for sq.TrySubmit(&e) != nil {
+					// a full ring: let the consumer (and a producer
+					// preempted between reserving and publishing) run;
+					// eight spinners on two cores under -race
+					// otherwise starve them for seconds
+					runtime.Gosched()
 				}
 			}
 		}(p)
@@ -84,6 +90,9 @@ func TestMPSCStress(t *testing.T) {
 			t.Fatalf("stalled after %d submissions", got)
 		}
 		n := sq.Consume(buf)
+		if n == 0 {
+			runtime.Gosched()
+		}
 		for _, e := range buf[:n] {
 			p, i := e.Tag>>32, e.Tag&0xffffffff
 			if p >= producers || i != next[p] || e.Args[0] != i*3 {

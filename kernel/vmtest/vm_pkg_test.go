@@ -90,8 +90,19 @@ func TestInstalledLayoutChecks(t *testing.T) {
 	if p := installedLayoutProblems(good); len(p) != 0 {
 		t.Fatalf("recorded passing console reported as failing: %q", p)
 	}
-	if p := consoleProblems(good); len(p) != 0 {
-		t.Fatalf("the base checks fail on a run with the installed-layout phase: %q", p)
+	// The base checks must not count the installed phase's attaches. The
+	// self-test's step list grows whenever a module adds a step, and
+	// TestConsoleChecks holds it against the current recording
+	// (console-pass.txt); this older recording is only asked to pass the
+	// rest of the base checks.
+	var base []string
+	for _, p := range consoleProblems(good) {
+		if !strings.Contains(p, ": no PASS line for step ") && !strings.Contains(p, ": no lake_predict latency line") {
+			base = append(base, p)
+		}
+	}
+	if len(base) != 0 {
+		t.Fatalf("the base checks fail on a run with the installed-layout phase: %q", base)
 	}
 	broken := map[string]string{
 		"phase missing":     strings.Replace(good, "LAKEVM: phase installed-layout done", "", 1),
