@@ -683,3 +683,107 @@ func TestCEngineFixedPoint(t *testing.T) {
 		t.Fatalf("fixed point and Go's float path differ in %d of %d cases", floatDiff, floatSame+floatDiff)
 	}
 }
+
+var (
+	cBenchOnce sync.Once
+	cBenchBin  string
+	cBenchErr  error
+)
+
+// startCBench starts the harness built as the kernel builds C (-O2, no
+// sanitizers), for timing.
+func startCBench(b *testing.B) *cEngine {
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		b.Skip("gcc not found")
+	}
+	cBenchOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "lake-snap-cbench-")
+		if err != nil {
+			cBenchErr = err
+			return
+		}
+		cBenchBin = filepath.Join(dir, "snap_harness_o2")
+		out, err := exec.Command(cc, "-std=gnu11", "-O2", "-I", filepath.Join("..", "..", "lakelib", "include"),
+			"-o", cBenchBin, filepath.Join("testdata", "c", "snap_harness.c")).CombinedOutput()
+		if err != nil {
+			cBenchErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if cBenchErr != nil {
+		b.Fatal(cBenchErr)
+	}
+	e := &cEngine{t: b, cmd: exec.Command(cBenchBin)}
+	e.in, _ = e.cmd.StdinPipe()
+	r, _ := e.cmd.StdoutPipe()
+	e.out = bufio.NewReaderSize(r, 1<<16)
+	if err := e.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { fmt.Fprintln(e.in, "Q"); e.in.Close(); e.cmd.Wait() })
+	return e
+}
+
+// benchAurora is the Aurora snapshot the kernel app runs (30-32-16-1
+// tanh, per-channel) and one input in its domain.
+func benchAurora(b *testing.B) (*snapshot.Snapshot, []int32) {
+	s, _, _, err := aurora.PretrainedSnapshot(aurora.Config{Seed: 1, PretrainDuration: 2 * time.Second, PretrainEpochs: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := make([]int32, s.InputDim())
+	for i := range in {
+		in[i] = int32(i*7%200) - 100
+	}
+	return s, in
+}
+
+// BenchmarkAuroraQuery compares one decision of the Aurora snapshot in the
+// C engine (lake_snapshot.h at -O2, what tcp_lake.ko runs per monitor
+// interval) with the Go engine's RunQuantized (vecmath: AVX2/AVX-512 where
+// the CPU has them) and its scalar reference RunQuantizedReference on the
+// same snapshot, in the same run. The C timing loop runs in the harness process (b.N runs per
+// command; pipe cost excluded).
+func BenchmarkAuroraQuery(b *testing.B) {
+	s, in := benchAurora(b)
+	img, err := snapshot.Encode(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("C", func(b *testing.B) {
+		e := startCBench(b)
+		if _, err := e.load(img); err != nil {
+			b.Fatal(err)
+		}
+		var sb strings.Builder
+		for _, v := range in {
+			fmt.Fprintf(&sb, " %d", v)
+		}
+		b.ResetTimer()
+		r := e.call(fmt.Sprintf("T %d%s", b.N, sb.String()))
+		b.StopTimer()
+		ns, err := strconv.ParseInt(strings.TrimPrefix(r, "t "), 10, 64)
+		if err != nil {
+			b.Fatalf("harness answered %q", r)
+		}
+		b.ReportMetric(float64(ns)/float64(b.N), "engine-ns/op")
+	})
+	for _, g := range []struct {
+		name string
+		run  func(in, out []int32) error
+	}{{"Go", s.RunQuantized}, {"GoScalar", s.RunQuantizedReference}} {
+		b.Run(g.name, func(b *testing.B) {
+			out := make([]int32, s.OutputDim())
+			x := append([]int32(nil), in...)
+			b.ResetTimer()
+			start := time.Now()
+			for k := 0; k < b.N; k++ {
+				x[k%len(x)] ^= 1
+				if err := g.run(x, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "engine-ns/op")
+		})
+	}
+}

@@ -10,6 +10,8 @@
  *   D <scale_bits> <zero> <q> <frac>
  *                        -> "d <lake_snap_dequantize_fx>"
  *   B <x_fx> <frac>      -> "b <lake_snap_fx_to_f32 bits>"
+ *   T <n> <q_in...>      -> "t <total ns>": n runs of the last snapshot
+ *                           on q_in (the benchmark)
  *   Q                    -> exits
  *
  * Every image is built into exactly the memory lake_snap_check asks for,
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <time.h>
 #include "lake_snapshot.h"
 
 static int hexval(int c)
@@ -152,6 +155,36 @@ int main(void)
 			if (sscanf(line + 1, "%lu %ld %ld %ld", &bits, &zero, &q, &frac) == 4) {
 				printf("d %lld\n", (long long)lake_snap_dequantize_fx((uint32_t)bits, (int32_t)zero,
 										   (int32_t)q, (uint32_t)frac));
+				fflush(stdout);
+				continue;
+			}
+		}
+		if (line[0] == 'T' && s) {
+			int32_t in[LAKE_SNAP_MAX_WIDTH], out[LAKE_SNAP_MAX_WIDTH];
+			char *p = line + 1, *e;
+			long n = strtol(p, &e, 10), k;
+			uint32_t i = 0;
+			struct timespec t0, t1;
+			volatile int32_t sink = 0;
+
+			p = e;
+			while (i < s->in_dim) {
+				long v = strtol(p, &e, 10);
+
+				if (e == p)
+					break;
+				in[i++] = (int32_t)v;
+				p = e;
+			}
+			if (i == s->in_dim && n > 0) {
+				clock_gettime(CLOCK_MONOTONIC, &t0);
+				for (k = 0; k < n; k++) {
+					in[k % s->in_dim] ^= 1; /* the input changes every run */
+					lake_snap_run(s, in, out, scratch);
+					sink += out[0];
+				}
+				clock_gettime(CLOCK_MONOTONIC, &t1);
+				printf("t %lld\n", (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
 				fflush(stdout);
 				continue;
 			}
