@@ -12,8 +12,11 @@ all: build
 setup:
 	./deploy/setup-debian.sh
 
+# The default build is CPU-only and static (no cgo). NVML (GPU load for
+# the policy) needs cgo; it comes with the cuda variant, which is the
+# only build with a GPU backend (make cuda-check, make gpu-check-build).
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
 
 # The README's first command: laked serving the embedded LinnOS demo workload.
 demo: setup build

@@ -41,6 +41,7 @@
 // GPU load comes from a LoadSource: StaticLoad (settable, for tests and
 // simulation), BusyTime (utilisation from a backend's busy intervals) and
 // NVML (github.com/NVIDIA/go-nvml, which loads libnvidia-ml at run time:
-// no build tag, and on a host without the driver OpenNVML fails with the
+// no build tag, but it needs cgo: the static default build reports it
+// unavailable, and on a host without the driver OpenNVML fails with the
 // reason). Host CPU utilisation comes from ProcStat (/proc/stat).
 package policy
