@@ -931,6 +931,11 @@ static struct ln_model *ln_fetch(struct ln_c *lc, u32 id, int *err)
 		m->id = id;
 		m->version = version;
 		rc = lake_linnos_load(m->m, ms, img, len, &why);
+		if (!rc && m->m->pending_unit != LAKE_LINNOS_PENDING_IOS) {
+			/* the target counts I/Os, not pages */
+			rc = -EOPNOTSUPP;
+			why = "the model counts pending pages; dm-linnos counts pending I/Os";
+		}
 	}
 	if (rc) {
 		DMWARN("laked model %u (version %llu) refused: %s", id, version, why ? why : "invalid");

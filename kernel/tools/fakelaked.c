@@ -34,7 +34,11 @@
  * asking for no more than the buffer, model 3 "ok" with 0 bytes.
  * lake_selftest.ko mode=hostile checks the error each call gets.
  *
- * Usage: fakelaked [-v] [-evil] [/dev/lake]
+ * With -badpredict it serves everything as usual but answers every predict
+ * "ok" with classes 2, 3, ... (out of range), for checking that the
+ * dm-linnos target counts them and decides by itself (VM phase-dm.sh).
+ *
+ * Usage: fakelaked [-v] [-evil | -badpredict] [/dev/lake]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -65,6 +69,7 @@ static struct lake_ring ring;
 static struct alloc allocs[MAX_ALLOCS];
 static int verbose;
 static int evil;
+static int badpredict;
 static volatile sig_atomic_t stop;
 static lake_u64 next_ctx = 1;
 static lake_u64 live_ctx[16];
@@ -368,6 +373,8 @@ static void run(const struct lake_sqe *s, struct lake_cqe *c)
 
 			memcpy(in, ring.arena + a[2] + k * 124, sizeof(in));
 			out = in[0] * 100 + in[1] * 10 + in[2] >= 100;
+			if (badpredict)
+				out = (int)(2 + k % 1000);
 			memcpy(ring.arena + a[4] + k * 4, &out, 4);
 		}
 		c->results[0] = 1;
@@ -456,6 +463,8 @@ int main(int argc, char **argv)
 			verbose = 1;
 		else if (!strcmp(argv[i], "-evil"))
 			evil = 1;
+		else if (!strcmp(argv[i], "-badpredict"))
+			badpredict = 1;
 		else
 			path = argv[i];
 	}

@@ -14,8 +14,7 @@ import (
 // functional checks; set LAKE_DM_CONSOLE to check another file) and on
 // copies broken the ways a run can break: each must be caught. The
 // strict check (LAKE_VM_DM_STRICT) must report exactly the latency goals
-// the recorded run misses (the recorded run, docs/EVALUATION.md, meets
-// them).
+// the recorded run misses (docs/EVALUATION.md: it misses them).
 func TestDMConsoleChecks(t *testing.T) {
 	path := "testdata/dm-console-pass.txt"
 	if p := os.Getenv("LAKE_DM_CONSOLE"); p != "" {

@@ -165,7 +165,41 @@ dm_status laked-kill
 dm_fio after-restart /dev/mapper/ln 6
 dm_status after-restart
 
-# 4. every replica holds the same data
+# 4. hostile daemons: answers out of range (fakelaked -badpredict), then
+# no answers, lies about model sizes and a scribbled region (fakelaked
+# -evil); reads never fail or stall past the deadline, the bad answers are
+# counted, a lying model fetch is refused and the installed model stays
+kill -TERM $LPID
+wait $LPID
+wait_log 2 'lake_shm: laked detached'
+/bin/fakelaked -badpredict /dev/lake >/tmp/laked-bad.log 2>&1 &
+LPID=$!
+wait_log 3 'lake_shm: laked attached' $LPID
+$DMS message ln 0 reset
+$DMS message ln 0 mode laked
+$DMS message ln 0 deadline_us 100000 # long enough that the fake daemon's answers arrive
+dm_fio hostile-answers /dev/mapper/ln 6
+dm_status hostile-answers
+kill -KILL $LPID
+wait $LPID 2>/dev/null
+wait_log 3 'lake_shm: laked detached'
+/bin/fakelaked -evil /dev/lake >/tmp/laked-evil.log 2>&1 &
+LPID=$!
+wait_log 4 'lake_shm: laked attached' $LPID
+$DMS message ln 0 reset
+$DMS message ln 0 deadline_us 1000
+if $DMS message ln 0 model 0 1 2>/dev/null; then
+	dm_check hostile-model FAIL "a lying model fetch was accepted"
+else
+	dm_check hostile-model ok "refused"
+fi
+dm_fio hostile-evil /dev/mapper/ln 6
+dm_status hostile-evil
+kill -KILL $LPID
+wait $LPID 2>/dev/null
+wait_log 4 'lake_shm: laked detached'
+
+# 5. every replica holds the same data
 $DMS message s0 0 stall off
 $DMS message s1 0 stall off
 $DMS remove ln || fail "remove ln"
@@ -178,6 +212,4 @@ else
 fi
 rmmod dm-linnos || fail "rmmod dm-linnos"
 rmmod dm-lake-stall || fail "rmmod dm-lake-stall"
-kill -TERM $LPID
-wait $LPID
 echo "LAKEVM: phase dm-linnos done"
