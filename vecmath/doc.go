@@ -1,7 +1,17 @@
 // Package vecmath owns lake's vectorised inference kernels: the few dense
 // matrix-vector loops that the LinnOS models (package linnos), LiteFlow's
 // int8 snapshots (liteflow/snapshot) and the CPU backend's MLP kernel
-// (laked/backend/kernels) spend their time in.
+// (laked/backend/kernels) spend their time in:
+//
+//   - DotPairs16(ReLU): int16-pair dot products into int32 (VPDPWSSD or
+//     VPMADDWD), the LinnOS first layer and every snapshot layer;
+//   - MulAccI64, DotI64, DotI64x2: int32 × int32 → exact int64 sums
+//     (VPMULDQ); MulAccWide, DotWide: wrapping int64 × int64 (VPMULLQ);
+//   - Requant and QuantizeF32: TFLite's requantization and a snapshot's
+//     input quantization;
+//   - Net8: a whole small int8 network in one AVX-512 call;
+//   - MulAddColsF32, MulAddLanesF32: float32 layers, a lane per output or
+//     per item, products rounded and summed in the scalar order.
 //
 // Every kernel has a scalar Go implementation, which is the reference, and
 // on amd64 AVX2, AVX-512 (F, BW, DQ, VL) and AVX-512 VNNI implementations
