@@ -8,7 +8,8 @@
 //   - the model (31→256→2 and the +1/+2 variants with extra 256-wide ReLU
 //     layers), a float32 path and the integer path that is bit-exact with the
 //     LinnOS reference (weights ×10³, biases scaled to match, int64
-//     accumulation);
+//     accumulation), run on vecmath's vector kernels with the scalar code
+//     as the reference;
 //   - a checksummed binary weight format and an importer for the reference C
 //     header format (weight_0_T, weight_1_T, bias_0, bias_1, ...);
 //   - training (automatic slow threshold at the latency-CDF inflection point,

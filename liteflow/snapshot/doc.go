@@ -1,7 +1,10 @@
 // Package snapshot owns lake's LiteFlow snapshot: the in-memory integer
 // model (Snapshot), its versioned, checksummed binary format (Encode,
 // Decode; specified byte by byte in liteflow/SNAPSHOT.md) and the Go
-// reference integer engine that executes it (Snapshot.Run).
+// reference integer engine that executes it (Snapshot.Run). Run and
+// RunQuantized execute on vecmath (Net8: one AVX-512 call for small
+// networks), bit for bit what the scalar engine (RunQuantizedReference)
+// computes.
 //
 // Decode treats its input as hostile: every length, offset, enum, scale,
 // zero point, multiplier and bias is validated so that the engine can run
