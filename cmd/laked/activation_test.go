@@ -70,6 +70,9 @@ func (s *fakeSupervisor) start(names string) (*exec.Cmd, *bytes.Buffer) {
 	s.t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if strings.Contains(log.String(), raceReport) {
+			s.t.Errorf("laked reported a data race:\n%s", log.String())
+		}
 	})
 	return cmd, &log
 }

@@ -56,14 +56,10 @@ func startLakedOn(t *testing.T, sock string, extra ...string) (*exec.Cmd, string
 		"--admin-socket", "", "--metrics-addr", ""}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "LAKE_TEST_RUN_LAKED=1")
-	cmd.Stderr = os.Stderr
+	watchRaces(t, cmd) // kills and reaps cmd when the test ends
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -335,7 +331,7 @@ func TestNotifyReadyUnderSupervisor(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "--config", empty, "--socket", sock, "--log-level", "warn", "--linnos-weights", "none",
 		"--admin-socket", filepath.Join(dir, "admin.sock"), "--metrics-addr", metricsAddr)
 	cmd.Env = append(os.Environ(), "LAKE_TEST_RUN_LAKED=1", "NOTIFY_SOCKET="+notify, "WATCHDOG_USEC=200000")
-	cmd.Stderr = os.Stderr
+	watchRaces(t, cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

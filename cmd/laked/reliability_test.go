@@ -404,8 +404,11 @@ func TestAttacksOnLakedProcess(t *testing.T) {
 			}
 			// vector_add over 2 Mi floats, 1000 times on each of two
 			// streams: seconds of work, left queued by a client that leaves.
+			// Each stream writes its own output: two streams writing one
+			// buffer is the client's own data race (unordered writes, as
+			// on a GPU), which a -race build of laked would report.
 			n := uint64(2 << 20)
-			var ptr [3]lakelib.DevPtr
+			var ptr [4]lakelib.DevPtr
 			for i := range ptr {
 				// The previous attack's device memory is freed as its
 				// sessions end: wait for it.
@@ -432,7 +435,7 @@ func TestAttacksOnLakedProcess(t *testing.T) {
 					t.Fatal(err)
 				}
 				for i := 0; i < 1000; i++ {
-					if err := x.LaunchKernel(ctx, fn, lakelib.Dim3{X: 1, Y: 1, Z: 1}, lakelib.Dim3{X: 1, Y: 1, Z: 1}, 0, st, uint64(ptr[0]), uint64(ptr[1]), uint64(ptr[2]), n); err != nil {
+					if err := x.LaunchKernel(ctx, fn, lakelib.Dim3{X: 1, Y: 1, Z: 1}, lakelib.Dim3{X: 1, Y: 1, Z: 1}, 0, st, uint64(ptr[0]), uint64(ptr[1]), uint64(ptr[2+s]), n); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -13,7 +13,11 @@
 //     soon and a stale pointer is caught as unknown. Any address inside a
 //     live allocation is valid (pointer arithmetic); every access must lie
 //     wholly inside one allocation. Lookups are a binary search over a
-//     sorted slice under a read lock.
+//     sorted slice under a read lock. Streams run concurrently, so two
+//     streams that touch one buffer without ordering race as they would
+//     on a GPU: the values are undefined (kernels must not trust device
+//     memory to stay put: mlp_forward copies the blob's table before
+//     using it), and a -race build of laked reports it as a data race.
 //
 //   - Modules. A process-wide registry maps module names to named Go
 //     kernels (RegisterModule, RegisterKernel). ModuleLoad treats the
