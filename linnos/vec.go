@@ -33,8 +33,11 @@ type intVec struct {
 	// vectors the int16 path does not take.
 	w0  []int64
 	hid [][]int64 // extra layers, transposed [HiddenWidth][HiddenWidth]
-	b   [][]int64 // every layer's bias
-	out [NumClasses][]int64
+	// hidP are the extra layers as int32 in vecmath.PackColsI32's layout
+	// (half the bytes of hid), for int32 activations.
+	hidP [][]int32
+	b    [][]int64 // every layer's bias
+	out  [NumClasses][]int64
 }
 
 // vecScratch is one inference's activations, for both engines.
@@ -89,6 +92,13 @@ func newIntVec(m *IntModel) *intVec {
 	v := &intVec{pairs: (NumInputs + 1) / 2, w0: m.wt[0], hid: m.wt[1:last], b: m.b}
 	for c := 0; c < NumClasses; c++ {
 		v.out[c] = m.w[last][c*HiddenWidth : (c+1)*HiddenWidth]
+	}
+	for _, w := range v.hid {
+		w32 := make([]int32, len(w))
+		for i, x := range w {
+			w32[i] = int32(x)
+		}
+		v.hidP = append(v.hidP, vecmath.PackColsI32(w32, HiddenWidth))
 	}
 	if !fitsInt16Layer0(m.w[0], m.b[0]) {
 		return v
@@ -194,7 +204,7 @@ func (v *intVec) logits(x []int32, s *vecScratch) (o0, o1 int64, wide bool) {
 		}
 		copy(acc, v.b[l+1])
 		if h64 == nil {
-			vecmath.MulAccI64(acc, w, h)
+			vecmath.MulAccPacked(acc, v.hidP[l], h)
 		} else {
 			wide = true
 			vecmath.MulAccWide(acc, w, h64)

@@ -1007,6 +1007,99 @@ func net8() {
 	p("")
 }
 
+// mulAccP emits
+//
+//	func mulAccP<name>(acc *int64, w *int32, x *int32, blocks, stride, n int)
+//
+// MulAccPacked on blocks blocks of 16 outputs: each 64-byte weight block
+// holds, for outputs 16b+i and 16b+8+i (i < 8), the int32 pair (w[16b+i],
+// w[16b+8+i]); VPMULDQ of the block gives the first eight outputs' products
+// and, after a 32-bit shift, the last eight's. AVX2 does a block as two
+// 32-byte halves (outputs 16b+4h+i and 16b+8+4h+i, i < 4).
+func mulAccP(s isa) {
+	z := s.reg == "Z"
+	p("// func mulAccP%s(acc *int64, w *int32, x *int32, blocks, stride, n int)", s.name)
+	p("TEXT ·mulAccP%s(SB), NOSPLIT, $0-48", s.name)
+	p("\tMOVQ acc+0(FP), DI")
+	p("\tMOVQ w+8(FP), SI")
+	p("\tMOVQ blocks+24(FP), CX")
+	p("\tMOVQ stride+32(FP), R8")
+	// Per 16-output block: AVX-512 one weight vector, accumulators A (+0)
+	// and B (+64 bytes); AVX2 two halves h, accumulators at +32h and
+	// +64+32h. Groups of G blocks.
+	G := 8
+	if !z {
+		G = 2
+	}
+	halves := 1
+	if !z {
+		halves = 2
+	}
+	for _, g := range []int{G, 1} {
+		lbl := fmt.Sprintf("g%d", g)
+		p("mp%s%s:", s.name, lbl)
+		p("\tCMPQ CX, $%d", g)
+		if g == 1 {
+			p("\tJB mp%sdone", s.name)
+		} else {
+			p("\tJB mp%sg1", s.name)
+		}
+		// accumulator registers: block b, half h, part (0 = A, 1 = B)
+		accReg := func(b, h, part int) string { return r(s, (b*halves+h)*2+part) }
+		accOff := func(b, h, part int) int { return b*128 + part*64 + h*32 }
+		nacc := g * halves * 2
+		for b := 0; b < g; b++ {
+			for h := 0; h < halves; h++ {
+				for part := 0; part < 2; part++ {
+					p("\t%s %d(DI), %s", s.mov(), accOff(b, h, part), accReg(b, h, part))
+				}
+			}
+		}
+		bx, wr, t := r(s, nacc), r(s, nacc+1), r(s, nacc+2)
+		p("\tMOVQ SI, R10")
+		p("\tMOVQ x+16(FP), R11")
+		p("\tMOVQ n+40(FP), R12")
+		p("mp%s%sloop:", s.name, lbl)
+		p("\tTESTQ R12, R12")
+		p("\tJZ mp%s%sstore", s.name, lbl)
+		p("\tMOVL (R11), AX")
+		p("\tTESTL AX, AX")
+		p("\tJZ mp%s%snext", s.name, lbl)
+		p("\tVPBROADCASTD (R11), %s", bx)
+		for b := 0; b < g; b++ {
+			for h := 0; h < halves; h++ {
+				p("\t%s %d(R10), %s", s.mov(), b*64+h*32, wr)
+				p("\tVPMULDQ %s, %s, %s", wr, bx, t)
+				p("\tVPADDQ %s, %s, %s", t, accReg(b, h, 0), accReg(b, h, 0))
+				p("\tVPSRLQ $32, %s, %s", wr, wr)
+				p("\tVPMULDQ %s, %s, %s", wr, bx, t)
+				p("\tVPADDQ %s, %s, %s", t, accReg(b, h, 1), accReg(b, h, 1))
+			}
+		}
+		p("mp%s%snext:", s.name, lbl)
+		p("\tADDQ $4, R11")
+		p("\tADDQ R8, R10")
+		p("\tDECQ R12")
+		p("\tJMP mp%s%sloop", s.name, lbl)
+		p("mp%s%sstore:", s.name, lbl)
+		for b := 0; b < g; b++ {
+			for h := 0; h < halves; h++ {
+				for part := 0; part < 2; part++ {
+					p("\t%s %s, %d(DI)", s.mov(), accReg(b, h, part), accOff(b, h, part))
+				}
+			}
+		}
+		p("\tADDQ $%d, DI", g*128)
+		p("\tADDQ $%d, SI", g*64)
+		p("\tSUBQ $%d, CX", g)
+		p("\tJMP mp%s%s", s.name, lbl)
+	}
+	p("mp%sdone:", s.name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
 func main() {
 	out := flag.String("out", "kernels_amd64.s", "output file")
 	flag.Parse()
@@ -1031,6 +1124,7 @@ func main() {
 		mulAccWide(s)
 		dotWide(s)
 		quantizeF32(s)
+		mulAccP(s)
 		mulAddColsF32(s)
 	}
 	net8()

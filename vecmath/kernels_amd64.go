@@ -65,6 +65,12 @@ func quantizeF32AVX512(dst *int32, x *float32, blocks int, scale float32, zero, 
 func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32)
 
 //go:noescape
+func mulAccPAVX2(acc *int64, w *int32, x *int32, blocks, stride, n int)
+
+//go:noescape
+func mulAccPAVX512(acc *int64, w *int32, x *int32, blocks, stride, n int)
+
+//go:noescape
 func mulAddColsF32AVX2(y *float32, w *float32, x *float32, blocks, stride, n int, skipZero bool)
 
 //go:noescape
@@ -208,4 +214,17 @@ func net8Vec(l Level, desc []net8Desc, act, xp []int32) bool {
 	}
 	net8AVX512(unsafe.SliceData(desc), len(desc), unsafe.SliceData(act), unsafe.SliceData(xp))
 	return true
+}
+
+func mulAccPackedVec(l Level, acc []int64, w, x []int32) int {
+	n := len(acc)
+	switch {
+	case l >= AVX512 && n >= 16:
+		mulAccPAVX512(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/16, 4*n, len(x))
+		return n / 16 * 16
+	case l >= AVX2 && n >= 16:
+		mulAccPAVX2(unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(x), n/16, 4*n, len(x))
+		return n / 16 * 16
+	}
+	return 0
 }

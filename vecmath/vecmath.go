@@ -301,3 +301,59 @@ func quantizeScalar(x, scale float32, zero, lo, hi int32) int32 {
 	}
 	return int32(r)
 }
+
+// PackedIndex is where PackColsI32 puts column o (of n) of a row: within
+// each block of 16 columns, column 16b+i sits at 16b+2i and column
+// 16b+8+i at 16b+2i+1 (i < 8); columns past the last whole block keep
+// their place.
+func PackedIndex(o, n int) int {
+	if o >= n/16*16 {
+		return o
+	}
+	b, i := o/16, o%16
+	if i < 8 {
+		return 16*b + 2*i
+	}
+	return 16*b + 2*(i-8) + 1
+}
+
+// PackColsI32 returns the rows of w (len(w)/n rows of n int32 columns)
+// in MulAccPacked's layout.
+func PackColsI32(w []int32, n int) []int32 {
+	p := make([]int32, len(w))
+	if n == 0 {
+		return p
+	}
+	for k := 0; k < len(w)/n; k++ {
+		for o := 0; o < n; o++ {
+			p[k*n+PackedIndex(o, n)] = w[k*n+o]
+		}
+	}
+	return p
+}
+
+// MulAccPacked is MulAccI64 with int32 weights in PackColsI32's layout
+// (half the memory of sign-extended int64 weights):
+//
+//	acc[o] += Σ_k int64(x[k]) * int64(w[k*n+PackedIndex(o, n)])
+//
+// exactly, wrapping at 64 bits, skipping x[k] == 0 (n = len(acc)).
+func MulAccPacked(acc []int64, w, x []int32) {
+	if len(w) != len(x)*len(acc) {
+		panic(fmt.Sprintf("vecmath.MulAccPacked: %d weights for %d inputs and %d outputs", len(w), len(x), len(acc)))
+	}
+	done := mulAccPackedVec(Current(), acc, w, x)
+	n := len(acc)
+	if done >= n {
+		return
+	}
+	for k, xv := range x {
+		if xv == 0 {
+			continue
+		}
+		row := w[k*n : (k+1)*n]
+		for o := done; o < n; o++ {
+			acc[o] += int64(xv) * int64(row[PackedIndex(o, n)])
+		}
+	}
+}

@@ -142,6 +142,24 @@ func checkWide(t testing.TB, acc0, w, x []int64) {
 	})
 }
 
+func checkPacked(t testing.TB, acc0 []int64, w, x []int32) {
+	n := len(acc0)
+	want := slices.Clone(acc0)
+	for k, xv := range x {
+		for o := range want {
+			want[o] += int64(xv) * int64(w[k*n+o])
+		}
+	}
+	wp := PackColsI32(w, n)
+	forEachLevel(t, func(l Level) {
+		got := slices.Clone(acc0)
+		MulAccPacked(got, wp, x)
+		if !slices.Equal(got, want) {
+			t.Fatalf("MulAccPacked at %v (n=%d, k=%d): %v, want %v", l, n, len(x), got, want)
+		}
+	})
+}
+
 func checkDotI64(t testing.TB, x []int32, w []int64) {
 	want := dotI64Scalar(x, w)
 	rev := slices.Clone(w)
@@ -205,6 +223,7 @@ func TestKernelsMatchScalar(t *testing.T) {
 			x64[i] = i64(r)
 		}
 		checkWide(t, acc64, w64, x64)
+		checkPacked(t, acc64, w, x)
 		wd := make([]int64, k)
 		for i := range wd {
 			wd[i] = i64(r)
@@ -514,6 +533,26 @@ func FuzzMulAccWide(f *testing.F) {
 			acc[i] = int64(d.u64())
 		}
 		checkWide(t, acc, w, x)
+	})
+}
+
+func FuzzMulAccPacked(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, n, k := fuzzShape(data)
+		acc, w, x := make([]int64, n), make([]int32, n*k), make([]int32, k)
+		for i := range x {
+			x[i] = int32(d.u32())
+		}
+		for i := range w {
+			w[i] = int32(d.u32())
+		}
+		for i := range acc {
+			acc[i] = int64(d.u64())
+		}
+		checkPacked(t, acc, w, x)
 	})
 }
 
