@@ -285,9 +285,14 @@ static unsigned int ln_fast_decide(struct ln_c *lc, s8 *pred)
 
 static void ln_record(struct ln_c *lc, struct lake_feat_khandle *h, u64 key, u32 v)
 {
+	/* linnos.arrival: the u32 "pending" at offset 0 of an 8-byte record
+	 * (record sizes are multiples of 8, lake_features.h) */
+	u8 rec[8] = { 0 };
+
 	if (!READ_ONCE(lc->feat_ok))
 		return;
-	if (lake_feat_krecord(h, key, &v, sizeof(v)))
+	memcpy(rec, &v, sizeof(v));
+	if (lake_feat_krecord(h, key, rec, sizeof(rec)))
 		cnt(lc, C_FEAT_LOST);
 }
 
@@ -1002,7 +1007,7 @@ static void ln_poll(struct work_struct *w)
 	if (!READ_ONCE(lc->feat_ok) && lake_shm_attached() &&
 	    lake_feat_kopen("linnos.arrival", &lc->feat_arr) == 0 &&
 	    lake_feat_kopen("linnos.completion", &lc->feat_comp) == 0 &&
-	    lake_feat_krecord_size(&lc->feat_arr) == sizeof(u32) &&
+	    lake_feat_krecord_size(&lc->feat_arr) == 8 &&
 	    lake_feat_krecord_size(&lc->feat_comp) == sizeof(struct lake_feat_linnos_completion))
 		WRITE_ONCE(lc->feat_ok, true);
 

@@ -37,6 +37,7 @@ func TestDMConsoleChecks(t *testing.T) {
 		"bad table accepted": strings.Replace(good, "DM-CHECK bad-tables ok", "DM-CHECK bad-table FAIL", 1),
 		"oops":               strings.Replace(good, "LAKEVM: phase dm-linnos done", "[ 1.0] BUG: kernel NULL pointer dereference\nLAKEVM: phase dm-linnos done", 1),
 		"phase incomplete":   strings.Replace(good, "LAKEVM: phase dm-linnos done", "", 1),
+		"no features":        regexp.MustCompile(`(DM-STATUS fast [^\n]*) features=1`).ReplaceAllString(good, "$1 features=0"),
 		"no fast revokes":    regexp.MustCompile(`(DM-STATUS fast [^\n]*) revokes=\d+`).ReplaceAllString(good, "$1 revokes=0"),
 		"fast run missing":   strings.Replace(good, "LAKEVM: DM-FIO-BEGIN fast", "LAKEVM: DM-FIO-BEGIN fasty", 1),
 		"no kill fallback":   strings.Replace(good, "DM-STATUS killed", "DM-STATUS killedx", 1),

@@ -215,6 +215,11 @@ func dmProblems(out string, strict bool) ([]dmRow, []string) {
 	if strict {
 		probs = append(probs, dmLatencyProblems(rows)...)
 	}
+	// the target records every read for laked's retraining
+	// (linnos.arrival / linnos.completion in the region's registry)
+	if by["fast"].counter("features") != 1 || by["fast"].counter("feat_lost") != 0 {
+		bad("fast: reads not recorded into the feature registry (features=%d feat_lost=%d)", by["fast"].counter("features"), by["fast"].counter("feat_lost"))
+	}
 	if by["off"].counter("revokes") != 0 || by["off"].counter("predictions") != 0 {
 		bad("off: predictions were made (%v)", by["off"].Status)
 	}
