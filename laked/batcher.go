@@ -435,6 +435,7 @@ func (b *batcher) waitFor(now time.Time) time.Duration {
 // waitMore waits up to w on the runner goroutine for requests that bring
 // the batch to the placer's hint.
 func (b *batcher) waitMore(w time.Duration) {
+	b.s.stats.batchWaits.Add(1)
 	target := min(b.hint, b.s.cfg.MaxBatch)
 	end := time.Now().Add(w)
 	timer := time.NewTimer(w)

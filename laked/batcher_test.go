@@ -525,7 +525,11 @@ func (p hintPlacer) PlaceHint(laked.BatchInfo) (bool, int) {
 // items, a lone request is held for more (the expected saving, 4 x 100 ms,
 // exceeds twice the time the arrival rate needs to bring 4) and the first
 // model call carries more than one request; with the same placer and a
-// CPU-only model the lone request runs at once, alone.
+// CPU-only model the batcher never holds a batch (Stats.BatchWaits stays
+// 0 through all rounds) and the lone request runs alone. The CPU-only
+// round sends the others only once the lone request runs, so that a
+// loaded machine cannot merge them; the first call's size alone then
+// could not show a wait, which BatchWaits does.
 func TestWaitOnlyForTheGPU(t *testing.T) {
 	for _, gpu := range []bool{true, false} {
 		var m laked.Model
@@ -583,6 +587,7 @@ func TestWaitOnlyForTheGPU(t *testing.T) {
 			return slices.Clone(em.sizes[from:])
 		}
 		always := func() bool { return true }
+		waits0 := srv.Stats().BatchWaits
 		// Warm up: the batcher learns the per-item cost and the arrival
 		// rate.
 		round(always)
@@ -595,7 +600,14 @@ func TestWaitOnlyForTheGPU(t *testing.T) {
 			calls := em.calls.Load()
 			sizes = round(func() bool { return em.calls.Load() > calls })
 		}
-		t.Logf("gpu usable %v: model calls of %v items", gpu, sizes)
+		waits := srv.Stats().BatchWaits - waits0
+		t.Logf("gpu usable %v: model calls of %v items; batches held for more: %d", gpu, sizes, waits)
+		if gpu && waits == 0 {
+			t.Errorf("GPU usable, hint 4: no batch was held for more")
+		}
+		if !gpu && waits != 0 {
+			t.Errorf("CPU only: %d batches were held for more requests", waits)
+		}
 		if gpu && (len(sizes) == 0 || sizes[0] < 2) {
 			t.Errorf("GPU usable, hint 4: first model call of %v items: the batcher did not wait for more", sizes)
 		}

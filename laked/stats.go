@@ -79,6 +79,7 @@ type stats struct {
 	decisionsCPU atomic.Uint64
 	decisionsGPU atomic.Uint64
 	gpuFallbacks atomic.Uint64
+	batchWaits   atomic.Uint64
 	serviceNanos atomic.Uint64
 	queueNanos   atomic.Uint64
 	sessions     atomic.Int64
@@ -169,6 +170,7 @@ type Stats struct {
 	DecisionsCPU   uint64
 	DecisionsGPU   uint64
 	GPUFallbacks   uint64        // GPU chosen but the batch ran on the CPU
+	BatchWaits     uint64        // batches held for more requests (to fill a GPU batch to the placer's hint)
 	ServiceTotal   time.Duration // total model run time
 	QueueTotal     time.Duration // total predict accept-to-completion time
 	Sessions       int64
@@ -194,6 +196,7 @@ func (s *Server) Stats() Stats {
 		DecisionsCPU:   st.decisionsCPU.Load(),
 		DecisionsGPU:   st.decisionsGPU.Load(),
 		GPUFallbacks:   st.gpuFallbacks.Load(),
+		BatchWaits:     st.batchWaits.Load(),
 		ServiceTotal:   time.Duration(st.serviceNanos.Load()),
 		QueueTotal:     time.Duration(st.queueNanos.Load()),
 		Sessions:       st.sessions.Load(),
