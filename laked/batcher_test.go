@@ -476,10 +476,13 @@ func processCPU(t *testing.T) time.Duration {
 
 // TestIdleAfterWindowCostsNoCPU: readers spin for the idle window after
 // work and then sleep, so laked (and the client) idle at ~0 CPU; while a
-// reader spins it does use CPU (the window is real).
+// reader spins it does use CPU (the window is real). The window is 200 ms
+// and the spin is measured over 100 ms of it: a spinning reader shares
+// the cores with whatever else runs, and over 10 ms it was seen getting
+// 2.6 ms on the loaded 2-core VM, against a bound of 2 ms.
 func TestIdleAfterWindowCostsNoCPU(t *testing.T) {
 	m := &echoModel{}
-	_, sock := startEcho(t, laked.Config{IdleSpin: 20 * time.Millisecond}, m)
+	_, sock := startEcho(t, laked.Config{IdleSpin: 200 * time.Millisecond}, m)
 	c := dial(t, sock, lakelib.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -490,18 +493,20 @@ func TestIdleAfterWindowCostsNoCPU(t *testing.T) {
 	}
 	// Inside the window the reader spins.
 	c0 := processCPU(t)
-	time.Sleep(10 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
 	spun := processCPU(t) - c0
-	time.Sleep(30 * time.Millisecond) // past the window
+	time.Sleep(150 * time.Millisecond) // past the window
 	c1 := processCPU(t)
 	time.Sleep(500 * time.Millisecond)
 	idle := processCPU(t) - c1
-	t.Logf("CPU: %v in 10 ms inside the idle window, %v in 500 ms after it", spun, idle)
+	t.Logf("CPU: %v in 100 ms inside the idle window, %v in 500 ms after it", spun, idle)
 	if idle > 25*time.Millisecond {
 		t.Fatalf("%v of CPU in 500 ms idle after the window: readers keep spinning", idle)
 	}
-	if spun < 2*time.Millisecond {
-		t.Errorf("only %v of CPU in 10 ms inside the idle window: the reader did not spin", spun)
+	// 5% of a core, the rate the idle bound allows: a sleeping reader
+	// stays far below it, a spinning one far above even on a loaded VM.
+	if spun < 5*time.Millisecond {
+		t.Errorf("only %v of CPU in 100 ms inside the idle window: the reader did not spin", spun)
 	}
 }
 
