@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/lakeos/lake/vecmath"
 )
 
 // Model shape constants.
@@ -306,10 +308,11 @@ func roundSat(v float64) int64 {
 }
 
 // infer computes the two int64 outputs for one vector on the vector engine
-// when the model has one (every weight fits int32), else on the scalar
-// engine (logits). Both give the same bits.
+// when the model has one (every weight fits int32) and vecmath has a vector
+// level, else on the scalar engine (logits, faster than the vector engine's
+// scalar kernels). Both give the same bits.
 func (m *IntModel) infer(x []int32, vs *vecScratch, hs, h2s []int64) (o0, o1 int64) {
-	if m.vec != nil {
+	if m.vec != nil && vecmath.Current() != vecmath.Scalar {
 		o0, o1, _ = m.vec.logits(x, vs)
 		return o0, o1
 	}

@@ -494,6 +494,10 @@ func (s *Snapshot) RunTrace(x []float32, layers [][]float32) error {
 // when non-nil, receives the dequantized output of each layer (the layers
 // then run one by one). It computes exactly what runLayersScalar computes.
 func (s *Snapshot) runLayers(cur []int32, b bufs, trace [][]float32) []int32 {
+	if trace == nil && vecmath.Current() == vecmath.Scalar {
+		// Without vector instructions the scalar engine is the faster one.
+		return s.runLayersScalar(cur, (*[MaxWidth]int32)(b.a), (*[MaxWidth]int32)(b.b))
+	}
 	if trace == nil {
 		s.net.Run(b.a, b.xp, b.acc)
 		return b.a[:s.OutputDim()]
