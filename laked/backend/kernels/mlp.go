@@ -372,7 +372,11 @@ func (m *MLP) Forward(in, out []float32, n int) error {
 func (m *MLP) forwardVec(in, out []float32, n int, scratch []float32) {
 	od := m.OutDim()
 	last := len(m.layers) - 1
-	for it := 0; it < n; it++ {
+	it := 0
+	if n >= minLaneItems && vecmath.Current() != vecmath.Scalar {
+		it = m.forwardLanes(in, out, n)
+	}
+	for ; it < n; it++ {
 		x := in[it*m.in : (it+1)*m.in]
 		a, b := scratch[:m.scratchW], scratch[m.scratchW:2*m.scratchW]
 		for li := range m.layers {
@@ -388,6 +392,64 @@ func (m *MLP) forwardVec(in, out []float32, n int, scratch []float32) {
 			a, b = b, a
 		}
 	}
+}
+
+// minLaneItems is the smallest group of items forwardLanes runs side by
+// side (a group of up to vecmath.Lanes costs about the same).
+const minLaneItems = 4
+
+var laneScratch = sync.Pool{New: func() any { return new([]float32) }}
+
+// forwardLanes runs the items of in in groups of vecmath.Lanes (the last
+// group at least minLaneItems; idle lanes compute on zeros) on
+// vecmath.MulAddLanesF32 with the row-major weights: every lane sums its
+// products in input order, so each item gets exactly forward1's result. It
+// returns how many items it ran.
+func (m *MLP) forwardLanes(in, out []float32, n int) int {
+	const L = vecmath.Lanes
+	p := laneScratch.Get().(*[]float32)
+	if cap(*p) < 2*L*m.scratchW {
+		*p = make([]float32, 2*L*m.scratchW)
+	}
+	buf := (*p)[:2*L*m.scratchW]
+	od := m.OutDim()
+	it := 0
+	for ; n-it >= minLaneItems; it += L {
+		cnt := min(L, n-it)
+		cur, nxt := buf[:L*m.scratchW], buf[L*m.scratchW:]
+		x := cur[:L*m.in]
+		for l := 0; l < L; l++ {
+			for i := 0; i < m.in; i++ {
+				var v float32
+				if l < cnt {
+					v = in[(it+l)*m.in+i]
+				}
+				x[i*L+l] = v
+			}
+		}
+		for li := range m.layers {
+			lay := &m.layers[li]
+			y := nxt[:L*lay.out]
+			for o, b := range lay.b {
+				for l := 0; l < L; l++ {
+					y[o*L+l] = b
+				}
+			}
+			vecmath.MulAddLanesF32(y, lay.w, cur[:L*lay.in], false, lay.act == ActReLU)
+			if lay.act != ActReLU {
+				activate(lay.act, y)
+			}
+			cur, nxt = nxt, cur
+		}
+		for l := 0; l < cnt; l++ {
+			dst := out[(it+l)*od : (it+l+1)*od]
+			for o := range dst {
+				dst[o] = cur[o*L+l]
+			}
+		}
+	}
+	laneScratch.Put(p)
+	return min(it, n)
 }
 
 // forward runs n >= 1 items through the network, lanes items at a time.

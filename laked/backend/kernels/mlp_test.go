@@ -422,7 +422,7 @@ func TestForwardVecMatchesLanes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := 1 + r.IntN(9)
+		n := 1 + r.IntN(40) // one item, lane groups and a tail
 		x := randomInputs(uint64(it), n*in)
 		for j := range x {
 			switch r.IntN(30) {
