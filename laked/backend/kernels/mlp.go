@@ -322,14 +322,15 @@ var scratchPool = sync.Pool{New: func() any { return new([]float32) }}
 
 // Forward runs n items: item i reads in[i*InDim():(i+1)*InDim()] and
 // writes out[i*OutDim():(i+1)*OutDim()]. in and out must not overlap.
-// It does not allocate when the input and every layer are at most
-// StackWidth wide (otherwise it borrows scratch from a sync.Pool). A model
-// from ParseMLP runs one item at a time on the vecmath kernels (a vector
-// lane per output); one over device memory (the mlp_forward launch) runs
-// items four at a time, interleaved so each weight is loaded once for four
-// items. Either way sums are float32, bias first, then the rounded
-// products in input order, so an item's result is the same bit for bit
-// whatever path and batch it runs in.
+// With a vector level (package vecmath) items run 16 side by side on
+// vecmath.MulAddLanesF32 (groups of at least four); the rest run one at a
+// time on vecmath.MulAddColsF32 for a model from ParseMLP (transposed
+// weights), or four at a time, interleaved so each weight is loaded once
+// for four items, for a model over device memory (the mlp_forward launch).
+// Every path sums in float32, bias first, then the rounded products in
+// input order, so an item's result is the same bit for bit whatever path
+// and batch it runs in. Forward does not allocate (after warm-up) when
+// the input and every layer are at most StackWidth wide.
 func (m *MLP) Forward(in, out []float32, n int) error {
 	if n < 0 {
 		return fmt.Errorf("mlp forward: negative item count %d", n)
@@ -340,6 +341,13 @@ func (m *MLP) Forward(in, out []float32, n int) error {
 	}
 	if n == 0 {
 		return nil
+	}
+	if n >= minLaneItems && vecmath.Current() != vecmath.Scalar {
+		done := m.forwardLanes(in, out, n)
+		in, out, n = in[done*m.in:], out[done*m.OutDim():], n-done
+		if n == 0 {
+			return nil
+		}
 	}
 	if m.vec && m.scratchW <= StackWidth {
 		var buf [2 * StackWidth]float32
@@ -372,11 +380,7 @@ func (m *MLP) Forward(in, out []float32, n int) error {
 func (m *MLP) forwardVec(in, out []float32, n int, scratch []float32) {
 	od := m.OutDim()
 	last := len(m.layers) - 1
-	it := 0
-	if n >= minLaneItems && vecmath.Current() != vecmath.Scalar {
-		it = m.forwardLanes(in, out, n)
-	}
-	for ; it < n; it++ {
+	for it := 0; it < n; it++ {
 		x := in[it*m.in : (it+1)*m.in]
 		a, b := scratch[:m.scratchW], scratch[m.scratchW:2*m.scratchW]
 		for li := range m.layers {

@@ -351,9 +351,9 @@ func sameBits(a, b []float32) bool {
 	return true
 }
 
-// checkVecMatchesLanes runs a parsed model (vector path) at every vecmath
-// level and the same blob's in-place model (the lane path a launch uses)
-// and wants the same bits.
+// checkVecMatchesLanes runs a parsed model at every vecmath level (per item
+// on MulAddColsF32, groups on MulAddLanesF32) and wants the bits of the
+// same blob's in-place model at the scalar level (the four-item lane path).
 func checkVecMatchesLanes(t testing.TB, blob []byte, x []float32, n int) {
 	t.Helper()
 	m, err := ParseMLP(blob)
@@ -377,9 +377,11 @@ func checkVecMatchesLanes(t testing.TB, blob []byte, x []float32, n int) {
 		t.Fatalf("paths: parsed vec=%v, in-place vec=%v", m.vec, ref.vec)
 	}
 	want := make([]float32, n*m.OutDim())
+	prev, _ := vecmath.SetLevel(vecmath.Scalar) // the four-item lane path
 	if err := ref.Forward(x, want, n); err != nil {
 		t.Fatal(err)
 	}
+	vecmath.SetLevel(prev)
 	defer vecmath.SetLevel(vecmath.Detected())
 	for _, l := range vecmath.Supported() {
 		if _, err := vecmath.SetLevel(l); err != nil {
