@@ -75,7 +75,7 @@ src=$work/src
 # every module folder (one with a Kbuild), the shared headers and the top
 # level, staged as DKMS, make install-modules and the package get them
 "$root/deploy/stage-kernel-src.sh" "$src" 0 || die "staging the module sources failed"
-if ! make -s -j"$(nproc)" -C "$kdir" M="$src/kernel" W=1 modules >"$work/kbuild.log" 2>&1; then
+if ! make -s -j"$(nproc)" -C "$kdir" M="$src/kernel" W=1 LAKE_TEST_MODULES=m modules >"$work/kbuild.log" 2>&1; then
 	cat "$work/kbuild.log"
 	die "module build failed"
 fi
