@@ -19,12 +19,11 @@ import (
 // reads its layer table from device memory, which launches cannot
 // check). Safe for concurrent use (batches are serialised).
 type MLP struct {
-	mu          sync.Mutex
-	r           *resident // consts: the layer table, the parameters
-	nl, maxw    uint64
-	inW, outW   int
-	in, out, sc backend.DevPtr
-	capN        int
+	mu        sync.Mutex
+	r         *resident // consts: the layer table, the parameters
+	nl, maxw  uint64
+	inW, outW int
+	batchBufs
 }
 
 // NewMLP prepares m on b.
@@ -85,32 +84,7 @@ func (g *MLP) Predict(in, out []byte, n int) error {
 }
 
 func (g *MLP) reserve(n int) error {
-	if n <= g.capN {
-		return nil
-	}
-	c := max(n, 2*g.capN, 64)
-	ctx := g.r.ctx
-	if g.capN > 0 {
-		ctx.MemFree(g.in)
-		ctx.MemFree(g.out)
-		ctx.MemFree(g.sc)
-		g.capN = 0
-	}
-	var err error
-	if g.in, err = ctx.MemAlloc(uint64(c) * 4 * uint64(g.inW)); err != nil {
-		return err
-	}
-	if g.out, err = ctx.MemAlloc(uint64(c) * 4 * uint64(g.outW)); err != nil {
-		ctx.MemFree(g.in)
-		return err
-	}
-	if g.sc, err = ctx.MemAlloc(uint64(c) * 8 * g.maxw); err != nil {
-		ctx.MemFree(g.in)
-		ctx.MemFree(g.out)
-		return err
-	}
-	g.capN = c
-	return nil
+	return g.batchBufs.reserve(g.r.ctx, n, g.inW, g.outW, g.maxw)
 }
 
 // Close frees the model's context.

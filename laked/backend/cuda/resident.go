@@ -72,3 +72,41 @@ func (r *resident) ensure() (fresh bool, err error) {
 	r.fns = fns
 	return true, nil
 }
+
+// batchBufs are a per-item model's device buffers for one batch: inputs,
+// outputs and scratch, sized for capN items. MLP and Snapshot share them.
+type batchBufs struct {
+	in, out, sc backend.DevPtr
+	capN        int
+}
+
+// reserve grows the buffers in ctx to hold n items (at least doubling,
+// at least 64) of inW and outW float32s and scW 8-byte scratch words.
+// On failure nothing is held and capN is 0.
+func (b *batchBufs) reserve(ctx *Context, n, inW, outW int, scW uint64) error {
+	if n <= b.capN {
+		return nil
+	}
+	c := max(n, 2*b.capN, 64)
+	if b.capN > 0 {
+		ctx.MemFree(b.in)
+		ctx.MemFree(b.out)
+		ctx.MemFree(b.sc)
+		b.capN = 0
+	}
+	var err error
+	if b.in, err = ctx.MemAlloc(uint64(c) * 4 * uint64(inW)); err != nil {
+		return err
+	}
+	if b.out, err = ctx.MemAlloc(uint64(c) * 4 * uint64(outW)); err != nil {
+		ctx.MemFree(b.in)
+		return err
+	}
+	if b.sc, err = ctx.MemAlloc(uint64(c) * 8 * scW); err != nil {
+		ctx.MemFree(b.in)
+		ctx.MemFree(b.out)
+		return err
+	}
+	b.capN = c
+	return nil
+}

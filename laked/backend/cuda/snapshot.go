@@ -25,8 +25,7 @@ type Snapshot struct {
 	inDim, outDim int
 	built         backend.DevPtr // the built model (0: not built in this context)
 	mem, ret      backend.DevPtr
-	in, out, sc   backend.DevPtr
-	capN          int
+	batchBufs
 }
 
 // NewSnapshot prepares the snapshot image img (the snapshot codec) on b.
@@ -120,32 +119,7 @@ func (g *Snapshot) RunQuantized(in, out []byte, n int) error {
 }
 
 func (g *Snapshot) reserve(n int) error {
-	if n <= g.capN {
-		return nil
-	}
-	c := max(n, 2*g.capN, 64)
-	ctx := g.r.ctx
-	if g.capN > 0 {
-		ctx.MemFree(g.in)
-		ctx.MemFree(g.out)
-		ctx.MemFree(g.sc)
-		g.capN = 0
-	}
-	var err error
-	if g.in, err = ctx.MemAlloc(uint64(c) * 4 * uint64(g.inDim)); err != nil {
-		return err
-	}
-	if g.out, err = ctx.MemAlloc(uint64(c) * 4 * uint64(g.outDim)); err != nil {
-		ctx.MemFree(g.in)
-		return err
-	}
-	if g.sc, err = ctx.MemAlloc(uint64(c) * 8 * SnapshotMaxWidth); err != nil {
-		ctx.MemFree(g.in)
-		ctx.MemFree(g.out)
-		return err
-	}
-	g.capN = c
-	return nil
+	return g.batchBufs.reserve(g.r.ctx, n, g.inDim, g.outDim, SnapshotMaxWidth)
 }
 
 // Close frees the snapshot's context.
