@@ -15,15 +15,7 @@ import (
 
 func (c *cli) status(ctx context.Context, args []string) error {
 	fs := newFlagSet("status", c)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	cl := c.client()
-	defer cl.Close()
-	st, err := cl.Status(ctx)
+	st, err := ask(ctx, c, fs, args, (*admin.Client).Status)
 	if err != nil {
 		return err
 	}
@@ -258,15 +250,7 @@ func (c *cli) policy(ctx context.Context, args []string) error {
 func (c *cli) features(ctx context.Context, args []string) error {
 	_, args = sub(args, "list", "list")
 	fs := newFlagSet("features list", c)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	cl := c.client()
-	defer cl.Close()
-	fr, err := cl.Features(ctx)
+	fr, err := ask(ctx, c, fs, args, (*admin.Client).Features)
 	if err != nil {
 		return err
 	}
@@ -301,15 +285,7 @@ func (c *cli) features(ctx context.Context, args []string) error {
 
 func (c *cli) retrain(ctx context.Context, args []string) error {
 	fs := newFlagSet("retrain", c)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	cl := c.client()
-	defer cl.Close()
-	rr, err := cl.Retrain(ctx)
+	rr, err := ask(ctx, c, fs, args, (*admin.Client).Retrain)
 	if err != nil {
 		return err
 	}
@@ -340,10 +316,7 @@ func (c *cli) retrain(ctx context.Context, args []string) error {
 
 func (c *cli) reload(ctx context.Context, args []string) error {
 	fs := newFlagSet("reload", c)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := c.parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	cl := c.client()

@@ -87,10 +87,7 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	fs.IntVar(&o.clients, "clients", 8, "open loop: client connections")
 	fs.StringVar(&o.loads, "loads", "0.25,0.5,0.9", "open loop: offered loads as fractions of capacity")
 	fs.DurationVar(&o.duration, "duration", 2*time.Second, "open loop: time per load level (and for the capacity run)")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := c.parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if err := o.validate(); err != nil {

@@ -242,6 +242,27 @@ func noArgs(fs *pflag.FlagSet) error {
 	return nil
 }
 
+// parseNoArgs parses args into fs and checks no positional arguments
+// are left.
+func (c *cli) parseNoArgs(fs *pflag.FlagSet, args []string) error {
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	return noArgs(fs)
+}
+
+// ask parses args into fs (no positional arguments), then asks laked's
+// admin API one question q with a fresh client.
+func ask[T any](ctx context.Context, c *cli, fs *pflag.FlagSet, args []string, q func(*admin.Client, context.Context) (T, error)) (T, error) {
+	if err := c.parseNoArgs(fs, args); err != nil {
+		var zero T
+		return zero, err
+	}
+	cl := c.client()
+	defer cl.Close()
+	return q(cl, ctx)
+}
+
 // fmtDuration prints a duration in seconds at a readable precision.
 func fmtSeconds(s float64) string {
 	if s != s { // NaN: no observations

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/lakeos/lake/laked/admin"
 )
 
 // defaultLiteFlowProc is where lake_liteflow.ko reports its apps.
@@ -23,15 +25,7 @@ const maxProcBytes = 1 << 20
 func (c *cli) liteflow(ctx context.Context, args []string) error {
 	fs := newFlagSet("liteflow", c)
 	proc := fs.String("proc", defaultLiteFlowProc, "the kernel module's report")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	cl := c.client()
-	defer cl.Close()
-	lr, err := cl.LiteFlow(ctx)
+	lr, err := ask(ctx, c, fs, args, (*admin.Client).LiteFlow)
 	if err != nil {
 		return err
 	}

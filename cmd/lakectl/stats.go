@@ -38,10 +38,7 @@ type statsJSON struct {
 
 func (c *cli) stats(ctx context.Context, args []string) error {
 	fs := newFlagSet("stats", c)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
+	if err := c.parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
