@@ -163,5 +163,36 @@ type Limits struct {
 	LaunchTimeout time.Duration
 }
 
+// WithDefaults returns l with its unset fields (zero, or negative for
+// the signed ones) taken from d. A zero field of d sets nothing, so a
+// backend leaves the limits it does not enforce as they came.
+func (l Limits) WithDefaults(d Limits) Limits {
+	if l.MaxBytes == 0 {
+		l.MaxBytes = d.MaxBytes
+	}
+	if l.MaxAllocations <= 0 && d.MaxAllocations != 0 {
+		l.MaxAllocations = d.MaxAllocations
+	}
+	if l.MaxStreams <= 0 && d.MaxStreams != 0 {
+		l.MaxStreams = d.MaxStreams
+	}
+	if l.MaxThreads == 0 {
+		l.MaxThreads = d.MaxThreads
+	}
+	if l.TotalBytes == 0 {
+		l.TotalBytes = d.TotalBytes
+	}
+	if l.QueuedBytes == 0 {
+		l.QueuedBytes = d.QueuedBytes
+	}
+	if l.TotalQueuedBytes == 0 {
+		l.TotalQueuedBytes = d.TotalQueuedBytes
+	}
+	if l.LaunchTimeout <= 0 && d.LaunchTimeout != 0 {
+		l.LaunchTimeout = d.LaunchTimeout
+	}
+	return l
+}
+
 // String formats a Dim3 as "(x,y,z)".
 func (d Dim3) String() string { return fmt.Sprintf("(%d,%d,%d)", d.X, d.Y, d.Z) }

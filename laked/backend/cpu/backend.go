@@ -68,30 +68,16 @@ var _ backend.Backend = (*Backend)(nil)
 // New returns a CPU backend whose contexts obey limits; zero or negative
 // fields take the Default* values.
 func New(limits backend.Limits) *Backend {
-	if limits.MaxBytes == 0 {
-		limits.MaxBytes = DefaultMaxBytes
-	}
-	if limits.MaxAllocations <= 0 {
-		limits.MaxAllocations = DefaultMaxAllocations
-	}
-	if limits.MaxStreams <= 0 {
-		limits.MaxStreams = DefaultMaxStreams
-	}
-	if limits.MaxThreads == 0 {
-		limits.MaxThreads = DefaultMaxThreads
-	}
-	if limits.TotalBytes == 0 {
-		limits.TotalBytes = DefaultTotalBytes
-	}
-	if limits.QueuedBytes == 0 {
-		limits.QueuedBytes = DefaultQueuedBytes
-	}
-	if limits.TotalQueuedBytes == 0 {
-		limits.TotalQueuedBytes = DefaultTotalQueued
-	}
-	if limits.LaunchTimeout <= 0 {
-		limits.LaunchTimeout = DefaultLaunchTimeout
-	}
+	limits = limits.WithDefaults(backend.Limits{
+		MaxBytes:         DefaultMaxBytes,
+		MaxAllocations:   DefaultMaxAllocations,
+		MaxStreams:       DefaultMaxStreams,
+		MaxThreads:       DefaultMaxThreads,
+		TotalBytes:       DefaultTotalBytes,
+		QueuedBytes:      DefaultQueuedBytes,
+		TotalQueuedBytes: DefaultTotalQueued,
+		LaunchTimeout:    DefaultLaunchTimeout,
+	})
 	return &Backend{limits: limits}
 }
 

@@ -62,21 +62,13 @@ func New(index int, limits backend.Limits) (*Backend, error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
-	if limits.MaxBytes == 0 {
-		limits.MaxBytes = DefaultMaxBytes
-	}
-	if limits.MaxAllocations <= 0 {
-		limits.MaxAllocations = DefaultMaxAllocations
-	}
-	if limits.MaxStreams <= 0 {
-		limits.MaxStreams = DefaultMaxStreams
-	}
-	if limits.MaxThreads == 0 {
-		limits.MaxThreads = DefaultMaxThreads
-	}
-	if limits.TotalBytes == 0 {
-		limits.TotalBytes = DefaultTotalBytes
-	}
+	limits = limits.WithDefaults(backend.Limits{
+		MaxBytes:       DefaultMaxBytes,
+		MaxAllocations: DefaultMaxAllocations,
+		MaxStreams:     DefaultMaxStreams,
+		MaxThreads:     DefaultMaxThreads,
+		TotalBytes:     DefaultTotalBytes,
+	})
 	b := &Backend{limits: limits, regs: map[unsafe.Pointer]int{}}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
