@@ -536,14 +536,7 @@ func (c *Client) wait(ctx context.Context, i uint32) error {
 		case <-c.closed:
 			return c.abandon(i, ErrClosed)
 		case <-c.dead:
-			// laked may have posted our completion before it went away.
-			c.reapMu.Lock()
-			c.reapLocked()
-			c.reapMu.Unlock()
-			if cl.state.Load() == callDone {
-				return nil
-			}
-			return c.abandon(i, ErrDaemonGone)
+			return c.afterDeath(i)
 		}
 	}
 }
@@ -570,13 +563,7 @@ func (c *Client) lead(ctx context.Context, i uint32) error {
 		case <-c.closed:
 			return c.abandon(i, ErrClosed)
 		case <-c.dead:
-			c.reapMu.Lock()
-			c.reapLocked()
-			c.reapMu.Unlock()
-			if cl.state.Load() == callDone {
-				return nil
-			}
-			return c.abandon(i, ErrDaemonGone)
+			return c.afterDeath(i)
 		default:
 		}
 		wait := 20 * time.Millisecond
@@ -587,6 +574,19 @@ func (c *Client) lead(ctx context.Context, i uint32) error {
 		}
 		_ = c.cq.Bell.Wait(ready, wait)
 	}
+}
+
+// afterDeath settles call i once laked has gone: laked may have posted
+// its completion before it went away, so reap once more; otherwise the
+// call is abandoned with ErrDaemonGone.
+func (c *Client) afterDeath(i uint32) error {
+	c.reapMu.Lock()
+	c.reapLocked()
+	c.reapMu.Unlock()
+	if c.calls[i].state.Load() == callDone {
+		return nil
+	}
+	return c.abandon(i, ErrDaemonGone)
 }
 
 // abandon gives up on call i. If the completion raced in, it is taken
