@@ -259,14 +259,10 @@ func init() {
 	}
 }
 
-// TestDepartedClientsKernelsStop: kernels a client launched (on the
-// default stream, where laked's reader runs it, and on streams) stop as
-// soon as the client goes away, and its session ends.
-func TestDepartedClientsKernelsStop(t *testing.T) {
-	srv, sock := startServer(t, laked.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c := dial(t, sock, lakelibOptions())
+// spinContext creates a context on c with lakedSpinModule loaded and
+// returns it with the module's spin kernel.
+func spinContext(ctx context.Context, t *testing.T, c *lakelib.Client) (*lakelib.Context, lakelib.Function) {
+	t.Helper()
 	x, err := c.CtxCreate(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -279,6 +275,18 @@ func TestDepartedClientsKernelsStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return x, f
+}
+
+// TestDepartedClientsKernelsStop: kernels a client launched (on the
+// default stream, where laked's reader runs it, and on streams) stop as
+// soon as the client goes away, and its session ends.
+func TestDepartedClientsKernelsStop(t *testing.T) {
+	srv, sock := startServer(t, laked.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := dial(t, sock, lakelibOptions())
+	x, f := spinContext(ctx, t, c)
 	one := lakelib.Dim3{X: 1, Y: 1, Z: 1}
 	for i := 0; i < 2; i++ {
 		s, err := x.StreamCreate(ctx)
@@ -291,18 +299,7 @@ func TestDepartedClientsKernelsStop(t *testing.T) {
 	}
 	// The default stream waits for the others (legacy semantics): the
 	// synchronous launch is in a second context.
-	y, err := c.CtxCreate(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ymod, err := y.ModuleLoadData(ctx, []byte(lakedSpinModule))
-	if err != nil {
-		t.Fatal(err)
-	}
-	yf, err := y.ModuleGetFunction(ctx, ymod, "spin")
-	if err != nil {
-		t.Fatal(err)
-	}
+	y, yf := spinContext(ctx, t, c)
 	go func() {
 		sctx, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer scancel()
