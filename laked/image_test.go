@@ -21,10 +21,10 @@ import (
 // A served installer is what a LiteFlow adapter installs into.
 var _ adapt.Installer = (*laked.ServedInstaller)(nil)
 
-// randomIntModel returns a LinnOS integer model with random weights.
-func randomIntModel(t *testing.T, extra int, seed int64) *linnos.IntModel {
+// randomFloatModel returns a LinnOS float model with weights and biases
+// drawn from rng (normal, deviation 0.3).
+func randomFloatModel(t *testing.T, extra int, rng *rand.Rand) *linnos.FloatModel {
 	t.Helper()
-	rng := rand.New(rand.NewSource(seed))
 	fm, err := linnos.NewFloatModel(extra)
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +39,13 @@ func randomIntModel(t *testing.T, extra int, seed int64) *linnos.IntModel {
 			b[i] = float32(rng.NormFloat64() * 0.3)
 		}
 	}
+	return fm
+}
+
+// randomIntModel returns a LinnOS integer model with random weights.
+func randomIntModel(t *testing.T, extra int, seed int64) *linnos.IntModel {
+	t.Helper()
+	fm := randomFloatModel(t, extra, rand.New(rand.NewSource(seed)))
 	im, err := linnos.Quantize(fm)
 	if err != nil {
 		t.Fatal(err)

@@ -16,20 +16,7 @@ import (
 // that predictions through laked equal the model's own, item for item.
 func TestLinnOSServedMatchesLocal(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
-	fm, err := linnos.NewFloatModel(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range fm.W {
-		for i := range w {
-			w[i] = float32(rng.NormFloat64() * 0.3)
-		}
-	}
-	for _, b := range fm.B {
-		for i := range b {
-			b[i] = float32(rng.NormFloat64() * 0.3)
-		}
-	}
+	fm := randomFloatModel(t, 0, rng)
 	const n = 300
 	feats := make([]int32, n*linnos.NumInputs)
 	for i := range feats {
