@@ -127,21 +127,29 @@ func TestLoadFile(t *testing.T) {
 	}
 }
 
+// newRegistry creates a feature registry of cfg in anonymous shared
+// memory, unmapped when the test ends.
+func newRegistry(t *testing.T, cfg features.Config) *features.Registry {
+	t.Helper()
+	mem, err := shm.NewAnonymous(uint64(features.SizeFor(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mem.Close() })
+	reg, err := features.Create(mem.Mem, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
 // TestAppAdaptsFromKernelSamples records samples of a changed target in
 // the registry, as the kernel app does; the app must learn it and ship new
 // snapshots (each a new image of the served model), skipping non-finite
 // samples.
 func TestAppAdaptsFromKernelSamples(t *testing.T) {
 	cfg := features.Config{MaxSchemas: 4, MaxKeys: 64, MaxHistory: 1024, ArenaBytes: 1 << 18}
-	mem, err := shm.NewAnonymous(uint64(features.SizeFor(cfg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
-	reg, err := features.Create(mem.Mem, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := newRegistry(t, cfg)
 	s, _ := testSnapshot(t, 3)
 	srv := &fakeServer{models: map[uint32]laked.Model{}}
 	var now float64
@@ -209,15 +217,7 @@ func TestAppAdaptsFromKernelSamples(t *testing.T) {
 // interval; they are kept until a batch is full, never dropped.
 func TestAppBatchesAcrossDrains(t *testing.T) {
 	cfg := features.Config{MaxSchemas: 4, MaxKeys: 8, MaxHistory: 256, ArenaBytes: 1 << 18}
-	mem, err := shm.NewAnonymous(uint64(features.SizeFor(cfg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
-	reg, err := features.Create(mem.Mem, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := newRegistry(t, cfg)
 	s, _ := testSnapshot(t, 4)
 	app, err := NewApp(&fakeServer{models: map[uint32]laked.Model{}}, reg, Config{Name: "few", Model: 3, Snapshot: s, Batch: 32,
 		Adapt: adapt.Config{FidelityThreshold: 0.05}})
