@@ -25,7 +25,21 @@ type Arena struct {
 	free     []map[uint64]struct{} // free block offsets per order
 	used     map[uint64]int        // allocated block offset -> order
 	inUse    uint64
+	// cached holds recently freed small blocks per order, not merged
+	// with their buddies, so that the staging buffers of small calls
+	// (a predict's records) are reused without splitting a block down
+	// from the top order and merging it back on every call. They are
+	// free (not counted in inUse); Alloc merges them all back before it
+	// reports the arena full.
+	cached [cachedOrders][]uint64
 }
+
+// cachedOrders are the block orders (64, 128, 256 bytes) Free keeps
+// unmerged for reuse, at most cachedPerOrder blocks each.
+const (
+	cachedOrders   = 3
+	cachedPerOrder = 32
+)
 
 // NewArena manages an arena of size bytes (a power-of-two multiple of
 // MinBlock is used in full; any rest beyond the largest power of two is
@@ -71,9 +85,24 @@ func (a *Arena) Alloc(n uint64) (uint64, error) {
 	want := orderFor(n)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if want < cachedOrders {
+		if c := a.cached[want]; len(c) > 0 {
+			off := c[len(c)-1]
+			a.cached[want] = c[:len(c)-1]
+			a.used[off] = want
+			a.inUse += uint64(MinBlock) << want
+			return off, nil
+		}
+	}
 	o := want
 	for o <= a.maxOrder && len(a.free[o]) == 0 {
 		o++
+	}
+	if o > a.maxOrder && a.flushCachedLocked() {
+		o = want
+		for o <= a.maxOrder && len(a.free[o]) == 0 {
+			o++
+		}
 	}
 	if o > a.maxOrder {
 		return 0, fmt.Errorf("%w: no free block of %d bytes (%d of %d in use)", ErrArenaFull, n, a.inUse, a.size)
@@ -103,6 +132,31 @@ func (a *Arena) Free(off uint64) error {
 	}
 	delete(a.used, off)
 	a.inUse -= uint64(MinBlock) << o
+	if o < cachedOrders && len(a.cached[o]) < cachedPerOrder {
+		a.cached[o] = append(a.cached[o], off)
+		return nil
+	}
+	a.mergeLocked(off, o)
+	return nil
+}
+
+// flushCachedLocked merges every cached block back into the free lists;
+// it reports whether there were any.
+func (a *Arena) flushCachedLocked() bool {
+	had := false
+	for o := range a.cached {
+		for _, off := range a.cached[o] {
+			a.mergeLocked(off, o)
+			had = true
+		}
+		a.cached[o] = a.cached[o][:0]
+	}
+	return had
+}
+
+// mergeLocked returns the free block off of order o to the free lists,
+// coalescing it with its free buddies.
+func (a *Arena) mergeLocked(off uint64, o int) {
 	for o < a.maxOrder {
 		buddy := off ^ (uint64(MinBlock) << o)
 		if _, free := a.free[o][buddy]; !free {
@@ -113,7 +167,6 @@ func (a *Arena) Free(off uint64) error {
 		o++
 	}
 	a.free[o][off] = struct{}{}
-	return nil
 }
 
 // InUse returns the bytes held by live blocks (rounded to block sizes).
