@@ -349,15 +349,9 @@ func FuzzMulAddLanesF32(f *testing.F) {
 		d, n, k := fuzzShape(data)
 		outs := n % 10
 		y, w, x := make([]float32, outs*Lanes), make([]float32, outs*k), make([]float32, k*Lanes)
-		for i := range x {
-			x[i] = math.Float32frombits(d.u32())
-		}
-		for i := range w {
-			w[i] = math.Float32frombits(d.u32())
-		}
-		for i := range y {
-			y[i] = math.Float32frombits(d.u32())
-		}
+		fill(d, x)
+		fill(d, w)
+		fill(d, y)
 		checkMulAddLanesF32(t, y, w, x, len(data) > 0 && data[0]&1 == 1, len(data) > 1 && data[1]&1 == 1)
 	})
 }
@@ -415,9 +409,7 @@ func FuzzQuantizeF32(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, scale float32, zero int32) {
 		d, n, _ := fuzzShape(data)
 		x := make([]float32, n)
-		for i := range x {
-			x[i] = math.Float32frombits(d.u32())
-		}
+		fill(d, x)
 		checkQuantizeF32(t, x, scale, zero%1000, -512, 511)
 	})
 }
@@ -469,6 +461,24 @@ func fuzzShape(data []byte) (d *fuzzData, n, k int) {
 	return &fuzzData{data[2:]}, int(data[0]) % 300, int(data[1]) % 48
 }
 
+// fuzzWord is an element type the fuzz targets draw from their input.
+type fuzzWord interface{ int32 | int64 | float32 }
+
+// fill draws s's elements from d in order: 4 bytes each for int32 and
+// float32 (its bits), 8 for int64.
+func fill[T fuzzWord](d *fuzzData, s []T) {
+	for i := range s {
+		switch p := any(&s[i]).(type) {
+		case *int32:
+			*p = int32(d.u32())
+		case *int64:
+			*p = int64(d.u64())
+		case *float32:
+			*p = math.Float32frombits(d.u32())
+		}
+	}
+}
+
 var fuzzSeeds = [][]byte{
 	{16, 2, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f},
 	{0, 0},
@@ -483,15 +493,9 @@ func FuzzDotPairs16(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, n, k := fuzzShape(data)
 		acc, w, x := make([]int32, n), make([]int32, n*k), make([]int32, k)
-		for i := range x {
-			x[i] = int32(d.u32())
-		}
-		for i := range w {
-			w[i] = int32(d.u32())
-		}
-		for i := range acc {
-			acc[i] = int32(d.u32())
-		}
+		fill(d, x)
+		fill(d, w)
+		fill(d, acc)
 		checkDotPairs16(t, acc, w, x)
 	})
 }
@@ -503,15 +507,9 @@ func FuzzMulAccI64(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, n, k := fuzzShape(data)
 		acc, w, x := make([]int64, n), make([]int64, n*k), make([]int32, k)
-		for i := range x {
-			x[i] = int32(d.u32())
-		}
-		for i := range w {
-			w[i] = int64(d.u64())
-		}
-		for i := range acc {
-			acc[i] = int64(d.u64())
-		}
+		fill(d, x)
+		fill(d, w)
+		fill(d, acc)
 		checkMulAccI64(t, acc, w, x)
 	})
 }
@@ -523,15 +521,9 @@ func FuzzMulAccWide(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, n, k := fuzzShape(data)
 		acc, w, x := make([]int64, n), make([]int64, n*k), make([]int64, k)
-		for i := range x {
-			x[i] = int64(d.u64())
-		}
-		for i := range w {
-			w[i] = int64(d.u64())
-		}
-		for i := range acc {
-			acc[i] = int64(d.u64())
-		}
+		fill(d, x)
+		fill(d, w)
+		fill(d, acc)
 		checkWide(t, acc, w, x)
 	})
 }
@@ -543,15 +535,9 @@ func FuzzMulAccPacked(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, n, k := fuzzShape(data)
 		acc, w, x := make([]int64, n), make([]int32, n*k), make([]int32, k)
-		for i := range x {
-			x[i] = int32(d.u32())
-		}
-		for i := range w {
-			w[i] = int32(d.u32())
-		}
-		for i := range acc {
-			acc[i] = int64(d.u64())
-		}
+		fill(d, x)
+		fill(d, w)
+		fill(d, acc)
 		checkPacked(t, acc, w, x)
 	})
 }
@@ -577,15 +563,9 @@ func FuzzMulAddColsF32(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, n, k := fuzzShape(data)
 		y, w, x := make([]float32, n), make([]float32, n*k), make([]float32, k)
-		for i := range x {
-			x[i] = math.Float32frombits(d.u32())
-		}
-		for i := range w {
-			w[i] = math.Float32frombits(d.u32())
-		}
-		for i := range y {
-			y[i] = math.Float32frombits(d.u32())
-		}
+		fill(d, x)
+		fill(d, w)
+		fill(d, y)
 		checkMulAddColsF32(t, y, w, x, len(data) > 0 && data[0]&1 == 1)
 	})
 }
