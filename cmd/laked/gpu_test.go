@@ -85,14 +85,12 @@ func TestLoadSourcesFeedThePolicy(t *testing.T) {
 	}
 }
 
-// TestGPULinnOSThroughLaked runs laked (cuda build, on a GPU) with the
-// LinnOS model and sends batches the policy places on the GPU: they run
-// there (no fallbacks) and answer exactly what the CPU model answers; so
-// do the demo MLP's.
-func TestGPULinnOSThroughLaked(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "s.sock")
-	cfg, _, err := loadConfig([]string{"--config", writeConfig(t, "policy:\n  gpu_min_batch: 8\n  gpu_max_util_pct: 100\n"), "--socket", sock,
+// configWithGPU loads laked's configuration from yaml with the socket
+// sock (no admin socket, metrics, device or BPF) and opens its GPU,
+// skipping the test when there is no GPU backend. The caller closes it.
+func configWithGPU(t *testing.T, yaml, sock string) (*Config, *gpuSetup) {
+	t.Helper()
+	cfg, _, err := loadConfig([]string{"--config", writeConfig(t, yaml), "--socket", sock,
 		"--admin-socket", "", "--metrics-addr", "", "--device", "", "--no-bpf"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +102,17 @@ func TestGPULinnOSThroughLaked(t *testing.T) {
 	if gpu == nil {
 		t.Skip("no GPU backend (needs the cuda build tag and a GPU)")
 	}
+	return cfg, gpu
+}
+
+// TestGPULinnOSThroughLaked runs laked (cuda build, on a GPU) with the
+// LinnOS model and sends batches the policy places on the GPU: they run
+// there (no fallbacks) and answer exactly what the CPU model answers; so
+// do the demo MLP's.
+func TestGPULinnOSThroughLaked(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "s.sock")
+	cfg, gpu := configWithGPU(t, "policy:\n  gpu_min_batch: 8\n  gpu_max_util_pct: 100\n", sock)
 	gpu.close()
 	m := randomLinnOS(t)
 	d, err := start(context.Background(), cfg, zerolog.Nop(), m, nil)
@@ -180,18 +189,7 @@ func TestGPULinnOSThroughLaked(t *testing.T) {
 // with the CUDA snapshot runner) on a GPU: a batch mixing flows pinned
 // to two snapshot versions answers exactly what Predict answers.
 func TestGPULiteFlowPath(t *testing.T) {
-	cfg, _, err := loadConfig([]string{"--config", writeConfig(t, ""), "--socket", filepath.Join(t.TempDir(), "s"),
-		"--admin-socket", "", "--metrics-addr", "", "--device", "", "--no-bpf"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gpu, err := openGPU(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if gpu == nil {
-		t.Skip("no GPU backend (needs the cuda build tag and a GPU)")
-	}
+	_, gpu := configWithGPU(t, "", filepath.Join(t.TempDir(), "s"))
 	defer gpu.close()
 	r, err := router.New(router.Config{InputDim: 4, OutputDim: 2, FlowTTL: time.Minute})
 	if err != nil {
