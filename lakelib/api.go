@@ -297,21 +297,24 @@ func (c *Client) predict(ctx context.Context, model uint32, n int, in, out []byt
 	if n <= 0 {
 		return PredictResult{}, fmt.Errorf("lakelib: predict of %d items", n)
 	}
-	inOff, inB, relIn, err := c.staging(len(in))
+	if len(in) == 0 || len(out) == 0 {
+		return PredictResult{}, errors.New("lakelib: copy of 0 bytes")
+	}
+	// One staging block for both: the inputs, then the outputs at the
+	// next MinBlock boundary (one arena allocation and one release per
+	// call instead of two).
+	outAt := (len(in) + shm.MinBlock - 1) &^ (shm.MinBlock - 1)
+	off, b, release, err := c.staging(outAt + len(out))
 	if err != nil {
 		return PredictResult{}, err
 	}
-	outOff, outB, relOut, err := c.staging(len(out))
-	if err != nil {
-		relIn()
-		return PredictResult{}, err
-	}
+	inB, outB := b[:len(in)], b[outAt:]
 	copy(inB, in)
-	e := shm.SQE{Opcode: shm.OpPredict, Args: [shm.NumArgs]uint64{uint64(model), uint64(n), inOff, uint64(len(in)), outOff, uint64(len(out))}}
+	e := shm.SQE{Opcode: shm.OpPredict, Args: [shm.NumArgs]uint64{uint64(model), uint64(n), off, uint64(len(in)), off + uint64(outAt), uint64(len(out))}}
 	if within > 0 {
 		shm.SetDeadline(&e, shm.MonotonicNow()+int64(within))
 	}
-	r, err := c.do(ctx, &e, func() { relIn(); relOut() }, func() { copy(out, outB) })
+	r, err := c.do(ctx, &e, release, func() { copy(out, outB) })
 	return PredictResult{Version: r[0], GPU: r[1] == 1}, err
 }
 
