@@ -272,7 +272,7 @@ func (b *batcher) runInline() {
 			return
 		}
 		b.decide()
-		if b.gpu || b.waitFor(time.Now()) > 0 {
+		if b.gpu || b.waitFor() > 0 {
 			b.handOff()
 			return
 		}
@@ -287,7 +287,7 @@ func (b *batcher) runOwned() {
 			return
 		}
 		b.decide()
-		if w := b.waitFor(time.Now()); w > 0 {
+		if w := b.waitFor(); w > 0 {
 			b.waitMore(w)
 			b.decided = false
 			b.decide()
@@ -301,9 +301,8 @@ func (b *batcher) runOwned() {
 // is no longer the runner.
 func (b *batcher) gather() bool {
 	for {
-		now := time.Now()
 		b.mu.Lock()
-		b.takeLocked(now, b.s.cfg.MaxBatch)
+		b.takeLocked(time.Time{}, b.s.cfg.MaxBatch)
 		if len(b.batch) == 0 && len(b.late) == 0 {
 			b.running = false
 			b.mu.Unlock()
@@ -321,12 +320,16 @@ func (b *batcher) gather() bool {
 // turn, until the batch holds limit items or the next request does not
 // fit (it then starts the next batch, so a large request is never
 // starved). A request larger than limit forms a batch of its own, run in
-// chunks of at most limit items.
+// chunks of at most limit items. A zero now reads the clock when a
+// request with a deadline needs it (most have none).
 func (b *batcher) takeLocked(now time.Time, limit int) {
 	for b.items < limit && len(b.ring) > 0 {
 		b.next %= len(b.ring)
 		q := b.ring[b.next]
 		r := q.peek()
+		if now.IsZero() && !r.deadline.IsZero() {
+			now = time.Now()
+		}
 		switch {
 		case b.missed(r, now) || r.sess.gone():
 			// answered without running: too late, or its client left
@@ -400,7 +403,7 @@ func (b *batcher) gpuUsable() bool {
 // the batch to the hint is within MaxWait, the expected saving (running hint items at the GPU's
 // per-item cost instead of the CPU's; an unmeasured GPU cost counts as
 // zero) exceeds the wait, and no request's deadline would be missed.
-func (b *batcher) waitFor(now time.Time) time.Duration {
+func (b *batcher) waitFor() time.Duration {
 	cfg := &b.s.cfg
 	target := min(b.hint, cfg.MaxBatch)
 	if cfg.MaxWait <= 0 || target <= b.items || !b.gpuUsable() {
@@ -420,6 +423,7 @@ func (b *batcher) waitFor(now time.Time) time.Duration {
 	if gain := float64(target) * (b.cpuItem - b.gpuItem); gain <= float64(w) {
 		return 0
 	}
+	now := time.Now()
 	for _, r := range b.batch {
 		if r.deadline.IsZero() {
 			continue
