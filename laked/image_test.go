@@ -13,7 +13,6 @@ import (
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/linnos"
 	"github.com/lakeos/lake/liteflow/adapt"
-	"github.com/lakeos/lake/liteflow/router"
 	"github.com/lakeos/lake/liteflow/snapshot"
 	"github.com/lakeos/lake/shm"
 )
@@ -191,14 +190,7 @@ func TestModelFetchErrors(t *testing.T) {
 // the installed snapshot; TouchModel bumps the version and the next fetch
 // returns the newly installed one.
 func TestModelFetchLiteFlow(t *testing.T) {
-	r, err := router.New(router.Config{InputDim: 4, OutputDim: 2, FlowTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lm, err := laked.NewLiteFlowModel("cc", r, 4, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, lm := newCCModel(t)
 	srv, sock := startServer(t, laked.Config{})
 	if err := srv.RegisterModel(3, lm); err != nil {
 		t.Fatal(err)

@@ -39,10 +39,10 @@ func cpuRunner(prepared *int) func(img []byte) (laked.SnapshotRunner, error) {
 	}
 }
 
-// TestLiteFlowGPUPath: the GPU path answers every record exactly as
-// Predict does, routing flows to their pinned snapshot version (a batch
-// mixing flows of two versions), preparing each version once.
-func TestLiteFlowGPUPath(t *testing.T) {
+// newCCModel is a LiteFlow model "cc" (4 inputs, 2 outputs) over a new
+// router with no snapshot installed.
+func newCCModel(t *testing.T) (*router.Router, *laked.LiteFlowModel) {
+	t.Helper()
 	r, err := router.New(router.Config{InputDim: 4, OutputDim: 2, FlowTTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +51,14 @@ func TestLiteFlowGPUPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r, lm
+}
+
+// TestLiteFlowGPUPath: the GPU path answers every record exactly as
+// Predict does, routing flows to their pinned snapshot version (a batch
+// mixing flows of two versions), preparing each version once.
+func TestLiteFlowGPUPath(t *testing.T) {
+	r, lm := newCCModel(t)
 	prepared := 0
 	gpu := lm.GPUPath(cpuRunner(&prepared))
 	rec := func(flows ...uint64) []byte {
