@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/lakeos/lake/laked/backend"
-	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
 	"github.com/lakeos/lake/liteflow/snapshot"
 	"github.com/mumax/3/cuda/cu"
@@ -525,36 +524,14 @@ func TestGPUConcurrentClients(t *testing.T) {
 func TestGPUMLPBitExact(t *testing.T) {
 	b := newGPU(t, backend.Limits{})
 	r := rand.New(rand.NewPCG(8, 8))
-	mk := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
 	for _, sh := range [][]int{{8, 16, 2}, {31, 256, 256, 2}, {5, 1000, 3}} {
-		var layers []kernels.Layer
-		for i := 1; i < len(sh); i++ {
-			act := kernels.ActReLU
-			if i == len(sh)-1 {
-				act = kernels.ActNone
-			}
-			layers = append(layers, kernels.Layer{Out: sh[i], Act: act, W: mk(sh[i] * sh[i-1]), B: mk(sh[i])})
-		}
-		blob, err := kernels.EncodeMLP(sh[0], layers)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := kernels.ParseMLP(blob)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := reluMLP(t, r, sh)
 		g, err := NewMLP(b, m)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range []int{1, 100, 5000} {
-			in := mk(n * m.InDim())
+			in := normals(r, n*m.InDim())
 			want := make([]float32, n*m.OutDim())
 			if err := m.Forward(in, want, n); err != nil {
 				t.Fatal(err)

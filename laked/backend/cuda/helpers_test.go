@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
 )
 
@@ -56,4 +57,36 @@ func f32bytes(v []float32) []byte {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
 	}
 	return b
+}
+
+// normals returns n float32s drawn from r's normal distribution.
+func normals(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// reluMLP is an MLP of the layer widths sh (ReLU layers, the last one
+// linear) with weights and biases drawn from r, encoded and parsed back.
+func reluMLP(t testing.TB, r *rand.Rand, sh []int) *kernels.MLP {
+	t.Helper()
+	var layers []kernels.Layer
+	for i := 1; i < len(sh); i++ {
+		act := kernels.ActReLU
+		if i == len(sh)-1 {
+			act = kernels.ActNone
+		}
+		layers = append(layers, kernels.Layer{Out: sh[i], Act: act, W: normals(r, sh[i]*sh[i-1]), B: normals(r, sh[i])})
+	}
+	blob, err := kernels.EncodeMLP(sh[0], layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := kernels.ParseMLP(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

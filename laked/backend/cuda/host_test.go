@@ -158,31 +158,9 @@ func TestMLPKernelOnHost(t *testing.T) {
 		t.Skip("-short")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	mk := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
 	shapes := [][]int{{8, 16, 2}, {3, 1}, {31, 256, 256, 2}, {5, 300, 7}}
 	for _, sh := range shapes {
-		var layers []kernels.Layer
-		for i := 1; i < len(sh); i++ {
-			act := kernels.ActReLU
-			if i == len(sh)-1 {
-				act = kernels.ActNone
-			}
-			layers = append(layers, kernels.Layer{Out: sh[i], Act: act, W: mk(sh[i] * sh[i-1]), B: mk(sh[i])})
-		}
-		blob, err := kernels.EncodeMLP(sh[0], layers)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := kernels.ParseMLP(blob)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := reluMLP(t, r, sh)
 		table, params, maxw, err := MLPTable(m)
 		if err != nil {
 			t.Fatal(err)
@@ -194,7 +172,7 @@ func TestMLPKernelOnHost(t *testing.T) {
 		}
 		pb = append(pb, f32bytes(params)...)
 		const n = 37
-		in := mk(n * m.InDim())
+		in := normals(r, n*m.InDim())
 		want := make([]float32, n*m.OutDim())
 		if err := m.Forward(in, want, n); err != nil {
 			t.Fatal(err)
@@ -209,7 +187,7 @@ func TestMLPKernelOnHost(t *testing.T) {
 			}
 		}
 	}
-	blob, err := kernels.EncodeMLP(2, []kernels.Layer{{Out: 1, Act: kernels.ActTanh, W: mk(2), B: mk(1)}})
+	blob, err := kernels.EncodeMLP(2, []kernels.Layer{{Out: 1, Act: kernels.ActTanh, W: normals(r, 2), B: normals(r, 1)}})
 	if err != nil {
 		t.Fatal(err)
 	}
