@@ -71,16 +71,8 @@ func (g *MLP) Predict(in, out []byte, n int) error {
 	if err := g.reserve(n); err != nil {
 		return err
 	}
-	c := g.r.ctx
-	if err := c.MemcpyHtoD(g.in, in); err != nil {
-		return err
-	}
-	grid := uint32(min((n+mlpBlock-1)/mlpBlock, maxGrid))
 	params := Pack(uint64(g.r.bufs[0]), g.nl, uint64(g.r.bufs[1]), uint64(g.in), uint64(g.out), uint64(g.sc), uint64(n), g.maxw)
-	if err := c.LaunchKernel(g.r.fns[0], backend.Dim3{X: grid, Y: 1, Z: 1}, backend.Dim3{X: mlpBlock, Y: 1, Z: 1}, 0, 0, params); err != nil {
-		return err
-	}
-	return c.MemcpyDtoH(out, g.out)
+	return g.run(g.r.ctx, g.r.fns[0], mlpBlock, n, in, out, params)
 }
 
 func (g *MLP) reserve(n int) error {

@@ -110,3 +110,17 @@ func (b *batchBufs) reserve(ctx *Context, n, inW, outW int, scW uint64) error {
 	b.capN = c
 	return nil
 }
+
+// run copies in to the input buffer, launches fn with params over n items
+// (one thread each, block threads a block, at most maxGrid blocks) on the
+// default stream and copies the output buffer to out.
+func (b *batchBufs) run(c *Context, fn backend.Handle, block, n int, in, out, params []byte) error {
+	if err := c.MemcpyHtoD(b.in, in); err != nil {
+		return err
+	}
+	grid := uint32(min((n+block-1)/block, maxGrid))
+	if err := c.LaunchKernel(fn, backend.Dim3{X: grid, Y: 1, Z: 1}, backend.Dim3{X: uint32(block), Y: 1, Z: 1}, 0, 0, params); err != nil {
+		return err
+	}
+	return c.MemcpyDtoH(out, b.out)
+}

@@ -106,16 +106,8 @@ func (g *Snapshot) RunQuantized(in, out []byte, n int) error {
 	if err := g.reserve(n); err != nil {
 		return err
 	}
-	c := g.r.ctx
-	if err := c.MemcpyHtoD(g.in, in); err != nil {
-		return err
-	}
-	grid := uint32(min((n+snapBlock-1)/snapBlock, maxGrid))
 	p := Pack(uint64(g.built), uint64(g.in), uint64(g.out), uint64(g.sc), uint64(n))
-	if err := c.LaunchKernel(g.r.fns[1], backend.Dim3{X: grid, Y: 1, Z: 1}, backend.Dim3{X: snapBlock, Y: 1, Z: 1}, 0, 0, p); err != nil {
-		return err
-	}
-	return c.MemcpyDtoH(out, g.out)
+	return g.run(g.r.ctx, g.r.fns[1], snapBlock, n, in, out, p)
 }
 
 func (g *Snapshot) reserve(n int) error {
