@@ -91,6 +91,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// release opens m's gate, waits for the calls wg counts and fails the
+// test on any error they sent to errs (which it closes).
+func (m *gatedModel) release(t *testing.T, wg *sync.WaitGroup, errs chan error) {
+	t.Helper()
+	close(m.gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
 // TestInflightBudgets: a session gets at most limits.session_inflight
 // predicts accepted and not completed, all sessions together at most
 // limits.total_inflight; the rest are refused busy at once (never queued,
@@ -115,12 +127,7 @@ func TestInflightBudgets(t *testing.T) {
 	if u := srv.Usage(); u.Inflight != 10 {
 		t.Fatalf("%d in flight, want total_inflight 10", u.Inflight)
 	}
-	close(m.gate)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	m.release(t, &wg, errs)
 	if busyA.Load() != 10 || busyB.Load() != 5 {
 		t.Fatalf("refused %d and %d, want 10 and 5", busyA.Load(), busyB.Load())
 	}
@@ -155,12 +162,7 @@ func TestDepartedClientsPredictsDoNotRun(t *testing.T) {
 		}
 		return true
 	})
-	close(m.gate)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	m.release(t, &wg, errs)
 	waitFor(t, "the budgets given back", func() bool { u := srv.Usage(); return u.Inflight == 0 && u.QueuedBytes == 0 })
 	if got := m.ran.Load(); got != 1 {
 		t.Fatalf("the model ran %d items, want 1 (the blocker's; the departed client's 6 must not run)", got)
@@ -188,12 +190,7 @@ func TestQueuedBytesBudget(t *testing.T) {
 	if u := srv.Usage(); u.QueuedBytes != 6*2*rec {
 		t.Fatalf("%d bytes queued, want total_queued_bytes %d", u.QueuedBytes, 6*2*rec)
 	}
-	close(m.gate)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	m.release(t, &wg, errs)
 	if u := srv.Usage(); u.QueuedBytes != 0 {
 		t.Fatalf("queued bytes not given back: %+v", u)
 	}
