@@ -18,9 +18,10 @@ import (
 // gatedModel copies each input record to its output, but only once its
 // gate is open: predicts accepted meanwhile stay queued in laked.
 type gatedModel struct {
-	rec  int
-	gate chan struct{}
-	ran  atomic.Int64 // items the model computed
+	rec     int
+	gate    chan struct{}
+	entered atomic.Int64 // calls waiting at the gate or past it
+	ran     atomic.Int64 // items the model computed
 }
 
 func (m *gatedModel) Info() laked.ModelInfo {
@@ -28,6 +29,7 @@ func (m *gatedModel) Info() laked.ModelInfo {
 }
 
 func (m *gatedModel) Predict(in, out []byte, n int) error {
+	m.entered.Add(1)
 	<-m.gate
 	m.ran.Add(int64(n))
 	copy(out, in[:n*m.rec])
@@ -71,13 +73,16 @@ func burst(ctx context.Context, c *lakelib.Client, k, rec int, seed byte, wg *sy
 
 // block makes a third client's predict occupy the gated model (its
 // reader runs it and waits at the gate), so that the predicts the test
-// sends next are queued in laked.
-func block(t *testing.T, ctx context.Context, srv *laked.Server, sock string, rec int, wg *sync.WaitGroup, errs chan<- error) {
+// sends next are queued in laked. It returns once the model holds the
+// predict: accepted is not enough, since until a runner takes it, a
+// predict sent next could join its batch (and run when the gate opens)
+// or make its own client's reader the runner, blocked at the gate.
+func block(t *testing.T, ctx context.Context, srv *laked.Server, m *gatedModel, sock string, rec int, wg *sync.WaitGroup, errs chan<- error) {
 	t.Helper()
 	c := dial(t, sock, lakelibOptions())
 	var busy atomic.Int32
 	burst(ctx, c, 1, rec, 200, wg, &busy, errs)
-	waitFor(t, "the blocking predict", func() bool { return srv.Usage().Inflight == 1 })
+	waitFor(t, "the blocking predict", func() bool { return m.entered.Load() == 1 && srv.Usage().Inflight == 1 })
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -116,7 +121,7 @@ func TestInflightBudgets(t *testing.T) {
 	var wg sync.WaitGroup
 	var busyA, busyB atomic.Int32
 	errs := make(chan error, 64)
-	block(t, ctx, srv, sock, 8, &wg, errs)
+	block(t, ctx, srv, m, sock, 8, &wg, errs)
 	burst(ctx, a, 16, 8, 0, &wg, &busyA, errs)
 	waitFor(t, "a's 10 refusals", func() bool { return busyA.Load() == 10 })
 	if u := srv.Usage(); u.Inflight != 7 {
@@ -145,7 +150,7 @@ func TestDepartedClientsPredictsDoNotRun(t *testing.T) {
 	defer cancel()
 	var wg, gone sync.WaitGroup
 	errs := make(chan error, 64)
-	block(t, ctx, srv, sock, 8, &wg, errs)
+	block(t, ctx, srv, m, sock, 8, &wg, errs)
 	a := dial(t, sock, lakelibOptions())
 	var busy atomic.Int32
 	ignored := make(chan error, 64) // a's calls fail when it closes
@@ -182,7 +187,7 @@ func TestQueuedBytesBudget(t *testing.T) {
 	var wg sync.WaitGroup
 	var busyA, busyB atomic.Int32
 	errs := make(chan error, 64)
-	block(t, ctx, srv, sock, rec, &wg, errs)
+	block(t, ctx, srv, m, sock, rec, &wg, errs)
 	burst(ctx, a, 12, rec, 0, &wg, &busyA, errs)
 	waitFor(t, "a's 8 refusals", func() bool { return busyA.Load() == 8 })
 	burst(ctx, b, 6, rec, 50, &wg, &busyB, errs)
