@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/lakeos/lake/laked/backend"
 	"github.com/lakeos/lake/linnos"
@@ -19,8 +18,7 @@ import (
 // integer kernels are bit-exact with linnos.IntModel. Safe for concurrent
 // use (batches are serialised).
 type LinnOS struct {
-	mu   sync.Mutex
-	r    *resident
+	owned
 	in   backend.DevPtr
 	out  backend.DevPtr
 	capN int
@@ -54,7 +52,7 @@ func newLinnOS(b *Backend, kernel string, params []byte) (*LinnOS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &LinnOS{r: r}, nil
+	return &LinnOS{owned: owned{r: r}}, nil
 }
 
 // maxGrid bounds the blocks of one launch; blocks stride over the items.
@@ -115,16 +113,4 @@ func (l *LinnOS) reserve(n int) error {
 	}
 	l.in, l.out, l.capN = in, out, c
 	return nil
-}
-
-// Close frees the model's context.
-func (l *LinnOS) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.r == nil {
-		return nil
-	}
-	err := l.r.ctx.Destroy()
-	l.r = nil
-	return err
 }

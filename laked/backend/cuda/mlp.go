@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/lakeos/lake/laked/backend"
 	"github.com/lakeos/lake/laked/backend/kernels"
@@ -19,8 +18,7 @@ import (
 // reads its layer table from device memory, which launches cannot
 // check). Safe for concurrent use (batches are serialised).
 type MLP struct {
-	mu        sync.Mutex
-	r         *resident // consts: the layer table, the parameters
+	owned     // r: consts: the layer table, the parameters
 	nl, maxw  uint64
 	inW, outW int
 	batchBufs
@@ -44,7 +42,7 @@ func NewMLP(b *Backend, m *kernels.MLP) (*MLP, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &MLP{r: r, nl: uint64(m.NumLayers()), maxw: uint64(maxw), inW: m.InDim(), outW: m.OutDim()}, nil
+	return &MLP{owned: owned{r: r}, nl: uint64(m.NumLayers()), maxw: uint64(maxw), inW: m.InDim(), outW: m.OutDim()}, nil
 }
 
 // mlpBlock is lake_mlp's block size (threads, one item each).
@@ -77,16 +75,4 @@ func (g *MLP) Predict(in, out []byte, n int) error {
 
 func (g *MLP) reserve(n int) error {
 	return g.batchBufs.reserve(g.r.ctx, n, g.inW, g.outW, g.maxw)
-}
-
-// Close frees the model's context.
-func (g *MLP) Close() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.r == nil {
-		return nil
-	}
-	err := g.r.ctx.Destroy()
-	g.r = nil
-	return err
 }

@@ -2,7 +2,11 @@
 
 package cuda
 
-import "github.com/lakeos/lake/laked/backend"
+import (
+	"sync"
+
+	"github.com/lakeos/lake/laked/backend"
+)
 
 // resident is a model's state on the GPU: a context of its own with the
 // built-in module loaded, one kernel, and constant buffers (the model's
@@ -123,4 +127,24 @@ func (b *batchBufs) run(c *Context, fn backend.Handle, block, n int, in, out, pa
 		return err
 	}
 	return c.MemcpyDtoH(out, b.out)
+}
+
+// owned is a model's resident context, owned by the model (laked's own,
+// trusted) and guarded by mu: LinnOS, MLP and Snapshot embed it. r is nil
+// once closed.
+type owned struct {
+	mu sync.Mutex
+	r  *resident
+}
+
+// Close frees the model's context. Closing again does nothing.
+func (o *owned) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.r == nil {
+		return nil
+	}
+	err := o.r.ctx.Destroy()
+	o.r = nil
+	return err
 }

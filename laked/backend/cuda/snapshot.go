@@ -5,7 +5,6 @@ package cuda
 import (
 	"encoding/binary"
 	"fmt"
-	"sync"
 
 	"github.com/lakeos/lake/laked/backend"
 	"github.com/lakeos/lake/liteflow/snapshot"
@@ -19,8 +18,7 @@ import (
 // device pointers, so its context is trusted (laked's own). Safe for
 // concurrent use (batches are serialised).
 type Snapshot struct {
-	mu            sync.Mutex
-	r             *resident // kernels: build, run; consts: the image
+	owned         // r: kernels: build, run; consts: the image
 	imgLen        int
 	inDim, outDim int
 	built         backend.DevPtr // the built model (0: not built in this context)
@@ -41,7 +39,7 @@ func NewSnapshot(b *Backend, img []byte) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Snapshot{r: r, imgLen: len(img), inDim: s.InputDim(), outDim: s.OutputDim()}
+	g := &Snapshot{owned: owned{r: r}, imgLen: len(img), inDim: s.InputDim(), outDim: s.OutputDim()}
 	if err := g.build(); err != nil {
 		r.ctx.Destroy()
 		return nil, err
@@ -112,16 +110,4 @@ func (g *Snapshot) RunQuantized(in, out []byte, n int) error {
 
 func (g *Snapshot) reserve(n int) error {
 	return g.batchBufs.reserve(g.r.ctx, n, g.inDim, g.outDim, SnapshotMaxWidth)
-}
-
-// Close frees the snapshot's context.
-func (g *Snapshot) Close() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.r == nil {
-		return nil
-	}
-	err := g.r.ctx.Destroy()
-	g.r = nil
-	return err
 }
