@@ -200,9 +200,7 @@ func TestReattachedRegionCannotShrink(t *testing.T) {
 	if err := unix.Ftruncate(fd, 0); !errors.Is(err, unix.EPERM) {
 		t.Fatalf("truncating a served region: %v, want EPERM", err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); len(srv.Sessions()) < 2 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "both sessions", func() bool { return len(srv.Sessions()) >= 2 })
 	var ids []uint32
 	for _, s := range srv.Sessions() {
 		ids = append(ids, s.ClientID)
@@ -312,9 +310,7 @@ func TestConcurrentDialsGetUniqueIDs(t *testing.T) {
 		}
 	}()
 	// laked attaches a session just after its reply: wait for all.
-	for deadline := time.Now().Add(5 * time.Second); len(srv.Sessions()) < n && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "every session", func() bool { return len(srv.Sessions()) >= n })
 	sessions := map[uint32]bool{}
 	for _, s := range srv.Sessions() {
 		sessions[s.ClientID] = true
