@@ -419,16 +419,14 @@ func requant(s isa) {
 		}
 	}
 	// AVX2: Y7..Y15 constants, Y0..Y6 work. AVX-512: Z16..Z26 constants.
-	c := map[string]int{"c31": 7, "zero": 8, "min": 9, "nudge": 10, "negmask": 11, "lowmask": 12, "clo": 13, "chi": 14, "zp": 15}
+	c := map[string]int{"c31": 7, "zero": 8, "min": 9, "nudge": 10, "clo": 13, "chi": 14, "zp": 15}
 	if z {
-		c = map[string]int{"c31": 16, "zero": 17, "min": 18, "nudge": 19, "negmask": 20, "lowmask": 21, "clo": 22, "chi": 23, "zp": 24, "ones": 25, "max": 26}
+		c = map[string]int{"c31": 16, "zero": 17, "min": 18, "nudge": 19, "clo": 22, "chi": 23, "zp": 24, "ones": 25, "max": 26}
 	}
 	bd("$31", c["c31"], false)
 	p("\t%s %s, %s, %s", s.xor(), r(s, c["zero"]), r(s, c["zero"]), r(s, c["zero"]))
 	bd("$0x80000000", c["min"], false)
 	bd("$0x40000000", c["nudge"], true)
-	bd("$-2147483647", c["negmask"], true)
-	bd("$0x7fffffff", c["lowmask"], true)
 	bd("clo+52(FP)", c["clo"], false)
 	bd("chi+56(FP)", c["chi"], false)
 	bd("zero+48(FP)", c["zp"], false)
@@ -473,52 +471,44 @@ func requantMath(s isa, R func(int) string, C func(string) string, acc, mult, le
 	} else {
 		p("\t%s %s, %s", mov, acc, R(0))
 	}
-	// x = acc, l = clamp(left)
-	p("\t%s %s, %s", mov, left, R(1))
-	p("\tVPMAXSD %s, %s, %s", C("zero"), R(1), R(1))
-	p("\tVPMINSD %s, %s, %s", C("c31"), R(1), R(1))
-	// SaturatingLeftShift: v = x<<l; keep v where v>>l == x, else x<0 ? MIN : MAX.
-	p("\tVPSLLVD %s, %s, %s", R(1), R(0), R(2))
-	p("\tVPSRAVD %s, %s, %s", R(1), R(2), R(3))
-	p("\tVPSRAD $31, %s, %s", R(0), R(4))
-	if z {
-		p("\tVPCMPEQD %s, %s, K1", R(3), R(0))
-		p("\tVPXORD %s, %s, %s", C("max"), R(4), R(4))
-		p("\tVPBLENDMD %s, %s, K1, %s", R(2), R(4), R(0))
-	} else {
-		p("\tVPCMPEQD %s, %s, %s", R(3), R(0), R(3))
-		p("\tVPXOR %s, %s, %s", C("min"), R(4), R(4))
-		p("\tVPCMPEQD %s, %s, %s", R(5), R(5), R(5))
-		p("\tVPXOR %s, %s, %s", R(5), R(4), R(4))
-		p("\tVPBLENDVB %s, %s, %s, %s", R(3), R(2), R(4), R(0))
+	// left == "": no left shift (SaturatingLeftShift by 0 is x).
+	if left != "" {
+		// x = acc, l = clamp(left)
+		p("\t%s %s, %s", mov, left, R(1))
+		p("\tVPMAXSD %s, %s, %s", C("zero"), R(1), R(1))
+		p("\tVPMINSD %s, %s, %s", C("c31"), R(1), R(1))
+		// SaturatingLeftShift: v = x<<l; keep v where v>>l == x, else x<0 ? MIN : MAX.
+		p("\tVPSLLVD %s, %s, %s", R(1), R(0), R(2))
+		p("\tVPSRAVD %s, %s, %s", R(1), R(2), R(3))
+		p("\tVPSRAD $31, %s, %s", R(0), R(4))
+		if z {
+			p("\tVPCMPEQD %s, %s, K1", R(3), R(0))
+			p("\tVPXORD %s, %s, %s", C("max"), R(4), R(4))
+			p("\tVPBLENDMD %s, %s, K1, %s", R(2), R(4), R(0))
+		} else {
+			p("\tVPCMPEQD %s, %s, %s", R(3), R(0), R(3))
+			p("\tVPXOR %s, %s, %s", C("min"), R(4), R(4))
+			p("\tVPCMPEQD %s, %s, %s", R(5), R(5), R(5))
+			p("\tVPXOR %s, %s, %s", R(5), R(4), R(4))
+			p("\tVPBLENDVB %s, %s, %s, %s", R(3), R(2), R(4), R(0))
+		}
 	}
-	// SaturatingRoundingDoublingHighMul(a = R0, b = mult): 64-bit products of
-	// the even (R2) and odd (R3) lanes; t = p + (p < 0 ? 1-2^30 : 2^30);
-	// q = (t + (t < 0 ? 2^31-1 : 0)) >> 31, of which the low 32 bits count,
-	// so a logical shift does.
+	// SaturatingRoundingDoublingHighMul(a = R0, b = mult): 64-bit products p
+	// of the even (R2) and odd (R3) lanes. The reference computes
+	// trunc((p + (p < 0 ? 1-2^30 : 2^30)) / 2^31); p + 1-2^30 < 0 whenever
+	// p < 0, and trunc(t/2^31) = floor((t + 2^31-1)/2^31) for t < 0, so both
+	// cases are floor((p + 2^30) / 2^31): bits 31..62 of p + 2^30 (no
+	// overflow: |p| <= 2^62). The even lanes take them with a right shift
+	// by 31 (low half), the odd lanes with a left shift by 1 (high half).
 	p("\t%s %s, %s", mov, mult, R(1))
 	p("\tVPMULDQ %s, %s, %s", R(1), R(0), R(2))
 	p("\tVPSRLQ $32, %s, %s", R(0), R(3))
 	p("\tVPSRLQ $32, %s, %s", R(1), R(4))
 	p("\tVPMULDQ %s, %s, %s", R(4), R(3), R(3))
-	and, add := "VPAND", "VPADDQ"
-	if z {
-		and = "VPANDQ"
-	}
-	for _, pr := range []int{2, 3} {
-		if z {
-			p("\tVPSRAQ $63, %s, %s", R(pr), R(4))
-		} else {
-			p("\tVPCMPGTQ %s, %s, %s", R(pr), C("zero"), R(4))
-		}
-		p("\t%s %s, %s, %s", and, C("negmask"), R(4), R(5))
-		p("\t%s %s, %s, %s", add, C("nudge"), R(5), R(5))
-		p("\t%s %s, %s, %s", add, R(5), R(pr), R(pr))
-		p("\t%s %s, %s, %s", and, C("lowmask"), R(4), R(4))
-		p("\t%s %s, %s, %s", add, R(4), R(pr), R(pr))
-		p("\tVPSRLQ $31, %s, %s", R(pr), R(pr))
-	}
-	p("\tVPSLLQ $32, %s, %s", R(3), R(3))
+	p("\tVPADDQ %s, %s, %s", C("nudge"), R(2), R(2))
+	p("\tVPSRLQ $31, %s, %s", R(2), R(2))
+	p("\tVPADDQ %s, %s, %s", C("nudge"), R(3), R(3))
+	p("\tVPSLLQ $1, %s, %s", R(3), R(3))
 	if z {
 		p("\tVPBLENDMD %s, %s, K2, %s", R(3), R(2), R(2))
 		// a == b == MinInt32 saturates to MaxInt32 (the sum gave MinInt32).
@@ -910,11 +900,11 @@ func quantizeF32(s isa) {
 // The descriptor layout is net8Desc's (net8.go).
 func net8() {
 	s := isa{name: "AVX512", reg: "Z", bytes: 64, group: 16}
-	p("// func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32)")
-	p("TEXT ·net8AVX512(SB), NOSPLIT, $0-32")
+	p("// func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)")
+	p("TEXT ·net8AVX512(SB), NOSPLIT, $0-40")
 	p("\tMOVQ desc+0(FP), BX")
 	p("\tMOVQ act+16(FP), DI")
-	c := map[string]int{"c31": 16, "zero": 17, "min": 18, "nudge": 19, "negmask": 20, "lowmask": 21, "clo": 22, "chi": 23, "zp": 24, "ones": 25, "max": 26}
+	c := map[string]int{"c31": 16, "zero": 17, "min": 18, "nudge": 19, "clo": 22, "chi": 23, "zp": 24, "ones": 25, "max": 26}
 	bd := func(val string, reg int, q bool) {
 		op, mv := "VPBROADCASTD", "MOVL"
 		if q {
@@ -927,14 +917,27 @@ func net8() {
 	p("\tVPXORD Z17, Z17, Z17")
 	bd("$0x80000000", c["min"], false)
 	bd("$0x40000000", c["nudge"], true)
-	bd("$-2147483647", c["negmask"], true)
-	bd("$0x7fffffff", c["lowmask"], true)
 	bd("$-1", c["ones"], false)
 	bd("$0x7fffffff", c["max"], false)
 	p("\tMOVW $0xaaaa, AX")
 	p("\tKMOVW AX, K2")
 	C := func(n string) string { return fmt.Sprintf("Z%d", c[n]) }
 	R := func(i int) string { return fmt.Sprintf("Z%d", 9+i) }
+	// The first layer's input is clamped to [lo, hi] as it is packed (n >= 1).
+	bd("lo+32(FP)", 28, false)
+	bd("hi+36(FP)", 29, false)
+	p("\tMOVQ 64(BX), CX")
+	p("\tMOVQ DI, SI")
+	p("\tMOVQ xp+24(FP), DX")
+	p("n8pack0:")
+	p("\tVPMAXSD (SI), Z28, Z4")
+	p("\tVPMINSD Z29, Z4, Z4")
+	p("\tVPMOVDW Z4, (DX)")
+	p("\tADDQ $64, SI")
+	p("\tADDQ $32, DX")
+	p("\tDECQ CX")
+	p("\tJNZ n8pack0")
+	p("\tJMP n8packed")
 	p("n8layer:")
 	p("\tCMPQ n+8(FP), $0")
 	p("\tJEQ n8done")
@@ -949,6 +952,7 @@ func net8() {
 	p("\tADDQ $32, DX")
 	p("\tDECQ CX")
 	p("\tJNZ n8pack")
+	p("n8packed:")
 	bd("72(BX)", c["zp"], false)
 	bd("80(BX)", c["clo"], false)
 	bd("88(BX)", c["chi"], false)
@@ -983,22 +987,36 @@ func net8() {
 		p("\tADDQ $%d, R10", 64*nb)
 		p("\tDECQ R12")
 		p("\tJMP n8b%dloop", nb)
+		// Requantization with (desc.noLeft == 0) and without the left shift.
 		p("n8b%dreq:", nb)
-		for i := 0; i < nb; i++ {
-			requantMath(s, R, C, fmt.Sprintf("Z%d", i), fmt.Sprintf("%d(R8)", 64*i), fmt.Sprintf("%d(R9)", 64*i), fmt.Sprintf("%d(R13)", 64*i))
-			p("\tMOVQ 40(BX), AX")
-			p("\tTESTQ AX, AX")
-			p("\tJZ n8b%dnolut%d", nb, i)
-			p("\tVPSUBD Z27, %s, %s", R(2), R(3))
-			p("\tKXNORW K5, K5, K5")
-			p("\tVPGATHERDD (AX)(%s*4), K5, %s", R(3), R(2))
-			p("n8b%dnolut%d:", nb, i)
-			p("\tVMOVDQU32 %s, %d(DI)", R(2), 64*i)
+		p("\tCMPQ 104(BX), $0")
+		p("\tJNE n8b%dreqnl", nb)
+		for _, nl := range []bool{false, true} {
+			sfx := ""
+			if nl {
+				sfx = "nl"
+				p("n8b%dreqnl:", nb)
+			}
+			for i := 0; i < nb; i++ {
+				left := fmt.Sprintf("%d(R9)", 64*i)
+				if nl {
+					left = ""
+				}
+				requantMath(s, R, C, fmt.Sprintf("Z%d", i), fmt.Sprintf("%d(R8)", 64*i), left, fmt.Sprintf("%d(R13)", 64*i))
+				p("\tMOVQ 40(BX), AX")
+				p("\tTESTQ AX, AX")
+				p("\tJZ n8b%dnolut%d%s", nb, i, sfx)
+				p("\tVPSUBD Z27, %s, %s", R(2), R(3))
+				p("\tKXNORW K5, K5, K5")
+				p("\tVPGATHERDD (AX)(%s*4), K5, %s", R(3), R(2))
+				p("n8b%dnolut%d%s:", nb, i, sfx)
+				p("\tVMOVDQU32 %s, %d(DI)", R(2), 64*i)
+			}
+			p("\tJMP n8next")
 		}
-		p("\tJMP n8next")
 	}
 	p("n8next:")
-	p("\tADDQ $104, BX")
+	p("\tADDQ $112, BX")
 	p("\tDECQ n+8(FP)")
 	p("\tJMP n8layer")
 	p("n8done:")

@@ -62,7 +62,7 @@ func quantizeF32AVX2(dst *int32, x *float32, blocks int, scale float32, zero, lo
 func quantizeF32AVX512(dst *int32, x *float32, blocks int, scale float32, zero, lo, hi int32)
 
 //go:noescape
-func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32)
+func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)
 
 //go:noescape
 func mulAccPAVX2(acc *int64, w *int32, x *int32, blocks, stride, n int)
@@ -208,11 +208,11 @@ func quantizeF32Vec(l Level, dst []int32, x []float32, scale float32, zero, lo, 
 	return 0
 }
 
-func net8Vec(l Level, desc []net8Desc, act, xp []int32) bool {
+func net8Vec(l Level, desc []net8Desc, act, xp []int32, lo, hi int32) bool {
 	if l < AVX512 {
 		return false
 	}
-	net8AVX512(unsafe.SliceData(desc), len(desc), unsafe.SliceData(act), unsafe.SliceData(xp))
+	net8AVX512(unsafe.SliceData(desc), len(desc), unsafe.SliceData(act), unsafe.SliceData(xp), lo, hi)
 	return true
 }
 

@@ -24,11 +24,13 @@ type Net8Layer struct {
 }
 
 // net8Desc is a layer as net8AVX512 reads it: eight-byte fields at the
-// offsets asmgen.go's net8 uses (0 W ... 96 lutBase; 104 bytes).
+// offsets asmgen.go's net8 uses (0 W ... 96 lutBase, 104 noLeft; 112
+// bytes).
 type net8Desc struct {
 	w, acc0, mult, left, right, lut *int32
 	pairs, blocks, inBlocks         int
 	zero, clo, chi, lutBase         int64
+	noLeft                          int64 // 1: every Left <= 0 (no left shift)
 }
 
 // net8MaxWidth bounds the layers the fused kernel takes (four blocks of
@@ -67,6 +69,12 @@ func NewNet8(layers []Net8Layer) (*Net8, error) {
 		clo, chi := int64(l.Lo)-int64(l.Zero), int64(l.Hi)-int64(l.Zero)
 		fits := clo >= math.MinInt32 && chi <= math.MaxInt32 && clo <= math.MaxInt32 && chi >= math.MinInt32
 		n.fused = n.fused && fits && l.In <= net8MaxWidth && pad <= net8MaxWidth
+		noLeft := int64(1)
+		for _, sh := range l.Left {
+			if sh > 0 {
+				noLeft = 0
+			}
+		}
 		var lut *int32
 		if l.LUT != nil {
 			lut = unsafe.SliceData(l.LUT)
@@ -75,7 +83,7 @@ func NewNet8(layers []Net8Layer) (*Net8, error) {
 			w: unsafe.SliceData(l.W), acc0: unsafe.SliceData(l.Acc0), mult: unsafe.SliceData(l.Mult),
 			left: unsafe.SliceData(l.Left), right: unsafe.SliceData(l.Right), lut: lut,
 			pairs: (l.In + 1) / 2, blocks: pad / 16, inBlocks: inBlocks,
-			zero: int64(l.Zero), clo: clo, chi: chi, lutBase: int64(l.LUTBase),
+			zero: int64(l.Zero), clo: clo, chi: chi, lutBase: int64(l.LUTBase), noLeft: noLeft,
 		})
 	}
 	return n, nil
@@ -94,12 +102,37 @@ func (n *Net8) Run(act, xp, acc []int32) {
 	if len(act) < n.width || len(xp) < n.width/2 || len(acc) < n.width {
 		panic(fmt.Sprintf("vecmath.Net8.Run: buffers %d/%d/%d for width %d", len(act), len(xp), len(acc), n.width))
 	}
-	if n.fused && net8Vec(Current(), n.desc, act, xp) {
+	if n.fused && net8Vec(Current(), n.desc, act, xp, math.MinInt16, math.MaxInt16) {
 		return
 	}
 	for i := range n.layers {
 		n.RunLayer(i, act, xp, acc)
 	}
+}
+
+// Net8QueryWidth bounds the inputs and outputs of a network Query runs.
+const Net8QueryWidth = net8MaxWidth
+
+// Query runs the network on one input vector without caller buffers:
+// in (the first layer's In values, each clamped to [lo, hi] first, with
+// lo <= hi inside int16) gives out (the last layer's Out values). It
+// returns false, touching nothing, when the fused kernel cannot run
+// (vector level below AVX-512, or a layer wider than 64); the caller then
+// uses Run. It computes what Run computes on the clamped input.
+func (n *Net8) Query(in, out []int32, lo, hi int32) bool {
+	if !n.fused || Current() < AVX512 {
+		return false
+	}
+	if len(in) != n.layers[0].In || len(out) != n.layers[len(n.layers)-1].Out || lo > hi || lo < math.MinInt16 || hi > math.MaxInt16 {
+		panic(fmt.Sprintf("vecmath.Net8.Query: %d inputs, %d outputs, clamp [%d, %d]", len(in), len(out), lo, hi))
+	}
+	// Stack buffers: the kernel does not keep them, so they do not escape.
+	var act [Net8QueryWidth]int32
+	var xp [Net8QueryWidth / 2]int32
+	copy(act[:], in)
+	net8Vec(AVX512, n.desc, act[:], xp[:], lo, hi)
+	copy(out, act[:])
+	return true
 }
 
 // RunLayer runs layer i on act in place (see Run).

@@ -41,6 +41,11 @@ func randomNet8(t testing.TB, r *rand.Rand, small bool) (*Net8, int) {
 			}
 			l.Left[o], l.Right[o] = shift(r), shift(r)
 		}
+		if r.IntN(3) == 0 { // no left shifts: the kernel skips them
+			for o := range l.Left {
+				l.Left[o] = -int32(r.IntN(2))
+			}
+		}
 		l.Zero, l.Lo, l.Hi = int32(r.IntN(256)-128), -128, 127
 		switch r.IntN(3) {
 		case 0:
@@ -63,8 +68,37 @@ func randomNet8(t testing.TB, r *rand.Rand, small bool) (*Net8, int) {
 }
 
 // checkNet8 wants Run at every level to equal the layer-by-layer scalar
-// run.
+// run, and Query (at AVX-512 levels, on a fused network) to equal it on
+// the input clamped to [-100, 120].
 func checkNet8(t testing.TB, n *Net8, input []int32) {
+	t.Helper()
+	checkNet8Run(t, n, input)
+	const lo, hi = -100, 120
+	clamped := make([]int32, len(input))
+	for i, v := range input {
+		clamped[i] = min(max(v, lo), hi)
+	}
+	want := make([]int32, n.Width())
+	copy(want, clamped)
+	prev, _ := SetLevel(Scalar)
+	for i := range n.layers {
+		n.RunLayer(i, want, make([]int32, n.Width()/2), make([]int32, n.Width()))
+	}
+	SetLevel(prev)
+	out := n.layers[len(n.layers)-1].Out
+	forEachLevel(t, func(l Level) {
+		got := make([]int32, out)
+		ok := n.Query(input, got, lo, hi)
+		if ok != (n.fused && l >= AVX512) {
+			t.Fatalf("Query at %v (fused %v) ran: %v", l, n.fused, ok)
+		}
+		if ok && !slices.Equal(got, want[:out]) {
+			t.Fatalf("Query at %v: %v, layer by layer on the clamped input %v", l, got, want[:out])
+		}
+	})
+}
+
+func checkNet8Run(t testing.TB, n *Net8, input []int32) {
 	t.Helper()
 	w := n.Width()
 	ref := make([]int32, w)

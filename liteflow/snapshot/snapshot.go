@@ -388,6 +388,9 @@ func (sc *Scratch) bufs() bufs { return bufs{sc.a[:], sc.b[:], sc.xp[:], sc.acc[
 // outputs into out. It does not allocate (after warm-up) and is safe for
 // concurrent use on a validated snapshot.
 func (s *Snapshot) Run(x, out []float32) error {
+	if s.runSmall(x, out) {
+		return nil
+	}
 	sc := scratchPool.Get().(*Scratch)
 	err := s.RunScratch(x, out, sc)
 	scratchPool.Put(sc)
@@ -406,12 +409,12 @@ func (s *Snapshot) run(x, out []float32, b bufs) error {
 	if len(x) != s.InputDim() || len(out) != s.OutputDim() {
 		return fmt.Errorf("%w: input %d (want %d), output %d (want %d)", ErrShape, len(x), s.InputDim(), len(out), s.OutputDim())
 	}
-	cur := b.a[:len(x)]
 	lo, hi := s.DType.Range()
+	oq := s.Output()
+	cur := b.a[:len(x)]
 	// QuantizeValue on every input.
 	vecmath.QuantizeF32(cur, x, s.Input.Scale, s.Input.Zero, lo, hi)
 	cur = s.runLayers(cur, b, nil)
-	oq := s.Output()
 	for i, v := range cur {
 		out[i] = Dequantize(v, oq)
 	}
@@ -429,10 +432,34 @@ func (s *Snapshot) RunQuantized(in, out []int32) error {
 	if len(in) != s.InputDim() || len(out) != s.OutputDim() {
 		return fmt.Errorf("%w: input %d (want %d), output %d (want %d)", ErrShape, len(in), s.InputDim(), len(out), s.OutputDim())
 	}
+	if lo, hi := s.DType.Range(); s.net.Query(in, out, lo, hi) {
+		return nil
+	}
 	sc := scratchPool.Get().(*Scratch)
 	s.runQuantized(in, out, sc.bufs())
 	scratchPool.Put(sc)
 	return nil
+}
+
+// runSmall runs a small network (vecmath.Net8.Query: stack buffers, one
+// kernel call) and reports whether it did; the caller checks nothing
+// before it and runs the general path when it returns false.
+func (s *Snapshot) runSmall(x, out []float32) bool {
+	if !s.ready || len(x) != s.InputDim() || len(out) != s.OutputDim() || len(x) > vecmath.Net8QueryWidth || len(out) > vecmath.Net8QueryWidth {
+		return false
+	}
+	lo, hi := s.DType.Range()
+	var q, r [vecmath.Net8QueryWidth]int32
+	// QuantizeValue on every input.
+	vecmath.QuantizeF32(q[:len(x)], x, s.Input.Scale, s.Input.Zero, lo, hi)
+	if !s.net.Query(q[:len(x)], r[:len(out)], lo, hi) {
+		return false
+	}
+	oq := s.Output()
+	for i, v := range r[:len(out)] {
+		out[i] = Dequantize(v, oq)
+	}
+	return true
 }
 
 func (s *Snapshot) runQuantized(in, out []int32, b bufs) {
