@@ -109,6 +109,16 @@ type batcher struct {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
+// reqPool recycles predictReqs: a steady stream of predicts allocates
+// nothing in laked (no garbage, so no GC cycle preempting a spinning
+// reader). A request goes back once its completion is posted.
+var reqPool = sync.Pool{New: func() any { return new(predictReq) }}
+
+func putReq(r *predictReq) {
+	*r = predictReq{}
+	reqPool.Put(r)
+}
+
 func getBuf(n int) *[]byte {
 	p := bufPool.Get().(*[]byte)
 	if cap(*p) < n {

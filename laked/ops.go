@@ -231,12 +231,14 @@ func (s *session) acceptPredict(e *shm.SQE) shm.Status {
 	}
 	p := getBuf(len(in))
 	copy(*p, in) // copy before use: the client may rewrite its arena
-	r := &predictReq{sess: s, tag: e.Tag, n: int(n), in: *p, inp: p, outOff: a[4], outLen: a[5], start: start, deadline: deadline, cost: cost}
+	r := reqPool.Get().(*predictReq)
+	*r = predictReq{sess: s, tag: e.Tag, n: int(n), in: *p, inp: p, outOff: a[4], outLen: a[5], start: start, deadline: deadline, cost: cost}
 	s.inflight.Add(1)
 	if st := sm.b.enqueue(r); st != shm.StatusOK {
 		s.inflight.Done()
 		s.unadmit(cost)
 		bufPool.Put(p)
+		putReq(r)
 		return st
 	}
 	if !slices.Contains(s.toRun, sm.b) {

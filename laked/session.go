@@ -369,6 +369,10 @@ func (s *session) completeMany(cs []shm.CQE, rs []*predictReq) {
 	s.postLocked(cs)
 	s.cqMu.Unlock()
 	s.inflight.Add(-len(rs))
+	for i, r := range rs {
+		putReq(r)
+		rs[i] = nil
+	}
 }
 
 // statusOf maps a backend error to a protocol status.

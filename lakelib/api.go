@@ -88,6 +88,24 @@ func (c *Client) staging(n int) (uint64, []byte, func(), error) {
 	return off, b, func() { c.arena.Free(off) }, nil
 }
 
+// stagingBlock is staging without the release closure: the caller frees
+// off (c.arena.Free) or hands it to doStaged.
+func (c *Client) stagingBlock(n int) (uint64, []byte, error) {
+	if n <= 0 {
+		return 0, nil, fmt.Errorf("lakelib: copy of %d bytes", n)
+	}
+	off, err := c.arena.Alloc(uint64(n))
+	if err != nil {
+		return 0, nil, fmt.Errorf("lakelib: staging %d bytes: %w", n, err)
+	}
+	b, err := c.region.ArenaRange(off, uint64(n))
+	if err != nil {
+		c.arena.Free(off)
+		return 0, nil, fmt.Errorf("lakelib: %w", err)
+	}
+	return off, b, nil
+}
+
 // Nop round-trips an empty operation (for health checks and benchmarks).
 func (c *Client) Nop(ctx context.Context) error {
 	_, err := c.do(ctx, &shm.SQE{Opcode: shm.OpNop}, nil, nil)
@@ -304,7 +322,7 @@ func (c *Client) predict(ctx context.Context, model uint32, n int, in, out []byt
 	// next MinBlock boundary (one arena allocation and one release per
 	// call instead of two).
 	outAt := (len(in) + shm.MinBlock - 1) &^ (shm.MinBlock - 1)
-	off, b, release, err := c.staging(outAt + len(out))
+	off, b, err := c.stagingBlock(outAt + len(out))
 	if err != nil {
 		return PredictResult{}, err
 	}
@@ -314,7 +332,7 @@ func (c *Client) predict(ctx context.Context, model uint32, n int, in, out []byt
 	if within > 0 {
 		shm.SetDeadline(&e, shm.MonotonicNow()+int64(within))
 	}
-	r, err := c.do(ctx, &e, release, func() { copy(out, outB) })
+	r, err := c.doStaged(ctx, &e, off, func() { copy(out, outB) })
 	return PredictResult{Version: r[0], GPU: r[1] == 1}, err
 }
 

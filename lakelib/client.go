@@ -67,6 +67,10 @@ type call struct {
 	results   [2]uint64
 	wake      chan struct{}
 	release   func() // frees arena buffers once laked is done with them
+	// staged: stageOff is an arena block to free once laked is done with
+	// it (Predict's staging, without a closure: no allocation per call)
+	staged   bool
+	stageOff uint64
 }
 
 // testHookCompleted, if set (by tests only, before any client exists),
@@ -106,6 +110,7 @@ type Client struct {
 	deadOnce  sync.Once
 	closeOnce sync.Once
 	strays    atomic.Uint64
+	sleeps    atomic.Uint64 // waits whose spin ran out (the caller slept)
 	reaperWG  sync.WaitGroup
 
 	// submitMu orders submissions against a re-attach: submitters hold
@@ -275,6 +280,11 @@ func (c *Client) ClientID() uint32 { return c.region.ClientID() }
 // bug or a corrupted region; never expected).
 func (c *Client) Strays() uint64 { return c.strays.Load() }
 
+// Sleeps counts the calls whose caller stopped spinning for its
+// completion and slept (on the completion doorbell or its wake channel):
+// each such call paid a wake-up.
+func (c *Client) Sleeps() uint64 { return c.sleeps.Load() }
+
 func (c *Client) failErr() error {
 	select {
 	case <-c.closed:
@@ -313,6 +323,10 @@ func (c *Client) releaseCall(i uint32) {
 	if cl.release != nil {
 		cl.release()
 		cl.release = nil
+	}
+	if cl.staged {
+		c.arena.Free(cl.stageOff)
+		cl.staged = false
 	}
 	cl.gen.Add(1)
 	cl.published.Store(false)
@@ -497,6 +511,7 @@ func (c *Client) wait(ctx context.Context, i uint32) error {
 	if spin.Spin(done, stop) {
 		return nil
 	}
+	c.sleeps.Add(1)
 	// Leader: if nobody else is reaping, sleep on the completion doorbell
 	// ourselves and reap when laked rings it: one wake-up per call
 	// (laked's futex wake of this thread) instead of two (the background
@@ -609,28 +624,41 @@ func (c *Client) abandon(i uint32, err error) error {
 // once, when laked can no longer touch them. after, if not nil, runs on
 // success before release (to copy results out of the arena).
 func (c *Client) do(ctx context.Context, e *shm.SQE, release, after func()) ([2]uint64, error) {
+	return c.doCall(ctx, e, release, false, 0, after)
+}
+
+// doStaged is do for a call whose arena block at off (from c.arena) is
+// freed when laked can no longer touch it; it allocates nothing.
+func (c *Client) doStaged(ctx context.Context, e *shm.SQE, off uint64, after func()) ([2]uint64, error) {
+	return c.doCall(ctx, e, nil, true, off, after)
+}
+
+func (c *Client) doCall(ctx context.Context, e *shm.SQE, release func(), staged bool, off uint64, after func()) ([2]uint64, error) {
 	c.life.RLock()
 	defer c.life.RUnlock()
-	if c.unmapped {
+	drop := func() {
 		if release != nil {
 			release()
 		}
+		if staged {
+			c.arena.Free(off)
+		}
+	}
+	if c.unmapped {
+		drop()
 		return [2]uint64{}, ErrClosed
 	}
 	if err := c.failErr(); err != nil {
-		if release != nil {
-			release()
-		}
+		drop()
 		return [2]uint64{}, err
 	}
 	i, err := c.acquire(ctx)
 	if err != nil {
-		if release != nil {
-			release()
-		}
+		drop()
 		return [2]uint64{}, err
 	}
 	c.calls[i].release = release
+	c.calls[i].staged, c.calls[i].stageOff = staged, off
 	if err := c.submit(ctx, i, e); err != nil {
 		// Not published: nobody else knows the slot.
 		c.releaseCall(i)

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lakeos/lake/lakelib"
@@ -28,6 +30,11 @@ type benchResult struct {
 	MeanNs      int64   `json:"mean_ns"`
 	OpsPerSec   float64 `json:"ops_per_sec"`
 	ItemsPerSec float64 `json:"items_per_sec,omitempty"`
+	Round       int     `json:"round,omitempty"` // with --rounds > 1
+	ElapsedNs   int64   `json:"elapsed_ns"`
+	// CallerSleeps counts the measured calls whose caller's spin ran out
+	// and it slept for its completion (a wake-up in its latency).
+	CallerSleeps uint64 `json:"caller_sleeps"`
 	lakedSide
 }
 
@@ -43,6 +50,8 @@ type benchOpts struct {
 	clients     int
 	loads       string
 	duration    time.Duration
+	rounds      int
+	jitter      bool
 }
 
 // Bench limits: keep a typo from pinning laked for hours.
@@ -68,6 +77,8 @@ func (o benchOpts) validate() error {
 		return usageErr("bench: --clients %d: want 1..64", o.clients)
 	case o.duration <= 0 || o.duration > time.Minute:
 		return usageErr("bench: --duration %v: want (0, 1m]", o.duration)
+	case o.rounds < 1 || o.rounds > 100:
+		return usageErr("bench: --rounds %d: want 1..100", o.rounds)
 	case o.openLoop && o.model < 0:
 		return usageErr("bench: --open-loop needs --model")
 	}
@@ -87,6 +98,8 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	fs.IntVar(&o.clients, "clients", 8, "open loop: client connections")
 	fs.StringVar(&o.loads, "loads", "0.25,0.5,0.9", "open loop: offered loads as fractions of capacity")
 	fs.DurationVar(&o.duration, "duration", 2*time.Second, "open loop: time per load level (and for the capacity run)")
+	fs.IntVar(&o.rounds, "rounds", 1, "closed loop: alternate the nop and predict phases this many times (medians printed)")
+	fs.BoolVar(&o.jitter, "jitter", true, "also measure the machine's own scheduling gaps (text output)")
 	if err := c.parseNoArgs(fs, args); err != nil {
 		return err
 	}
@@ -110,40 +123,62 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	pid := cl.DaemonPID()
 
 	results := []benchResult{}
-	nop := func(ctx context.Context, _ *opBufs) error { return cl.Nop(ctx) }
-	pa := c.probe(ctx, pid)
-	r, err := c.runBench(ctx, o, nop, nil)
-	if err != nil {
-		return fmt.Errorf("bench nop: %w", err)
-	}
-	r.lakedSide = lakedSide{LakedCPUNsPerOp: delta(pa, c.probe(ctx, pid), o.count).LakedCPUNsPerOp}
-	r.Op = "nop"
-	results = append(results, r)
-
+	var info lakelib.ModelInfo
+	var id uint32
 	if o.model >= 0 {
-		id := uint32(o.model)
+		id = uint32(o.model)
 		ictx, cancel := context.WithTimeout(ctx, c.timeout)
-		info, err := cl.ModelInfo(ictx, id)
+		info, err = cl.ModelInfo(ictx, id)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("bench predict: model %d: %w", id, err)
 		}
-		newBufs := func() *opBufs {
-			return &opBufs{in: make([]byte, info.InputBytes*o.n), out: make([]byte, info.OutputBytes*o.n)}
-		}
-		pred := func(ctx context.Context, b *opBufs) error {
-			_, err := cl.Predict(ctx, id, o.n, b.in, b.out)
-			return err
-		}
+	}
+	nop := func(ctx context.Context, _ *opBufs) error { return cl.Nop(ctx) }
+	newBufs := func() *opBufs {
+		return &opBufs{in: make([]byte, info.InputBytes*o.n), out: make([]byte, info.OutputBytes*o.n)}
+	}
+	pred := func(ctx context.Context, b *opBufs) error {
+		_, err := cl.Predict(ctx, id, o.n, b.in, b.out)
+		return err
+	}
+	var jit []jitterResult
+	for round := 1; round <= o.rounds; round++ {
 		pa := c.probe(ctx, pid)
-		r, err := c.runBench(ctx, o, pred, newBufs)
+		r, err := c.runBench(ctx, o, nop, nil, cl.Sleeps)
 		if err != nil {
-			return fmt.Errorf("bench predict (model %d, n=%d): %w", id, o.n, err)
+			return fmt.Errorf("bench nop: %w", err)
 		}
-		r.lakedSide = delta(pa, c.probe(ctx, pid), o.count)
-		r.Op, r.Model, r.BatchN = "predict", &id, o.n
-		r.ItemsPerSec = r.OpsPerSec * float64(o.n)
+		r.lakedSide = lakedSide{LakedCPUNsPerOp: delta(pa, c.probe(ctx, pid), o.count).LakedCPUNsPerOp}
+		r.Op = "nop"
+		spun := r.ElapsedNs
+		if o.rounds > 1 {
+			r.Round = round
+		}
 		results = append(results, r)
+		if o.model >= 0 {
+			pa := c.probe(ctx, pid)
+			r, err := c.runBench(ctx, o, pred, newBufs, cl.Sleeps)
+			if err != nil {
+				return fmt.Errorf("bench predict (model %d, n=%d): %w", id, o.n, err)
+			}
+			r.lakedSide = delta(pa, c.probe(ctx, pid), o.count)
+			r.Op, r.Model, r.BatchN = "predict", &id, o.n
+			r.ItemsPerSec = r.OpsPerSec * float64(o.n)
+			if o.rounds > 1 {
+				r.Round = round
+			}
+			spun += r.ElapsedNs
+			results = append(results, r)
+		}
+		if o.jitter && !c.json {
+			// As long as the phases of this round took, two threads
+			// spinning as the caller and laked's reader do.
+			jit = append(jit, measureJitter(2, min(time.Duration(spun), 2*time.Second), false))
+		}
+	}
+	if o.model >= 0 {
+		r := medianResult(results, "predict")
 		if o.openLoop {
 			// Open-loop clients have many calls in flight: they spin
 			// only briefly for a completion before parking.
@@ -168,7 +203,7 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 					OpenLoop openLoopReport `json:"open_loop"`
 				}{results, rep})
 			}
-			if err := c.printClosed(results); err != nil {
+			if err := c.printClosed(results, jit); err != nil {
 				return err
 			}
 			return c.printOpen(rep)
@@ -177,7 +212,7 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	if c.json {
 		return c.emitJSON(results)
 	}
-	if err := c.printClosed(results); err != nil {
+	if err := c.printClosed(results, jit); err != nil {
 		return err
 	}
 	if o.model < 0 {
@@ -186,7 +221,34 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (c *cli) printClosed(results []benchResult) error {
+// medianResult is the result of op with the median p50 over the rounds.
+func medianResult(results []benchResult, op string) benchResult {
+	var rs []benchResult
+	for _, r := range results {
+		if r.Op == op {
+			rs = append(rs, r)
+		}
+	}
+	slices.SortFunc(rs, func(a, b benchResult) int { return cmp.Compare(a.P50Ns, b.P50Ns) })
+	return rs[(len(rs)-1)/2]
+}
+
+// medianOf is the median of f over the results of op.
+func medianOf(results []benchResult, op string, f func(benchResult) int64) int64 {
+	var v []int64
+	for _, r := range results {
+		if r.Op == op {
+			v = append(v, f(r))
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[(len(v)-1)/2]
+}
+
+func (c *cli) printClosed(results []benchResult, jit []jitterResult) error {
 	tw := c.table()
 	fmt.Fprintln(tw, "OP\tN\tCOUNT\tCONC\tP50\tP90\tP99\tMAX\tMEAN\tOPS/S\tITEMS/S\tMEAN BATCH\tINFERENCE\tLAKED CPU/OP")
 	for _, r := range results {
@@ -203,13 +265,67 @@ func (c *cli) printClosed(results []benchResult) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	p50 := func(r benchResult) int64 { return r.P50Ns }
+	p99 := func(r benchResult) int64 { return r.P99Ns }
+	inf := func(r benchResult) int64 {
+		if r.InferenceNs == nil {
+			return 0
+		}
+		return int64(*r.InferenceNs)
+	}
+	rounds := 0
+	hasInference := false
+	for _, r := range results {
+		if r.Op == "predict" {
+			rounds++
+			hasInference = hasInference || r.InferenceNs != nil
+		}
+	}
+	if rounds > 1 {
+		fmt.Fprintf(c.out, "median of %d rounds (nop and predict alternating): nop p50 %s p99 %s, predict p50 %s p99 %s\n", rounds,
+			fmtNs(medianOf(results, "nop", p50)), fmtNs(medianOf(results, "nop", p99)),
+			fmtNs(medianOf(results, "predict", p50)), fmtNs(medianOf(results, "predict", p99)))
+	}
 	// The crossing's cost: predict p50 against nop p50 + inference.
-	if len(results) == 2 && results[1].InferenceNs != nil {
-		nop, p := results[0], results[1]
-		fmt.Fprintf(c.out, "predict p50 %s = nop p50 %s + inference %s + %s\n", fmtNs(p.P50Ns), fmtNs(nop.P50Ns),
-			fmtNs(int64(*p.InferenceNs)), fmtNs(p.P50Ns-nop.P50Ns-int64(*p.InferenceNs)))
+	if rounds > 0 && hasInference {
+		np, pp, in := medianOf(results, "nop", p50), medianOf(results, "predict", p50), medianOf(results, "predict", inf)
+		fmt.Fprintf(c.out, "predict p50 %s = nop p50 %s + inference %s + %s\n", fmtNs(pp), fmtNs(np), fmtNs(in), fmtNs(pp-np-in))
+	}
+	var sleeps, calls uint64
+	for _, r := range results {
+		sleeps += r.CallerSleeps
+		calls += uint64(r.Count)
+	}
+	fmt.Fprintf(c.out, "caller slept for its completion (spin ran out) in %d of %d measured calls\n", sleeps, calls)
+	if len(jit) > 0 {
+		j := sumJitter(jit)
+		var rate float64
+		for _, r := range results {
+			rate = max(rate, r.OpsPerSec)
+		}
+		fmt.Fprintf(c.out, "machine jitter (same run, after each round): %s; at %.0f requests/s gaps > 25µs alone would delay %.2f%% of requests (a p99 <= 25µs needs < 1%%)\n",
+			j, rate, 100*j.hitFraction(rate))
 	}
 	return nil
+}
+
+// sumJitter adds up the rounds' jitter measurements.
+func sumJitter(js []jitterResult) jitterResult {
+	var s jitterResult
+	for _, j := range js {
+		s.Threads, s.Pinned = j.Threads, j.Pinned
+		s.SpinNs += j.SpinNs
+		s.Gaps5us += j.Gaps5us
+		s.Gaps25us += j.Gaps25us
+		s.Gaps100us += j.Gaps100us
+		s.WorstNs = max(s.WorstNs, j.WorstNs)
+		s.LostFrac += j.LostFrac * float64(j.SpinNs)
+	}
+	if s.SpinNs > 0 {
+		s.LostFrac /= float64(s.SpinNs)
+		s.GapsPerSec = float64(s.Gaps25us) / (float64(s.SpinNs) / 1e9)
+	}
+	return s
 }
 
 func (c *cli) printOpen(rep openLoopReport) error {
@@ -235,11 +351,20 @@ type opBufs struct{ in, out []byte }
 // runBench issues o.warmup then o.count requests of op from
 // o.concurrency goroutines and reports the latency distribution. The
 // first error stops it.
-func (c *cli) runBench(ctx context.Context, o benchOpts, op func(context.Context, *opBufs) error, newBufs func() *opBufs) (benchResult, error) {
+//
+// sleeps, if not nil, is the client's count of calls that slept; the
+// result gets its growth over the measured requests.
+func (c *cli) runBench(ctx context.Context, o benchOpts, op func(context.Context, *opBufs) error, newBufs func() *opBufs, sleeps func() uint64) (benchResult, error) {
+	// One context for the phase, cancelled by a watchdog when no request
+	// completes for --timeout: no context or timer allocated per request
+	// (garbage in the measuring process brings GC pauses into the tail).
+	var progress atomic.Int64
+	rctx, stopWatch := c.watchdog(ctx, &progress)
+	defer stopWatch()
 	one := func(b *opBufs) error {
-		rctx, cancel := context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-		return op(rctx, b)
+		err := op(rctx, b)
+		progress.Add(1)
+		return err
 	}
 	bufs := make([]*opBufs, o.concurrency)
 	for i := range bufs {
@@ -252,6 +377,10 @@ func (c *cli) runBench(ctx context.Context, o benchOpts, op func(context.Context
 		if err := one(bufs[0]); err != nil {
 			return benchResult{}, err
 		}
+	}
+	var slept uint64
+	if sleeps != nil {
+		slept = sleeps()
 	}
 	lat := make([]int64, o.count)
 	var (
@@ -291,12 +420,47 @@ feed:
 	wg.Wait()
 	elapsed := time.Since(start)
 	if firstErr != nil {
+		if cause := context.Cause(rctx); rctx.Err() != nil && cause != nil && cause != rctx.Err() {
+			firstErr = fmt.Errorf("%w (%v)", firstErr, cause)
+		}
 		return benchResult{}, firstErr
 	}
 	if elapsed <= 0 {
 		return benchResult{}, errors.New("clock did not advance")
 	}
-	return summarize(lat, elapsed, o), nil
+	r := summarize(lat, elapsed, o)
+	r.ElapsedNs = elapsed.Nanoseconds()
+	if sleeps != nil {
+		r.CallerSleeps = sleeps() - slept
+	}
+	return r, nil
+}
+
+// watchdog returns a context that is cancelled when progress stops
+// advancing for c.timeout (a request laked never answers), and the
+// function that ends the watch.
+func (c *cli) watchdog(ctx context.Context, progress *atomic.Int64) (context.Context, func()) {
+	wctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(c.timeout)
+		defer t.Stop()
+		last := progress.Load()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if now := progress.Load(); now == last {
+					cancel(fmt.Errorf("no request completed within --timeout %v", c.timeout))
+					return
+				} else {
+					last = now
+				}
+			}
+		}
+	}()
+	return wctx, func() { close(done); cancel(nil) }
 }
 
 // summarize computes the nearest-rank percentiles of lat (ns).

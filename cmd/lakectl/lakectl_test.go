@@ -422,6 +422,40 @@ func TestBenchOpenLoop(t *testing.T) {
 	}
 }
 
+// TestBenchRounds: --rounds alternates the nop and predict phases and
+// prints each round, the medians, the caller's sleeps and the machine's
+// own jitter measured in the same run.
+func TestBenchRounds(t *testing.T) {
+	f := newFixture(t)
+	out := f.ok(t, "bench", "--model", "2", "--count", "100", "--warmup", "5", "--rounds", "3")
+	nops, preds := 0, 0
+	for _, l := range strings.Split(out, "\n") {
+		if regexp.MustCompile(`^nop\s+-\s+100\s+1\s`).MatchString(l) {
+			nops++
+		}
+		if regexp.MustCompile(`^predict\s+1\s+100\s+1\s`).MatchString(l) {
+			preds++
+		}
+	}
+	if nops != 3 || preds != 3 {
+		t.Fatalf("want 3 nop and 3 predict rows, got %d and %d:\n%s", nops, preds, out)
+	}
+	hasLine(t, out, `^median of 3 rounds \(nop and predict alternating\): nop p50 \S+ p99 \S+, predict p50 \S+ p99 \S+$`)
+	hasLine(t, out, `^predict p50 \S+ = nop p50 \S+ \+ inference \S+ \+ \S+$`)
+	hasLine(t, out, `^caller slept for its completion \(spin ran out\) in \d+ of 600 measured calls$`)
+	hasLine(t, out, `^machine jitter \(same run, after each round\): 2 threads unpinned, \S+ each: gaps > 5µs \d+, > 25µs \d+ \(\d+/s\), > 100µs \d+, worst \S+, \d+\.\d\d% of the time lost; at \d+ requests/s gaps > 25µs alone would delay \d+\.\d\d% of requests \(a p99 <= 25µs needs < 1%\)$`)
+	var res []benchResult
+	f.okJSON(t, &res, "bench", "--model", "2", "--count", "20", "--warmup", "0", "--rounds", "2")
+	if len(res) != 4 || res[0].Op != "nop" || res[1].Op != "predict" || res[2].Round != 2 || res[3].Round != 2 || res[3].ElapsedNs <= 0 {
+		t.Fatalf("bench --rounds 2 JSON %+v", res)
+	}
+	for _, bad := range []string{"0", "101"} {
+		if code, _, errs := f.ctl(t, "bench", "--rounds", bad); code != 2 {
+			t.Errorf("bench --rounds %s: %d %s", bad, code, errs)
+		}
+	}
+}
+
 func TestBenchUnknownModel(t *testing.T) {
 	f := newFixture(t)
 	code, _, errs := f.ctl(t, "bench", "--model", "99", "--count", "5", "--warmup", "0")

@@ -1,0 +1,5 @@
+//go:build race
+
+package lakelib_test
+
+const raceEnabled = true
