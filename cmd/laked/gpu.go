@@ -68,8 +68,8 @@ func timed(busy *policy.BusyTime, f laked.GPUFunc) laked.GPUFunc {
 }
 
 // gpuMLP returns the function that gives an MLP its GPU path, timed in
-// src.self; nil without a GPU. An MLP the GPU cannot run (tanh, sigmoid)
-// stays on the CPU, which is logged.
+// src.self; nil without a GPU. An MLP the GPU cannot take (its context
+// or upload failed) stays on the CPU, which is logged.
 func gpuMLP(gpu *gpuSetup, src *loadSources, log zerolog.Logger) func(*kernels.MLP) laked.GPUFunc {
 	if gpu == nil {
 		return nil

@@ -68,6 +68,7 @@ func New(index int, limits backend.Limits) (*Backend, error) {
 		MaxStreams:     DefaultMaxStreams,
 		MaxThreads:     DefaultMaxThreads,
 		TotalBytes:     DefaultTotalBytes,
+		LaunchTimeout:  DefaultLaunchTimeout,
 	})
 	b := &Backend{limits: limits, regs: map[unsafe.Pointer]int{}}
 	runtime.LockOSThread()

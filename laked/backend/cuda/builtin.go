@@ -73,6 +73,11 @@ var Builtins = map[string]Kernel{
 		{Name: "c", Kind: Pointer, PerCount: 4, CountIdx: 3},
 		{Name: "n", Kind: Scalar, Max: maxItems},
 	}},
+	// lake_spin outlasts a launch timeout: for its test, trusted only.
+	"lake_spin": {Sig: Signature{
+		{Name: "done", Kind: Pointer, Fixed: 8, CountIdx: -1},
+		{Name: "cycles", Kind: Scalar, Max: 1 << 36},
+	}, Block: backend.Dim3{X: 1, Y: 1, Z: 1}, Trusted: true},
 	// lake_fault writes anywhere: for the isolation test, trusted only.
 	"lake_fault": {Sig: Signature{
 		{Name: "p", Kind: Scalar, Max: math.MaxUint64},
@@ -151,13 +156,14 @@ func SnapshotMemBytes(n int) uint64 { return 16*uint64(n) + 64<<10 }
 
 // MLPTable packs an MLP for lake_mlp: the layer table (in, out,
 // activation per layer), the parameters (per layer the weights then the
-// biases) and the widest layer. It fails for activations other than none
-// and ReLU: tanh and sigmoid would not be bit-exact with the CPU.
+// biases) and the widest layer. Every activation of the blob format has
+// a GPU kernel (none, ReLU, and tanh and sigmoid computed as kernels'
+// deterministic ones); an unknown one is refused.
 func MLPTable(m *kernels.MLP) (table []uint32, params []float32, maxw int, err error) {
 	maxw = m.InDim()
 	for i := 0; i < m.NumLayers(); i++ {
 		in, out, act, w, b := m.Layer(i)
-		if act != kernels.ActNone && act != kernels.ActReLU {
+		if act > kernels.ActSigmoid {
 			return nil, nil, 0, fmt.Errorf("cuda: mlp layer %d: activation %v has no GPU kernel: %w", i, act, backend.ErrNotSupported)
 		}
 		table = append(table, uint32(in), uint32(out), uint32(act))

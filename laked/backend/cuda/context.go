@@ -197,7 +197,7 @@ func (c *Context) MemFree(p backend.DevPtr) error {
 		}
 		// Work queued on any stream may still use it (cuMemFree does not
 		// wait for other streams' work on the memory).
-		if err := call("cuCtxSynchronize", cu.CtxSynchronize); err != nil {
+		if err := c.syncAll("cuMemFree"); err != nil {
 			return err
 		}
 		if err := call("cuMemFree", func() { cu.MemFree(cu.DevicePtr(p)) }); err != nil {
@@ -318,7 +318,7 @@ func (c *Context) ModuleUnload(h backend.Handle) error {
 		if !ok {
 			return fmt.Errorf("cuda: unknown module %d: %w", h, backend.ErrInvalidHandle)
 		}
-		if err := call("cuCtxSynchronize", cu.CtxSynchronize); err != nil {
+		if err := c.syncAll("cuModuleUnload"); err != nil {
 			return err
 		}
 		if r := moduleUnload(m.m); r != Success {
@@ -418,7 +418,7 @@ func (c *Context) LaunchKernel(fh backend.Handle, grid, block backend.Dim3, shar
 			return err
 		}
 		if s == 0 {
-			return call("cuCtxSynchronize", cu.CtxSynchronize)
+			return c.syncAll("cuLaunchKernel")
 		}
 		return nil
 	})
@@ -449,7 +449,7 @@ func (c *Context) StreamDestroy(s backend.Handle) error {
 		if !ok || s == 0 {
 			return fmt.Errorf("cuda: unknown stream %d: %w", s, backend.ErrInvalidHandle)
 		}
-		serr := call("cuStreamSynchronize", func() { cu.StreamSynchronize(st) })
+		serr := c.syncStream("cuStreamDestroy", st)
 		if AsResult(serr).Sticky() {
 			return serr
 		}
@@ -468,13 +468,42 @@ func (c *Context) StreamSynchronize(s backend.Handle) error {
 		if err != nil {
 			return err
 		}
-		return call("cuStreamSynchronize", func() { cu.StreamSynchronize(st) })
+		if s == 0 {
+			return c.syncAll("cuStreamSynchronize")
+		}
+		return c.syncStream("cuStreamSynchronize", st)
 	})
 }
 
 // Synchronize implements backend.Context.
 func (c *Context) Synchronize() error {
-	return c.do("cuCtxSynchronize", func() error { return call("cuCtxSynchronize", cu.CtxSynchronize) })
+	return c.do("cuCtxSynchronize", func() error { return c.syncAll("cuCtxSynchronize") })
+}
+
+// syncAll waits for all of the context's work (the null stream and every
+// stream it created), at most the backend's launch timeout (waitDone):
+// work still running then is a fault of this context, which do rebuilds.
+// Called under c.mu on a locked thread with the context current.
+func (c *Context) syncAll(op string) error {
+	timeout := c.b.limits.LaunchTimeout
+	r := waitDone(func() Result {
+		if r := streamQuery(0); r != Success {
+			return r
+		}
+		for _, st := range c.streams {
+			if r := streamQuery(st); r != Success {
+				return r
+			}
+		}
+		return Success
+	}, timeout, realClock)
+	return timeoutError(op, r, timeout)
+}
+
+// syncStream is syncAll for one stream.
+func (c *Context) syncStream(op string, st cu.Stream) error {
+	timeout := c.b.limits.LaunchTimeout
+	return timeoutError(op, waitDone(func() Result { return streamQuery(st) }, timeout, realClock), timeout)
 }
 
 // Destroy implements backend.Context.

@@ -15,9 +15,21 @@
 //   - Contexts, one CUDA context per client context, with the backend's
 //     per-context limits (bytes, allocations, streams, threads per
 //     launch) and its limit on all contexts' bytes (TotalBytes) enforced
-//     before the driver is asked. A kernel launch cannot be stopped once
-//     it runs (Limits.LaunchTimeout is the CPU backend's only). Every operation binds
-//     the context to a locked OS thread first. A kernel fault (a sticky
+//     before the driver is asked. Every operation binds the context to a
+//     locked OS thread first.
+//
+//   - A bound on GPU work: a launch on the default stream and every
+//     synchronisation poll the context's streams (cuStreamQuery, never a
+//     blocking driver wait) for at most Limits.LaunchTimeout (laked's
+//     limits.launch_timeout, default DefaultLaunchTimeout, 10 s). Work
+//     unfinished then is treated as a fault of that context:
+//     CUDA_ERROR_LAUNCH_TIMEOUT, mapped to ErrLaunchFailed, and the
+//     context is rebuilt as below, while laked goes on serving (its model
+//     batches fall back to the CPU). Whether cuCtxDestroy returns
+//     promptly with a kernel still running is the driver's affair;
+//     TestGPULaunchTimeout measures it on a GPU machine.
+//
+//   - Faults. A kernel fault (a sticky
 //     error: illegal address, launch failure, ...; Result.Sticky) leaves a
 //     CUDA context unusable: the backend destroys it and creates a fresh,
 //     empty one for that client only. The call that saw the fault returns
@@ -44,7 +56,8 @@
 //     every launch of it is checked against that signature, so a client
 //     can make it touch only its own allocations. Kernels marked Trusted
 //     are refused to untrusted contexts: lake_fault (writes anywhere, for
-//     the isolation test), and lake_mlp and lake_snapshot_run, whose
+//     the isolation test), lake_spin (outlasts the launch timeout, for
+//     its test), and lake_mlp and lake_snapshot_run, whose
 //     extents come from tables in device memory that a launch cannot
 //     check (laked's own model contexts are trusted).
 //
@@ -59,8 +72,10 @@
 //
 // The built-in GPU models: LinnOS (integer, bit-exact with
 // linnos.IntModel; float, in linnos.FloatModel's order), its +1 and +2
-// variants (LinnOS), generic ReLU/linear MLPs in package kernels' format
-// (MLP), and LiteFlow snapshots on the one C engine the kernel module
+// variants (LinnOS), generic MLPs in package kernels' format with linear,
+// ReLU, tanh and sigmoid layers (MLP; tanh and sigmoid are package
+// kernels' deterministic double-precision ones, repeated operation for
+// operation in lake.cu, so the GPU gives the CPU's bits), and LiteFlow snapshots on the one C engine the kernel module
 // shares, lakelib/include/lake_snapshot.h, compiled for the device
 // (Snapshot). Each keeps its parameters resident in a context of its own
 // and uploads them again after a fault rebuilt it.

@@ -98,3 +98,7 @@ var headerResults = map[Result]C.CUresult{
 func ctxSetCurrent(c cu.Context) Result {
 	return Result(C.lake_ctx_set_current(C.uintptr_t(c)))
 }
+
+// streamQuery reports whether st's work has finished (Success),
+// is still running (ErrorNotReady), or faulted; it never blocks.
+func streamQuery(st cu.Stream) Result { return Result(cu.StreamQuery(st)) }

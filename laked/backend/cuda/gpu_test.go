@@ -10,8 +10,10 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lakeos/lake/laked/backend"
+	"github.com/lakeos/lake/laked/backend/kernels"
 	"github.com/lakeos/lake/linnos"
 	"github.com/lakeos/lake/liteflow/snapshot"
 	"github.com/mumax/3/cuda/cu"
@@ -520,18 +522,32 @@ func TestGPUConcurrentClients(t *testing.T) {
 }
 
 // TestGPUMLPBitExact: lake_mlp on the GPU equals kernels.MLP.Forward bit
-// for bit.
+// for bit, with ReLU, tanh and sigmoid layers.
 func TestGPUMLPBitExact(t *testing.T) {
 	b := newGPU(t, backend.Limits{})
 	r := rand.New(rand.NewPCG(8, 8))
-	for _, sh := range [][]int{{8, 16, 2}, {31, 256, 256, 2}, {5, 1000, 3}} {
-		m := reluMLP(t, r, sh)
+	for _, tc := range []struct {
+		sh   []int
+		acts []kernels.Activation
+	}{
+		{[]int{8, 16, 2}, []kernels.Activation{kernels.ActReLU}},
+		{[]int{31, 256, 256, 2}, []kernels.Activation{kernels.ActReLU}},
+		{[]int{5, 1000, 3}, []kernels.Activation{kernels.ActReLU}},
+		{[]int{6, 64, 64, 3}, []kernels.Activation{kernels.ActTanh}},
+		{[]int{6, 64, 64, 3}, []kernels.Activation{kernels.ActSigmoid}},
+		{[]int{9, 64, 33, 17, 4}, []kernels.Activation{kernels.ActTanh, kernels.ActSigmoid, kernels.ActReLU}},
+	} {
+		sh := tc.sh
+		m := actMLP(t, r, sh, tc.acts...)
 		g, err := NewMLP(b, m)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range []int{1, 100, 5000} {
 			in := normals(r, n*m.InDim())
+			for i := range in[:m.InDim()] {
+				in[i] *= 200 // saturate the activations
+			}
 			want := make([]float32, n*m.OutDim())
 			if err := m.Forward(in, want, n); err != nil {
 				t.Fatal(err)
@@ -623,5 +639,51 @@ func TestGPUSnapshotBitExact(t *testing.T) {
 			}
 		}
 		g.Close()
+	}
+}
+
+// TestGPULaunchTimeout: a kernel that outlasts the backend's launch
+// timeout (lake_spin, ~3 s at 2 GHz, against a 300 ms bound) fails its
+// launch with ErrLaunchFailed (CUDA_ERROR_LAUNCH_TIMEOUT) within about the
+// bound, its context is rebuilt for that client alone, the rebuilt
+// context works, and another client's context never notices.
+func TestGPULaunchTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	b := newGPU(t, backend.Limits{LaunchTimeout: timeout})
+	slow := newCtx(t, b, true)
+	other := newCtx(t, b, false)
+	va := mustFn(t, other, "lake_vector_add")
+	po := mustAlloc(t, other, 64)
+	spin := mustFn(t, slow, "lake_spin")
+	done := mustAlloc(t, slow, 8)
+	one := backend.Dim3{X: 1, Y: 1, Z: 1}
+	start := time.Now()
+	err := slow.LaunchKernel(spin, one, one, 0, 0, Pack(uint64(done), 6_000_000_000))
+	took := time.Since(start)
+	if !errors.Is(err, backend.ErrLaunchFailed) || AsResult(err) != ErrorLaunchTimeout {
+		t.Fatalf("spinning kernel after %v: %v", took, err)
+	}
+	t.Logf("timed out after %v (bound %v; the rest is tearing the context down): %v", took, timeout, err)
+	if took > 10*time.Second {
+		t.Fatalf("the timeout took %v", took)
+	}
+	if slow.Rebuilds() != 1 {
+		t.Fatalf("rebuilds = %d", slow.Rebuilds())
+	}
+	// A short spin in the rebuilt context finishes within the bound.
+	spin = mustFn(t, slow, "lake_spin")
+	done = mustAlloc(t, slow, 8)
+	if err := slow.LaunchKernel(spin, one, one, 0, 0, Pack(uint64(done), 1000)); err != nil {
+		t.Fatalf("after the rebuild: %v", err)
+	}
+	flag := make([]byte, 8)
+	if err := slow.MemcpyDtoH(flag, done); err != nil || flag[0] != 1 {
+		t.Fatalf("short spin: %v %v", flag, err)
+	}
+	if err := other.LaunchKernel(va, one, backend.Dim3{X: 16, Y: 1, Z: 1}, 0, 0, Pack(uint64(po), uint64(po), uint64(po), 16)); err != nil {
+		t.Fatalf("other client: %v", err)
+	}
+	if other.Rebuilds() != 0 {
+		t.Fatal("the other client was rebuilt")
 	}
 }

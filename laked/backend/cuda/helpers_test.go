@@ -72,9 +72,16 @@ func normals(r *rand.Rand, n int) []float32 {
 // linear) with weights and biases drawn from r, encoded and parsed back.
 func reluMLP(t testing.TB, r *rand.Rand, sh []int) *kernels.MLP {
 	t.Helper()
+	return actMLP(t, r, sh, kernels.ActReLU)
+}
+
+// actMLP is an MLP of the layer widths sh whose hidden layers take the
+// activations acts in turn (the last layer is linear).
+func actMLP(t testing.TB, r *rand.Rand, sh []int, acts ...kernels.Activation) *kernels.MLP {
+	t.Helper()
 	var layers []kernels.Layer
 	for i := 1; i < len(sh); i++ {
-		act := kernels.ActReLU
+		act := acts[(i-1)%len(acts)]
 		if i == len(sh)-1 {
 			act = kernels.ActNone
 		}

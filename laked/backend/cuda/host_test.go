@@ -150,17 +150,30 @@ func TestKernelsOnHost(t *testing.T) {
 	}
 }
 
-// TestMLPKernelOnHost runs lake_mlp on the host for MLPs with ReLU and
-// linear layers of several widths and holds it to kernels.MLP.Forward
-// bit for bit; tanh and sigmoid layers are refused (no GPU kernel).
+// TestMLPKernelOnHost runs lake_mlp on the host for MLPs with linear,
+// ReLU, tanh and sigmoid layers of several widths and holds it to
+// kernels.MLP.Forward bit for bit (tanh and sigmoid are kernels'
+// deterministic double-precision ones, which lake.cu repeats), including
+// inputs that drive the activations into their clamps, NaN and ±Inf.
 func TestMLPKernelOnHost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	shapes := [][]int{{8, 16, 2}, {3, 1}, {31, 256, 256, 2}, {5, 300, 7}}
-	for _, sh := range shapes {
-		m := reluMLP(t, r, sh)
+	cases := []struct {
+		sh   []int
+		acts []kernels.Activation
+	}{
+		{[]int{8, 16, 2}, []kernels.Activation{kernels.ActReLU}},
+		{[]int{3, 1}, []kernels.Activation{kernels.ActReLU}},
+		{[]int{31, 256, 256, 2}, []kernels.Activation{kernels.ActReLU}},
+		{[]int{5, 300, 7}, []kernels.Activation{kernels.ActReLU}},
+		{[]int{6, 40, 40, 3}, []kernels.Activation{kernels.ActTanh}},
+		{[]int{6, 40, 40, 3}, []kernels.Activation{kernels.ActSigmoid}},
+		{[]int{9, 64, 33, 17, 4}, []kernels.Activation{kernels.ActTanh, kernels.ActSigmoid, kernels.ActReLU}},
+	}
+	for _, tc := range cases {
+		m := actMLP(t, r, tc.sh, tc.acts...)
 		table, params, maxw, err := MLPTable(m)
 		if err != nil {
 			t.Fatal(err)
@@ -173,30 +186,86 @@ func TestMLPKernelOnHost(t *testing.T) {
 		pb = append(pb, f32bytes(params)...)
 		const n = 37
 		in := normals(r, n*m.InDim())
+		// Large inputs saturate tanh and sigmoid (and reach their
+		// clamps); the last item carries NaN and infinities.
+		for i := range in[:m.InDim()] {
+			in[i] *= 200
+		}
+		last := in[(n-1)*m.InDim():]
+		last[0] = float32(math.NaN())
+		if len(last) > 2 {
+			last[1], last[2] = float32(math.Inf(1)), float32(math.Inf(-1))
+		}
 		want := make([]float32, n*m.OutDim())
 		if err := m.Forward(in, want, n); err != nil {
 			t.Fatal(err)
 		}
 		got := runOnHost(t, "lake_mlp", 1, n, pb, f32bytes(in))
 		if len(got) != 4*len(want) {
-			t.Fatalf("%v: %d output bytes, want %d", sh, len(got), 4*len(want))
+			t.Fatalf("%v: %d output bytes, want %d", tc.sh, len(got), 4*len(want))
 		}
 		for i, w := range want {
-			if g := math.Float32frombits(binary.LittleEndian.Uint32(got[4*i:])); math.Float32bits(g) != math.Float32bits(w) {
-				t.Fatalf("%v: output %d = %v, CPU %v", sh, i, g, w)
+			g := math.Float32frombits(binary.LittleEndian.Uint32(got[4*i:]))
+			if math.IsNaN(float64(w)) && math.IsNaN(float64(g)) {
+				continue // NaN payloads aside
+			}
+			if math.Float32bits(g) != math.Float32bits(w) {
+				t.Fatalf("%v %v: output %d = %v, CPU %v", tc.sh, tc.acts, i, g, w)
 			}
 		}
 	}
-	blob, err := kernels.EncodeMLP(2, []kernels.Layer{{Out: 1, Act: kernels.ActTanh, W: normals(r, 2), B: normals(r, 1)}})
-	if err != nil {
-		t.Fatal(err)
+}
+
+// TestActivationsOnHost runs lake.cu's lake_tanhf and lake_sigmoidf on
+// the host over a dense sweep of float32 inputs (kernels'
+// activationInputs shape: every binade from 2^-30 to 2^8, the clamp
+// edges, NaN and infinities) through one-layer MLPs, and holds them to
+// the CPU's activations bit for bit.
+func TestActivationsOnHost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
 	}
-	m, err := kernels.ParseMLP(blob)
-	if err != nil {
-		t.Fatal(err)
+	var xs []float32
+	for e := -30; e <= 8; e++ {
+		for m := 0; m < 256; m++ {
+			v := float32(math.Ldexp(1+float64(m)/256, e))
+			xs = append(xs, v, -v)
+		}
 	}
-	if _, _, _, err := MLPTable(m); err == nil {
-		t.Fatal("a tanh layer was accepted for the GPU")
+	for _, v := range []float32{0, 0x1p-10, 20, 40, 88, 100, 104, 120, 1e30, float32(math.Inf(1))} {
+		xs = append(xs, v, -v, math.Nextafter32(v, 0), -math.Nextafter32(v, 0), math.Nextafter32(v, 1e38), -math.Nextafter32(v, 1e38))
+	}
+	xs = append(xs, float32(math.NaN()))
+	for _, act := range []kernels.Activation{kernels.ActTanh, kernels.ActSigmoid} {
+		// y = act(1*x + 0): the layer passes x through unchanged.
+		blob, err := kernels.EncodeMLP(1, []kernels.Layer{{Out: 1, Act: act, W: []float32{1}, B: []float32{0}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := kernels.ParseMLP(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		table, params, maxw, err := MLPTable(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pb []byte
+		for _, v := range append([]uint32{1, uint32(maxw), 1}, table...) {
+			pb = binary.LittleEndian.AppendUint32(pb, v)
+		}
+		pb = append(pb, f32bytes(params)...)
+		want := make([]float32, len(xs))
+		if err := m.Forward(xs, want, len(xs)); err != nil {
+			t.Fatal(err)
+		}
+		got := runOnHost(t, "lake_mlp", 4, len(xs), pb, f32bytes(xs))
+		for i, w := range want {
+			g := math.Float32frombits(binary.LittleEndian.Uint32(got[4*i:]))
+			if math.IsNaN(float64(w)) != math.IsNaN(float64(g)) || (!math.IsNaN(float64(w)) && math.Float32bits(g) != math.Float32bits(w)) {
+				t.Fatalf("%v(%v): kernel %v, CPU %v", act, xs[i], g, w)
+			}
+		}
 	}
 }
 

@@ -558,11 +558,11 @@ func activate(act Activation, y []float32) {
 		}
 	case ActTanh:
 		for o, v := range y {
-			y[o] = float32(math.Tanh(float64(v)))
+			y[o] = tanh32(v)
 		}
 	case ActSigmoid:
 		for o, v := range y {
-			y[o] = float32(1 / (1 + math.Exp(-float64(v))))
+			y[o] = sigmoid32(v)
 		}
 	}
 }

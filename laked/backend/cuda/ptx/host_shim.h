@@ -21,3 +21,22 @@ static inline void sync_threads(void) { pthread_barrier_wait(&lake_host_barrier)
 // Compiled with -ffp-contract=off: a product and a sum each round once.
 static inline float fmul(float a, float b) { return a * b; }
 static inline float fadd(float a, float b) { return a + b; }
+static inline double dmul(double a, double b) { return a * b; }
+static inline double dadd(double a, double b) { return a + b; }
+static inline double ddiv(double a, double b) { return a / b; }
+static inline double bits2d(unsigned long long b)
+{
+	union {
+		unsigned long long u;
+		double d;
+	} v = {.u = b};
+	return v.d;
+}
+// A monotonic cycle count for lake_spin (nanoseconds on the host).
+#include <time.h>
+static inline unsigned long long clock64_(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}

@@ -28,12 +28,29 @@ static DEVICE inline unsigned nctaid_x(void) { return __nvvm_read_ptx_sreg_nctai
 static DEVICE inline void sync_threads(void) { __syncthreads(); }
 static DEVICE inline float fmul(float a, float b) { return __nvvm_mul_rn_f(a, b); }
 static DEVICE inline float fadd(float a, float b) { return __nvvm_add_rn_f(a, b); }
+static DEVICE inline double dmul(double a, double b) { return __nvvm_mul_rn_d(a, b); }
+static DEVICE inline double dadd(double a, double b) { return __nvvm_add_rn_d(a, b); }
+static DEVICE inline double ddiv(double a, double b) { return __nvvm_div_rn_d(a, b); }
+static DEVICE inline double bits2d(u64 b) { return __nvvm_bitcast_ll2d((long long)b); }
+static DEVICE inline u64 clock64_(void) { return __nvvm_read_ptx_sreg_clock64(); }
 #endif
 
 // c[i] = a[i] + b[i] for i < n.
 GLOBAL void lake_vector_add(const float *a, const float *b, float *c, u64 n) {
 	for (u64 i = (u64)ctaid_x() * ntid_x() + tid_x(); i < n; i += (u64)nctaid_x() * ntid_x())
 		c[i] = fadd(a[i], b[i]);
+}
+
+// lake_spin busy-waits about cycles clock cycles (the signature caps
+// them), then sets *done to 1: a kernel that outlasts the launch timeout,
+// for TestGPULaunchTimeout. Trusted contexts only.
+GLOBAL void lake_spin(u64 *done, u64 cycles) {
+	if (tid_x() == 0 && ctaid_x() == 0) {
+		u64 start = clock64_();
+		while (clock64_() - start < cycles)
+			;
+		*done = 1;
+	}
 }
 
 // lake_fault writes through p: launched with a pointer outside every
@@ -158,9 +175,67 @@ GLOBAL void lake_linnos_float0(const float *params, const int *in, int *out, u64
 GLOBAL void lake_linnos_float1(const float *params, const int *in, int *out, u64 n) { linnos_float(params, in, out, n, 1); }
 GLOBAL void lake_linnos_float2(const float *params, const int *in, int *out, u64 n) { linnos_float(params, in, out, n, 2); }
 
-// A generic float32 MLP (package kernels' blob: dense layers with ReLU or
-// no activation), one thread per item, summing as kernels.MLP does: bias
-// first, then the inputs in order, every product and sum rounded once.
+// The MLP's tanh and sigmoid: the same sequence of once-rounded double
+// operations, with the same constants, as package kernels' expD, tanh32
+// and sigmoid32 (laked/backend/kernels/activation.go), so that they give
+// the CPU's bits. Keep the two in step.
+static DEVICE inline double lake_expd(double x) {
+	double t = dmul(x, 0x1.71547652b82fep+00);
+	t = t < 0 ? dadd(t, -0.5) : dadd(t, 0.5);
+	i64 k = (i64)t;
+	double kf = (double)k;
+	double r = dadd(x, -dmul(kf, 0x1.62e42feep-01));
+	r = dadd(r, -dmul(kf, 0x1.a39ef35793c76p-33));
+	double p = 0x1.6124613a86d09p-33;
+	p = dadd(dmul(p, r), 0x1.1eed8eff8d898p-29);
+	p = dadd(dmul(p, r), 0x1.ae64567f544e4p-26);
+	p = dadd(dmul(p, r), 0x1.27e4fb7789f5cp-22);
+	p = dadd(dmul(p, r), 0x1.71de3a556c734p-19);
+	p = dadd(dmul(p, r), 0x1.a01a01a01a01ap-16);
+	p = dadd(dmul(p, r), 0x1.a01a01a01a01ap-13);
+	p = dadd(dmul(p, r), 0x1.6c16c16c16c17p-10);
+	p = dadd(dmul(p, r), 0x1.1111111111111p-07);
+	p = dadd(dmul(p, r), 0x1.5555555555555p-05);
+	p = dadd(dmul(p, r), 0x1.5555555555555p-03);
+	p = dadd(dmul(p, r), 0x1p-01);
+	p = dadd(dmul(p, r), 1.0);
+	p = dadd(dmul(p, r), 1.0);
+	return dmul(p, bits2d((u64)(k + 1023) << 52));
+}
+
+static DEVICE inline float lake_tanhf(float v) {
+	double x = v;
+	if (x != x || x == 0)
+		return v;
+	double ax = x < 0 ? -x : x;
+	double y;
+	if (ax < 0x1p-10) {
+		double x2 = dmul(x, x);
+		return (float)dadd(x, dmul(x, dmul(x2, -0x1.5555555555555p-02)));
+	} else if (ax > 20) {
+		y = 1;
+	} else {
+		double e = lake_expd(dadd(ax, ax));
+		y = dadd(1, -ddiv(2, dadd(e, 1)));
+	}
+	return (float)(x < 0 ? -y : y);
+}
+
+static DEVICE inline float lake_sigmoidf(float v) {
+	double x = v;
+	if (x != x)
+		return v;
+	if (x >= 40)
+		return 1;
+	if (x <= -120)
+		return 0;
+	return (float)ddiv(1, dadd(1, lake_expd(-x)));
+}
+
+// A generic float32 MLP (package kernels' blob: dense layers with no
+// activation, ReLU, tanh or sigmoid), one thread per item, summing as
+// kernels.MLP does: bias first, then the inputs in order, every product
+// and sum rounded once; tanh and sigmoid as above.
 // table holds nlayers triples (in, out, activation); params every
 // layer's weights (out rows of in) then its biases; scratch 2*maxw
 // floats per item. Its extents depend on the table's contents in device
@@ -180,7 +255,13 @@ GLOBAL void lake_mlp(const unsigned *table, u64 nlayers, const float *params, co
 				float s = b[o];
 				for (unsigned i = 0; i < lin; i++)
 					s = fadd(s, fmul(w[(u64)o * lin + i], x[i]));
-				y[o] = act == 1 && s < 0 ? 0 : s;
+				if (act == 1)
+					s = s < 0 ? 0 : s;
+				else if (act == 2)
+					s = lake_tanhf(s);
+				else if (act == 3)
+					s = lake_sigmoidf(s);
+				y[o] = s;
 			}
 			w = b + lout;
 			x = y;

@@ -1,0 +1,73 @@
+package cuda
+
+import (
+	"fmt"
+	"time"
+)
+
+// DefaultLaunchTimeout bounds how long a launch or a synchronisation may
+// wait for a context's GPU work (Limits.LaunchTimeout; laked's
+// limits.launch_timeout, the same key and default as the CPU backend's).
+const DefaultLaunchTimeout = 10 * time.Second
+
+// Polling schedule of waitDone: spinPolls queries back to back (a small
+// batch finishes within microseconds), then sleeps that start at
+// firstSleep and double up to maxSleep, so a long kernel costs little
+// CPU and a short one little latency.
+const (
+	spinPolls  = 64
+	firstSleep = 10 * time.Microsecond
+	maxSleep   = time.Millisecond
+)
+
+// clock is what waitDone reads and sleeps with: the real one in the
+// backend, a fake in the GPU-less tests.
+type clock struct {
+	now   func() time.Time
+	sleep func(time.Duration)
+}
+
+var realClock = clock{now: time.Now, sleep: time.Sleep}
+
+// waitDone polls query (cuStreamQuery over every stream a
+// synchronisation covers) until it reports anything but
+// CUDA_ERROR_NOT_READY, and returns that. A wait longer than timeout
+// returns ErrorLaunchTimeout instead: like a kernel fault it is sticky
+// (Result.Sticky), so the context whose work did not finish is torn down
+// and rebuilt for its client alone (Context.fault), and laked goes on
+// serving. The wait never blocks in the driver, so a wedged kernel cannot
+// hold a laked thread past timeout (a non-positive timeout takes
+// DefaultLaunchTimeout).
+func waitDone(query func() Result, timeout time.Duration, c clock) Result {
+	if timeout <= 0 {
+		timeout = DefaultLaunchTimeout
+	}
+	start := c.now()
+	sleep := firstSleep
+	for i := 0; ; i++ {
+		r := query()
+		if r != ErrorNotReady {
+			return r
+		}
+		if c.now().Sub(start) >= timeout {
+			return ErrorLaunchTimeout
+		}
+		if i < spinPolls {
+			continue
+		}
+		c.sleep(sleep)
+		sleep = min(2*sleep, maxSleep)
+	}
+}
+
+// timeoutError maps a waitDone result for op: a timeout says so (and
+// unwraps, as every sticky error, to backend.ErrLaunchFailed).
+func timeoutError(op string, r Result, timeout time.Duration) error {
+	if r == ErrorLaunchTimeout {
+		if timeout <= 0 {
+			timeout = DefaultLaunchTimeout
+		}
+		return Map(fmt.Sprintf("%s (GPU work unfinished after %v)", op, timeout), r)
+	}
+	return Map(op, r)
+}
