@@ -462,6 +462,14 @@ func requant(s isa) {
 func requantMath(s isa, R func(int) string, C func(string) string, acc, mult, left, right string) {
 	z := s.reg == "Z"
 	mov := s.mov()
+	// ld loads an operand; "B:mem" broadcasts the int32 at mem.
+	ld := func(src, dst string) {
+		if m, ok := strings.CutPrefix(src, "B:"); ok {
+			p("\tVPBROADCASTD %s, %s", m, dst)
+			return
+		}
+		p("\t%s %s, %s", mov, src, dst)
+	}
 	if strings.HasPrefix(acc, "Z") || strings.HasPrefix(acc, "Y") {
 		mov0 := "VMOVDQA"
 		if z {
@@ -474,7 +482,7 @@ func requantMath(s isa, R func(int) string, C func(string) string, acc, mult, le
 	// left == "": no left shift (SaturatingLeftShift by 0 is x).
 	if left != "" {
 		// x = acc, l = clamp(left)
-		p("\t%s %s, %s", mov, left, R(1))
+		ld(left, R(1))
 		p("\tVPMAXSD %s, %s, %s", C("zero"), R(1), R(1))
 		p("\tVPMINSD %s, %s, %s", C("c31"), R(1), R(1))
 		// SaturatingLeftShift: v = x<<l; keep v where v>>l == x, else x<0 ? MIN : MAX.
@@ -500,7 +508,7 @@ func requantMath(s isa, R func(int) string, C func(string) string, acc, mult, le
 	// cases are floor((p + 2^30) / 2^31): bits 31..62 of p + 2^30 (no
 	// overflow: |p| <= 2^62). The even lanes take them with a right shift
 	// by 31 (low half), the odd lanes with a left shift by 1 (high half).
-	p("\t%s %s, %s", mov, mult, R(1))
+	ld(mult, R(1))
 	p("\tVPMULDQ %s, %s, %s", R(1), R(0), R(2))
 	p("\tVPSRLQ $32, %s, %s", R(0), R(3))
 	p("\tVPSRLQ $32, %s, %s", R(1), R(4))
@@ -523,7 +531,7 @@ func requantMath(s isa, R func(int) string, C func(string) string, acc, mult, le
 		p("\tVPXOR %s, %s, %s", R(4), R(2), R(2))
 	}
 	// RoundingDivideByPOT(x = R2, e = clamp(right)).
-	p("\t%s %s, %s", mov, right, R(1))
+	ld(right, R(1))
 	p("\tVPMAXSD %s, %s, %s", C("zero"), R(1), R(1))
 	p("\tVPMINSD %s, %s, %s", C("c31"), R(1), R(1))
 	ones := R(6)
@@ -1016,10 +1024,195 @@ func net8() {
 		}
 	}
 	p("n8next:")
-	p("\tADDQ $112, BX")
+	p("\tADDQ $120, BX")
 	p("\tDECQ n+8(FP)")
 	p("\tJMP n8layer")
 	p("n8done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// net8Lanes emits
+//
+//	func net8Lanes<name>(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)
+//
+// a whole int8 network (Net8) on L = 8 (AVX2) or 16 (AVX-512) items side
+// by side, a lane per item: act holds rows of L int32s, row f the items'
+// activation f. Per layer: the input rows are packed as int16 pairs
+// (rows 2p and 2p+1 into xp row p; the first layer's input clamped to
+// [lo, hi] first); for groups of 8 outputs (then single outputs), each
+// accumulator starts from Acc0[o] broadcast and adds, per pair row, the
+// VPMADDWD of the row with the weight pair of o broadcast; the raw sums
+// go to act rows 0..Out-1, which are then requantized in place (requantMath
+// with mult, left and right broadcast) and looked up in the table when the
+// layer has one. Every lane computes what DotPairs16 and Requant compute
+// for one item. The descriptor layout is net8Desc's (net8.go).
+func net8Lanes(s isa) {
+	z := s.reg == "Z"
+	name := "net8Lanes" + s.name
+	rb := s.bytes // bytes per row
+	mov := s.mov()
+	R := func(i int) string { return r(s, i) }
+	p("// func %s(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
+	p("\tMOVQ desc+0(FP), BX")
+	p("\tMOVQ act+16(FP), DI")
+	bd := func(val string, reg string, q bool) {
+		op, mv := "VPBROADCASTD", "MOVL"
+		if q {
+			op, mv = "VPBROADCASTQ", "MOVQ"
+		}
+		p("\t%s %s, AX", mv, val)
+		if z {
+			p("\t%s AX, %s", op, reg)
+		} else {
+			p("\tVMOVQ AX, X15")
+			p("\t%s X15, %s", op, reg)
+		}
+	}
+	if z {
+		p("\tMOVL $0xaaaaaaaa, AX")
+		p("\tKMOVD AX, K6")
+	}
+	p("%slayer:", name)
+	p("\tCMPQ n+8(FP), $0")
+	p("\tJEQ %sdone", name)
+	// Pack: rows 2p and 2p+1 of act, clamped to [lo, hi], into xp row p:
+	// the low int16 from row 2p, the high from row 2p+1.
+	bd("lo+32(FP)", R(2), false)
+	bd("hi+36(FP)", R(3), false)
+	p("\tMOVQ 48(BX), CX")
+	p("\tMOVQ DI, SI")
+	p("\tMOVQ xp+24(FP), DX")
+	p("%spack:", name)
+	p("\tVPMAXSD (SI), %s, %s", R(2), R(0))
+	p("\tVPMINSD %s, %s, %s", R(3), R(0), R(0))
+	p("\tVPMAXSD %d(SI), %s, %s", rb, R(2), R(1))
+	p("\tVPMINSD %s, %s, %s", R(3), R(1), R(1))
+	p("\tVPSLLD $16, %s, %s", R(1), R(1))
+	if z {
+		p("\tVPBLENDMW %s, %s, K6, %s", R(1), R(0), R(0))
+	} else {
+		p("\tVPBLENDW $0xaa, %s, %s, %s", R(1), R(0), R(0))
+	}
+	p("\t%s %s, (DX)", mov, R(0))
+	p("\tADDQ $%d, SI", 2*rb)
+	p("\tADDQ $%d, DX", rb)
+	p("\tDECQ CX")
+	p("\tJNZ %spack", name)
+	// Later layers' inputs fit int16 already: clamp to its range.
+	p("\tMOVL $-32768, lo+32(FP)")
+	p("\tMOVL $32767, hi+36(FP)")
+	// Accumulate: R8 weight column, R9 acc0, R10 weight row stride, CX
+	// outputs left, DX output row.
+	p("\tMOVQ 0(BX), R8")
+	p("\tMOVQ 8(BX), R9")
+	p("\tMOVQ 56(BX), R10")
+	p("\tSHLQ $6, R10")
+	p("\tMOVQ 112(BX), CX")
+	p("\tMOVQ DI, DX")
+	x, w, t := R(8), R(9), R(10)
+	for _, g := range []int{8, 1} {
+		lbl := fmt.Sprintf("%sg%d", name, g)
+		p("%s:", lbl)
+		p("\tCMPQ CX, $%d", g)
+		if g == 1 {
+			p("\tJB %sreq", name)
+		} else {
+			p("\tJB %sg1", name)
+		}
+		for i := 0; i < g; i++ {
+			p("\tVPBROADCASTD %d(R9), %s", 4*i, R(i))
+		}
+		p("\tMOVQ R8, R11")
+		p("\tMOVQ xp+24(FP), R12")
+		p("\tMOVQ 48(BX), R13")
+		p("%sloop:", lbl)
+		p("\t%s (R12), %s", mov, x)
+		for i := 0; i < g; i++ {
+			p("\tVPBROADCASTD %d(R11), %s", 4*i, w)
+			p("\tVPMADDWD %s, %s, %s", w, x, t)
+			p("\tVPADDD %s, %s, %s", t, R(i), R(i))
+		}
+		p("\tADDQ R10, R11")
+		p("\tADDQ $%d, R12", rb)
+		p("\tDECQ R13")
+		p("\tJNZ %sloop", lbl)
+		for i := 0; i < g; i++ {
+			p("\t%s %s, %d(DX)", mov, R(i), i*rb)
+		}
+		p("\tADDQ $%d, R8", 4*g)
+		p("\tADDQ $%d, R9", 4*g)
+		p("\tADDQ $%d, DX", g*rb)
+		p("\tSUBQ $%d, CX", g)
+		p("\tJMP %s", lbl)
+	}
+	// Requantize act rows 0..Out-1 in place.
+	p("%sreq:", name)
+	var c map[string]int
+	if z {
+		c = map[string]int{"c31": 16, "zero": 17, "min": 18, "nudge": 19, "clo": 22, "chi": 23, "zp": 24, "ones": 25, "max": 26, "base": 27}
+	} else {
+		c = map[string]int{"c31": 7, "zero": 8, "min": 9, "nudge": 10, "base": 11, "clo": 13, "chi": 14, "zp": 15}
+	}
+	C := func(n string) string { return r(s, c[n]) }
+	bd("$31", C("c31"), false)
+	p("\t%s %s, %s, %s", s.xor(), C("zero"), C("zero"), C("zero"))
+	bd("$0x80000000", C("min"), false)
+	bd("$0x40000000", C("nudge"), true)
+	if z {
+		bd("$-1", C("ones"), false)
+		bd("$0x7fffffff", C("max"), false)
+		p("\tMOVW $0xaaaa, AX")
+		p("\tKMOVW AX, K2")
+	}
+	bd("80(BX)", C("clo"), false)
+	bd("88(BX)", C("chi"), false)
+	bd("96(BX)", C("base"), false)
+	bd("72(BX)", C("zp"), false) // last: AVX2 broadcasts through X15 (zp)
+	p("\tMOVQ 112(BX), CX")
+	p("\tMOVQ DI, DX")
+	p("\tMOVQ 16(BX), R8")
+	p("\tMOVQ 24(BX), R9")
+	p("\tMOVQ 32(BX), R13")
+	p("\tMOVQ 40(BX), AX")
+	p("\tCMPQ 104(BX), $0")
+	p("\tJNE %sreqnl", name)
+	for _, nl := range []bool{false, true} {
+		lbl := name + "rq"
+		left := "B:(R9)"
+		if nl {
+			lbl, left = name+"rqnl", ""
+			p("%sreqnl:", name)
+		}
+		p("%s:", lbl)
+		requantMath(s, R, C, "(DX)", "B:(R8)", left, "B:(R13)")
+		p("\tTESTQ AX, AX")
+		p("\tJZ %snolut", lbl)
+		p("\tVPSUBD %s, %s, %s", C("base"), R(2), R(3))
+		if z {
+			p("\tKXNORW K5, K5, K5")
+			p("\tVPGATHERDD (AX)(%s*4), K5, %s", R(3), R(2))
+		} else {
+			p("\tVPCMPEQD %s, %s, %s", R(4), R(4), R(4))
+			p("\tVPGATHERDD %s, (AX)(%s*4), %s", R(4), R(3), R(2))
+		}
+		p("%snolut:", lbl)
+		p("\t%s %s, (DX)", mov, R(2))
+		p("\tADDQ $%d, DX", rb)
+		p("\tADDQ $4, R8")
+		p("\tADDQ $4, R9")
+		p("\tADDQ $4, R13")
+		p("\tDECQ CX")
+		p("\tJNZ %s", lbl)
+		p("\tJMP %snext", name)
+	}
+	p("%snext:", name)
+	p("\tADDQ $120, BX")
+	p("\tDECQ n+8(FP)")
+	p("\tJMP %slayer", name)
+	p("%sdone:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
 	p("")
@@ -1146,6 +1339,8 @@ func main() {
 		mulAddColsF32(s)
 	}
 	net8()
+	net8Lanes(avx2)
+	net8Lanes(avx512)
 	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}

@@ -65,6 +65,24 @@ func quantizeF32AVX512(dst *int32, x *float32, blocks int, scale float32, zero, 
 func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)
 
 //go:noescape
+func net8LanesAVX2(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)
+
+//go:noescape
+func net8LanesAVX512(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)
+
+// haveLanes: the lane kernels exist in this build.
+const haveLanes = true
+
+func net8LanesVec(l Level, desc []net8Desc, act, xp []int32, lo, hi int32) {
+	d, a, x := unsafe.SliceData(desc), unsafe.SliceData(act), unsafe.SliceData(xp)
+	if l >= AVX512 {
+		net8LanesAVX512(d, len(desc), a, x, lo, hi)
+	} else {
+		net8LanesAVX2(d, len(desc), a, x, lo, hi)
+	}
+}
+
+//go:noescape
 func mulAccPAVX2(acc *int64, w *int32, x *int32, blocks, stride, n int)
 
 //go:noescape

@@ -23,3 +23,7 @@ func quantizeF32Vec(Level, []int32, []float32, float32, int32, int32, int32) int
 func net8Vec(Level, []net8Desc, []int32, []int32, int32, int32) bool { return false }
 
 func mulAccPackedVec(Level, []int64, []int32, []int32) int { return 0 }
+
+const haveLanes = false
+
+func net8LanesVec(Level, []net8Desc, []int32, []int32, int32, int32) {}

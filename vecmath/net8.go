@@ -24,13 +24,14 @@ type Net8Layer struct {
 }
 
 // net8Desc is a layer as net8AVX512 reads it: eight-byte fields at the
-// offsets asmgen.go's net8 uses (0 W ... 96 lutBase, 104 noLeft; 112
-// bytes).
+// offsets asmgen.go's net8 and net8Lanes use (0 W ... 96 lutBase, 104
+// noLeft, 112 out; 120 bytes).
 type net8Desc struct {
 	w, acc0, mult, left, right, lut *int32
 	pairs, blocks, inBlocks         int
 	zero, clo, chi, lutBase         int64
 	noLeft                          int64 // 1: every Left <= 0 (no left shift)
+	out                             int64 // Out
 }
 
 // net8MaxWidth bounds the layers the fused kernel takes (four blocks of
@@ -44,6 +45,8 @@ type Net8 struct {
 	desc   []net8Desc
 	fused  bool // every layer fits net8AVX512
 	width  int  // act entries Run needs
+	rows   int  // activation rows RunBatch needs: max(2·pairs, Out) over the layers
+	pairs  int  // pair rows RunBatch needs: max pairs
 }
 
 // NewNet8 checks the layers' shapes (the slices are kept, not copied).
@@ -83,8 +86,10 @@ func NewNet8(layers []Net8Layer) (*Net8, error) {
 			w: unsafe.SliceData(l.W), acc0: unsafe.SliceData(l.Acc0), mult: unsafe.SliceData(l.Mult),
 			left: unsafe.SliceData(l.Left), right: unsafe.SliceData(l.Right), lut: lut,
 			pairs: (l.In + 1) / 2, blocks: pad / 16, inBlocks: inBlocks,
-			zero: int64(l.Zero), clo: clo, chi: chi, lutBase: int64(l.LUTBase), noLeft: noLeft,
+			zero: int64(l.Zero), clo: clo, chi: chi, lutBase: int64(l.LUTBase), noLeft: noLeft, out: int64(l.Out),
 		})
+		n.rows = max(n.rows, 2*((l.In+1)/2), l.Out)
+		n.pairs = max(n.pairs, (l.In+1)/2)
 	}
 	return n, nil
 }
@@ -158,4 +163,64 @@ func (n *Net8) RunLayer(i int, act, xp, acc []int32) {
 			dst[o] = l.LUT[q-l.LUTBase]
 		}
 	}
+}
+
+// BatchLanes is the number of items RunBatch runs side by side per kernel
+// call at the current level: 16 with AVX-512, 8 with AVX2, 0 without
+// vector instructions (RunBatch then runs nothing and returns false).
+func BatchLanes() int { return batchLanes(Current()) }
+
+func batchLanes(l Level) int {
+	switch {
+	case !haveLanes:
+		return 0
+	case l >= AVX512:
+		return 16
+	case l >= AVX2:
+		return 8
+	}
+	return 0
+}
+
+// BatchScratch is the length of the scratch buffer RunBatch needs.
+func (n *Net8) BatchScratch() int { return 16 * (n.rows + n.pairs) }
+
+// RunBatch runs the network on items input vectors: in holds items rows
+// of the first layer's In values (each clamped to [lo, hi] first, lo <= hi
+// inside int16), out receives items rows of the last layer's Out values.
+// Items run side by side, BatchLanes() per kernel call, one pass over
+// every layer's weights per call; each item gets exactly what Run gives
+// it (on the clamped input). scratch must hold BatchScratch() values. It
+// returns false, touching nothing, when no vector level is available.
+func (n *Net8) RunBatch(in, out []int32, items int, lo, hi int32, scratch []int32) bool {
+	lv := Current()
+	lanes := batchLanes(lv)
+	if lanes == 0 {
+		return false
+	}
+	nIn, nOut := n.layers[0].In, n.layers[len(n.layers)-1].Out
+	if items < 0 || len(in) != items*nIn || len(out) != items*nOut || len(scratch) < n.BatchScratch() || lo > hi || lo < math.MinInt16 || hi > math.MaxInt16 {
+		panic(fmt.Sprintf("vecmath.Net8.RunBatch: %d items, %d inputs, %d outputs, %d scratch, clamp [%d, %d]", items, len(in), len(out), len(scratch), lo, hi))
+	}
+	act := scratch[:lanes*n.rows]
+	xp := scratch[lanes*n.rows : lanes*(n.rows+n.pairs)]
+	for base := 0; base < items; base += lanes {
+		k := min(lanes, items-base)
+		// Rows of lanes; lanes k.. keep stale values, whose results are
+		// dropped (they are clamped like any input, so they cannot fault).
+		for j := range k {
+			x := in[(base+j)*nIn : (base+j+1)*nIn]
+			for f, v := range x {
+				act[f*lanes+j] = v
+			}
+		}
+		net8LanesVec(lv, n.desc, act, xp, lo, hi)
+		for j := range k {
+			y := out[(base+j)*nOut : (base+j+1)*nOut]
+			for o := range y {
+				y[o] = act[o*lanes+j]
+			}
+		}
+	}
+	return true
 }

@@ -178,3 +178,88 @@ func FuzzNet8(f *testing.F) {
 		checkNet8(t, n, x)
 	})
 }
+
+// net8Ref runs n layer by layer at the scalar level on x clamped to
+// [lo, hi] and returns the output.
+func net8Ref(n *Net8, x []int32, lo, hi int32) []int32 {
+	act := make([]int32, n.Width())
+	for i, v := range x {
+		act[i] = min(max(v, lo), hi)
+	}
+	prev, _ := SetLevel(Scalar)
+	defer SetLevel(prev)
+	for i := range n.layers {
+		n.RunLayer(i, act, make([]int32, n.Width()/2), make([]int32, n.Width()))
+	}
+	return act[:n.layers[len(n.layers)-1].Out]
+}
+
+// checkNet8Batch wants RunBatch at every vector level to give every item
+// what the scalar layer-by-layer run gives it, and to run nothing at the
+// scalar level.
+func checkNet8Batch(t testing.TB, n *Net8, in []int32, items int, lo, hi int32) {
+	t.Helper()
+	nIn, nOut := n.layers[0].In, n.layers[len(n.layers)-1].Out
+	want := make([]int32, items*nOut)
+	for i := range items {
+		copy(want[i*nOut:], net8Ref(n, in[i*nIn:(i+1)*nIn], lo, hi))
+	}
+	forEachLevel(t, func(l Level) {
+		out := make([]int32, items*nOut)
+		for i := range out {
+			out[i] = -99999
+		}
+		scratch := make([]int32, n.BatchScratch())
+		for i := range scratch {
+			scratch[i] = 1 << 30 // stale lanes must not matter
+		}
+		ok := n.RunBatch(in, out, items, lo, hi, scratch)
+		if ok != (l >= AVX2) || BatchLanes() == 0 == ok {
+			t.Fatalf("RunBatch at %v ran: %v (lanes %d)", l, ok, BatchLanes())
+		}
+		if !ok {
+			return
+		}
+		for i := range items {
+			if g, w := out[i*nOut:(i+1)*nOut], want[i*nOut:(i+1)*nOut]; !slices.Equal(g, w) {
+				t.Fatalf("RunBatch at %v, item %d of %d: %v, scalar %v", l, i, items, g, w)
+			}
+		}
+	})
+}
+
+func TestNet8BatchMatchesScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	for it := range 200 {
+		n, in := randomNet8(t, r, it%3 != 0)
+		items := []int{0, 1, 7, 8, 9, 16, 17, 33, 64}[r.IntN(9)]
+		x := make([]int32, items*in)
+		for i := range x {
+			x[i] = int32(r.IntN(1024) - 512)
+			if r.IntN(20) == 0 {
+				x[i] = i32(r)
+			}
+		}
+		lo, hi := int32(-128), int32(127)
+		if r.IntN(3) == 0 {
+			lo, hi = 0, 255
+		}
+		t.Run(fmt.Sprint(it), func(t *testing.T) { checkNet8Batch(t, n, x, items, lo, hi) })
+	}
+}
+
+func FuzzNet8Batch(f *testing.F) {
+	f.Add(uint64(1), uint64(2), uint8(17))
+	f.Add(uint64(9), uint64(4), uint8(1))
+	f.Fuzz(func(t *testing.T, seed, xs uint64, items uint8) {
+		r := rand.New(rand.NewPCG(seed, xs))
+		n, in := randomNet8(t, r, r.IntN(2) == 0)
+		x := make([]int32, int(items)*in)
+		for i := range x {
+			x[i] = i32(r)
+		}
+		lo := int32(r.IntN(65536) - 32768)
+		hi := lo + int32(r.IntN(int(32768-lo)))
+		checkNet8Batch(t, n, x, int(items), lo, hi)
+	})
+}

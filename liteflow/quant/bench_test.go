@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -86,6 +87,25 @@ func BenchmarkInference(b *testing.B) {
 		b.Run(sh.name+"/int8-quantized-io/reference", func(b *testing.B) {
 			loop(b, func(i int) { _ = s.RunQuantizedReference(qin[i&255], qout) })
 		})
+		// A batch of 64 queries per call: the metrics are per query.
+		const batch = 64
+		bx := make([]float32, batch*sh.sizes[0])
+		bq := make([]int32, batch*sh.sizes[0])
+		for i := range batch {
+			copy(bx[i*sh.sizes[0]:], xs[i])
+			copy(bq[i*sh.sizes[0]:], qin[i])
+		}
+		bout, bqout := make([]float32, batch*m.OutputDim()), make([]int32, batch*m.OutputDim())
+		for _, lv := range vecmath.Supported() {
+			b.Run(fmt.Sprintf("%s/int8-batch64/%v", sh.name, lv), func(b *testing.B) {
+				defer vecmath.SetLevel(must(vecmath.SetLevel(lv)))
+				loopBatch(b, batch, func() { _ = s.RunBatch(bx, bout) })
+			})
+			b.Run(fmt.Sprintf("%s/int8-quantized-io-batch64/%v", sh.name, lv), func(b *testing.B) {
+				defer vecmath.SetLevel(must(vecmath.SetLevel(lv)))
+				loopBatch(b, batch, func() { _ = s.RunQuantizedBatch(bq, bqout) })
+			})
+		}
 		for _, lv := range vecmath.Supported() {
 			b.Run(fmt.Sprintf("%s/int8/%v", sh.name, lv), func(b *testing.B) {
 				defer vecmath.SetLevel(must(vecmath.SetLevel(lv)))
@@ -97,6 +117,21 @@ func BenchmarkInference(b *testing.B) {
 			})
 		}
 	}
+}
+
+// loopBatch runs f (one batch of n queries) b.N times on a locked thread
+// and reports ns/query and cpu_ns/query.
+func loopBatch(b *testing.B, n int, f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ResetTimer()
+	c0, t0 := threadCPU(), time.Now()
+	for i := 0; i < b.N; i++ {
+		f()
+	}
+	q := float64(b.N * n)
+	b.ReportMetric(float64(time.Since(t0).Nanoseconds())/q, "ns/query")
+	b.ReportMetric(float64(threadCPU()-c0)/q, "cpu_ns/query")
 }
 
 func must(l vecmath.Level, err error) vecmath.Level {

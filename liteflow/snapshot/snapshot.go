@@ -471,6 +471,102 @@ func (s *Snapshot) runQuantized(in, out []int32, b bufs) {
 	copy(out, s.runLayers(cur, b, nil))
 }
 
+// batchChunk bounds the items RunBatch and RunQuantizedBatch convert per
+// kernel pass (their buffers hold this many items).
+const batchChunk = 256
+
+// batchBufs are the buffers of one batch run: the kernel's scratch and
+// a chunk's quantized inputs and outputs.
+type batchBufs struct{ scratch, qin, qout []int32 }
+
+var batchPool = sync.Pool{New: func() any { return new(batchBufs) }}
+
+func grow(b []int32, n int) []int32 {
+	if cap(b) < n {
+		return make([]int32, n)
+	}
+	return b[:n]
+}
+
+// batchItems checks a batch's lengths and returns its item count.
+func (s *Snapshot) batchItems(nIn, nOut int) (int, error) {
+	if !s.ready {
+		return 0, ErrNotValidated
+	}
+	in, out := s.InputDim(), s.OutputDim()
+	items := nIn / in
+	if nIn%in != 0 || nOut != items*out {
+		return 0, fmt.Errorf("%w: batch of %d inputs and %d outputs for %d -> %d", ErrShape, nIn, nOut, in, out)
+	}
+	return items, nil
+}
+
+// RunQuantizedBatch is RunQuantized on several inputs at once: in holds
+// items × InputDim values, out receives items × OutputDim. The items run
+// side by side on the vector kernels (vecmath.Net8.RunBatch: one pass over
+// the weights per 8 or 16 items); each gets exactly what RunQuantized
+// gives it. It does not allocate after warm-up and is safe for concurrent
+// use.
+func (s *Snapshot) RunQuantizedBatch(in, out []int32) error {
+	items, err := s.batchItems(len(in), len(out))
+	if err != nil || items == 0 {
+		return err
+	}
+	if vecmath.BatchLanes() == 0 {
+		return s.runEach(in, out, items)
+	}
+	b := batchPool.Get().(*batchBufs)
+	defer batchPool.Put(b)
+	b.scratch = grow(b.scratch, s.net.BatchScratch())
+	lo, hi := s.DType.Range()
+	if !s.net.RunBatch(in, out, items, lo, hi, b.scratch) {
+		return s.runEach(in, out, items) // the level dropped meanwhile
+	}
+	return nil
+}
+
+// runEach runs RunQuantized item by item.
+func (s *Snapshot) runEach(in, out []int32, items int) error {
+	ni, no := s.InputDim(), s.OutputDim()
+	for i := range items {
+		if err := s.RunQuantized(in[i*ni:(i+1)*ni], out[i*no:(i+1)*no]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunBatch is Run on several inputs at once: x holds items × InputDim
+// real values, out receives items × OutputDim; each item gets exactly
+// what Run gives it (see RunQuantizedBatch).
+func (s *Snapshot) RunBatch(x, out []float32) error {
+	items, err := s.batchItems(len(x), len(out))
+	if err != nil || items == 0 {
+		return err
+	}
+	ni, no := s.InputDim(), s.OutputDim()
+	b := batchPool.Get().(*batchBufs)
+	defer batchPool.Put(b)
+	b.scratch = grow(b.scratch, s.net.BatchScratch())
+	lo, hi := s.DType.Range()
+	oq := s.Output()
+	for base := 0; base < items; base += batchChunk {
+		k := min(batchChunk, items-base)
+		b.qin, b.qout = grow(b.qin, k*ni), grow(b.qout, k*no)
+		// QuantizeValue on every input.
+		vecmath.QuantizeF32(b.qin, x[base*ni:(base+k)*ni], s.Input.Scale, s.Input.Zero, lo, hi)
+		if !s.net.RunBatch(b.qin, b.qout, k, lo, hi, b.scratch) {
+			if err := s.runEach(b.qin, b.qout, k); err != nil {
+				return err
+			}
+		}
+		for i, v := range b.qout {
+			out[base*no+i] = Dequantize(v, oq)
+		}
+	}
+	return nil
+}
+
 // RunQuantizedReference is RunQuantized on the scalar engine, the
 // reference the vector engine (and the C engine) must match bit for bit. It
 // is meant for tests and benchmarks.

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -208,5 +209,116 @@ func FuzzVecEngine(f *testing.F) {
 			}
 		}
 		checkEngines(t, s, in)
+	})
+}
+
+// checkBatch runs items inputs (quantized, possibly outside the type's
+// range) through RunQuantizedBatch and their real values through RunBatch
+// at every vecmath level, and wants each item to equal the scalar engine
+// (RunQuantizedReference) and Run on that item alone, bit for bit.
+func checkBatch(t testing.TB, s *Snapshot, in []int32, x []float32) {
+	t.Helper()
+	ni, no := s.InputDim(), s.OutputDim()
+	items := len(in) / ni
+	want := make([]int32, items*no)
+	for i := range items {
+		if err := s.RunQuantizedReference(in[i*ni:(i+1)*ni], want[i*no:(i+1)*no]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer vecmath.SetLevel(vecmath.Detected())
+	for _, l := range vecmath.Supported() {
+		if _, err := vecmath.SetLevel(l); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]int32, items*no)
+		if err := s.RunQuantizedBatch(in, got); err != nil {
+			t.Fatal(err)
+		}
+		for i := range items {
+			if g, w := got[i*no:(i+1)*no], want[i*no:(i+1)*no]; !slices.Equal(g, w) {
+				t.Fatalf("level %v: RunQuantizedBatch item %d of %d: %v, scalar engine %v", l, i, items, g, w)
+			}
+		}
+		fgot, fwant := make([]float32, items*no), make([]float32, items*no)
+		if err := s.RunBatch(x, fgot); err != nil {
+			t.Fatal(err)
+		}
+		for i := range items {
+			if err := s.Run(x[i*ni:(i+1)*ni], fwant[i*no:(i+1)*no]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !vecmath.SameF32(fgot, fwant) {
+			t.Fatalf("level %v: RunBatch of %d items differs from Run", l, items)
+		}
+	}
+}
+
+// randomBatch returns items quantized inputs (mostly in range, some far
+// outside) and items real inputs (ties, extremes, NaN, infinities).
+func randomBatch(r *rand.Rand, s *Snapshot, items int) ([]int32, []float32) {
+	lo, hi := s.DType.Range()
+	in := make([]int32, items*s.InputDim())
+	for i := range in {
+		switch r.IntN(10) {
+		case 0:
+			in[i] = []int32{math.MinInt32, math.MaxInt32, lo - 1, hi + 1, -40000, 40000}[r.IntN(6)]
+		default:
+			in[i] = lo + r.Int32N(hi-lo+1)
+		}
+	}
+	x := make([]float32, len(in))
+	for i := range x {
+		switch r.IntN(6) {
+		case 0:
+			x[i] = (float32(r.IntN(64)-32) + 0.5) * s.Input.Scale
+		case 1:
+			x[i] = []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, 3e38}[r.IntN(5)]
+		default:
+			x[i] = float32(r.NormFloat64()) * 100 * s.Input.Scale
+		}
+	}
+	return in, x
+}
+
+// TestBatchMatchesScalar covers the batch entry points on random
+// snapshots with batch sizes around the lane counts and above the chunk.
+func TestBatchMatchesScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(27, 28))
+	for it := range 120 {
+		s := randomSnapshot(t, r)
+		items := []int{0, 1, 2, 7, 8, 15, 16, 17, 31, 64, 100, batchChunk + 3}[r.IntN(12)]
+		in, x := randomBatch(r, s, items)
+		t.Run(fmt.Sprint(it), func(t *testing.T) { checkBatch(t, s, in, x) })
+	}
+}
+
+func TestBatchErrors(t *testing.T) {
+	s := randomSnapshot(t, rand.New(rand.NewPCG(3, 4)))
+	ni, no := s.InputDim(), s.OutputDim()
+	for _, c := range []struct{ in, out int }{{ni + 1, no}, {2 * ni, no}, {ni, 2 * no}, {0, no}} {
+		if err := s.RunQuantizedBatch(make([]int32, c.in), make([]int32, c.out)); !errors.Is(err, ErrShape) {
+			t.Errorf("RunQuantizedBatch %d/%d: %v, want ErrShape", c.in, c.out, err)
+		}
+		if err := s.RunBatch(make([]float32, c.in), make([]float32, c.out)); !errors.Is(err, ErrShape) {
+			t.Errorf("RunBatch %d/%d: %v, want ErrShape", c.in, c.out, err)
+		}
+	}
+	var raw Snapshot
+	if err := raw.RunQuantizedBatch(nil, nil); !errors.Is(err, ErrNotValidated) {
+		t.Errorf("unvalidated: %v", err)
+	}
+}
+
+// FuzzBatch builds a random snapshot and batch from the seed bytes.
+func FuzzBatch(f *testing.F) {
+	f.Add(uint64(1), uint64(2), uint16(17))
+	f.Add(uint64(5), uint64(0), uint16(1))
+	f.Add(uint64(8), uint64(3), uint16(300))
+	f.Fuzz(func(t *testing.T, seed, bseed uint64, items uint16) {
+		s := randomSnapshot(t, rand.New(rand.NewPCG(seed, 1)))
+		in, x := randomBatch(rand.New(rand.NewPCG(bseed, 2)), s, int(items%600))
+		checkBatch(t, s, in, x)
 	})
 }
