@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/lakeos/lake/liteflow/router"
@@ -68,30 +69,46 @@ func (m *LiteFlowModel) Info() ModelInfo {
 }
 
 // Predict implements Model: each record is answered by the snapshot its
-// flow is pinned to.
+// flow is pinned to. The batch goes to router.QueryBatch, which runs the
+// records answered by one snapshot together (snapshot.RunBatch: several
+// records per pass over the weights); each record's answer is what a
+// query of it alone would give.
 func (m *LiteFlowModel) Predict(in, out []byte, n int) error {
 	ib, ob := 8+4*m.in, 4*m.out
-	if len(in) != n*ib || len(out) != n*ob {
+	if n < 0 || len(in) != n*ib || len(out) != n*ob {
 		return fmt.Errorf("laked: liteflow model: %d items with %d/%d bytes", n, len(in), len(out))
 	}
-	x := make([]float32, m.in)
-	y := make([]float32, m.out)
+	b := liteflowBufPool.Get().(*liteflowBufs)
+	defer liteflowBufPool.Put(b)
+	b.ids = slices.Grow(b.ids[:0], n)[:n]
+	b.vers = slices.Grow(b.vers[:0], n)[:n]
+	b.xs = slices.Grow(b.xs[:0], n*m.in)[:n*m.in]
+	b.ys = slices.Grow(b.ys[:0], n*m.out)[:n*m.out]
 	for i := 0; i < n; i++ {
 		rec := in[i*ib : (i+1)*ib]
-		flow := binary.LittleEndian.Uint64(rec)
+		b.ids[i] = binary.LittleEndian.Uint64(rec)
+		x := b.xs[i*m.in : (i+1)*m.in]
 		for j := range x {
 			x[j] = math.Float32frombits(binary.LittleEndian.Uint32(rec[8+4*j:]))
 		}
-		if _, err := m.r.Query(flow, x, y); err != nil {
-			return fmt.Errorf("laked: liteflow model: item %d: %w", i, err)
-		}
-		o := out[i*ob : (i+1)*ob]
-		for j, v := range y {
-			binary.LittleEndian.PutUint32(o[4*j:], math.Float32bits(v))
-		}
+	}
+	if err := m.r.QueryBatch(b.ids, b.xs, b.ys, b.vers); err != nil {
+		return fmt.Errorf("laked: liteflow model: %w", err)
+	}
+	for i, v := range b.ys {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
 	}
 	return nil
 }
+
+// liteflowBufs are one Predict call's flow ids, inputs, outputs and
+// versions.
+type liteflowBufs struct {
+	ids, vers []uint64
+	xs, ys    []float32
+}
+
+var liteflowBufPool = sync.Pool{New: func() any { return new(liteflowBufs) }}
 
 // ServedInstaller installs snapshots into a served LiteFlow router and
 // bumps the model's served version after each, so that clients polling

@@ -95,3 +95,65 @@ func TestLiteFlowServedPinsFlows(t *testing.T) {
 		t.Fatalf("new flow 8 not on the new snapshot: got %v want %v", got, wb)
 	}
 }
+
+// TestLiteFlowPredictBatch calls the model's Predict with a batch of
+// records of flows pinned to two snapshots and flowless records: every
+// record must get exactly what its snapshot's Run gives it alone.
+func TestLiteFlowPredictBatch(t *testing.T) {
+	r, err := router.New(router.Config{InputDim: 4, OutputDim: 2, FlowTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := liteflowSnapshot(t, 1, 1), liteflowSnapshot(t, 2, 2)
+	if _, err := r.Install(a); err != nil {
+		t.Fatal(err)
+	}
+	lm, err := laked.NewLiteFlowModel("cc", r, 4, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := make([]byte, 24)
+	for flow := uint64(1); flow <= 3; flow++ { // pinned to a
+		binary.LittleEndian.PutUint64(one, flow)
+		if err := lm.Predict(one, make([]byte, 8), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Install(b); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewSource(5))
+	const n = 77
+	in, out := make([]byte, n*24), make([]byte, n*8)
+	xs := make([][]float32, n)
+	flows := make([]uint64, n)
+	for i := range n {
+		flows[i] = uint64(rng.Intn(6)) // 0 flowless, 1-3 on a, 4-5 new (b)
+		binary.LittleEndian.PutUint64(in[i*24:], flows[i])
+		xs[i] = make([]float32, 4)
+		for j := range xs[i] {
+			xs[i][j] = rng.Float32()*4 - 2
+			binary.LittleEndian.PutUint32(in[i*24+8+4*j:], math.Float32bits(xs[i][j]))
+		}
+	}
+	if err := lm.Predict(in, out, n); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		s := b
+		if flows[i] >= 1 && flows[i] <= 3 {
+			s = a
+		}
+		want := make([]float32, 2)
+		if err := s.Run(xs[i], want); err != nil {
+			t.Fatal(err)
+		}
+		got := laked.BytesToFloat32s(out[i*8 : (i+1)*8])
+		if math.Float32bits(got[0]) != math.Float32bits(want[0]) || math.Float32bits(got[1]) != math.Float32bits(want[1]) {
+			t.Fatalf("record %d (flow %d): %v, want %v", i, flows[i], got, want)
+		}
+	}
+	if err := lm.Predict(in[:23], out, 1); err == nil {
+		t.Error("short record accepted")
+	}
+}

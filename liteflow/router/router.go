@@ -234,11 +234,27 @@ func (r *Router) Query(flowID uint64, x, out []float32) (uint64, error) {
 // snapshot stays valid, and Install of the slot behind it waits, until
 // release is called; call it once, after running.
 func (r *Router) Pin(flowID uint64) (s *snapshot.Snapshot, version uint64, release func(), err error) {
+	h, err := r.hold(flowID)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	return &h.p.snap, h.p.version, func() { r.unhold(h) }, nil
+}
+
+// held is a program a query may run until unhold: through a reference
+// (sl == nil; a pinned flow's) or through its slot's in-flight count.
+type held struct {
+	p  *program
+	sl *slot
+}
+
+// hold finds the program that answers flowID exactly as Query does.
+func (r *Router) hold(flowID uint64) (held, error) {
 	var now time.Duration
 	if flowID != 0 {
 		now = r.cfg.Now()
 		if p := r.flows.acquire(r, flowID, now); p != nil {
-			return &p.snap, p.version, func() { r.release(p) }, nil
+			return held{p: p}, nil
 		}
 	}
 	for {
@@ -252,37 +268,82 @@ func (r *Router) Pin(flowID uint64) (s *snapshot.Snapshot, version uint64, relea
 		p := sl.prog
 		if p == nil {
 			sl.inflight.Add(-1)
-			return nil, 0, nil, ErrNoSnapshot
+			return held{}, ErrNoSnapshot
 		}
 		if flowID != 0 {
 			if q, ref := r.flows.pin(r, flowID, p, now); ref {
 				sl.inflight.Add(-1)
-				return &q.snap, q.version, func() { r.release(q) }, nil
+				return held{p: q}, nil
 			}
 		}
-		return &p.snap, p.version, func() { sl.inflight.Add(-1) }, nil
+		return held{p: p, sl: sl}, nil
 	}
 }
 
+func (r *Router) unhold(h held) {
+	if h.sl != nil {
+		h.sl.inflight.Add(-1)
+	} else {
+		r.release(h.p)
+	}
+}
+
+// batchRun bounds the rows QueryBatch holds before it runs them.
+const batchRun = 64
+
 // QueryBatch answers len(flowIDs) queries: row k uses flowIDs[k], input
 // xs[k*InputDim:(k+1)*InputDim] and output outs[k*OutputDim:…]; versions[k]
-// receives the answering version. Rows are independent queries (rows of
-// different flows may be answered by different snapshots). It stops at the
-// first error.
+// receives the answering version. Each row is answered exactly as Query
+// answers it (a flow's rows by the snapshot the flow is pinned to), but
+// consecutive rows answered by the same snapshot run together
+// (snapshot.RunBatch: several rows per pass over the weights), up to 64
+// at a time. It stops at the first error; the rows before it are
+// answered.
 func (r *Router) QueryBatch(flowIDs []uint64, xs, outs []float32, versions []uint64) error {
 	n := len(flowIDs)
 	if len(xs) != n*r.cfg.InputDim || len(outs) != n*r.cfg.OutputDim || len(versions) != n {
 		return fmt.Errorf("%w: batch of %d needs %d inputs, %d outputs, %d versions; got %d, %d, %d", ErrShape, n, n*r.cfg.InputDim, n*r.cfg.OutputDim, n, len(xs), len(outs), len(versions))
 	}
 	in, on := r.cfg.InputDim, r.cfg.OutputDim
-	for k, id := range flowIDs {
-		v, err := r.Query(id, xs[k*in:(k+1)*in], outs[k*on:(k+1)*on])
+	var hs [batchRun]held
+	run := hs[:0] // rows start.. held, all by run[0].p
+	start := 0
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		p, end := run[0].p, start+len(run)
+		err := p.snap.RunBatch(xs[start*in:end*in], outs[start*on:end*on])
+		for k := start; k < end; k++ {
+			versions[k] = p.version
+		}
+		for _, h := range run {
+			r.unhold(h)
+		}
+		first := start
+		run, start = run[:0], end
 		if err != nil {
+			return fmt.Errorf("router: batch rows %d-%d: %w", first, end-1, err)
+		}
+		return nil
+	}
+	for k, id := range flowIDs {
+		h, err := r.hold(id)
+		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
 			return fmt.Errorf("router: batch row %d: %w", k, err)
 		}
-		versions[k] = v
+		if len(run) == batchRun || (len(run) > 0 && run[0].p != h.p) {
+			if err := flush(); err != nil {
+				r.unhold(h)
+				return err
+			}
+		}
+		run = append(run, h)
 	}
-	return nil
+	return flush()
 }
 
 // Active returns the version of the active snapshot (0 if none). It is a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -478,4 +479,129 @@ func TestPinRoutesLikeQuery(t *testing.T) {
 	if qv, _ := r.Query(6, x, out); qv != 2 {
 		t.Fatalf("Query of flow 6 after Pin: v%d", qv)
 	}
+}
+
+// TestQueryBatchMatchesQuery runs the same sequence of rows through
+// QueryBatch on one router and Query row by row on another, with flows
+// pinned to an older snapshot mixed with new and flowless rows (so runs
+// of one snapshot alternate, and some exceed the 64-row run), and wants
+// the same versions and the same output bits.
+func TestQueryBatchMatchesQuery(t *testing.T) {
+	a, b := snap(t, 1, model.Tanh), snap(t, 2, model.ReLU)
+	mk := func() *Router {
+		r, err := New(Config{InputDim: inDim, OutputDim: outDim, FlowCapacity: 1 << 10, FlowTTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Install(a); err != nil {
+			t.Fatal(err)
+		}
+		for f := uint64(1); f <= 5; f++ { // pinned to version 1
+			if _, err := r.Query(f, inputs(1)[0], make([]float32, outDim)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := r.Install(b); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	ra, rb := mk(), mk()
+	rng := rand.New(rand.NewPCG(4, 5))
+	const n = 300
+	ids := make([]uint64, n)
+	for k := range ids {
+		switch {
+		case k >= 100 && k < 180:
+			ids[k] = 0 // a run longer than 64 rows
+		case rng.IntN(3) == 0:
+			ids[k] = 1 + uint64(rng.IntN(5))
+		case rng.IntN(2) == 0:
+			ids[k] = 10 + uint64(rng.IntN(20))
+		}
+	}
+	xs := make([]float32, n*inDim)
+	for i := range xs {
+		xs[i] = float32(rng.NormFloat64())
+	}
+	outs, vers := make([]float32, n*outDim), make([]uint64, n)
+	if err := rb.QueryBatch(ids, xs, outs, vers); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{}
+	for k, id := range ids {
+		want := make([]float32, outDim)
+		v, err := ra.Query(id, xs[k*inDim:(k+1)*inDim], want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[v] = true
+		if v != vers[k] || !slices.Equal(want, outs[k*outDim:(k+1)*outDim]) {
+			t.Fatalf("row %d (flow %d): batch %v v%d, Query %v v%d", k, id, outs[k*outDim:(k+1)*outDim], vers[k], want, v)
+		}
+	}
+	if !seen[1] || !seen[2] {
+		t.Fatalf("versions answered: %v, want both", seen)
+	}
+	empty, _ := New(Config{InputDim: inDim, OutputDim: outDim})
+	if err := empty.QueryBatch([]uint64{0}, xs[:inDim], outs[:outDim], vers[:1]); !errors.Is(err, ErrNoSnapshot) {
+		t.Errorf("batch without a snapshot: %v", err)
+	}
+}
+
+// TestQueryBatchUnderInstalls runs batches while installs alternate two
+// models: every row must match the model of the version it reports.
+func TestQueryBatchUnderInstalls(t *testing.T) {
+	a, b := snap(t, 1, model.Tanh), snap(t, 2, model.ReLU)
+	xs := inputs(40)
+	wantA, wantB := expected(t, a, xs), expected(t, b, xs)
+	r, err := New(Config{InputDim: inDim, OutputDim: outDim, FlowCapacity: 1 << 12, FlowTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Install(a); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; !stop.Load(); i++ {
+			s := a
+			if i%2 == 0 {
+				s = b
+			}
+			if _, err := r.Install(s); err != nil {
+				t.Error(err)
+				return
+			}
+			runtime.Gosched()
+		}
+	}()
+	flat := make([]float32, 0, len(xs)*inDim)
+	for _, x := range xs {
+		flat = append(flat, x...)
+	}
+	ids := make([]uint64, len(xs))
+	outs, vers := make([]float32, len(xs)*outDim), make([]uint64, len(xs))
+	for it := range 300 {
+		for k := range ids {
+			ids[k] = uint64((it*7 + k) % 50) // flows start, continue and mix with flowless rows
+		}
+		if err := r.QueryBatch(ids, flat, outs, vers); err != nil {
+			t.Fatal(err)
+		}
+		for k := range xs {
+			want := wantB[k]
+			if vers[k]%2 == 1 {
+				want = wantA[k]
+			}
+			if outs[k*outDim] != want[0] || outs[k*outDim+1] != want[1] {
+				t.Fatalf("iteration %d row %d: %v v%d matches neither model", it, k, outs[k*outDim:(k+1)*outDim], vers[k])
+			}
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
 }
