@@ -1,6 +1,7 @@
 package laked
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -59,8 +60,9 @@ func (q *sessQueue) pop() *predictReq {
 //
 // There is no batching window on the CPU path. A session reader queues
 // the predicts it read from its ring and then, if nobody runs the model,
-// becomes the runner: it takes everything already queued (round robin across sessions, one
-// request per session per turn, up to Config.MaxBatch items), asks the
+// becomes the runner: it takes everything already queued (round robin
+// across sessions, one request per session per turn, a session that had
+// nothing queued first, up to Config.MaxBatch items), asks the
 // placer, and when the batch goes to the CPU runs it on its own goroutine
 // and completes it without a hand-off. Requests that arrive meanwhile
 // form the next batch (the natural backlog). After inlineBatches batches,
@@ -189,7 +191,17 @@ func (b *batcher) newQueueLocked(s *session) *sessQueue {
 	}
 	q.sess = s
 	b.queues[s] = q
-	b.ring = append(b.ring, q)
+	// A session that had nothing queued goes next in the round robin,
+	// ahead of the sessions with a backlog: a light client's lone request
+	// rides the next batch even when more sessions have backlogs than a
+	// batch has room for. It gains at most one turn (it is behind the
+	// others once served), so no backlog starves.
+	i := 0
+	if len(b.ring) > 0 {
+		i = b.next % len(b.ring)
+	}
+	b.ring = slices.Insert(b.ring, i, q)
+	b.next = i
 	return q
 }
 
