@@ -9,15 +9,19 @@
 #   cuda-tests.txt   correctness: vector_add, LinnOS (+1, +2; int and
 #                    float) GPU == CPU bit for bit, hostile launches
 #                    refused, a faulting kernel isolated to its client,
-#                    limits, async copies, host registration, concurrency
-#                    (then again under the race detector)
+#                    limits, async copies, host registration, concurrency,
+#                    tanh/sigmoid MLPs GPU == CPU bit for bit, the models'
+#                    runs paths from a registered mapping, the launch
+#                    timeout (then again under the race detector)
 #   crossover.md     CPU vs GPU per-batch time for LinnOS, +1, +2 at
 #                    batch 1 … 4096 (copies included) and the policy
 #                    threshold that follows; crossover.txt is its log
 #   nvml.txt         the NVML load source and GPU processes on a real GPU
-#   laked.txt        laked's GPU model path end to end
+#   laked.txt        laked's GPU model path end to end (records copied
+#                    straight from the client's registered arena)
 #
-# Every step has its own timeout; the whole script stays under 8 minutes.
+# Every step has its own timeout; they add up to 440 s (7 min 20 s), so
+# the whole script stays under 8 minutes.
 # From this repository with the device tool:
 #   make gpu-check-build     (here)
 #   run: OUT=$OUT deploy/gpu-check.sh bin/gpu-check   carrying bin/gpu-check
@@ -48,7 +52,7 @@ ls -l /dev/nvidia* >>"$OUT/nvidia-smi.txt" 2>&1
 # host-emulation tests (OnHost) already ran in CI; they are skipped here.
 cd laked/backend/cuda
 step cuda-tests 90 cuda-tests.txt "$DIR/cuda.test" -test.v -test.count=1 -test.skip OnHost
-step cuda-tests-race 90 cuda-tests-race.txt "$DIR/cuda-race.test" -test.v -test.count=1 -test.run 'TestGPU(Concurrent|FaultIsolated|HostileLaunches|ModelRecoversFromFault)'
+step cuda-tests-race 90 cuda-tests-race.txt "$DIR/cuda-race.test" -test.v -test.count=1 -test.run 'TestGPU(Concurrent|FaultIsolated|HostileLaunches|ModelRecoversFromFault|LaunchTimeout|RunsFromRegisteredHost)'
 step crossover 150 crossover.txt env LAKE_GPU_CROSSOVER="$OUT" "$DIR/cuda.test" -test.v -test.count=1 -test.run '^TestGPUCrossover$'
 cd ../../../policy
 step nvml 20 nvml.txt "$DIR/policy.test" -test.v -test.count=1 -test.run 'NVML|ProcStat'

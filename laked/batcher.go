@@ -9,13 +9,18 @@ import (
 )
 
 // predictReq is one accepted predict submission: its inputs already
-// copied out of the client's arena, and where its outputs go.
+// copied out of the client's arena (in), or, for a model with a GPU runs
+// path and a client whose region the GPU backend registered, left there
+// (in is nil, inOff says where: see GPURunsModel); and where its outputs
+// go.
 type predictReq struct {
 	sess     *session
 	tag      uint64
 	n        int
 	in       []byte
 	inp      *[]byte // pooled buffer behind in
+	inOff    uint64  // arena offset of the inputs when in is nil
+	bad      bool    // its arena range could not be read: completes "internal error"
 	outOff   uint64
 	outLen   uint64
 	start    time.Time
@@ -100,6 +105,11 @@ type batcher struct {
 	cpuItem, gpuItem float64 // EWMA of ns per item
 	kernelItems      int     // items of the batch from kernel clients
 	inBuf, outBuf    []byte
+	inMem, outMem    stagedMem // inBuf and outBuf of the batch as hostMem
+	inSpans          []recSpan // GPU runs path: where each request's records lie
+	outSpans         []recSpan // ...and where its outputs go
+	runs             []copyRun // planned copies of one chunk
+	inRuns, outRuns  [][]byte  // ...resolved to host memory
 	batch            []*predictReq
 	items            int
 	late             []*predictReq // answered without running (deadline missed, or the client left)
@@ -509,22 +519,28 @@ func (b *batcher) execute() {
 		b.outBuf = make([]byte, outLen)
 	}
 	in, out := b.inBuf[:inLen], b.outBuf[:outLen]
-	off := 0
-	for _, r := range b.batch {
-		off += copy(in[off:], r.in)
-	}
-	ranGPU := false
+	ranGPU, direct, staged := false, false, false
 	var err error
 	start := time.Now()
 	if b.gpu {
 		if gm, ok := mv.m.(GPUModel); ok && b.s.gpuAvailable() {
-			err = runChunks(gm.PredictGPU, in, out, items, b.s.cfg.MaxBatch, info)
+			if rm, ok := gm.(GPURunsModel); ok {
+				err = b.runGPURuns(rm, in, out, info)
+				direct = err == nil
+			} else {
+				staged = b.stageInputs(in, info)
+				b.s.stats.gpuStagedItems.Add(uint64(items))
+				err = runChunks(gm.PredictGPU, in, out, items, b.s.cfg.MaxBatch, info)
+			}
 			ranGPU = err == nil
 		} else {
 			b.s.stats.gpuFallbacks.Add(1)
 		}
 	}
 	if !ranGPU {
+		if !staged {
+			staged = b.stageInputs(in, info)
+		}
 		err = runChunks(func(in, out []byte, n int) error { return safePredict(mv.m, in, out, n) }, in, out, items, b.s.cfg.MaxBatch, info)
 	}
 	took := time.Since(start)
@@ -546,11 +562,13 @@ func (b *batcher) execute() {
 	if ranGPU {
 		gpuFlag = 1
 	}
-	off = 0
+	off := 0
 	for i, r := range b.batch {
 		n := r.n * info.OutputBytes
 		c := shm.CQE{Tag: r.tag, Status: status, Results: [2]uint64{mv.version, gpuFlag}}
-		if status == shm.StatusOK {
+		if r.bad {
+			c.Status = shm.StatusInternal
+		} else if status == shm.StatusOK && !(direct && r.sess.dma) { // direct: the GPU wrote the arena
 			if dst, aerr := r.sess.region.ArenaRange(r.outOff, r.outLen); aerr == nil && len(dst) == n {
 				copy(dst, out[off:off+n])
 			} else {
@@ -566,6 +584,89 @@ func (b *batcher) execute() {
 	b.items = 0
 	b.kernelItems = 0
 	b.decided = false
+}
+
+// stageInputs gathers every request's inputs into in (laked's batch
+// buffer): from the copy taken at accept time, or from the client's arena
+// for a request whose inputs were left there. It reports true.
+func (b *batcher) stageInputs(in []byte, info ModelInfo) bool {
+	off := 0
+	for _, r := range b.batch {
+		n := r.n * info.InputBytes
+		if r.in != nil {
+			copy(in[off:off+n], r.in)
+		} else if src, err := r.sess.region.ArenaRange(r.inOff, uint64(n)); err == nil {
+			copy(in[off:off+n], src)
+		} else {
+			clear(in[off : off+n]) // validated at accept time: cannot happen
+			r.bad = true
+		}
+		off += n
+	}
+	return true
+}
+
+// runGPURuns runs the batch on a GPU runs path (GPURunsModel) in calls of
+// at most MaxBatch records: inputs left in a registered arena are copied
+// from there, one copy per stretch of records adjacent in it; outputs of
+// a client whose region is registered go straight to its output range.
+// Only the rest (clients whose region is not registered, requests whose
+// inputs were copied at accept) passes through laked's buffers, and is
+// counted in Stats.GPUStagedItems.
+func (b *batcher) runGPURuns(rm GPURunsModel, in, out []byte, info ModelInfo) error {
+	b.inMem.b, b.outMem.b = in, out
+	defer func() {
+		// Keep no reference to a client's arena past the batch.
+		b.inMem.b, b.outMem.b = nil, nil
+		clear(b.inRuns)
+		clear(b.outRuns)
+		clear(b.inSpans)
+		clear(b.outSpans)
+		clear(b.runs)
+	}()
+	b.inSpans, b.outSpans = b.inSpans[:0], b.outSpans[:0]
+	item, staged := 0, 0
+	for _, r := range b.batch {
+		ib, ob := uint64(item*info.InputBytes), uint64(item*info.OutputBytes)
+		if r.in != nil {
+			copy(in[ib:], r.in)
+			b.inSpans = append(b.inSpans, recSpan{mem: &b.inMem, off: ib, items: r.n})
+		} else {
+			b.inSpans = append(b.inSpans, recSpan{mem: r.sess.region, off: r.inOff, items: r.n})
+		}
+		if r.sess.dma {
+			b.outSpans = append(b.outSpans, recSpan{mem: r.sess.region, off: r.outOff, items: r.n})
+		} else {
+			b.outSpans = append(b.outSpans, recSpan{mem: &b.outMem, off: ob, items: r.n})
+		}
+		if r.in != nil || !r.sess.dma {
+			staged += r.n
+		}
+		item += r.n
+	}
+	b.s.stats.gpuStagedItems.Add(uint64(staged))
+	b.s.stats.gpuDirectItems.Add(uint64(item - staged))
+	limit := b.s.cfg.MaxBatch
+	for lo := 0; lo < item; lo += limit {
+		hi := min(lo+limit, item)
+		var err error
+		if b.runs, err = planRuns(b.runs[:0], b.inSpans, uint64(info.InputBytes), lo, hi); err != nil {
+			return err
+		}
+		if b.inRuns, err = resolveRuns(b.inRuns[:0], b.runs); err != nil {
+			return err
+		}
+		if b.runs, err = planRuns(b.runs[:0], b.outSpans, uint64(info.OutputBytes), lo, hi); err != nil {
+			return err
+		}
+		if b.outRuns, err = resolveRuns(b.outRuns[:0], b.runs); err != nil {
+			return err
+		}
+		if err := rm.PredictGPURuns(b.inRuns, b.outRuns, hi-lo); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sessDone gathers one session's completions of a batch, so that each

@@ -18,6 +18,18 @@
 //   - batcher: one per served model; gathers requests up to a maximum
 //     batch size or an adaptive wait, runs them as one batch, and
 //     scatters the outputs.
+//   - The GPU copy path (gpucopy.go): a client's region is registered
+//     with the GPU backend (backend.HostRegisterer) while it is attached.
+//     For a model whose GPU path copies runs (GPURunsModel: LinnOS and
+//     the MLPs on the CUDA backend) a predict's inputs stay in the
+//     client's arena until its batch runs; a GPU batch then moves them,
+//     and the outputs, by DMA, one copy per stretch of records adjacent
+//     in an arena (planRuns), every range checked against the region.
+//     Regions not registered, and in-place predicts, are staged through
+//     laked's buffers as for every other model (Stats.GPUStagedItems).
+//     The model only ever computes on device memory the copies filled,
+//     so a client rewriting its arena meanwhile changes its own answers
+//     only.
 //   - Transports: the unix-socket handshake with memfd regions (this
 //     package, unix_linux.go) and the kernel's /dev/lake device
 //     (devlake_linux.go).

@@ -229,15 +229,21 @@ func (s *session) acceptPredict(e *shm.SQE) shm.Status {
 	if !s.admit(cost) {
 		return shm.StatusBusy
 	}
-	p := getBuf(len(in))
-	copy(*p, in) // copy before use: the client may rewrite its arena
 	r := reqPool.Get().(*predictReq)
-	*r = predictReq{sess: s, tag: e.Tag, n: int(n), in: *p, inp: p, outOff: a[4], outLen: a[5], start: start, deadline: deadline, cost: cost}
+	*r = predictReq{sess: s, tag: e.Tag, n: int(n), inOff: a[2], outOff: a[4], outLen: a[5], start: start, deadline: deadline, cost: cost}
+	var p *[]byte
+	if !s.leaveInArena(sm, a) {
+		p = getBuf(len(in))
+		copy(*p, in) // copy before use: the client may rewrite its arena
+		r.in, r.inp = *p, p
+	}
 	s.inflight.Add(1)
 	if st := sm.b.enqueue(r); st != shm.StatusOK {
 		s.inflight.Done()
 		s.unadmit(cost)
-		bufPool.Put(p)
+		if p != nil {
+			bufPool.Put(p)
+		}
 		putReq(r)
 		return st
 	}
@@ -245,6 +251,24 @@ func (s *session) acceptPredict(e *shm.SQE) shm.Status {
 		s.toRun = append(s.toRun, sm.b)
 	}
 	return shm.StatusOK
+}
+
+// leaveInArena reports whether a predict's inputs (a: its args) stay in
+// the client's arena until its batch runs instead of being copied now:
+// when the model's GPU path copies runs (GPURunsModel), the GPU backend
+// registered this client's region (a GPU batch then copies them by DMA;
+// a CPU batch copies them into laked's buffer when it runs), and the
+// input and output ranges do not overlap (an in-place predict is copied
+// now, so a chunk's outputs never overwrite inputs not yet read).
+func (s *session) leaveInArena(sm *servedModel, a *[shm.NumArgs]uint64) bool {
+	if !s.dma || !s.srv.gpuAvailable() {
+		return false
+	}
+	if _, ok := sm.current.Load().m.(GPURunsModel); !ok {
+		return false
+	}
+	// Both ranges were checked against the arena: no overflow.
+	return a[2]+a[3] <= a[4] || a[4]+a[5] <= a[2]
 }
 
 // modelFetch copies a model's portable integer image into the client's

@@ -66,6 +66,10 @@ type session struct {
 
 	unregister func() error // undoes the backend's registration of the region, or nil
 
+	// dma: the GPU backend (Config.GPU) registered the region, so GPU
+	// batches copy this client's records straight from and to its arena
+	// (GPURunsModel).
+	dma     bool
 	kernel  bool // the client is the kernel: its predicts count as kernel items
 	trusted bool // contexts come from backend.TrustedBackend.NewTrustedContext
 }
@@ -85,11 +89,20 @@ func newSession(s *Server, id uint32, t Transport) *session {
 	if k, ok := t.(interface{ Trusted() bool }); ok {
 		sess.trusted = k.Trusted()
 	}
-	if hr, ok := s.cfg.Backend.(backend.HostRegisterer); ok {
+	// Register the region for DMA with the GPU backend (the model path's;
+	// a registration is portable to all its contexts, so with
+	// gpu.contexts it also serves the client's own), else with the
+	// backend serving the client's contexts.
+	hr, gpu := s.cfg.GPU.(backend.HostRegisterer)
+	if !gpu {
+		hr, _ = s.cfg.Backend.(backend.HostRegisterer)
+	}
+	if hr != nil {
 		if u, err := hr.RegisterHost(r.Bytes()); err == nil {
 			sess.unregister = u
+			sess.dma = gpu
 		} else {
-			s.log.Warn().Err(err).Uint32("client", id).Msg("register region for DMA; copies will be staged")
+			s.log.Warn().Err(err).Uint32("client", id).Msg("register region for DMA: this client's GPU batches and copies are staged through laked's buffers (Stats.GPUStagedItems)")
 		}
 	}
 	return sess

@@ -79,13 +79,19 @@ type stats struct {
 	decisionsCPU atomic.Uint64
 	decisionsGPU atomic.Uint64
 	gpuFallbacks atomic.Uint64
-	batchWaits   atomic.Uint64
-	serviceNanos atomic.Uint64
-	queueNanos   atomic.Uint64
-	sessions     atomic.Int64
-	sessionsSeen atomic.Uint64
-	overflowed   atomic.Uint64
-	refused      atomic.Uint64 // handshakes refused (limits, bad region fds)
+	// GPU batches' items whose records moved by DMA between a registered
+	// arena and the GPU (gpuDirectItems), or through laked's buffers
+	// (gpuStagedItems: the client's region is not registered, or the
+	// model has no runs path).
+	gpuDirectItems atomic.Uint64
+	gpuStagedItems atomic.Uint64
+	batchWaits     atomic.Uint64
+	serviceNanos   atomic.Uint64
+	queueNanos     atomic.Uint64
+	sessions       atomic.Int64
+	sessionsSeen   atomic.Uint64
+	overflowed     atomic.Uint64
+	refused        atomic.Uint64 // handshakes refused (limits, bad region fds)
 	// deadlineMissed counts predicts answered "deadline exceeded"
 	// (also counted under that status in completions).
 	deadlineMissed atomic.Uint64
@@ -170,6 +176,8 @@ type Stats struct {
 	DecisionsCPU   uint64
 	DecisionsGPU   uint64
 	GPUFallbacks   uint64        // GPU chosen but the batch ran on the CPU
+	GPUDirectItems uint64        // items of GPU batches copied straight between a client's registered arena and the GPU
+	GPUStagedItems uint64        // items of GPU batches staged through laked's buffers (region not registered with the GPU, or no runs path)
 	BatchWaits     uint64        // batches held for more requests (to fill a GPU batch to the placer's hint)
 	ServiceTotal   time.Duration // total model run time
 	QueueTotal     time.Duration // total predict accept-to-completion time
@@ -196,6 +204,8 @@ func (s *Server) Stats() Stats {
 		DecisionsCPU:   st.decisionsCPU.Load(),
 		DecisionsGPU:   st.decisionsGPU.Load(),
 		GPUFallbacks:   st.gpuFallbacks.Load(),
+		GPUDirectItems: st.gpuDirectItems.Load(),
+		GPUStagedItems: st.gpuStagedItems.Load(),
 		BatchWaits:     st.batchWaits.Load(),
 		ServiceTotal:   time.Duration(st.serviceNanos.Load()),
 		QueueTotal:     time.Duration(st.queueNanos.Load()),

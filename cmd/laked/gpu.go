@@ -67,30 +67,43 @@ func timed(busy *policy.BusyTime, f laked.GPUFunc) laked.GPUFunc {
 	}
 }
 
+// timedRuns is timed for a GPU runs path.
+func timedRuns(busy *policy.BusyTime, f laked.GPURunsFunc) laked.GPURunsFunc {
+	return func(ins, outs [][]byte, n int) error {
+		busy.Begin(time.Now())
+		err := f(ins, outs, n)
+		_ = busy.End(time.Now()) // every Begin has its End
+		return err
+	}
+}
+
 // gpuMLP returns the function that gives an MLP its GPU path, timed in
 // src.self; nil without a GPU. An MLP the GPU cannot take (its context
 // or upload failed) stays on the CPU, which is logged.
-func gpuMLP(gpu *gpuSetup, src *loadSources, log zerolog.Logger) func(*kernels.MLP) laked.GPUFunc {
+func gpuMLP(gpu *gpuSetup, src *loadSources, log zerolog.Logger) func(*kernels.MLP) laked.GPURunsFunc {
 	if gpu == nil {
 		return nil
 	}
-	return func(m *kernels.MLP) laked.GPUFunc {
+	return func(m *kernels.MLP) laked.GPURunsFunc {
 		f, err := gpu.mlp(m)
 		if err != nil {
 			log.Info().Err(err).Msg("MLP stays on the CPU")
 			return nil
 		}
-		return timed(src.self, f)
+		return timedRuns(src.self, f)
 	}
 }
 
 // gpuSetup is an opened GPU (openGPU; only the cuda build has one).
 type gpuSetup struct {
-	be     backend.Backend
-	linnos func(*linnos.IntModel) (laked.GPUFunc, error)
-	mlp    func(*kernels.MLP) (laked.GPUFunc, error)
+	be backend.Backend
+	// linnos and mlp prepare a model for the GPU; their runs paths copy
+	// records straight from and to clients' registered arenas.
+	linnos func(*linnos.IntModel) (laked.GPURunsFunc, error)
+	mlp    func(*kernels.MLP) (laked.GPURunsFunc, error)
 	// snapshot prepares a LiteFlow snapshot image for the GPU, for
-	// laked.LiteFlowModel.GPUPath.
+	// laked.LiteFlowModel.GPUPath (staged: LiteFlow routes and checks
+	// each record in Go before the GPU sees it).
 	snapshot func(img []byte) (laked.SnapshotRunner, error)
 	close    func()
 }

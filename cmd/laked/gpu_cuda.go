@@ -32,13 +32,13 @@ func openGPU(cfg *Config, log zerolog.Logger) (*gpuSetup, error) {
 	var models []interface{ Close() error }
 	return &gpuSetup{
 		be: be,
-		linnos: func(m *linnos.IntModel) (laked.GPUFunc, error) {
+		linnos: func(m *linnos.IntModel) (laked.GPURunsFunc, error) {
 			g, err := cuda.NewLinnOSInt(be, m)
 			if err != nil {
 				return nil, err
 			}
 			models = append(models, g)
-			return g.Predict, nil
+			return g.PredictRuns, nil
 		},
 		snapshot: func(img []byte) (laked.SnapshotRunner, error) {
 			g, err := cuda.NewSnapshot(be, img)
@@ -48,13 +48,13 @@ func openGPU(cfg *Config, log zerolog.Logger) (*gpuSetup, error) {
 			models = append(models, g)
 			return g.RunQuantized, nil
 		},
-		mlp: func(m *kernels.MLP) (laked.GPUFunc, error) {
+		mlp: func(m *kernels.MLP) (laked.GPURunsFunc, error) {
 			g, err := cuda.NewMLP(be, m)
 			if err != nil {
 				return nil, err
 			}
 			models = append(models, g)
-			return g.Predict, nil
+			return g.PredictRuns, nil
 		},
 		close: func() {
 			for _, g := range models {

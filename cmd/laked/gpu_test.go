@@ -183,6 +183,12 @@ func TestGPULinnOSThroughLaked(t *testing.T) {
 	if st.DecisionsGPU < 25 || st.GPUFallbacks != 0 {
 		t.Fatalf("GPU decisions %d, fallbacks %d", st.DecisionsGPU, st.GPUFallbacks)
 	}
+	// The client's region is registered with the GPU: its records went
+	// straight between its arena and the GPU, none through laked.
+	t.Logf("GPU items: %d direct from the registered arena, %d staged", st.GPUDirectItems, st.GPUStagedItems)
+	if st.GPUDirectItems == 0 || st.GPUStagedItems != 0 {
+		t.Fatalf("GPU items: %d direct, %d staged", st.GPUDirectItems, st.GPUStagedItems)
+	}
 }
 
 // TestGPULiteFlowPath runs a LiteFlow model's GPU path (laked.GPUPath

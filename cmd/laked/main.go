@@ -197,10 +197,10 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 			return nil, err
 		}
 	}
-	var gpuLinnOS laked.GPUFunc
+	var gpuLinnOS laked.GPURunsFunc
 	if gpu != nil && linnosModel != nil {
 		if f, err := gpu.linnos(linnosModel); err == nil {
-			gpuLinnOS = timed(src.self, f)
+			gpuLinnOS = timedRuns(src.self, f)
 		} else {
 			log.Warn().Err(err).Msg("LinnOS on the GPU: running it on the CPU only")
 		}

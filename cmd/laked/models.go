@@ -54,9 +54,9 @@ func cpuLimits(l LimitsConfig) backend.Limits {
 // demo MLP as model 2.
 //
 // gpuMLP, when not nil, gives an MLP its GPU path (nil: none).
-func registerModels(srv *laked.Server, lm *linnos.IntModel, gpu laked.GPUFunc, gpuMLP func(*kernels.MLP) laked.GPUFunc) error {
+func registerModels(srv *laked.Server, lm *linnos.IntModel, gpu laked.GPURunsFunc, gpuMLP func(*kernels.MLP) laked.GPURunsFunc) error {
 	if lm != nil {
-		if err := srv.RegisterModel(modelLinnOS, laked.WithGPU(laked.NewLinnOSModel("linnos", lm), gpu)); err != nil {
+		if err := srv.RegisterModel(modelLinnOS, laked.WithGPURuns(laked.NewLinnOSModel("linnos", lm), gpu)); err != nil {
 			return err
 		}
 	}
@@ -66,7 +66,7 @@ func registerModels(srv *laked.Server, lm *linnos.IntModel, gpu laked.GPUFunc, g
 	}
 	var served laked.Model = m
 	if gpuMLP != nil {
-		served = laked.WithGPU(m, gpuMLP(m.MLP()))
+		served = laked.WithGPURuns(m, gpuMLP(m.MLP()))
 	}
 	return srv.RegisterModel(modelDemoMLP, served)
 }

@@ -189,6 +189,8 @@ type StatsResponse struct {
 	DecisionsCPU        uint64            `json:"decisions_cpu"`
 	DecisionsGPU        uint64            `json:"decisions_gpu"`
 	GPUFallbacks        uint64            `json:"gpu_fallbacks"`
+	GPUDirectItems      uint64            `json:"gpu_direct_items"` // GPU batch items copied straight from/to a client's registered arena
+	GPUStagedItems      uint64            `json:"gpu_staged_items"` // ... staged through laked's buffers
 	ServiceTotalSeconds float64           `json:"service_total_seconds"`
 	QueueTotalSeconds   float64           `json:"queue_total_seconds"`
 	Sessions            int64             `json:"sessions"`
@@ -216,6 +218,7 @@ func statsOf(s laked.Stats) StatsResponse {
 	return StatsResponse{
 		Submissions: s.Submissions, Completions: c, Batches: s.Batches, BatchItems: s.BatchItems,
 		DecisionsCPU: s.DecisionsCPU, DecisionsGPU: s.DecisionsGPU, GPUFallbacks: s.GPUFallbacks,
+		GPUDirectItems: s.GPUDirectItems, GPUStagedItems: s.GPUStagedItems,
 		ServiceTotalSeconds: s.ServiceTotal.Seconds(), QueueTotalSeconds: s.QueueTotal.Seconds(),
 		Sessions: s.Sessions, SessionsServed: s.SessionsServed, Overflowed: s.Overflowed,
 		BatchSize: histogramOf(s.BatchSize), QueueWait: histogramOf(s.QueueWait), ServiceTime: histogramOf(s.ServiceTime),

@@ -8,6 +8,15 @@
 // created it: a handle from another Context is simply unknown to this one
 // and is rejected with ErrInvalidHandle.
 //
+// A backend that can page-lock host memory (HostRegisterer: the CUDA
+// backend) has every client's region registered with it while the client
+// is attached; laked's GPU model path then copies records straight
+// between a client's arena and the device (laked.GPURunsModel). A launch
+// or synchronisation waits for a context's work at most
+// Limits.LaunchTimeout: the CPU backend stops the kernel, the CUDA
+// backend treats the context as faulted and rebuilds it for its client
+// alone.
+//
 // All methods of a Context must be safe for concurrent use: laked may call
 // them from its per-client reader and from its batcher at the same time.
 // Every method validates its arguments (handles, sizes, bounds of device

@@ -687,3 +687,94 @@ func TestGPULaunchTimeout(t *testing.T) {
 		t.Fatal("the other client was rebuilt")
 	}
 }
+
+// TestGPURunsFromRegisteredHost: the models' runs paths (what laked
+// uses for a client's registered arena) copy inputs from, and outputs
+// to, scattered runs of a registered mapping, one copy per run, and give
+// the CPU models' answers bit for bit; runs that do not hold the batch
+// are refused before anything is copied.
+func TestGPURunsFromRegisteredHost(t *testing.T) {
+	b := newGPU(t, backend.Limits{})
+	f, err := os.CreateTemp(t.TempDir(), "arena")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 1 << 20
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	mem, err := mmap(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer munmap(mem)
+	unreg, err := b.RegisterHost(mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unreg()
+	// LinnOS: 50 items as runs of 7, 30 and 13 records at scattered
+	// offsets, classes to runs of 20 and 30.
+	_, q := linnosModels(t, 1)
+	g, err := NewLinnOSInt(b, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	const n, rec = 50, 4 * linnos.NumInputs
+	feat := linnosInputs(n, 3)
+	raw := i32bytes(feat)
+	offs, cnts := []int{1000, 40000, 9000}, []int{7, 30, 13}
+	var ins [][]byte
+	k := 0
+	for i, o := range offs {
+		r := mem[o : o+cnts[i]*rec]
+		copy(r, raw[k*rec:])
+		k += cnts[i]
+		ins = append(ins, r)
+	}
+	outs := [][]byte{mem[200000 : 200000+20*4], mem[300000 : 300000+30*4]}
+	if err := g.PredictRuns(ins, outs, n); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]int32, n)
+	if err := q.PredictBatch(feat, want); err != nil {
+		t.Fatal(err)
+	}
+	got := append(append([]byte(nil), outs[0]...), outs[1]...)
+	for i := range want {
+		if c := int32(binary.LittleEndian.Uint32(got[4*i:])); c != want[i] {
+			t.Fatalf("item %d: GPU %d, CPU %d", i, c, want[i])
+		}
+	}
+	if err := g.PredictRuns(ins[:2], outs, n); !errors.Is(err, backend.ErrInvalidValue) {
+		t.Fatalf("runs one short: %v", err)
+	}
+	// A tanh/sigmoid MLP through runs.
+	r := rand.New(rand.NewPCG(5, 5))
+	m := actMLP(t, r, []int{6, 32, 32, 3}, kernels.ActTanh, kernels.ActSigmoid)
+	gm, err := NewMLP(b, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gm.Close()
+	const mn = 40
+	in := normals(r, mn*6)
+	wantF := make([]float32, mn*3)
+	if err := m.Forward(in, wantF, mn); err != nil {
+		t.Fatal(err)
+	}
+	inb := f32bytes(in)
+	copy(mem[500000:], inb[:24*15])
+	copy(mem[600000:], inb[24*15:])
+	mins := [][]byte{mem[500000 : 500000+24*15], mem[600000 : 600000+24*25]}
+	mouts := [][]byte{mem[700000 : 700000+12*mn]}
+	if err := gm.PredictRuns(mins, mouts, mn); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range wantF {
+		if gb := binary.LittleEndian.Uint32(mouts[0][4*i:]); gb != math.Float32bits(w) {
+			t.Fatalf("MLP output %d: GPU %v, CPU %v", i, math.Float32frombits(gb), w)
+		}
+	}
+}

@@ -61,8 +61,16 @@ const maxGrid = 65535
 // Predict computes n items: in holds n×31 little-endian int32 digits,
 // out receives n int32 classes.
 func (l *LinnOS) Predict(in, out []byte, n int) error {
-	if n <= 0 || len(in) != n*4*linnos.NumInputs || len(out) != n*4 {
-		return fmt.Errorf("cuda linnos: %d items with %d/%d bytes: %w", n, len(in), len(out), backend.ErrInvalidValue)
+	return l.PredictRuns([][]byte{in}, [][]byte{out}, n)
+}
+
+// PredictRuns computes n items whose inputs lie in the runs ins, back to
+// back, and whose classes go to the runs outs (laked.GPURunsFunc): one
+// asynchronous copy per run, from and to host memory directly (DMA when
+// it is registered: a client's arena).
+func (l *LinnOS) PredictRuns(ins, outs [][]byte, n int) error {
+	if n <= 0 || runsLen(ins) != uint64(n)*4*linnos.NumInputs || runsLen(outs) != uint64(n)*4 {
+		return fmt.Errorf("cuda linnos: %d items with %d/%d bytes: %w", n, runsLen(ins), runsLen(outs), backend.ErrInvalidValue)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -79,16 +87,10 @@ func (l *LinnOS) Predict(in, out []byte, n int) error {
 	if err := l.reserve(n); err != nil {
 		return err
 	}
-	c := l.r.ctx
-	if err := c.MemcpyHtoD(l.in, in); err != nil {
-		return err
-	}
 	grid := uint32(min(n, maxGrid))
 	params := Pack(uint64(l.r.bufs[0]), uint64(l.in), uint64(l.out), uint64(n))
-	if err := c.LaunchKernel(l.r.fns[0], backend.Dim3{X: grid, Y: 1, Z: 1}, LinnOSBlock, 0, 0, params); err != nil {
-		return err
-	}
-	return c.MemcpyDtoH(out, l.out)
+	return launchRuns(l.r.ctx, l.r.stream, l.r.fns[0], backend.Dim3{X: grid, Y: 1, Z: 1}, LinnOSBlock, params,
+		l.in, uint64(n)*4*linnos.NumInputs, ins, l.out, uint64(n)*4, outs)
 }
 
 func (l *LinnOS) reserve(n int) error {

@@ -51,8 +51,16 @@ const mlpBlock = 128
 // Predict computes n items: in holds n×InDim float32s, out receives
 // n×OutDim (little-endian).
 func (g *MLP) Predict(in, out []byte, n int) error {
-	if n <= 0 || len(in) != 4*n*g.inW || len(out) != 4*n*g.outW {
-		return fmt.Errorf("cuda mlp: %d items with %d/%d bytes: %w", n, len(in), len(out), backend.ErrInvalidValue)
+	return g.PredictRuns([][]byte{in}, [][]byte{out}, n)
+}
+
+// PredictRuns computes n items whose inputs lie in the runs ins, back to
+// back, and whose outputs go to the runs outs (laked.GPURunsFunc): one
+// asynchronous copy per run, from and to host memory directly (DMA when
+// it is registered: a client's arena).
+func (g *MLP) PredictRuns(ins, outs [][]byte, n int) error {
+	if n <= 0 || runsLen(ins) != 4*uint64(n)*uint64(g.inW) || runsLen(outs) != 4*uint64(n)*uint64(g.outW) {
+		return fmt.Errorf("cuda mlp: %d items with %d/%d bytes: %w", n, runsLen(ins), runsLen(outs), backend.ErrInvalidValue)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -70,7 +78,7 @@ func (g *MLP) Predict(in, out []byte, n int) error {
 		return err
 	}
 	params := Pack(uint64(g.r.bufs[0]), g.nl, uint64(g.r.bufs[1]), uint64(g.in), uint64(g.out), uint64(g.sc), uint64(n), g.maxw)
-	return g.run(g.r.ctx, g.r.fns[0], mlpBlock, n, in, out, params)
+	return g.run(g.r.ctx, g.r.stream, g.r.fns[0], mlpBlock, n, g.inW, g.outW, ins, outs, params)
 }
 
 func (g *MLP) reserve(n int) error {

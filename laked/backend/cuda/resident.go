@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/lakeos/lake/laked/backend"
@@ -20,6 +21,7 @@ type resident struct {
 	consts  [][]byte
 	fns     []backend.Handle // the kernels' functions, in order; nil until uploaded
 	bufs    []backend.DevPtr // device copies of consts, in order
+	stream  backend.Handle   // the batches' stream (copies and launches)
 	gen     int              // ctx.Rebuilds() when uploaded
 }
 
@@ -49,8 +51,11 @@ func (r *resident) ensure() (fresh bool, err error) {
 		for _, p := range r.bufs {
 			r.ctx.MemFree(p)
 		}
+		if r.stream != 0 {
+			r.ctx.StreamDestroy(r.stream)
+		}
 	}
-	r.fns, r.bufs, r.gen = nil, nil, r.ctx.Rebuilds()
+	r.fns, r.bufs, r.stream, r.gen = nil, nil, 0, r.ctx.Rebuilds()
 	mod, err := r.ctx.ModuleLoad([]byte(BuiltinModule))
 	if err != nil {
 		return true, err
@@ -73,6 +78,11 @@ func (r *resident) ensure() (fresh bool, err error) {
 		}
 		r.bufs = append(r.bufs, p)
 	}
+	st, err := r.ctx.StreamCreate()
+	if err != nil {
+		return true, err
+	}
+	r.stream = st
 	r.fns = fns
 	return true, nil
 }
@@ -115,18 +125,63 @@ func (b *batchBufs) reserve(ctx *Context, n, inW, outW int, scW uint64) error {
 	return nil
 }
 
-// run copies in to the input buffer, launches fn with params over n items
-// (one thread each, block threads a block, at most maxGrid blocks) on the
-// default stream and copies the output buffer to out.
-func (b *batchBufs) run(c *Context, fn backend.Handle, block, n int, in, out, params []byte) error {
-	if err := c.MemcpyHtoD(b.in, in); err != nil {
-		return err
-	}
+// run runs one batch of n items with buffers b (launch: one thread per
+// item, block threads a block, at most maxGrid blocks) on stream st,
+// from the input runs to the output runs (launchRuns).
+func (b *batchBufs) run(c *Context, st, fn backend.Handle, block, n, inW, outW int, ins, outs [][]byte, params []byte) error {
 	grid := uint32(min((n+block-1)/block, maxGrid))
-	if err := c.LaunchKernel(fn, backend.Dim3{X: grid, Y: 1, Z: 1}, backend.Dim3{X: uint32(block), Y: 1, Z: 1}, 0, 0, params); err != nil {
+	return launchRuns(c, st, fn, backend.Dim3{X: grid, Y: 1, Z: 1}, backend.Dim3{X: uint32(block), Y: 1, Z: 1}, params,
+		b.in, uint64(n)*4*uint64(inW), ins, b.out, uint64(n)*4*uint64(outW), outs)
+}
+
+// runsLen sums the runs' lengths.
+func runsLen(runs [][]byte) uint64 {
+	var n uint64
+	for _, r := range runs {
+		n += uint64(len(r))
+	}
+	return n
+}
+
+// launchRuns moves one batch through the GPU on stream st: the input
+// runs are copied back to back into device memory at in (one
+// cuMemcpyHtoDAsync per run: from a registered arena, DMA), fn is
+// launched, and the output at out is copied back into the output runs
+// (one cuMemcpyDtoHAsync per run), then the stream is waited for (at most
+// the launch timeout). The runs must hold exactly inBytes and outBytes
+// (checked before anything is queued); every copy is also checked
+// against the context's allocations. Whatever fails, the stream is
+// waited for before launchRuns returns, so no copy touches a run after.
+func launchRuns(c *Context, st, fn backend.Handle, grid, block backend.Dim3, params []byte,
+	in backend.DevPtr, inBytes uint64, ins [][]byte, out backend.DevPtr, outBytes uint64, outs [][]byte) error {
+	if runsLen(ins) != inBytes || runsLen(outs) != outBytes {
+		return fmt.Errorf("cuda: runs of %d/%d bytes for a batch of %d/%d: %w", runsLen(ins), runsLen(outs), inBytes, outBytes, backend.ErrInvalidValue)
+	}
+	err := func() error {
+		off := uint64(0)
+		for _, r := range ins {
+			if err := c.MemcpyHtoDAsync(in+backend.DevPtr(off), r, st); err != nil {
+				return err
+			}
+			off += uint64(len(r))
+		}
+		if err := c.LaunchKernel(fn, grid, block, 0, st, params); err != nil {
+			return err
+		}
+		off = 0
+		for _, r := range outs {
+			if err := c.MemcpyDtoHAsync(r, out+backend.DevPtr(off), st); err != nil {
+				return err
+			}
+			off += uint64(len(r))
+		}
+		return nil
+	}()
+	serr := c.StreamSynchronize(st)
+	if err != nil {
 		return err
 	}
-	return c.MemcpyDtoH(out, b.out)
+	return serr
 }
 
 // owned is a model's resident context, owned by the model (laked's own,

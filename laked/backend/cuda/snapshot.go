@@ -105,7 +105,7 @@ func (g *Snapshot) RunQuantized(in, out []byte, n int) error {
 		return err
 	}
 	p := Pack(uint64(g.built), uint64(g.in), uint64(g.out), uint64(g.sc), uint64(n))
-	return g.run(g.r.ctx, g.r.fns[1], snapBlock, n, in, out, p)
+	return g.run(g.r.ctx, g.r.stream, g.r.fns[1], snapBlock, n, g.inDim, g.outDim, [][]byte{in}, [][]byte{out}, p)
 }
 
 func (g *Snapshot) reserve(n int) error {
