@@ -41,7 +41,9 @@ func medianOf(reps int, f func() error) (time.Duration, error) {
 // TestGPUCrossover measures, for LinnOS, +1 and +2, the time of one batch
 // of 1 … 4096 items on the CPU (linnos.IntModel.PredictBatch, one core,
 // as laked runs a CPU batch) and on the GPU (lake_linnos_int including
-// both copies), the median of several runs each, in the same run. It
+// both copies: from and to a cuMemHostRegister'ed mapping, as laked's runs
+// path copies a registered client arena, and, for comparison, from Go
+// memory), the median of several runs each, in the same run. It
 // reports the smallest batch from which the GPU is faster and the
 // policy parameters that follow (gpu_min_batch; gpu_batch_ns, the GPU's
 // fixed cost per batch). It runs only when LAKE_GPU_CROSSOVER names a
@@ -53,9 +55,28 @@ func TestGPUCrossover(t *testing.T) {
 		t.Skip("LAKE_GPU_CROSSOVER not set (make gpu-check runs this)")
 	}
 	b := newGPU(t, backend.Limits{})
+	maxN := crossoverSizes[len(crossoverSizes)-1]
+	f, err := os.CreateTemp(t.TempDir(), "arena")
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := maxN * 4 * (linnos.NumInputs + 1)
+	if err := f.Truncate(int64(size)); err != nil {
+		t.Fatal(err)
+	}
+	arena, err := mmap(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer munmap(arena)
+	unreg, err := b.RegisterHost(arena)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unreg()
 	var rep strings.Builder
 	fmt.Fprintf(&rep, "# LinnOS CPU vs GPU crossover on %s\n\n", b.DeviceName())
-	fmt.Fprintf(&rep, "Median of the per-batch times (CPU: linnos.IntModel.PredictBatch on one core; GPU: lake_linnos_int with the host-to-device and device-to-host copies), measured in the same run.\n\n")
+	fmt.Fprintf(&rep, "Median of the per-batch times (CPU: linnos.IntModel.PredictBatch on one core; GPU: lake_linnos_int with the host-to-device and device-to-host copies, from and to a cuMemHostRegister'ed mapping as laked copies a registered client arena; GPU pageable: the same from Go memory), measured in the same run. The threshold uses the registered column.\n\n")
 	for extra := 0; extra <= linnos.MaxExtra; extra++ {
 		_, q := linnosModels(t, extra)
 		g, err := NewLinnOSInt(b, q)
@@ -63,7 +84,7 @@ func TestGPUCrossover(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := []string{"LinnOS", "LinnOS+1", "LinnOS+2"}[extra]
-		fmt.Fprintf(&rep, "## %s\n\n| batch | CPU µs | GPU µs | GPU/CPU |\n|---:|---:|---:|---:|\n", name)
+		fmt.Fprintf(&rep, "## %s\n\n| batch | CPU µs | GPU µs | GPU/CPU | GPU pageable µs |\n|---:|---:|---:|---:|---:|\n", name)
 		crossover := 0
 		var gpu1 time.Duration
 		var cpuPer, gpuPer float64
@@ -72,6 +93,9 @@ func TestGPUCrossover(t *testing.T) {
 			inb := i32bytes(in)
 			outI := make([]int32, n)
 			outB := make([]byte, 4*n)
+			ins := [][]byte{arena[:len(inb)]}
+			outs := [][]byte{arena[len(inb) : len(inb)+4*n]}
+			copy(ins[0], inb)
 			reps := max(5, min(101, 20000/n))
 			// Warm both paths first.
 			q.PredictBatch(in, outI)
@@ -82,9 +106,16 @@ func TestGPUCrossover(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			gpu, err := medianOf(reps, func() error { return g.Predict(inb, outB, n) })
+			gpu, err := medianOf(reps, func() error { return g.PredictRuns(ins, outs, n) })
 			if err != nil {
 				t.Fatal(err)
+			}
+			pageable, err := medianOf(reps, func() error { return g.Predict(inb, outB, n) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(outs[0]) != string(outB) {
+				t.Fatalf("%s n=%d: registered and pageable answers differ", name, n)
 			}
 			if n == 1 {
 				gpu1 = gpu
@@ -95,7 +126,7 @@ func TestGPUCrossover(t *testing.T) {
 			if n == crossoverSizes[len(crossoverSizes)-1] {
 				cpuPer, gpuPer = float64(cpu)/float64(n), float64(gpu)/float64(n)
 			}
-			fmt.Fprintf(&rep, "| %d | %.1f | %.1f | %.3f |\n", n, float64(cpu)/1e3, float64(gpu)/1e3, float64(gpu)/float64(cpu))
+			fmt.Fprintf(&rep, "| %d | %.1f | %.1f | %.3f | %.1f |\n", n, float64(cpu)/1e3, float64(gpu)/1e3, float64(gpu)/float64(cpu), float64(pageable)/1e3)
 		}
 		g.Close()
 		fmt.Fprintf(&rep, "\n%s: GPU faster from batch %d (0: never up to 4096). GPU time of a 1-item batch (≈ gpu_batch_ns): %d ns; per item at 4096: CPU %.0f ns, GPU %.0f ns.\n\n", name, crossover, gpu1.Nanoseconds(), cpuPer, gpuPer)
