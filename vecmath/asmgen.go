@@ -908,8 +908,8 @@ func quantizeF32(s isa) {
 // The descriptor layout is net8Desc's (net8.go).
 func net8() {
 	s := isa{name: "AVX512", reg: "Z", bytes: 64, group: 16}
-	p("// func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)")
-	p("TEXT ·net8AVX512(SB), NOSPLIT, $0-40")
+	p("// func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32, in *int32, inMask uint64)")
+	p("TEXT ·net8AVX512(SB), NOSPLIT, $0-56")
 	p("\tMOVQ desc+0(FP), BX")
 	p("\tMOVQ act+16(FP), DI")
 	c := map[string]int{"c31": 16, "zero": 17, "min": 18, "nudge": 19, "clo": 22, "chi": 23, "zp": 24, "ones": 25, "max": 26}
@@ -931,16 +931,27 @@ func net8() {
 	p("\tKMOVW AX, K2")
 	C := func(n string) string { return fmt.Sprintf("Z%d", c[n]) }
 	R := func(i int) string { return fmt.Sprintf("Z%d", 9+i) }
-	// The first layer's input is clamped to [lo, hi] as it is packed (n >= 1).
+	// The first layer's input is read from in (the last block through
+	// inMask, the other lanes zero) and clamped to [lo, hi] as it is packed
+	// (n >= 1).
 	bd("lo+32(FP)", 28, false)
 	bd("hi+36(FP)", 29, false)
 	p("\tMOVQ 64(BX), CX")
-	p("\tMOVQ DI, SI")
+	p("\tMOVQ in+40(FP), SI")
 	p("\tMOVQ xp+24(FP), DX")
+	p("\tMOVQ inMask+48(FP), AX")
+	p("\tKMOVW AX, K6")
+	p("\tKXNORW K7, K7, K7")
 	p("n8pack0:")
-	p("\tVPMAXSD (SI), Z28, Z4")
+	p("\tCMPQ CX, $1")
+	p("\tJNE n8pack0full")
+	p("\tKMOVW K6, K7")
+	p("n8pack0full:")
+	p("\tVMOVDQU32.Z (SI), K7, Z4")
+	p("\tVPMAXSD Z4, Z28, Z4")
 	p("\tVPMINSD Z29, Z4, Z4")
-	p("\tVPMOVDW Z4, (DX)")
+	p("\tVPMOVDW Z4, Y4")
+	p("\tVMOVDQU Y4, (DX)")
 	p("\tADDQ $64, SI")
 	p("\tADDQ $32, DX")
 	p("\tDECQ CX")
@@ -955,7 +966,8 @@ func net8() {
 	p("\tMOVQ xp+24(FP), DX")
 	p("n8pack:")
 	p("\tVMOVDQU32 (SI), Z4")
-	p("\tVPMOVDW Z4, (DX)")
+	p("\tVPMOVDW Z4, Y4")
+	p("\tVMOVDQU Y4, (DX)")
 	p("\tADDQ $64, SI")
 	p("\tADDQ $32, DX")
 	p("\tDECQ CX")
@@ -983,6 +995,21 @@ func net8() {
 		p("\tMOVQ 0(BX), R10")
 		p("\tMOVQ xp+24(FP), R11")
 		p("\tMOVQ 48(BX), R12")
+		// Four pairs per step, then one at a time.
+		p("n8b%dloop4:", nb)
+		p("\tCMPQ R12, $4")
+		p("\tJB n8b%dloop", nb)
+		for u, br := range []string{"Z4", "Z28", "Z29", "Z30"} {
+			p("\tVPBROADCASTD %d(R11), %s", 4*u, br)
+			for i := 0; i < nb; i++ {
+				p("\tVPMADDWD %d(R10), %s, Z%d", 64*(u*nb+i), br, 5+i)
+				p("\tVPADDD Z%d, Z%d, Z%d", 5+i, i, i)
+			}
+		}
+		p("\tADDQ $16, R11")
+		p("\tADDQ $%d, R10", 4*64*nb)
+		p("\tSUBQ $4, R12")
+		p("\tJMP n8b%dloop4", nb)
 		p("n8b%dloop:", nb)
 		p("\tTESTQ R12, R12")
 		p("\tJZ n8b%dreq", nb)

@@ -62,7 +62,7 @@ func quantizeF32AVX2(dst *int32, x *float32, blocks int, scale float32, zero, lo
 func quantizeF32AVX512(dst *int32, x *float32, blocks int, scale float32, zero, lo, hi int32)
 
 //go:noescape
-func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)
+func net8AVX512(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32, in *int32, inMask uint64)
 
 //go:noescape
 func net8LanesAVX2(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)
@@ -215,22 +215,38 @@ func dotWideVec(l Level, x, w []int64) (int64, int) {
 
 func quantizeF32Vec(l Level, dst []int32, x []float32, scale float32, zero, lo, hi int32) int {
 	n := len(dst)
+	width := 8
 	switch {
 	case l >= AVX512 && n >= 16:
-		quantizeF32AVX512(unsafe.SliceData(dst), unsafe.SliceData(x), n/16, scale, zero, lo, hi)
-		return n / 16 * 16
-	case l >= AVX2 && n >= 8:
-		quantizeF32AVX2(unsafe.SliceData(dst), unsafe.SliceData(x), n/8, scale, zero, lo, hi)
-		return n / 8 * 8
+		width = 16
+	case l < AVX2 || n < 8:
+		return 0
 	}
-	return 0
+	d, xs := unsafe.SliceData(dst), unsafe.SliceData(x)
+	quantizeF32Blocks(width, d, xs, n/width, scale, zero, lo, hi)
+	if n%width != 0 {
+		// The tail as the block that ends at n, overlapping the previous
+		// one (whose values it computes again, identically).
+		quantizeF32Blocks(width, &dst[n-width], &x[n-width], 1, scale, zero, lo, hi)
+	}
+	return n
 }
 
-func net8Vec(l Level, desc []net8Desc, act, xp []int32, lo, hi int32) bool {
+func quantizeF32Blocks(width int, dst *int32, x *float32, blocks int, scale float32, zero, lo, hi int32) {
+	if width == 16 {
+		quantizeF32AVX512(dst, x, blocks, scale, zero, lo, hi)
+	} else {
+		quantizeF32AVX2(dst, x, blocks, scale, zero, lo, hi)
+	}
+}
+
+// net8Vec runs the fused kernel on the input in (the first layer's In
+// values; the last of its 16-value blocks read through inMask).
+func net8Vec(l Level, desc []net8Desc, act, xp, in []int32, inMask uint64, lo, hi int32) bool {
 	if l < AVX512 {
 		return false
 	}
-	net8AVX512(unsafe.SliceData(desc), len(desc), unsafe.SliceData(act), unsafe.SliceData(xp), lo, hi)
+	net8AVX512(unsafe.SliceData(desc), len(desc), unsafe.SliceData(act), unsafe.SliceData(xp), lo, hi, unsafe.SliceData(in), inMask)
 	return true
 }
 

@@ -20,7 +20,9 @@ func dotWideVec(Level, []int64, []int64) (int64, int)    { return 0, 0 }
 
 func quantizeF32Vec(Level, []int32, []float32, float32, int32, int32, int32) int { return 0 }
 
-func net8Vec(Level, []net8Desc, []int32, []int32, int32, int32) bool { return false }
+func net8Vec(Level, []net8Desc, []int32, []int32, []int32, uint64, int32, int32) bool {
+	return false
+}
 
 func mulAccPackedVec(Level, []int64, []int32, []int32) int { return 0 }
 

@@ -43,10 +43,11 @@ const net8MaxWidth = 64
 type Net8 struct {
 	layers []Net8Layer
 	desc   []net8Desc
-	fused  bool // every layer fits net8AVX512
-	width  int  // act entries Run needs
-	rows   int  // activation rows RunBatch needs: max(2·pairs, Out) over the layers
-	pairs  int  // pair rows RunBatch needs: max pairs
+	fused  bool   // every layer fits net8AVX512
+	width  int    // act entries Run needs
+	inMask uint64 // the lanes of the first layer's last input block
+	rows   int    // activation rows RunBatch needs: max(2·pairs, Out) over the layers
+	pairs  int    // pair rows RunBatch needs: max pairs
 }
 
 // NewNet8 checks the layers' shapes (the slices are kept, not copied).
@@ -91,6 +92,8 @@ func NewNet8(layers []Net8Layer) (*Net8, error) {
 		n.rows = max(n.rows, 2*((l.In+1)/2), l.Out)
 		n.pairs = max(n.pairs, (l.In+1)/2)
 	}
+	in := layers[0].In // 1 or more
+	n.inMask = 1<<(in-(in-1)/16*16) - 1
 	return n, nil
 }
 
@@ -107,7 +110,7 @@ func (n *Net8) Run(act, xp, acc []int32) {
 	if len(act) < n.width || len(xp) < n.width/2 || len(acc) < n.width {
 		panic(fmt.Sprintf("vecmath.Net8.Run: buffers %d/%d/%d for width %d", len(act), len(xp), len(acc), n.width))
 	}
-	if n.fused && net8Vec(Current(), n.desc, act, xp, math.MinInt16, math.MaxInt16) {
+	if n.fused && net8Vec(Current(), n.desc, act, xp, act[:n.layers[0].In], n.inMask, math.MinInt16, math.MaxInt16) {
 		return
 	}
 	for i := range n.layers {
@@ -132,10 +135,10 @@ func (n *Net8) Query(in, out []int32, lo, hi int32) bool {
 		panic(fmt.Sprintf("vecmath.Net8.Query: %d inputs, %d outputs, clamp [%d, %d]", len(in), len(out), lo, hi))
 	}
 	// Stack buffers: the kernel does not keep them, so they do not escape.
+	// The kernel reads in itself.
 	var act [Net8QueryWidth]int32
 	var xp [Net8QueryWidth / 2]int32
-	copy(act[:], in)
-	net8Vec(AVX512, n.desc, act[:], xp[:], lo, hi)
+	net8Vec(AVX512, n.desc, act[:], xp[:], in, n.inMask, lo, hi)
 	copy(out, act[:])
 	return true
 }
