@@ -528,7 +528,8 @@ func (b *batcher) execute() {
 				err = b.runGPURuns(rm, in, out, info)
 				direct = err == nil
 			} else {
-				staged = b.stageInputs(in, info)
+				b.stageInputs(in, info)
+				staged = true
 				b.s.stats.gpuStagedItems.Add(uint64(items))
 				err = runChunks(gm.PredictGPU, in, out, items, b.s.cfg.MaxBatch, info)
 			}
@@ -539,7 +540,7 @@ func (b *batcher) execute() {
 	}
 	if !ranGPU {
 		if !staged {
-			staged = b.stageInputs(in, info)
+			b.stageInputs(in, info)
 		}
 		err = runChunks(func(in, out []byte, n int) error { return safePredict(mv.m, in, out, n) }, in, out, items, b.s.cfg.MaxBatch, info)
 	}
@@ -588,8 +589,8 @@ func (b *batcher) execute() {
 
 // stageInputs gathers every request's inputs into in (laked's batch
 // buffer): from the copy taken at accept time, or from the client's arena
-// for a request whose inputs were left there. It reports true.
-func (b *batcher) stageInputs(in []byte, info ModelInfo) bool {
+// for a request whose inputs were left there.
+func (b *batcher) stageInputs(in []byte, info ModelInfo) {
 	off := 0
 	for _, r := range b.batch {
 		n := r.n * info.InputBytes
@@ -603,7 +604,6 @@ func (b *batcher) stageInputs(in []byte, info ModelInfo) bool {
 		}
 		off += n
 	}
-	return true
 }
 
 // runGPURuns runs the batch on a GPU runs path (GPURunsModel) in calls of
