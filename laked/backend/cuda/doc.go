@@ -75,10 +75,16 @@
 // variants (LinnOS), generic MLPs in package kernels' format with linear,
 // ReLU, tanh and sigmoid layers (MLP; tanh and sigmoid are package
 // kernels' deterministic double-precision ones, repeated operation for
-// operation in lake.cu, so the GPU gives the CPU's bits), and LiteFlow snapshots on the one C engine the kernel module
-// shares, lakelib/include/lake_snapshot.h, compiled for the device
-// (Snapshot). Each keeps its parameters resident in a context of its own
-// and uploads them again after a fault rebuilt it.
+// operation in lake.cu, so the GPU gives the CPU's bits), and LiteFlow
+// snapshots on the one C engine the kernel module shares,
+// lakelib/include/lake_snapshot.h, compiled for the device (Snapshot).
+// Each keeps its parameters resident in a context of its own and uploads
+// them again after a fault rebuilt it. A batch runs on the model's own
+// stream: one cuMemcpyHtoDAsync per input run, the launch, one
+// cuMemcpyDtoHAsync per output run, then a bounded wait (launchRuns).
+// LinnOS and MLP take their batches as runs of host memory (PredictRuns,
+// laked's GPURunsFunc): laked hands them stretches of clients' registered
+// arenas, so those copies are DMA with no staging copy anywhere.
 //
 // The kernels' CUDA C also compiles for the host (ptx/host_shim.h: a
 // block's threads are host threads, __syncthreads a barrier), so that
