@@ -432,3 +432,106 @@ func TestDepartedClientsRegionIsDiscarded(t *testing.T) {
 		t.Fatal("the discarded region still holds the client's data")
 	}
 }
+
+// TestUserHandshakesCap: one uid holding connections that never say
+// hello gets at most limits.user_handshakes handshake places; its next
+// connection is refused at once with a reason, and a place frees when
+// one of its connections goes.
+func TestUserHandshakesCap(t *testing.T) {
+	srv, sock := startServer(t, laked.Config{Limits: laked.Limits{Handshakes: 16, UserHandshakes: 3}})
+	if got := srv.Limits().UserHandshakes; got != 3 {
+		t.Fatalf("limits user handshakes %d", got)
+	}
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The accept loop counts the idle connections as it accepts them.
+	for {
+		c, err := lakelib.Dial(ctx, sock, lakelib.Options{Region: smallRegion})
+		if err != nil {
+			if !strings.Contains(err.Error(), "too many handshakes from uid") {
+				t.Fatalf("refusal does not say why: %v", err)
+			}
+			break
+		}
+		c.Close()
+		if ctx.Err() != nil {
+			t.Fatal("a fourth handshake of one uid was served with limits.user_handshakes 3")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	idle[0].Close()
+	idle = idle[1:]
+	for {
+		c, err := lakelib.Dial(ctx, sock, lakelib.Options{Region: smallRegion})
+		if err == nil {
+			if err := c.Nop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no handshake place after one of the uid's connections closed: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestUserClientsCap: one uid attaches at most limits.user_clients
+// clients; the next is refused at the handshake with a reason, and the
+// place frees when one of them leaves.
+func TestUserClientsCap(t *testing.T) {
+	_, sock := startServer(t, laked.Config{Limits: laked.Limits{UserClients: 2}})
+	a := dial(t, sock, lakelib.Options{Region: smallRegion})
+	dial(t, sock, lakelib.Options{Region: smallRegion})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 5; i++ {
+		c, err := lakelib.Dial(ctx, sock, lakelib.Options{Region: smallRegion})
+		if err == nil {
+			c.Close()
+			t.Fatal("a third client of one uid was attached with limits.user_clients 2")
+		}
+		if !strings.Contains(err.Error(), "too many clients of this uid") {
+			t.Fatalf("refusal does not say why: %v", err)
+		}
+	}
+	a.Close()
+	for {
+		c, err := lakelib.Dial(ctx, sock, lakelib.Options{Region: smallRegion})
+		if err == nil {
+			if err := c.Nop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no place after one of the uid's clients left: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestUserLimitsValidated: a per-uid handshake cap above the global one,
+// or negative caps, are refused at start.
+func TestUserLimitsValidated(t *testing.T) {
+	for _, l := range []laked.Limits{{Handshakes: 4, UserHandshakes: 5}, {UserHandshakes: -1}, {UserClients: -1}} {
+		if _, err := laked.New(laked.Config{Limits: l}); err == nil {
+			t.Errorf("limits %+v accepted", l)
+		}
+	}
+}

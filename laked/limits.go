@@ -2,6 +2,7 @@ package laked
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
@@ -21,6 +22,13 @@ type Limits struct {
 	// Handshakes caps the handshakes in progress at once (each may hold
 	// a region before its client is attached).
 	Handshakes int
+	// UserHandshakes caps the handshakes in progress at once from one
+	// uid (SO_PEERCRED), so that one local user holding connections that
+	// never say hello cannot take every Handshakes place; UserClients
+	// caps one uid's attached clients (and handshakes holding a place),
+	// so that one user cannot take every max_clients place.
+	UserHandshakes int
+	UserClients    int
 	// SessionInflight caps one client's accepted predicts not yet
 	// completed; TotalInflight caps them over all clients.
 	SessionInflight int
@@ -42,6 +50,8 @@ var DefaultLimits = Limits{
 	RegionBytes:      256 << 20,
 	TotalRegionBytes: 2 << 30,
 	Handshakes:       64,
+	UserHandshakes:   32,
+	UserClients:      64,
 
 	SessionInflight:    1024,
 	TotalInflight:      16384,
@@ -60,6 +70,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Handshakes == 0 {
 		l.Handshakes = d.Handshakes
+	}
+	if l.UserHandshakes == 0 {
+		l.UserHandshakes = min(d.UserHandshakes, l.Handshakes)
+	}
+	if l.UserClients == 0 {
+		l.UserClients = d.UserClients
 	}
 	if l.SessionInflight == 0 {
 		l.SessionInflight = d.SessionInflight
@@ -85,6 +101,10 @@ func (l Limits) validate() error {
 		return fmt.Errorf("laked: limits: region bytes %d above total region bytes %d", l.RegionBytes, l.TotalRegionBytes)
 	case l.Handshakes < 1:
 		return fmt.Errorf("laked: limits: handshakes %d: want at least 1", l.Handshakes)
+	case l.UserHandshakes < 1 || l.UserHandshakes > l.Handshakes:
+		return fmt.Errorf("laked: limits: user handshakes %d: want 1..handshakes (%d)", l.UserHandshakes, l.Handshakes)
+	case l.UserClients < 1:
+		return fmt.Errorf("laked: limits: user clients %d: want at least 1", l.UserClients)
 	case l.SessionInflight < 1 || l.TotalInflight < l.SessionInflight:
 		return fmt.Errorf("laked: limits: in-flight %d per session, %d in total: want 1 <= per session <= total", l.SessionInflight, l.TotalInflight)
 	case l.SessionQueuedBytes > l.TotalQueuedBytes:
@@ -145,6 +165,35 @@ func (s *session) unadmit(cost uint64) {
 	s.queuedBudget.give(cost)
 	s.srv.inflightBudget.give(1)
 	s.inflightBudget.give(1)
+}
+
+// userCounts counts what each uid holds (handshakes in progress, or
+// client places) against a per-uid cap.
+type userCounts struct {
+	mu sync.Mutex
+	n  map[uint32]int
+}
+
+// take counts one more for uid unless it already holds max.
+func (u *userCounts) take(uid uint32, max int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n[uid] >= max {
+		return false
+	}
+	if u.n == nil {
+		u.n = map[uint32]int{}
+	}
+	u.n[uid]++
+	return true
+}
+
+func (u *userCounts) give(uid uint32) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n[uid]--; u.n[uid] <= 0 {
+		delete(u.n, uid)
+	}
 }
 
 // deviceBytes sums the device memory the session's contexts hold.

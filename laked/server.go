@@ -118,6 +118,8 @@ type Server struct {
 	inflightBudget budget       // accepted predicts not yet completed
 	queuedBudget   budget       // bytes held for them
 	handshakes     atomic.Int32 // handshakes in progress
+	userHandshakes userCounts   // handshakes in progress by uid (limits.user_handshakes)
+	userClients    userCounts   // client places by uid (limits.user_clients)
 	closing        bool
 	wg             sync.WaitGroup // sessions
 

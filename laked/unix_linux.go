@@ -137,6 +137,25 @@ func peer(c *net.UnixConn) (name string, root bool) {
 	return name, root
 }
 
+// unknownUID stands for a peer whose credentials cannot be read: such
+// peers share one per-uid budget.
+const unknownUID = ^uint32(0)
+
+// peerUID is the connecting process's uid (SO_PEERCRED), or unknownUID.
+func peerUID(c *net.UnixConn) uint32 {
+	uid := unknownUID
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return uid
+	}
+	_ = raw.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			uid = cred.Uid
+		}
+	})
+	return uid
+}
+
 // Trusted: a peer running as root may load arbitrary GPU modules.
 func (u *unixTransport) Trusted() bool { return u.root }
 
@@ -187,8 +206,17 @@ func (s *Server) Serve(l *net.UnixListener) error {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		uid := peerUID(c)
+		if !s.userHandshakes.take(uid, s.limits.UserHandshakes) {
+			s.stats.refused.Add(1)
+			_ = c.SetDeadline(time.Now().Add(100 * time.Millisecond))
+			_ = s.reply(c, shm.StatusBusy, "too many handshakes from uid")
+			c.Close()
+			continue
+		}
 		if n := s.handshakes.Add(1); int(n) > s.limits.Handshakes {
 			s.handshakes.Add(-1)
+			s.userHandshakes.give(uid)
 			s.stats.refused.Add(1)
 			_ = c.SetDeadline(time.Now().Add(100 * time.Millisecond))
 			_ = s.reply(c, shm.StatusBusy, "too many handshakes at once")
@@ -197,7 +225,8 @@ func (s *Server) Serve(l *net.UnixListener) error {
 		}
 		go func() {
 			defer s.handshakes.Add(-1)
-			if err := s.handshake(c); err != nil {
+			defer s.userHandshakes.give(uid)
+			if err := s.handshake(c, uid); err != nil {
 				s.log.Warn().Err(err).Str("peer", peerName(c)).Msg("handshake failed")
 				c.Close()
 			}
@@ -217,7 +246,7 @@ func (s *Server) reply(c *net.UnixConn, st shm.Status, msg string) error {
 // before laked creates or maps anything, and a re-attached region must be
 // a sealed memfd (shm.MapFD), so no client can make laked's mapping
 // fault.
-func (s *Server) handshake(c *net.UnixConn) error {
+func (s *Server) handshake(c *net.UnixConn, uid uint32) error {
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	msg, fd, err := shm.RecvMsgFD(c)
 	if err != nil {
@@ -247,6 +276,16 @@ func (s *Server) handshake(c *net.UnixConn) error {
 	defer func() {
 		if !attached {
 			s.unreserve()
+		}
+	}()
+	if !s.userClients.take(uid, s.limits.UserClients) {
+		closeFD()
+		s.stats.refused.Add(1)
+		return s.reply(c, shm.StatusBusy, "too many clients of this uid")
+	}
+	defer func() {
+		if !attached {
+			s.userClients.give(uid)
 		}
 	}()
 	var size uint64
@@ -335,6 +374,7 @@ func (s *Server) handshake(c *net.UnixConn) error {
 	t.release = func() {
 		s.releaseRegion(key)
 		s.regionBytes.give(size)
+		s.userClients.give(uid)
 	}
 	r := shm.Reply{Status: shm.StatusOK, ClientID: id, RegionSize: region.Layout().RegionSize, ResumeHead: resume}
 	sendFD := -1

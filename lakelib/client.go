@@ -152,8 +152,19 @@ func Dial(ctx context.Context, socket string, opts Options) (*Client, error) {
 	}
 	hello := shm.Hello{Kind: shm.HelloNew, Config: cfg}
 	if err := shm.SendMsgFD(conn, hello.Encode(), -1); err != nil {
+		// laked may have refused the connection before reading the hello
+		// (too many handshakes): its reason is still readable.
+		err = fmt.Errorf("lakelib: %w", err)
+		if msg, fd, rerr := shm.RecvMsgFD(conn); rerr == nil {
+			if fd >= 0 {
+				closeFD(fd)
+			}
+			if rep, derr := shm.DecodeReply(msg); derr == nil && rep.Status != shm.StatusOK {
+				err = fmt.Errorf("lakelib: handshake: laked refused: %s: %s", rep.Status, rep.Message)
+			}
+		}
 		conn.Close()
-		return nil, fmt.Errorf("lakelib: %w", err)
+		return nil, err
 	}
 	msg, fd, err := shm.RecvMsgFD(conn)
 	if err != nil {

@@ -86,6 +86,8 @@ type LimitsConfig struct {
 	RegionBytes        uint64        `mapstructure:"region_bytes" yaml:"region_bytes"`
 	TotalRegionBytes   uint64        `mapstructure:"total_region_bytes" yaml:"total_region_bytes"`
 	Handshakes         int           `mapstructure:"handshakes" yaml:"handshakes"`
+	UserHandshakes     int           `mapstructure:"user_handshakes" yaml:"user_handshakes"`
+	UserClients        int           `mapstructure:"user_clients" yaml:"user_clients"`
 	SessionInflight    int           `mapstructure:"session_inflight" yaml:"session_inflight"`
 	TotalInflight      int           `mapstructure:"total_inflight" yaml:"total_inflight"`
 	SessionQueuedBytes uint64        `mapstructure:"session_queued_bytes" yaml:"session_queued_bytes"`
@@ -99,6 +101,7 @@ type LimitsConfig struct {
 func (l LimitsConfig) Laked() laked.Limits {
 	return laked.Limits{
 		RegionBytes: l.RegionBytes, TotalRegionBytes: l.TotalRegionBytes, Handshakes: l.Handshakes,
+		UserHandshakes: l.UserHandshakes, UserClients: l.UserClients,
 		SessionInflight: l.SessionInflight, TotalInflight: l.TotalInflight,
 		SessionQueuedBytes: l.SessionQueuedBytes, TotalQueuedBytes: l.TotalQueuedBytes,
 		SessionDeviceBytes: l.SessionDeviceBytes,
@@ -189,6 +192,8 @@ var keys = []key{
 	{"limits.region_bytes", laked.DefaultLimits.RegionBytes, "", ""},
 	{"limits.total_region_bytes", laked.DefaultLimits.TotalRegionBytes, "", ""},
 	{"limits.handshakes", laked.DefaultLimits.Handshakes, "", ""},
+	{"limits.user_handshakes", laked.DefaultLimits.UserHandshakes, "", ""},
+	{"limits.user_clients", laked.DefaultLimits.UserClients, "", ""},
 	{"limits.session_inflight", laked.DefaultLimits.SessionInflight, "", ""},
 	{"limits.total_inflight", laked.DefaultLimits.TotalInflight, "", ""},
 	{"limits.session_queued_bytes", laked.DefaultLimits.SessionQueuedBytes, "", ""},
@@ -373,6 +378,10 @@ func (c *Config) Validate() error {
 		return bad("limits.region_bytes", c.Limits.RegionBytes, "want 1..limits.total_region_bytes")
 	case c.Limits.Handshakes < 1:
 		return bad("limits.handshakes", c.Limits.Handshakes, "want >= 1")
+	case c.Limits.UserHandshakes < 1 || c.Limits.UserHandshakes > c.Limits.Handshakes:
+		return bad("limits.user_handshakes", c.Limits.UserHandshakes, "want 1..limits.handshakes")
+	case c.Limits.UserClients < 1:
+		return bad("limits.user_clients", c.Limits.UserClients, "want >= 1")
 	case c.Limits.SessionInflight < 1 || c.Limits.SessionInflight > c.Limits.TotalInflight:
 		return bad("limits.session_inflight", c.Limits.SessionInflight, "want 1..limits.total_inflight")
 	case c.Limits.SessionQueuedBytes == 0 || c.Limits.SessionQueuedBytes > c.Limits.TotalQueuedBytes:

@@ -182,6 +182,17 @@ func TestAttacksOnLakedProcess(t *testing.T) {
 	adminSock := filepath.Join(t.TempDir(), "admin.sock")
 	cmd, sock := startLaked(t, "--admin-socket", adminSock, "--log-level", "error")
 	pid := cmd.Process.Pid
+	// laked in a memory cgroup limited to the budget (four times it
+	// under -race, which multiplies memory): the kernel's accounting of
+	// what laked is charged, beside its RSS.
+	cgLimit := attackBudget()
+	if raceBuild {
+		cgLimit *= 4
+	}
+	cg, cgErr := newMemCgroup(t, pid, cgLimit)
+	if cgErr != nil {
+		t.Logf("laked's cgroup memory not measured: %v", cgErr)
+	}
 	w := watchRSS(t, pid)
 	base := rssOf(t, pid)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -491,5 +502,19 @@ func TestAttacksOnLakedProcess(t *testing.T) {
 		base>>20, peak>>20, rounds, len(attacks), attackBudget()>>20, raceBuild)
 	if !raceBuild && peak > attackBudget() {
 		t.Fatalf("laked RSS peaked at %d MiB, over the %d MiB budget", peak>>20, attackBudget()>>20)
+	}
+	if cg != nil {
+		cgPeak, err := cg.peak()
+		if err != nil {
+			t.Fatalf("cgroup peak: %v", err)
+		}
+		hits, err := cg.limitHits()
+		if err != nil {
+			t.Fatalf("cgroup limit hits: %v", err)
+		}
+		t.Logf("laked's memory cgroup: peak %d MiB, limit %d MiB, limit reached %d times", cgPeak>>20, cgLimit>>20, hits)
+		if !raceBuild && hits > 0 {
+			t.Fatalf("laked's cgroup reached its %d MiB limit (the budget) %d times", cgLimit>>20, hits)
+		}
 	}
 }
