@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lakeos/lake/vecmath"
 )
@@ -64,11 +65,22 @@ type Predictor interface {
 
 // FloatModel is the float32 LinnOS network. W[i] is layer i's weight matrix,
 // row-major [out][in] (the reference weight_i_T layout); B[i] its bias.
+//
+// Inference one vector at a time keeps a transposed copy of the weights
+// (made at its first use, and again whenever a W[i] is replaced by another
+// slice). Code that changes W in place after that must call
+// WeightsChanged before the next inference.
 type FloatModel struct {
 	Extra int
 	W     [][]float32
 	B     [][]float32
+
+	cols atomic.Pointer[floatCols] // the transposed weights, or nil
 }
+
+// WeightsChanged drops the transposed copy of the weights, so that the
+// next inference makes it again from W. Call it after changing W in place.
+func (m *FloatModel) WeightsChanged() { m.cols.Store(nil) }
 
 // NewFloatModel returns a zero model with extra additional hidden layers.
 func NewFloatModel(extra int) (*FloatModel, error) {
@@ -113,7 +125,7 @@ func (m *FloatModel) Logits(features []int32) ([2]float32, error) {
 		return res, err
 	}
 	sp := floatScratch.Get().(*[]float32)
-	res = m.logits(features[:NumInputs], (*sp)[:HiddenWidth], (*sp)[HiddenWidth:])
+	res = m.logitsOne(features[:NumInputs], (*sp)[:HiddenWidth], (*sp)[HiddenWidth:])
 	floatScratch.Put(sp)
 	return res, nil
 }

@@ -386,4 +386,5 @@ func (tr *trainer) step(ts trainSet, idx []int) {
 		upd(m.W[l], tr.gw[l], tr.mw[l], tr.vw[l])
 		upd(m.B[l], tr.gb[l], tr.mb[l], tr.vb[l])
 	}
+	m.WeightsChanged()
 }

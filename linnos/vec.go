@@ -262,7 +262,7 @@ func (m *FloatModel) batchLogits(features []int32, n int, emit func(int, [2]floa
 		sp := floatScratch.Get().(*[]float32)
 		h, h2 := (*sp)[:HiddenWidth], (*sp)[HiddenWidth:]
 		for ; i < n; i++ {
-			emit(i, m.logits(features[i*NumInputs:(i+1)*NumInputs], h, h2))
+			emit(i, m.logitsOne(features[i*NumInputs:(i+1)*NumInputs], h, h2))
 		}
 		floatScratch.Put(sp)
 	}
@@ -298,4 +298,80 @@ func (m *FloatModel) laneLogits(features []int32, cnt int, s *floatLanes) {
 	}
 	fill(s.o[:], m.B[m.Extra+1])
 	vecmath.MulAddLanesF32(s.o[:], m.W[m.Extra+1], h, true, false)
+}
+
+// floatCols is a FloatModel's first and extra hidden layers transposed
+// ([in][out]) for vecmath.MulAddColsF32, which keeps a lane per output.
+type floatCols struct {
+	src  [][]float32 // the W slices it was made from
+	w0   []float32   // [NumInputs][HiddenWidth]
+	hidT [][]float32 // [HiddenWidth][HiddenWidth] per extra layer
+}
+
+func transpose(w []float32, out, in int) []float32 {
+	t := make([]float32, len(w))
+	for o := 0; o < out; o++ {
+		for i := 0; i < in; i++ {
+			t[i*out+o] = w[o*in+i]
+		}
+	}
+	return t
+}
+
+// colsForm returns m's transposed weights, making them when there are none
+// or when some W[i] is no longer the slice they were made from.
+func (m *FloatModel) colsForm() *floatCols {
+	if c := m.cols.Load(); c != nil && len(c.src) == len(m.W) {
+		same := true
+		for i, w := range m.W {
+			same = same && len(w) == len(c.src[i]) && &w[0] == &c.src[i][0]
+		}
+		if same {
+			return c
+		}
+	}
+	c := &floatCols{src: slices.Clone(m.W), w0: transpose(m.W[0], HiddenWidth, NumInputs)}
+	for l := 1; l <= m.Extra; l++ {
+		c.hidT = append(c.hidT, transpose(m.W[l], HiddenWidth, HiddenWidth))
+	}
+	m.cols.Store(c)
+	return c
+}
+
+// logitsOne is logits for one vector on the vector kernels when vecmath
+// has a vector level: the first and hidden layers run on
+// vecmath.MulAddColsF32 (a lane per hidden unit; each unit adds its
+// rounded products in input order, skipping zero inputs in the first
+// layer, exactly as logits does) and vecmath.ReLUF32; the two outputs
+// stay scalar (each is one serial sum). The logits are logits' bit for
+// bit (NaN payloads aside).
+func (m *FloatModel) logitsOne(x []int32, h, h2 []float32) [2]float32 {
+	if vecmath.Current() == vecmath.Scalar {
+		return m.logits(x, h, h2)
+	}
+	c := m.colsForm()
+	var xf [NumInputs]float32
+	for i, v := range x[:NumInputs] {
+		xf[i] = float32(v)
+	}
+	h, h2 = h[:HiddenWidth], h2[:HiddenWidth]
+	copy(h, m.B[0])
+	vecmath.MulAddColsF32(h, c.w0, xf[:], true)
+	vecmath.ReLUF32(h)
+	for l := 1; l <= m.Extra; l++ {
+		copy(h2, m.B[l])
+		vecmath.MulAddColsF32(h2, c.hidT[l-1], h, false)
+		vecmath.ReLUF32(h2)
+		h, h2 = h2, h
+	}
+	w, b := m.W[m.Extra+1], m.B[m.Extra+1]
+	r0, r1 := (*[HiddenWidth]float32)(w), (*[HiddenWidth]float32)(w[HiddenWidth:])
+	s0, s1 := b[0], b[1]
+	for k, v := range h[:HiddenWidth] {
+		if v != 0 {
+			s0 += float32(v * r0[k])
+			s1 += float32(v * r1[k])
+		}
+	}
+	return [2]float32{s0, s1}
 }

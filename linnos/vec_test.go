@@ -271,3 +271,80 @@ func TestFloatLanesMatchScalar(t *testing.T) {
 		}
 	}
 }
+
+// checkFloatOne wants logitsOne (one vector on the column kernels) at
+// every level to equal the scalar logits bit for bit (any NaN equal to
+// any NaN).
+func checkFloatOne(t *testing.T, m *FloatModel, v []int32) {
+	t.Helper()
+	defer vecmath.SetLevel(vecmath.Detected())
+	h := make([]float32, 2*HiddenWidth)
+	for n := range len(v) / NumInputs {
+		x := v[n*NumInputs : (n+1)*NumInputs]
+		want := m.logits(x, h[:HiddenWidth], h[HiddenWidth:])
+		for _, l := range vecmath.Supported() {
+			if _, err := vecmath.SetLevel(l); err != nil {
+				t.Fatal(err)
+			}
+			got := m.logitsOne(x, h[:HiddenWidth], h[HiddenWidth:])
+			if !vecmath.SameF32(got[:], want[:]) {
+				t.Fatalf("extra %d level %v vector %d: %v, scalar %v", m.Extra, l, n, got, want)
+			}
+			if lg, err := m.Logits(x); err != nil || !vecmath.SameF32(lg[:], want[:]) {
+				t.Fatalf("extra %d level %v vector %d: Logits %v (%v), scalar %v", m.Extra, l, n, lg, err, want)
+			}
+		}
+	}
+}
+
+// TestFloatOneMatchesScalar covers the float model's single-vector path
+// with random and special weights and hostile vectors.
+func TestFloatOneMatchesScalar(t *testing.T) {
+	for extra := 0; extra <= MaxExtra; extra++ {
+		for _, special := range []bool{false, true} {
+			m := specialFloatModel(t, extra, uint64(extra)+21, special)
+			checkFloatOne(t, m, hostileVectors(12, uint64(extra)+3))
+			checkFloatOne(t, m, randomVectors(12, uint64(extra)+4))
+		}
+	}
+}
+
+// TestFloatWeightsChanged wants the single-vector path to follow weights
+// changed in place (after WeightsChanged) and weight slices replaced.
+func TestFloatWeightsChanged(t *testing.T) {
+	m := randomFloatModel(t, 1, 5)
+	v := randomVectors(4, 6)
+	checkFloatOne(t, m, v) // makes the transposed copy
+	for i := range m.W[0] {
+		m.W[0][i] *= -2
+	}
+	for i := range m.W[1] {
+		m.W[1][i] += 0.25
+	}
+	m.WeightsChanged()
+	checkFloatOne(t, m, v)
+	w := slices.Clone(m.W[1])
+	for i := range w {
+		w[i] = -w[i]
+	}
+	m.W[1] = w // a new slice: no call needed
+	checkFloatOne(t, m, v)
+}
+
+// FuzzFloatOne builds a float model (special values included) and
+// vectors from the input and runs the single-vector path against logits.
+func FuzzFloatOne(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 0, 0, 0, 0x80})
+	f.Add([]byte{2, 7, 1, 0xff, 0xff, 0xff, 0x7f, 9, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 3 {
+			return
+		}
+		m := specialFloatModel(t, int(data[0])%(MaxExtra+1), uint64(data[1]), data[2]&1 == 1)
+		v := hostileVectors(2, uint64(data[1]))
+		for i, rest := 0, data[3:]; len(rest) >= 4 && i < len(v); i, rest = i+1, rest[4:] {
+			v[i] = int32(binary.LittleEndian.Uint32(rest))
+		}
+		checkFloatOne(t, m, v)
+	})
+}

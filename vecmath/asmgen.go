@@ -1245,6 +1245,38 @@ func net8Lanes(s isa) {
 	p("")
 }
 
+// reluF32 emits
+//
+//	func reluF32<name>(y *float32, blocks int)
+//
+// y = y < 0 ? +0 : y on blocks vectors (an ordered compare: NaN and -0
+// stay), as the scalar `if v < 0 { v = 0 }`.
+func reluF32(s isa) {
+	z := s.reg == "Z"
+	p("// func reluF32%s(y *float32, blocks int)", s.name)
+	p("TEXT ·reluF32%s(SB), NOSPLIT, $0-16", s.name)
+	p("\tMOVQ y+0(FP), DI")
+	p("\tMOVQ blocks+8(FP), CX")
+	zero := r(s, 15)
+	p("\tVXORPS %s, %s, %s", zero, zero, zero)
+	p("rf%sloop:", s.name)
+	p("\tVMOVUPS (DI), %s", r(s, 0))
+	if z {
+		p("\tVCMPPS $0x11, %s, %s, K1", zero, r(s, 0)) // y < 0, ordered, quiet
+		p("\tVMOVAPS %s, K1, %s", zero, r(s, 0))
+	} else {
+		p("\tVCMPPS $0x11, %s, %s, %s", zero, r(s, 0), r(s, 1))
+		p("\tVANDNPS %s, %s, %s", r(s, 0), r(s, 1), r(s, 0)) // ^mask & y
+	}
+	p("\tVMOVUPS %s, (DI)", r(s, 0))
+	p("\tADDQ $%d, DI", s.bytes)
+	p("\tDECQ CX")
+	p("\tJNZ rf%sloop", s.name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
 // mulAccP emits
 //
 //	func mulAccP<name>(acc *int64, w *int32, x *int32, blocks, stride, n int)
@@ -1364,6 +1396,7 @@ func main() {
 		quantizeF32(s)
 		mulAccP(s)
 		mulAddColsF32(s)
+		reluF32(s)
 	}
 	net8()
 	net8Lanes(avx2)

@@ -83,6 +83,25 @@ func net8LanesVec(l Level, desc []net8Desc, act, xp []int32, lo, hi int32) {
 }
 
 //go:noescape
+func reluF32AVX2(y *float32, blocks int)
+
+//go:noescape
+func reluF32AVX512(y *float32, blocks int)
+
+func reluF32Vec(l Level, y []float32) int {
+	n := len(y)
+	switch {
+	case l >= AVX512 && n >= 16:
+		reluF32AVX512(unsafe.SliceData(y), n/16)
+		return n / 16 * 16
+	case l >= AVX2 && n >= 8:
+		reluF32AVX2(unsafe.SliceData(y), n/8)
+		return n / 8 * 8
+	}
+	return 0
+}
+
+//go:noescape
 func mulAccPAVX2(acc *int64, w *int32, x *int32, blocks, stride, n int)
 
 //go:noescape

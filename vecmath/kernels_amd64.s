@@ -1563,6 +1563,22 @@ mfAVX2done:
 	VZEROUPPER
 	RET
 
+// func reluF32AVX2(y *float32, blocks int)
+TEXT ·reluF32AVX2(SB), NOSPLIT, $0-16
+	MOVQ y+0(FP), DI
+	MOVQ blocks+8(FP), CX
+	VXORPS Y15, Y15, Y15
+rfAVX2loop:
+	VMOVUPS (DI), Y0
+	VCMPPS $0x11, Y15, Y0, Y1
+	VANDNPS Y0, Y1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	DECQ CX
+	JNZ rfAVX2loop
+	VZEROUPPER
+	RET
+
 // func mulAccI64AVX512(acc *int64, w *int64, x *int32, blocks, stride, n int)
 TEXT ·mulAccI64AVX512(SB), NOSPLIT, $0-48
 	MOVQ acc+0(FP), DI
@@ -2436,6 +2452,22 @@ mfAVX512g1store:
 	SUBQ $1, CX
 	JMP mfAVX512g1
 mfAVX512done:
+	VZEROUPPER
+	RET
+
+// func reluF32AVX512(y *float32, blocks int)
+TEXT ·reluF32AVX512(SB), NOSPLIT, $0-16
+	MOVQ y+0(FP), DI
+	MOVQ blocks+8(FP), CX
+	VXORPS Z15, Z15, Z15
+rfAVX512loop:
+	VMOVUPS (DI), Z0
+	VCMPPS $0x11, Z15, Z0, K1
+	VMOVAPS Z15, K1, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	DECQ CX
+	JNZ rfAVX512loop
 	VZEROUPPER
 	RET
 

@@ -29,3 +29,5 @@ func mulAccPackedVec(Level, []int64, []int32, []int32) int { return 0 }
 const haveLanes = false
 
 func net8LanesVec(Level, []net8Desc, []int32, []int32, int32, int32) {}
+
+func reluF32Vec(Level, []float32) int { return 0 }

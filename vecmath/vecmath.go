@@ -181,6 +181,21 @@ func mulAddColsF32Scalar(y, w, x []float32, skipZero bool, from int) {
 	}
 }
 
+// ReLUF32 sets every y[i] < 0 to +0 (NaN and -0 stay), as the scalar
+// `if v < 0 { v = 0 }` does.
+func ReLUF32(y []float32) {
+	done := reluF32Vec(Current(), y)
+	reluF32Scalar(y[done:])
+}
+
+func reluF32Scalar(y []float32) {
+	for i, v := range y {
+		if v < 0 {
+			y[i] = 0
+		}
+	}
+}
+
 // Requant applies TFLite's integer requantization (package
 // liteflow/fixedpoint, whose functions are the reference) to every acc[o]:
 //

@@ -569,3 +569,46 @@ func FuzzMulAddColsF32(f *testing.F) {
 		checkMulAddColsF32(t, y, w, x, len(data) > 0 && data[0]&1 == 1)
 	})
 }
+
+func checkReLUF32(t testing.TB, y0 []float32) {
+	want := slices.Clone(y0)
+	reluF32Scalar(want)
+	forEachLevel(t, func(l Level) {
+		got := slices.Clone(y0)
+		ReLUF32(got)
+		// NaN payloads and -0 must stay too: compare the bits.
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("ReLUF32 at %v (n=%d): [%d] %v (%#x), scalar %v (%#x)", l, len(y0), i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+			}
+		}
+	})
+}
+
+func TestReLUF32MatchesScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	special := []float32{0, float32(math.Copysign(0, -1)), float32(math.NaN()), math.Float32frombits(0xffc00001), float32(math.Inf(-1)), float32(math.Inf(1)), -math.SmallestNonzeroFloat32, math.SmallestNonzeroFloat32, -math.MaxFloat32}
+	for range 300 {
+		y := make([]float32, r.IntN(70))
+		for i := range y {
+			if r.IntN(4) == 0 {
+				y[i] = special[r.IntN(len(special))]
+			} else {
+				y[i] = f32(r)
+			}
+		}
+		checkReLUF32(t, y)
+	}
+}
+
+func FuzzReLUF32(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, n, _ := fuzzShape(data)
+		y := make([]float32, n)
+		fill(d, y)
+		checkReLUF32(t, y)
+	})
+}
