@@ -333,10 +333,10 @@ func (c *cli) printOpen(rep openLoopReport) error {
 		rep.Clients, rep.Capacity, rep.Depth, fmtOpt(rep.CapacityMeanBatch, func(v float64) string { return fmt.Sprintf("%.1f", v) }),
 		rep.Capacity/rep.OneAtATimeRate, rep.OneAtATimeRate)
 	tw := c.table()
-	fmt.Fprintln(tw, "LOAD\tOFFERED/S\tDONE/S\tCOUNT\tP50\tP99\tMEAN BATCH\tLAKED CPU/OP")
+	fmt.Fprintln(tw, "LOAD\tOFFERED/S\tDONE/S\tCOUNT\tP50\tP99\tLAG P50\tLAG P99\tMEAN BATCH\tLAKED CPU/OP")
 	for _, l := range rep.Levels {
-		fmt.Fprintf(tw, "%.0f%%\t%.0f\t%.0f\t%d\t%s\t%s\t%s\t%s\n", 100*l.Load, l.OfferedRate, l.Rate, l.Count,
-			fmtNs(l.P50Ns), fmtNs(l.P99Ns),
+		fmt.Fprintf(tw, "%.0f%%\t%.0f\t%.0f\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", 100*l.Load, l.OfferedRate, l.Rate, l.Count,
+			fmtNs(l.P50Ns), fmtNs(l.P99Ns), fmtNs(l.LagP50Ns), fmtNs(l.LagP99Ns),
 			fmtOpt(l.MeanBatch, func(v float64) string { return fmt.Sprintf("%.1f", v) }),
 			fmtOpt(l.LakedCPUNsPerOp, func(v float64) string { return fmtNs(int64(v)) }))
 	}

@@ -402,7 +402,8 @@ func TestBenchOpenLoop(t *testing.T) {
 		t.Fatalf("open loop report %+v", rep)
 	}
 	for _, l := range o.Levels {
-		if l.Count == 0 || l.Rate <= 0 || l.P50Ns <= 0 || l.P50Ns > l.P99Ns || l.MeanBatch == nil || *l.MeanBatch < 1 {
+		if l.Count == 0 || l.Rate <= 0 || l.P50Ns <= 0 || l.P50Ns > l.P99Ns || l.MeanBatch == nil || *l.MeanBatch < 1 ||
+			l.LagP50Ns < 0 || l.LagP50Ns > l.LagP99Ns || l.LagP50Ns > l.P50Ns {
 			t.Fatalf("level %+v", l)
 		}
 		if want := l.OfferedRate * 0.3; float64(l.Count) < want*0.5 {
@@ -414,7 +415,8 @@ func TestBenchOpenLoop(t *testing.T) {
 	}
 	out := f.ok(t, "bench", "--model", "2", "--count", "50", "--warmup", "0", "--open-loop", "--clients", "2", "--loads", "0.5", "--duration", "200ms")
 	hasLine(t, out, `^open loop, 2 clients: capacity \d+/s \(32 in flight per client, mean batch \S+\) = \S+x the one-at-a-time rate \d+/s$`)
-	hasLine(t, out, `^50%\s+\d+\s+\d+\s+\d+\s+\S+\s+\S+\s+\d+\.\d\s+\S+$`)
+	hasLine(t, out, `^LOAD\s+OFFERED/S\s+DONE/S\s+COUNT\s+P50\s+P99\s+LAG P50\s+LAG P99\s+MEAN BATCH\s+LAKED CPU/OP$`)
+	hasLine(t, out, `^50%\s+\d+\s+\d+\s+\d+\s+\S+\s+\S+\s+\S+\s+\S+\s+\d+\.\d\s+\S+$`)
 	for _, bad := range [][]string{{"bench", "--open-loop"}, {"bench", "--model", "2", "--open-loop", "--loads", "2"}, {"bench", "--clients", "0"}, {"bench", "--duration", "0s"}} {
 		if code, _, errs := f.ctl(t, bad...); code != 2 {
 			t.Errorf("lakectl %v: %d %s", bad, code, errs)
