@@ -342,9 +342,10 @@ func (m *FloatModel) colsForm() *floatCols {
 // has a vector level: the first and hidden layers run on
 // vecmath.MulAddColsF32 (a lane per hidden unit; each unit adds its
 // rounded products in input order, skipping zero inputs in the first
-// layer, exactly as logits does) and vecmath.ReLUF32; the two outputs
-// stay scalar (each is one serial sum). The logits are logits' bit for
-// bit (NaN payloads aside).
+// layer, exactly as logits does) and vecmath.ReLUF32; each of the two
+// outputs is a serial sum in unit order (vecmath.DotSkip2F32 packs the
+// products of the non-zero units, then adds them one by one, as logits
+// does). The logits are logits' bit for bit (NaN payloads aside).
 func (m *FloatModel) logitsOne(x []int32, h, h2 []float32) [2]float32 {
 	if vecmath.Current() == vecmath.Scalar {
 		return m.logits(x, h, h2)
@@ -365,13 +366,6 @@ func (m *FloatModel) logitsOne(x []int32, h, h2 []float32) [2]float32 {
 		h, h2 = h2, h
 	}
 	w, b := m.W[m.Extra+1], m.B[m.Extra+1]
-	r0, r1 := (*[HiddenWidth]float32)(w), (*[HiddenWidth]float32)(w[HiddenWidth:])
-	s0, s1 := b[0], b[1]
-	for k, v := range h[:HiddenWidth] {
-		if v != 0 {
-			s0 += float32(v * r0[k])
-			s1 += float32(v * r1[k])
-		}
-	}
+	s0, s1 := vecmath.DotSkip2F32(h, w[:HiddenWidth], w[HiddenWidth:], b[0], b[1])
 	return [2]float32{s0, s1}
 }

@@ -1277,6 +1277,52 @@ func reluF32(s isa) {
 	p("")
 }
 
+// mulCompress2F32 emits
+//
+//	func mulCompress2F32AVX512(x, w0, w1 *float32, blocks int, d0, d1 *float32) int
+//
+// For each of blocks vectors of 16: the products x*w0 and x*w1 (rounded)
+// of the lanes with x != 0 (unordered compare, as Go's != : NaN counts),
+// in order, are written back to back at d0 and d1 (VCOMPRESSPS; each
+// block stores 16 values, of which the next block overwrites those past
+// its count, so d0 and d1 need 15 spare values). It returns the count.
+func mulCompress2F32() {
+	p("// func mulCompress2F32AVX512(x, w0, w1 *float32, blocks int, d0, d1 *float32) int")
+	p("TEXT ·mulCompress2F32AVX512(SB), NOSPLIT, $0-56")
+	p("\tMOVQ x+0(FP), SI")
+	p("\tMOVQ w0+8(FP), R8")
+	p("\tMOVQ w1+16(FP), R9")
+	p("\tMOVQ blocks+24(FP), CX")
+	p("\tMOVQ d0+32(FP), DI")
+	p("\tMOVQ d1+40(FP), DX")
+	p("\tXORQ R10, R10")
+	p("\tVXORPS Z15, Z15, Z15")
+	p("mc2loop:")
+	p("\tVMOVUPS (SI), Z0")
+	p("\tVCMPPS $4, Z15, Z0, K1") // NEQ_UQ: x != 0 or NaN
+	p("\tVMULPS (R8), Z0, Z1")
+	p("\tVMULPS (R9), Z0, Z2")
+	p("\tVCOMPRESSPS Z1, K1, Z3")
+	p("\tVCOMPRESSPS Z2, K1, Z4")
+	p("\tVMOVUPS Z3, (DI)")
+	p("\tVMOVUPS Z4, (DX)")
+	p("\tKMOVW K1, AX")
+	p("\tPOPCNTL AX, AX")
+	p("\tADDQ AX, R10")
+	p("\tSHLQ $2, AX")
+	p("\tADDQ AX, DI")
+	p("\tADDQ AX, DX")
+	p("\tADDQ $64, SI")
+	p("\tADDQ $64, R8")
+	p("\tADDQ $64, R9")
+	p("\tDECQ CX")
+	p("\tJNZ mc2loop")
+	p("\tMOVQ R10, ret+48(FP)")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
 // mulAccP emits
 //
 //	func mulAccP<name>(acc *int64, w *int32, x *int32, blocks, stride, n int)
@@ -1399,6 +1445,7 @@ func main() {
 		reluF32(s)
 	}
 	net8()
+	mulCompress2F32()
 	net8Lanes(avx2)
 	net8Lanes(avx512)
 	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {

@@ -83,6 +83,21 @@ func net8LanesVec(l Level, desc []net8Desc, act, xp []int32, lo, hi int32) {
 }
 
 //go:noescape
+func mulCompress2F32AVX512(x, w0, w1 *float32, blocks int, d0, d1 *float32) int
+
+// mulCompress2F32Vec compresses the first blocks of 16 of x (see
+// DotSkip2F32) into d0 and d1 and returns how many x it covered and how
+// many products it wrote.
+func mulCompress2F32Vec(l Level, x, w0, w1, d0, d1 []float32) (covered, n int) {
+	blocks := min(len(x)/16, (len(d0)-15)/16, (len(d1)-15)/16)
+	if l < AVX512 || blocks <= 0 {
+		return 0, 0
+	}
+	n = mulCompress2F32AVX512(unsafe.SliceData(x), unsafe.SliceData(w0), unsafe.SliceData(w1), blocks, unsafe.SliceData(d0), unsafe.SliceData(d1))
+	return blocks * 16, n
+}
+
+//go:noescape
 func reluF32AVX2(y *float32, blocks int)
 
 //go:noescape

@@ -3615,6 +3615,40 @@ n8done:
 	VZEROUPPER
 	RET
 
+// func mulCompress2F32AVX512(x, w0, w1 *float32, blocks int, d0, d1 *float32) int
+TEXT ·mulCompress2F32AVX512(SB), NOSPLIT, $0-56
+	MOVQ x+0(FP), SI
+	MOVQ w0+8(FP), R8
+	MOVQ w1+16(FP), R9
+	MOVQ blocks+24(FP), CX
+	MOVQ d0+32(FP), DI
+	MOVQ d1+40(FP), DX
+	XORQ R10, R10
+	VXORPS Z15, Z15, Z15
+mc2loop:
+	VMOVUPS (SI), Z0
+	VCMPPS $4, Z15, Z0, K1
+	VMULPS (R8), Z0, Z1
+	VMULPS (R9), Z0, Z2
+	VCOMPRESSPS Z1, K1, Z3
+	VCOMPRESSPS Z2, K1, Z4
+	VMOVUPS Z3, (DI)
+	VMOVUPS Z4, (DX)
+	KMOVW K1, AX
+	POPCNTL AX, AX
+	ADDQ AX, R10
+	SHLQ $2, AX
+	ADDQ AX, DI
+	ADDQ AX, DX
+	ADDQ $64, SI
+	ADDQ $64, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ mc2loop
+	MOVQ R10, ret+48(FP)
+	VZEROUPPER
+	RET
+
 // func net8LanesAVX2(desc *net8Desc, n int, act *int32, xp *int32, lo, hi int32)
 TEXT ·net8LanesAVX2(SB), NOSPLIT, $0-40
 	MOVQ desc+0(FP), BX

@@ -181,6 +181,44 @@ func mulAddColsF32Scalar(y, w, x []float32, skipZero bool, from int) {
 	}
 }
 
+// DotSkip2F32 returns what the scalar loop
+//
+//	for k, v := range x {
+//		if v != 0 {
+//			s0 += float32(v * w0[k])
+//			s1 += float32(v * w1[k])
+//		}
+//	}
+//
+// returns: two sums of rounded products, each added one at a time in
+// order, over the inputs that are not ±0. With AVX-512 the products of
+// the non-zero inputs are computed and packed (VCOMPRESSPS) 16 at a time,
+// so the additions (a serial chain the order fixes) run without a branch
+// per input. w0 and w1 must be at least as long as x.
+func DotSkip2F32(x, w0, w1 []float32, s0, s1 float32) (float32, float32) {
+	w0, w1 = w0[:len(x)], w1[:len(x)]
+	lv := Current()
+	for len(x) > 0 {
+		var d0, d1 [64 + 15]float32
+		covered, n := mulCompress2F32Vec(lv, x, w0, w1, d0[:], d1[:])
+		if covered == 0 {
+			break
+		}
+		for i, p := range d0[:n] {
+			s0 += p
+			s1 += d1[i]
+		}
+		x, w0, w1 = x[covered:], w0[covered:], w1[covered:]
+	}
+	for k, v := range x {
+		if v != 0 {
+			s0 += float32(v * w0[k])
+			s1 += float32(v * w1[k])
+		}
+	}
+	return s0, s1
+}
+
 // ReLUF32 sets every y[i] < 0 to +0 (NaN and -0 stay), as the scalar
 // `if v < 0 { v = 0 }` does.
 func ReLUF32(y []float32) {

@@ -612,3 +612,65 @@ func FuzzReLUF32(f *testing.F) {
 		checkReLUF32(t, y)
 	})
 }
+
+func dotSkip2Scalar(x, w0, w1 []float32, s0, s1 float32) (float32, float32) {
+	for k, v := range x {
+		if v != 0 {
+			s0 += float32(v * w0[k])
+			s1 += float32(v * w1[k])
+		}
+	}
+	return s0, s1
+}
+
+func checkDotSkip2F32(t testing.TB, x, w0, w1 []float32, s0, s1 float32) {
+	w0s, w1s := dotSkip2Scalar(x, w0, w1, s0, s1)
+	want := []float32{w0s, w1s}
+	forEachLevel(t, func(l Level) {
+		g0, g1 := DotSkip2F32(x, w0, w1, s0, s1)
+		if got := []float32{g0, g1}; !SameF32(got, want) {
+			t.Fatalf("DotSkip2F32 at %v (n=%d): %v, scalar %v", l, len(x), got, want)
+		}
+	})
+}
+
+func TestDotSkip2F32MatchesScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(61, 62))
+	special := []float32{0, float32(math.Copysign(0, -1)), float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 3e38, 1e-40}
+	for range 300 {
+		n := r.IntN(300)
+		x, w0, w1 := make([]float32, n), make([]float32, n+r.IntN(3)), make([]float32, n+r.IntN(3))
+		for _, v := range [][]float32{x, w0, w1} {
+			for i := range v {
+				switch r.IntN(8) {
+				case 0, 1, 2:
+					// zero inputs are common (ReLU)
+				case 3:
+					v[i] = special[r.IntN(len(special))]
+				default:
+					v[i] = float32(r.NormFloat64())
+				}
+			}
+		}
+		checkDotSkip2F32(t, x, w0, w1, float32(r.NormFloat64()), special[r.IntN(len(special))])
+	}
+}
+
+func FuzzDotSkip2F32(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, n, _ := fuzzShape(data)
+		x, w0, w1 := make([]float32, n), make([]float32, n), make([]float32, n)
+		fill(d, x)
+		fill(d, w0)
+		fill(d, w1)
+		for i := range x {
+			if d.u32()%3 == 0 {
+				x[i] = 0
+			}
+		}
+		checkDotSkip2F32(t, x, w0, w1, math.Float32frombits(d.u32()), math.Float32frombits(d.u32()))
+	})
+}
