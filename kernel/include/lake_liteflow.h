@@ -28,9 +28,11 @@
 
 #include <linux/types.h>
 
-/* The widest stage (inputs included) a kernel snapshot may have: queries
- * keep their scratch on the stack (2 * LF_MAX_WIDTH * 4 bytes). */
-#define LF_MAX_WIDTH 64
+/* The widest stage (inputs included) a kernel snapshot may have: the
+ * format's limit (LAKE_SNAP_MAX_WIDTH in lake_snapshot.h). Queries use
+ * per-CPU scratch allocated for each snapshot when it is installed, not
+ * the stack. */
+#define LF_MAX_WIDTH 1024
 #define LF_NAME_LEN 32
 
 struct lf_app;
@@ -57,14 +59,17 @@ struct lf_answer {
 
 /* lf_input_fn fills q_in (in_dim values) for one decision; ans describes
  * the snapshot that will answer (for a pinned flow, its pinned snapshot).
- * It runs inside the query's RCU read section: it must not sleep. Return
+ * It runs inside the query's RCU read section with local interrupts off:
+ * it must not sleep. Return
  * 0, or a negative errno to skip the query (the enforcer is then called
  * with that error). */
 typedef int (*lf_input_fn)(void *ctx, const struct lf_answer *ans, s32 *q_in);
 
 /* lf_output_fn applies a decision: err 0, ans and q_out (out_dim values),
  * or err < 0 (-ENODATA: no snapshot; the collector's error) with ans and
- * q_out NULL, when the enforcer must fall back to its classic behaviour. */
+ * q_out NULL, when the enforcer must fall back to its classic behaviour.
+ * With an answer it runs inside the query's section with local
+ * interrupts off (q_out is per-CPU scratch): it must not sleep. */
 typedef void (*lf_output_fn)(void *ctx, int err, const struct lf_answer *ans, const s32 *q_out);
 
 /* lf_register_model registers an app; returns it or an ERR_PTR
@@ -98,8 +103,8 @@ void lf_flow_end(struct lf_app *app, u64 flow);
 /* lf_install validates img (a snapshot codec image), builds it and makes
  * it active under version. Process context. On a refusal the active
  * snapshot is unchanged, the reason is in why (if why) and the result is
- * -EINVAL/-EBADMSG (bad image), -E2BIG (shape differs from the app or
- * wider than LF_MAX_WIDTH) or -ENOMEM. */
+ * -EINVAL/-EBADMSG (bad image, a stage wider than LF_MAX_WIDTH
+ * included), -E2BIG (shape differs from the app) or -ENOMEM. */
 int lf_install(struct lf_app *app, const void *img, size_t len, u64 version, char *why, size_t whylen);
 
 /* lf_record hands one sample to laked through the region's feature

@@ -9,7 +9,8 @@
  *
  * mode=run (default), no laked needed: an app with no snapshot answers
  * -ENODATA; hand-checkable snapshots (built here, byte by byte) install
- * and answer exactly; corrupt, mis-shaped and too-wide images are refused
+ * and answer exactly, 300- and 1024-wide ones included; corrupt,
+ * mis-shaped and too-wide (beyond the format) images are refused
  * with the reason and the old snapshot keeps answering; a flow stays on
  * the snapshot it started with until it ends; lf_process calls the
  * collector and the enforcer (and the fallback without a snapshot); then
@@ -177,6 +178,64 @@ static void enforce(void *ctx, int err, const struct lf_answer *ans, const s32 *
 		memcpy(c->out, q_out, sizeof(c->out));
 }
 
+/* run_wide installs a 4 -> 300 -> 2 snapshot (wider than a stack frame
+ * could hold; per-CPU scratch) whose answer depends on the last hidden
+ * units: hidden[o] = clamp(q[o % 4]), out[0] = hidden[299] = q[3],
+ * out[1] = hidden[298] + 1 = q[2] + 1 (clamped), and the widest the
+ * format allows, 4 -> 1024 -> 2 (out[0] = hidden[1023] = q[3]). */
+static void run_wide(void)
+{
+	struct lf_app_desc d = { .name = "lftest-wide", .in_dim = IN, .out_dim = OUT };
+	static const u32 widths[2] = { 300, LAKE_SNAP_MAX_WIDTH };
+	static s8 w[IN * LAKE_SNAP_MAX_WIDTH + LAKE_SNAP_MAX_WIDTH * OUT];
+	static s32 b[LAKE_SNAP_MAX_WIDTH + OUT];
+	s32 q[IN] = { 3, -7, 100, 200 }, o[OUT];
+	struct io_ctx c = {};
+	struct lf_answer ans;
+	struct lf_app *app;
+	char why[128] = "";
+	int err, k;
+
+	app = lf_register_model(&d);
+	if (IS_ERR(app)) {
+		step("install-wide", false, PTR_ERR(app), "register");
+		return;
+	}
+	lf_register_io(app, collect, enforce);
+	for (k = 0; k < 2; k++) {
+		u32 h = widths[k], dims[3] = { IN, h, OUT }, i;
+		u8 *img = kvzalloc(48 + 4 + 2 * (32 + 12) + 4 * (h + OUT) + IN * h + h * OUT + 8, GFP_KERNEL);
+		size_t len;
+
+		if (!img) {
+			step("install-wide", false, -ENOMEM, "");
+			break;
+		}
+		memset(w, 0, sizeof(w));
+		memset(b, 0, sizeof(b));
+		for (i = 0; i < h; i++)
+			w[i * IN + i % IN] = 1;
+		w[IN * h + (h - 1)] = 1;           /* out[0] = hidden[h - 1] */
+		w[IN * h + h + (h - 2)] = 1;       /* out[1] = hidden[h - 2] + 1 */
+		b[h + 1] = 1;
+		len = build_layers(img, 2, dims, w, b, 20 + k);
+		err = lf_install(app, img, len, 20 + k, why, sizeof(why));
+		kvfree(img);
+		step(k ? "install-wide-1024" : "install-wide", !err, err, why);
+		err = lf_query_model(app, 0, q, o, &ans);
+		step(k ? "answer-wide-1024" : "answer-wide",
+		     !err && ans.version == 20 + k && o[0] == clamp8(q[(h - 1) % IN]) &&
+		     o[1] == clamp8(clamp8(q[(h - 2) % IN]) + 1), err, "");
+		memcpy(c.in, q, sizeof(q));
+		c.calls = 0;
+		err = lf_process(app, 5, &c);
+		step(k ? "process-wide-1024" : "process-wide",
+		     !err && c.calls == 1 && c.out[0] == o[0] && c.out[1] == o[1], err, "");
+		lf_flow_end(app, 5);
+	}
+	lf_unregister_model(app);
+}
+
 /* ---- stress ---- */
 struct stress {
 	struct lf_app *app;
@@ -338,14 +397,15 @@ static void run_local(void)
 		step("refuse-wrong-shape", err == -E2BIG && strstr(why, "app lftest"), err, why);
 	}
 	{
-		/* a valid 4 -> 100 -> 2 snapshot: right shape, too wide */
-		static const u32 dims[3] = { IN, 100, OUT };
-		static s8 wide[IN * 100 + 100 * OUT];
-		static s32 bw[100 + OUT];
+		/* a valid 4 -> 1025 -> 2 snapshot: right shape, wider than the
+		 * format allows (LAKE_SNAP_MAX_WIDTH) */
+		static const u32 dims[3] = { IN, LAKE_SNAP_MAX_WIDTH + 1, OUT };
+		static s8 wide[IN * (LAKE_SNAP_MAX_WIDTH + 1) + (LAKE_SNAP_MAX_WIDTH + 1) * OUT];
+		static s32 bw[LAKE_SNAP_MAX_WIDTH + 1 + OUT];
 		size_t lw = build_layers(bad, 2, dims, wide, bw, 9);
 
 		err = lf_install(app, bad, lw, 2, why, sizeof(why));
-		step("refuse-too-wide", err == -E2BIG && strstr(why, "wide"), err, why);
+		step("refuse-too-wide", err == -EINVAL && strstr(why, "outside"), err, why);
 	}
 	err = lf_query_model(app, 0, q, o, &ans);
 	step("old-snapshot-stays", !err && o[0] == e[0] && o[1] == e[1] && ans.version == 1, err, "");
@@ -367,6 +427,7 @@ static void run_local(void)
 	err = lf_process(app, 9, &c);
 	step("process-collects-and-enforces", !err && c.calls == 1 && c.err == 0 && c.out[0] == e[0] && c.out[1] == e[1], err, "");
 
+	run_wide();
 	run_stress(app);
 	lf_unregister_model(app);
 	step("unregister", true, 0, "");
@@ -400,11 +461,11 @@ static int __init lftest_init(void)
 {
 	imgA = kzalloc(4096, GFP_KERNEL);
 	imgB = kzalloc(4096, GFP_KERNEL);
-	scratch_img = kzalloc(4096, GFP_KERNEL);
+	scratch_img = kvzalloc(16384, GFP_KERNEL);
 	if (!imgA || !imgB || !scratch_img) {
 		kfree(imgA);
 		kfree(imgB);
-		kfree(scratch_img);
+		kvfree(scratch_img);
 		return -ENOMEM;
 	}
 	pr_info("lake_lftest: start mode=%s\n", mode);
@@ -415,7 +476,7 @@ static int __init lftest_init(void)
 	pr_info("lake_lftest: DONE pass=%d fail=%d\n", passed, failed);
 	kfree(imgA);
 	kfree(imgB);
-	kfree(scratch_img);
+	kvfree(scratch_img);
 	return 0;
 }
 

@@ -16,6 +16,14 @@
  * lf_install). A snapshot holds one reference for being active and one
  * per flow pinned to it; the last put frees it after a grace period, so a
  * query that found it keeps a whole, unchanging model until it is done.
+ *
+ * Scratch: each snapshot gets per-CPU scratch at install time, sized for
+ * it (2 * max_width + out_dim int32s; up to the format's
+ * LAKE_SNAP_MAX_WIDTH), so queries of any width use no stack for
+ * activations. A query holds its CPU's scratch with local interrupts off
+ * (the collector, the run and the enforcer), so a query from an
+ * interrupt cannot reuse scratch a query it interrupted is using. Queries
+ * from NMI context are not supported.
  */
 #include <linux/module.h>
 #include <linux/kernel.h>
@@ -58,6 +66,7 @@ struct lf_snap {
 	u64 version;
 	struct lake_snap *s; /* in mem */
 	void *mem;
+	s32 __percpu *scratch; /* 2 * max_width + out_dim words per CPU */
 };
 
 struct lf_flow {
@@ -108,6 +117,7 @@ static void lf_snap_free_rcu(struct rcu_head *h)
 {
 	struct lf_snap *sn = container_of(h, struct lf_snap, rcu);
 
+	free_percpu(sn->scratch);
 	kvfree(sn->mem);
 	kfree(sn);
 }
@@ -141,6 +151,7 @@ struct lf_app *lf_register_model(const struct lf_app_desc *d)
 	struct lf_app *app, *a;
 	u32 i;
 
+	BUILD_BUG_ON(LF_MAX_WIDTH != LAKE_SNAP_MAX_WIDTH);
 	if (!d || !lf_name_ok(d->name) || d->in_dim < 1 || d->in_dim > LF_MAX_WIDTH ||
 	    d->out_dim < 1 || d->out_dim > LF_MAX_WIDTH)
 		return ERR_PTR(-EINVAL);
@@ -296,18 +307,19 @@ static void lf_fill_answer(const struct lf_snap *sn, bool pinned, struct lf_answ
 }
 
 /* lf_answer_one finds the snapshot answering flow, lets input fill the
- * inputs for it (when input is set; else q_in is used), runs it and
- * fills ans. The collector runs in the RCU read section, so it quantizes
- * for exactly the snapshot that answers (a pinned flow's may differ from
- * the active one). */
-static int lf_answer_one(struct lf_app *app, u64 flow, lf_input_fn input, void *ctx,
-			 const s32 *q_in, s32 *q_out, struct lf_answer *ans)
+ * inputs for it (when input is set; else q_in is used), runs it, fills ans
+ * and, when output is set, calls it with the answer (else the answer is
+ * copied to q_out). The collector and the enforcer run in the RCU read
+ * section with local interrupts off (they use this CPU's scratch of the
+ * answering snapshot), so the collector quantizes for exactly the
+ * snapshot that answers (a pinned flow's may differ from the active one). */
+static int lf_answer_one(struct lf_app *app, u64 flow, lf_input_fn input, lf_output_fn output,
+			 void *ctx, const s32 *q_in, s32 *q_out, struct lf_answer *ans)
 {
-	/* the inputs are staged in the first half of scratch: lake_snap_run
-	 * copies q_in[i] to scratch[i] first, so they may alias */
-	s32 scratch[2 * LF_MAX_WIDTH];
 	struct lf_snap *sn;
 	bool pinned = false;
+	unsigned long flags;
+	s32 *scratch, *out;
 	int err = 0;
 
 	atomic64_inc(&app->queries);
@@ -316,17 +328,27 @@ static int lf_answer_one(struct lf_app *app, u64 flow, lf_input_fn input, void *
 	if (!sn) {
 		rcu_read_unlock();
 		atomic64_inc(&app->nodata);
+		if (output)
+			output(ctx, -ENODATA, NULL, NULL);
 		return -ENODATA;
 	}
 	if (pinned)
 		atomic64_inc(&app->pinned);
 	lf_fill_answer(sn, pinned, ans);
+	local_irq_save(flags);
+	/* the inputs are staged in the first half of scratch: lake_snap_run
+	 * copies q_in[i] to scratch[i] first, so they may alias */
+	scratch = this_cpu_ptr(sn->scratch);
+	out = scratch + lake_snap_scratch_words(sn->s);
 	if (input) {
 		err = input(ctx, ans, scratch);
 		q_in = scratch;
 	}
 	if (!err)
-		lake_snap_run(sn->s, q_in, q_out, scratch);
+		lake_snap_run(sn->s, q_in, output ? out : q_out, scratch);
+	if (output)
+		output(ctx, err, err ? NULL : ans, err ? NULL : out);
+	local_irq_restore(flags);
 	rcu_read_unlock();
 	return err;
 }
@@ -337,17 +359,15 @@ int lf_query_model(struct lf_app *app, u64 flow, const s32 *q_in, s32 *q_out, st
 
 	if (unlikely(!app || !q_in || !q_out))
 		return -EINVAL;
-	return lf_answer_one(app, flow, NULL, NULL, q_in, q_out, ans ? ans : &a);
+	return lf_answer_one(app, flow, NULL, NULL, NULL, q_in, q_out, ans ? ans : &a);
 }
 EXPORT_SYMBOL_GPL(lf_query_model);
 
 int lf_process(struct lf_app *app, u64 flow, void *ctx)
 {
-	s32 out[LF_MAX_WIDTH];
 	struct lf_answer ans = {};
 	lf_input_fn input;
 	lf_output_fn output;
-	int err;
 
 	if (unlikely(!app))
 		return -EINVAL;
@@ -355,9 +375,7 @@ int lf_process(struct lf_app *app, u64 flow, void *ctx)
 	output = READ_ONCE(app->output);
 	if (!input || !output)
 		return -EINVAL;
-	err = lf_answer_one(app, flow, input, ctx, NULL, out, &ans);
-	output(ctx, err, err ? NULL : &ans, err ? NULL : out);
-	return err;
+	return lf_answer_one(app, flow, input, output, ctx, NULL, NULL, &ans);
 }
 EXPORT_SYMBOL_GPL(lf_process);
 
@@ -434,10 +452,11 @@ int lf_install(struct lf_app *app, const void *img, size_t len, u64 version, cha
 			 s->out_dim, app->name, app->in_dim, app->out_dim);
 		goto refuse;
 	}
-	if (s->max_width > LF_MAX_WIDTH) {
-		err = -E2BIG;
-		snprintf(reason, sizeof(reason), "a stage is %u wide, the kernel allows %u", s->max_width,
-			 LF_MAX_WIDTH);
+	/* the format bounds max_width (LAKE_SNAP_MAX_WIDTH): scratch per CPU */
+	sn->scratch = __alloc_percpu(sizeof(s32) * (lake_snap_scratch_words(s) + s->out_dim), sizeof(s32));
+	if (!sn->scratch) {
+		err = -ENOMEM;
+		snprintf(reason, sizeof(reason), "no memory for per-CPU scratch (width %u)", s->max_width);
 		goto refuse;
 	}
 	refcount_set(&sn->ref, 1);
@@ -455,6 +474,8 @@ int lf_install(struct lf_app *app, const void *img, size_t len, u64 version, cha
 		app->name, version, s->generation, len, s->image_crc);
 	return 0;
 refuse:
+	if (sn)
+		free_percpu(sn->scratch);
 	kvfree(mem);
 	kfree(sn);
 	mutex_lock(&app->install_lock);

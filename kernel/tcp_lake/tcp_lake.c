@@ -24,6 +24,18 @@
  * model and ships new snapshots; a flow keeps the snapshot it started on
  * (the flow cache) until it ends.
  *
+ * Where decisions come from is chosen at run time (parameter decide):
+ * "snapshot" (default) asks the kernel snapshot (lf_process, no
+ * crossing); "userspace" is the userspace-only mode LiteFlow is compared
+ * against: every decision is a lake_predict_async_deadline call to laked's
+ * model app_model (the same policy, served and adapted by laked: input the
+ * flow id and the 30 statistics as float32, output the action as
+ * float32), due up_deadline_us after the interval ends. The flow keeps its
+ * current behaviour while the answer is on its way, applies it when it
+ * arrives in time, and on a miss (laked answered -ETIME, the answer came
+ * after the deadline, or a newer interval ended first) or an error falls
+ * back to Reno for the interval. Misses are counted (stats).
+ *
  * No floating point: snapshot quantization goes through
  * lake_snap_quantize_fx / lake_snap_dequantize_fx, samples through
  * lake_snap_fx_to_f32.
@@ -31,7 +43,12 @@
 #include <linux/module.h>
 #include <linux/kernel.h>
 #include <linux/math64.h>
+#include <linux/slab.h>
+#include <linux/refcount.h>
+#include <linux/wait.h>
 #include <net/tcp.h>
+
+#include "lake_kapi.h"
 
 #include "lake_snapshot.h"
 #include "lake_liteflow.h"
@@ -58,6 +75,33 @@ static bool use_model = true;
 module_param(use_model, bool, 0644);
 MODULE_PARM_DESC(use_model, "decide with the snapshot (false: Reno only, the same statistics recorded)");
 
+static uint up_deadline_us = 10000;
+module_param(up_deadline_us, uint, 0644);
+MODULE_PARM_DESC(up_deadline_us, "userspace mode: an answer from laked later than this after the interval ends is a miss (us)");
+
+enum { DECIDE_SNAPSHOT, DECIDE_USERSPACE };
+static int decide = DECIDE_SNAPSHOT;
+
+static int decide_set(const char *val, const struct kernel_param *kp)
+{
+	if (sysfs_streq(val, "snapshot"))
+		WRITE_ONCE(decide, DECIDE_SNAPSHOT);
+	else if (sysfs_streq(val, "userspace"))
+		WRITE_ONCE(decide, DECIDE_USERSPACE);
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int decide_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", READ_ONCE(decide) == DECIDE_USERSPACE ? "userspace" : "snapshot");
+}
+
+static const struct kernel_param_ops decide_ops = { .set = decide_set, .get = decide_get };
+module_param_cb(decide, &decide_ops, NULL, 0644);
+MODULE_PARM_DESC(decide, "where decisions come from: snapshot (the kernel snapshot) or userspace (laked, per decision)");
+
 #define HIST 10
 #define FEAT 3
 #define NIN (HIST * FEAT)
@@ -65,9 +109,23 @@ MODULE_PARM_DESC(use_model, "decide with the snapshot (false: Reno only, the sam
 #define ONE (1 << FX)
 #define DELTA_FX 307           /* 0.3 in Q10 */
 
+/* a userspace decision on its way: one reference for the flow, one for
+ * the completion callback; the last put frees it */
+struct lake_up {
+	refcount_t ref;
+	atomic_t state;    /* UP_PENDING, then UP_DONE or UP_FAILED */
+	int err;
+	u64 deadline_ns;   /* ktime_get_ns() */
+	u32 out;           /* laked's answer: the action, binary32 bits */
+	u8 in[8 + 4 * NIN];
+};
+
+enum { UP_PENDING, UP_DONE, UP_FAILED };
+
 /* per-flow state; must fit icsk_ca_priv */
 struct lake_ca {
 	u64 rate;          /* bytes/s; 0 before the first interval ends */
+	struct lake_up *up; /* userspace decision on its way, or NULL */
 	u32 mi_start;      /* us (tcp_mstamp) */
 	u32 first_rtt, last_rtt;
 	u32 delivered0, sent0;
@@ -80,6 +138,10 @@ struct lake_ca {
 
 static struct lf_app *app;
 static atomic64_t n_decisions, n_fallback, n_oor, n_records;
+/* userspace mode: asked, answered in time, missed the deadline, failed */
+static atomic64_t n_up_asked, n_up_answered, n_up_missed, n_up_errors;
+static atomic_t n_up_inflight;
+static DECLARE_WAIT_QUEUE_HEAD(up_inflight_wq);
 
 static u64 min_rate(void) { return (u64)READ_ONCE(min_rate_kbps) * 125; }
 static u64 max_rate(void) { return (u64)READ_ONCE(max_rate_mbps) * 125000; }
@@ -112,8 +174,18 @@ static void lake_init(struct sock *sk)
 	cmpxchg(&sk->sk_pacing_status, SK_PACING_NONE, SK_PACING_NEEDED);
 }
 
+static void lake_up_put(struct lake_up *u)
+{
+	if (u && refcount_dec_and_test(&u->ref))
+		kfree(u);
+}
+
 static void lake_release(struct sock *sk)
 {
+	struct lake_ca *ca = inet_csk_ca(sk);
+
+	lake_up_put(ca->up);
+	ca->up = NULL;
 	if (app)
 		lf_flow_end(app, (u64)(unsigned long)sk);
 }
@@ -237,6 +309,103 @@ static void lake_reno_pacing(struct sock *sk, struct lake_ca *ca)
 	WRITE_ONCE(sk->sk_pacing_rate, min_t(u64, r, READ_ONCE(sk->sk_max_pacing_rate)));
 }
 
+/* lake_apply_action moves the rate by the policy's action (Q10, [-1, 1])
+ * and sets the window and pacing (guardrails in lake_set_rate). */
+static void lake_apply_action(struct sock *sk, struct lake_ca *ca, s32 action)
+{
+	u64 r = ca->rate;
+
+	if (action >= 0)
+		r = (r * ((u64)ONE * ONE + (u64)DELTA_FX * action)) >> (2 * FX);
+	else
+		r = div64_u64(r << (2 * FX), (u64)ONE * ONE + (u64)DELTA_FX * (u64)(-action));
+	ca->rate = r;
+	ca->model_mode = 1;
+	atomic64_inc(&n_decisions);
+	lake_set_rate(sk, ca);
+}
+
+/* lake_up_done completes a userspace decision (process context). */
+static void lake_up_done(void *arg, int err, const struct lake_predict_result *res)
+{
+	struct lake_up *u = arg;
+
+	rcu_read_lock();
+	u->err = err;
+	atomic_set_release(&u->state, err ? UP_FAILED : UP_DONE);
+	lake_up_put(u);
+	if (atomic_dec_and_test(&n_up_inflight))
+		wake_up(&up_inflight_wq);
+	rcu_read_unlock();
+}
+
+/* lake_up_submit asks laked for this interval's decision; 0 when asked
+ * (ca->up holds it), else the flow falls back for the interval. */
+static int lake_up_submit(struct sock *sk, struct lake_ca *ca)
+{
+	u64 flow = (u64)(unsigned long)sk;
+	struct lake_up *u;
+	int err, i;
+
+	u = kmalloc(sizeof(*u), GFP_ATOMIC);
+	if (!u) {
+		atomic64_inc(&n_up_errors);
+		return -ENOMEM;
+	}
+	refcount_set(&u->ref, 2);
+	atomic_set(&u->state, UP_PENDING);
+	u->err = 0;
+	u->out = 0;
+	for (i = 0; i < 8; i++)
+		u->in[i] = (u8)(flow >> (8 * i));
+	for (i = 0; i < NIN; i++) {
+		u32 b = lake_snap_fx_to_f32(ca->hist[i], FX);
+
+		memcpy(u->in + 8 + 4 * i, &b, 4); /* little-endian hosts (x86) */
+	}
+	u->deadline_ns = ktime_get_ns() + (u64)READ_ONCE(up_deadline_us) * NSEC_PER_USEC;
+	atomic_inc(&n_up_inflight);
+	atomic64_inc(&n_up_asked);
+	err = lake_predict_async_deadline(app_model, 1, u->in, sizeof(u->in), &u->out, sizeof(u->out),
+					  u->deadline_ns, lake_up_done, u);
+	if (err) {
+		atomic_dec(&n_up_inflight);
+		atomic64_inc(&n_up_errors);
+		kfree(u);
+		return err;
+	}
+	ca->up = u;
+	return 0;
+}
+
+/* lake_up_poll applies laked's answer once it is there (on time), or
+ * falls back to Reno when the deadline passed or the call failed. */
+static void lake_up_poll(struct sock *sk, struct lake_ca *ca)
+{
+	struct lake_up *u = ca->up;
+	bool late = ktime_get_ns() > u->deadline_ns;
+	int st = atomic_read_acquire(&u->state);
+	s64 a;
+
+	if (st == UP_PENDING && !late)
+		return;
+	if (st == UP_DONE && !late && !lake_snap_f32_to_fx(u->out, FX, &a)) {
+		atomic64_inc(&n_up_answered);
+		lake_apply_action(sk, ca, (s32)clamp_t(s64, a, -ONE, ONE));
+	} else {
+		/* -ETIME (laked could not make it), late, or an answer that
+		 * is not a number: a miss; other errors: failures */
+		if (st == UP_FAILED && u->err != -ETIME)
+			atomic64_inc(&n_up_errors);
+		else
+			atomic64_inc(&n_up_missed);
+		ca->model_mode = 0;
+		atomic64_inc(&n_fallback);
+	}
+	ca->up = NULL;
+	lake_up_put(u);
+}
+
 static void lake_interval_end(struct sock *sk, struct lake_ca *ca, u32 dur)
 {
 	struct tcp_sock *tp = tcp_sk(sk);
@@ -263,24 +432,31 @@ static void lake_interval_end(struct sock *sk, struct lake_ca *ca, u32 dur)
 		ca->rate = max_t(u64, ca->bw_max, min_rate());
 	label = lake_label(ca, ca->rate, mean, min_rtt);
 	lake_record(sk, ca, label);
-	ca->model_mode = 0;
-	if (app && READ_ONCE(use_model) && !oor && ca->intervals > 1) {
-		lf_process(app, (u64)(unsigned long)sk, &d);
-		if (d.ok) {
-			u64 r = ca->rate;
-
-			if (d.action >= 0)
-				r = (r * ((u64)ONE * ONE + (u64)DELTA_FX * d.action)) >> (2 * FX);
-			else
-				r = div64_u64(r << (2 * FX), (u64)ONE * ONE + (u64)DELTA_FX * (u64)(-d.action));
-			ca->rate = r;
-			ca->model_mode = 1;
-			atomic64_inc(&n_decisions);
-			lake_set_rate(sk, ca);
+	if (ca->up) {
+		/* a newer interval ended before laked's answer was used */
+		atomic64_inc(&n_up_missed);
+		lake_up_put(ca->up);
+		ca->up = NULL;
+		ca->model_mode = 0;
+	}
+	if (app && READ_ONCE(use_model) && !oor && ca->intervals > 1 &&
+	    READ_ONCE(decide) == DECIDE_USERSPACE) {
+		/* the decision comes later (lake_up_poll); until then the
+		 * flow keeps what it does */
+		if (!lake_up_submit(sk, ca))
+			goto out;
+		ca->model_mode = 0;
+	} else {
+		ca->model_mode = 0;
+		if (app && READ_ONCE(use_model) && !oor && ca->intervals > 1) {
+			lf_process(app, (u64)(unsigned long)sk, &d);
+			if (d.ok)
+				lake_apply_action(sk, ca, d.action);
 		}
 	}
 	if (!ca->model_mode)
 		atomic64_inc(&n_fallback);
+out:
 	lake_mi_start(sk, ca);
 }
 
@@ -290,6 +466,8 @@ static void lake_cong_control(struct sock *sk, const struct rate_sample *rs)
 	struct lake_ca *ca = inet_csk_ca(sk);
 	u32 now = (u32)tp->tcp_mstamp, dur, srtt = tp->srtt_us >> 3;
 
+	if (ca->up)
+		lake_up_poll(sk, ca);
 	if (rs->rtt_us > 0) {
 		if (!ca->first_rtt)
 			ca->first_rtt = (u32)rs->rtt_us;
@@ -344,15 +522,33 @@ static struct tcp_congestion_ops tcp_lake_ops __read_mostly = {
 
 static int stats_get(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "decisions %lld fallback %lld out_of_range %lld records %lld active_version %llu\n",
+	return sysfs_emit(buf, "decisions %lld fallback %lld out_of_range %lld records %lld active_version %llu up_asked %lld up_answered %lld up_missed %lld up_errors %lld\n",
 			  (s64)atomic64_read(&n_decisions), (s64)atomic64_read(&n_fallback),
 			  (s64)atomic64_read(&n_oor), (s64)atomic64_read(&n_records),
-			  app ? lf_active_version(app) : 0);
+			  app ? lf_active_version(app) : 0, (s64)atomic64_read(&n_up_asked),
+			  (s64)atomic64_read(&n_up_answered), (s64)atomic64_read(&n_up_missed),
+			  (s64)atomic64_read(&n_up_errors));
 }
 
-static const struct kernel_param_ops stats_ops = { .get = stats_get };
-module_param_cb(stats, &stats_ops, NULL, 0444);
-MODULE_PARM_DESC(stats, "intervals decided by the snapshot, by the Reno fallback, out of range, samples recorded");
+/* writing 0 zeroes the counters (one line per mode in the VM test) */
+static int stats_set(const char *val, const struct kernel_param *kp)
+{
+	if (!sysfs_streq(val, "0"))
+		return -EINVAL;
+	atomic64_set(&n_decisions, 0);
+	atomic64_set(&n_fallback, 0);
+	atomic64_set(&n_oor, 0);
+	atomic64_set(&n_records, 0);
+	atomic64_set(&n_up_asked, 0);
+	atomic64_set(&n_up_answered, 0);
+	atomic64_set(&n_up_missed, 0);
+	atomic64_set(&n_up_errors, 0);
+	return 0;
+}
+
+static const struct kernel_param_ops stats_ops = { .get = stats_get, .set = stats_set };
+module_param_cb(stats, &stats_ops, NULL, 0644);
+MODULE_PARM_DESC(stats, "intervals decided by the policy, by the Reno fallback, out of range, samples recorded; userspace decisions asked, answered in time, missed, failed (write 0 to zero)");
 
 static int __init tcp_lake_init(void)
 {
@@ -377,7 +573,11 @@ static int __init tcp_lake_init(void)
 static void __exit tcp_lake_exit(void)
 {
 	tcp_unregister_congestion_control(&tcp_lake_ops);
-	/* sockets hold a module reference while they use "lake": none left */
+	/* sockets hold a module reference while they use "lake": none left;
+	 * userspace decisions still on their way complete when laked answers
+	 * or detaches */
+	wait_event(up_inflight_wq, atomic_read(&n_up_inflight) == 0);
+	synchronize_rcu(); /* lake_up_done has left its read section */
 	lf_unregister_model(app);
 }
 

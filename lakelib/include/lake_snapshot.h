@@ -741,4 +741,39 @@ static inline uint32_t lake_snap_fx_to_f32(int64_t x_fx, uint32_t frac)
 	return sign | (uint32_t)exp << 23 | ((uint32_t)a & 0x7FFFFFu);
 }
 
+/*
+ * lake_snap_f32_to_fx converts the binary32 value with bits to fixed
+ * point with frac fractional bits (frac <= 62): round_half_away(x *
+ * 2^frac), saturated to +-2^62. Returns 0, or -1 (and leaves *out alone)
+ * for NaN and infinities: how a kernel consumer without an FPU reads a
+ * float answer from laked (untrusted: check the result).
+ */
+static inline int lake_snap_f32_to_fx(uint32_t bits, uint32_t frac, int64_t *out)
+{
+	uint32_t ex = (bits >> 23) & 0xFFu;
+	uint64_t m, r;
+	int32_t e, t;
+
+	if (ex == 0xFFu)
+		return -1;
+	lake_snap__scale_parts(bits & 0x7FFFFFFFu, &m, &e);
+	if (frac > 62)
+		frac = 62;
+	t = e + (int32_t)frac;
+	if (m == 0) {
+		r = 0;
+	} else if (t >= 0) {
+		if (t >= 62 || m >= ((uint64_t)1 << (62 - t)))
+			r = (uint64_t)1 << 62;
+		else
+			r = m << t;
+	} else if (-t >= 63) {
+		r = 0;
+	} else {
+		r = (m + ((uint64_t)1 << (-t - 1))) >> -t;
+	}
+	*out = (bits >> 31) ? -(int64_t)r : (int64_t)r;
+	return 0;
+}
+
 #endif /* LAKE_SNAPSHOT_H */

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/hex"
+	"hash/crc32"
 	"fmt"
 	"io"
 	"math"
@@ -290,6 +291,15 @@ func randomQuantized(t *testing.T, r *rand.Rand, gen uint64) *snapshot.Snapshot 
 // shifts, zero multipliers, biases at the overflow bound, -128 weights,
 // arbitrary tables and zero points at the range ends.
 func adversarial(t *testing.T, r *rand.Rand) *snapshot.Snapshot {
+	dims := []int{1 + r.IntN(64)}
+	for nl := 1 + r.IntN(4); nl > 0; nl-- {
+		dims = append(dims, 1+r.IntN(64))
+	}
+	return adversarialShape(t, r, dims)
+}
+
+// adversarialShape is adversarial with the stage widths dims.
+func adversarialShape(t *testing.T, r *rand.Rand, dims []int) *snapshot.Snapshot {
 	dt := snapshot.DType(r.IntN(2))
 	lo, hi := dt.Range()
 	zp := func(lo, hi int32) int32 {
@@ -302,10 +312,10 @@ func adversarial(t *testing.T, r *rand.Rand) *snapshot.Snapshot {
 		return lo + int32(r.IntN(int(hi-lo+1)))
 	}
 	s := &snapshot.Snapshot{Generation: r.Uint64(), DType: dt, Input: snapshot.QParams{Scale: float32(r.ExpFloat64()), Zero: zp(lo, hi)}}
-	nl := 1 + r.IntN(4)
-	in := 1 + r.IntN(64)
+	nl := len(dims) - 1
+	in := dims[0]
 	for li := 0; li < nl; li++ {
-		out := 1 + r.IntN(64)
+		out := dims[li+1]
 		l := snapshot.Layer{In: in, Out: out, Act: model.Activation(r.IntN(4)), PerChannel: r.IntN(2) == 0}
 		q := snapshot.QParams{Scale: math.Float32frombits(1 + r.Uint32N(0x7f7fffff)), Zero: zp(lo, hi)}
 		l.Pre, l.OutQ = q, q
@@ -785,5 +795,103 @@ func BenchmarkAuroraQuery(b *testing.B) {
 			}
 			b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N), "engine-ns/op")
 		})
+	}
+}
+
+// TestCEngineWide compares the engines on snapshots as wide as the format
+// allows (snapshot.MaxWidth, the kernel's limit too since queries use
+// per-CPU scratch sized per snapshot): quantized random models with
+// stages of hundreds to 1024 units, and adversarial ones at the extremes
+// (biases at the accumulator bound of a 1024-input layer).
+func TestCEngineWide(t *testing.T) {
+	e := startC(t)
+	r := rand.New(rand.NewPCG(18, 7))
+	shapes := [][]int{{300, 65, 2}, {30, 1024, 1}, {1024, 128, 1024}, {64, 1024, 1024, 3}}
+	if testing.Short() {
+		shapes = shapes[:2]
+	}
+	for i, sizes := range shapes {
+		acts := make([]model.Activation, len(sizes)-1)
+		for k := range acts {
+			acts[k] = model.Activation(r.IntN(4))
+		}
+		m, err := model.NewMLP(sizes, acts, r.Uint64())
+		if err != nil {
+			t.Fatal(err)
+		}
+		calib := make([][]float32, 16)
+		for k := range calib {
+			calib[k] = make([]float32, sizes[0])
+			for j := range calib[k] {
+				calib[k][j] = float32(r.NormFloat64() * 3)
+			}
+		}
+		s, err := quant.Quantize(m, calib, quant.Options{PerChannel: i%2 == 0, DType: snapshot.DType(i % 2), Generation: uint64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !agree(t, e, encode(t, s), 8, r, fmt.Sprintf("wide model %v", sizes)) {
+			t.Fatalf("wide model %v refused", sizes)
+		}
+	}
+	// adversarial at full width: one 1024 -> 1024 layer with extreme
+	// biases, weights and shifts
+	for k := 0; k < 2; k++ {
+		s := adversarialShape(t, r, []int{snapshot.MaxWidth, snapshot.MaxWidth})
+		if !agree(t, e, encode(t, s), 4, r, "adversarial 1024x1024") {
+			t.Fatal("adversarial 1024x1024 refused")
+		}
+	}
+	// one unit wider than the format allows (a valid image with its
+	// first layer's output count patched, CRC fixed): both refuse
+	img := encode(t, adversarialShape(t, r, []int{8, snapshot.MaxWidth, 2}))
+	binary.LittleEndian.PutUint16(img[snapshot.HeaderSize+2:], snapshot.MaxWidth+1)
+	binary.LittleEndian.PutUint32(img[len(img)-4:], crc32.Checksum(img[:len(img)-4], crc32.MakeTable(crc32.Castagnoli)))
+	if agree(t, e, img, 1, r, "1025-wide") {
+		t.Fatal("a 1025-wide stage was accepted")
+	}
+}
+
+// TestCEngineF32ToFx checks lake_snap_f32_to_fx (how the kernel reads a
+// float answer from laked) against exact arithmetic on random, special
+// and extreme binary32 values.
+func TestCEngineF32ToFx(t *testing.T) {
+	e := startC(t)
+	r := rand.New(rand.NewPCG(18, 8))
+	lim := new(big.Int).Lsh(big.NewInt(1), 62)
+	special := []uint32{0, 0x80000000, 1, 0x80000001, 0x7f7fffff, 0xff7fffff, 0x3f800000, 0xbf800000, 0x3f000000, 0xbf000000, 0x3ec00000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001}
+	for i := 0; i < 4000; i++ {
+		var bits uint32
+		switch {
+		case i < len(special):
+			bits = special[i]
+		case i%2 == 0:
+			bits = math.Float32bits(float32(r.NormFloat64() * 2))
+		default:
+			bits = r.Uint32()
+		}
+		frac := uint32(r.IntN(63))
+		if i < len(special) {
+			frac = uint32(i % 12)
+		}
+		got := e.call(fmt.Sprintf("X %d %d", bits, frac))
+		f := math.Float32frombits(bits)
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			if got != "x nan" {
+				t.Fatalf("f32_to_fx(%#x) = %q, want x nan", bits, got)
+			}
+			continue
+		}
+		want := roundHalfAway(new(big.Rat).Mul(new(big.Rat).SetFloat64(float64(f)),
+			new(big.Rat).SetInt(new(big.Int).Lsh(big.NewInt(1), uint(frac)))))
+		if want.CmpAbs(lim) > 0 {
+			want.Set(lim)
+			if f < 0 {
+				want.Neg(want)
+			}
+		}
+		if got != "x "+want.String() {
+			t.Fatalf("f32_to_fx(%g, frac %d) = %q, exact x %s", f, frac, got, want)
+		}
 	}
 }

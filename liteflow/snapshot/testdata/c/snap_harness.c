@@ -189,6 +189,20 @@ int main(void)
 				continue;
 			}
 		}
+		if (line[0] == 'X') {
+			unsigned long bits;
+			long frac;
+			int64_t v = 0;
+
+			if (sscanf(line + 1, "%lu %ld", &bits, &frac) == 2) {
+				if (lake_snap_f32_to_fx((uint32_t)bits, (uint32_t)frac, &v))
+					printf("x nan\n");
+				else
+					printf("x %lld\n", (long long)v);
+				fflush(stdout);
+				continue;
+			}
+		}
 		if (line[0] == 'B') {
 			long long x;
 			long frac;
