@@ -36,8 +36,8 @@
 //   - Model images (image.go): models with a portable integer image
 //     (ImageExporter: LinnOS weight files, LiteFlow snapshots) are
 //     copied to clients by model_fetch with the served version; the
-//     version grows with ReplaceModel and TouchModel (LiteFlowInstaller
-//     calls it after an adapter's install), so a kernel consumer polls
-//     model_info and fetches only what changed. Images are the
-//     consumer's to validate.
+//     version grows with ReplaceModel and TouchModel (liteflow/kapp,
+//     the one LiteFlow installer, replaces the model on each install),
+//     so a kernel consumer polls model_info and fetches only what
+//     changed. Images are the consumer's to validate.
 package laked

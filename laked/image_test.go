@@ -12,13 +12,11 @@ import (
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/lakelib"
 	"github.com/lakeos/lake/linnos"
-	"github.com/lakeos/lake/liteflow/adapt"
 	"github.com/lakeos/lake/liteflow/snapshot"
 	"github.com/lakeos/lake/shm"
 )
 
 // A served installer is what a LiteFlow adapter installs into.
-var _ adapt.Installer = (*laked.ServedInstaller)(nil)
 
 // randomFloatModel returns a LinnOS float model with weights and biases
 // drawn from rng (normal, deviation 0.3).
@@ -226,21 +224,6 @@ func TestModelFetchLiteFlow(t *testing.T) {
 		if _, err := snapshot.Decode(data); err != nil {
 			t.Fatalf("fetched snapshot does not decode: %v", err)
 		}
-	}
-	// Through the served installer (what an adapter gets): install and
-	// version bump in one step.
-	in := srv.LiteFlowInstaller(3, lm)
-	s3 := liteflowSnapshot(t, 3, 3)
-	if rv, err := in.Install(s3); err != nil || rv != 3 {
-		t.Fatalf("served install: router version %d, %v", rv, err)
-	}
-	data, fv, err := c.ModelFetch(ctx, 3)
-	want, _ := snapshot.Encode(s3)
-	if err != nil || fv != 4 || !bytes.Equal(data, want) {
-		t.Fatalf("after the served install: version %d (%v), image equal %v", fv, err, bytes.Equal(data, want))
-	}
-	if _, err := srv.LiteFlowInstaller(98, lm).Install(s3); !errors.Is(err, laked.ErrModelNotFound) {
-		t.Fatalf("installer for an unserved id: %v", err)
 	}
 	if _, err := srv.TouchModel(99); !errors.Is(err, laked.ErrModelNotFound) {
 		t.Fatalf("TouchModel of an unknown model: %v", err)

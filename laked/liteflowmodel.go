@@ -109,32 +109,3 @@ type liteflowBufs struct {
 }
 
 var liteflowBufPool = sync.Pool{New: func() any { return new(liteflowBufs) }}
-
-// ServedInstaller installs snapshots into a served LiteFlow router and
-// bumps the model's served version after each, so that clients polling
-// model_info (a kernel consumer of model_fetch) see the change. It
-// implements liteflow/adapt.Installer: give it to the adapter instead of
-// the router.
-type ServedInstaller struct {
-	srv *Server
-	id  uint32
-	m   *LiteFlowModel
-}
-
-// LiteFlowInstaller returns the installer for m served under id.
-func (s *Server) LiteFlowInstaller(id uint32, m *LiteFlowModel) *ServedInstaller {
-	return &ServedInstaller{srv: s, id: id, m: m}
-}
-
-// Install installs snap into the router and returns the router's version
-// of it; the served version grows by one.
-func (i *ServedInstaller) Install(snap *snapshot.Snapshot) (uint64, error) {
-	v, err := i.m.r.Install(snap)
-	if err != nil {
-		return 0, err
-	}
-	if _, err := i.srv.TouchModel(i.id); err != nil {
-		return v, fmt.Errorf("laked: liteflow model %d: installed snapshot %d, but: %w", i.id, v, err)
-	}
-	return v, nil
-}

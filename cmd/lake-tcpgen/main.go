@@ -57,9 +57,12 @@ func run(args []string, out io.Writer) error {
 		if c.addr == "" || c.duration <= 0 || c.flowSize < 1 || c.flowSize > maxFlowBytes || c.flowEvery <= 0 {
 			return errors.New("client: bad -addr, -duration, -flow-size or -flow-every")
 		}
-		res, err := client(c)
+		res, at, err := client(c)
 		if err != nil {
 			return err
+		}
+		if at != 0 {
+			fmt.Fprintf(out, "TCPGEN tag=%s change at_ms=%d\n", c.tag, at)
 		}
 		for _, p := range res {
 			fmt.Fprintln(out, p)
@@ -136,17 +139,19 @@ func (p phase) String() string {
 		p.tag, p.index, p.mbps, p.rttMs, p.fctP50, p.fctMean, p.flows, p.failed)
 }
 
-func client(c clientConfig) ([]phase, error) {
+// client runs the client; it returns the phases and when (unix ms) the
+// change was made (0: none).
+func client(c clientConfig) ([]phase, int64, error) {
 	bulk, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	tc := bulk.(*net.TCPConn)
 	// an abortive close (RST): nothing lingers using the congestion
 	// control module after the run
 	defer func() { _ = tc.SetLinger(0); tc.Close() }()
 	if _, err := tc.Write([]byte{'B'}); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	start := time.Now()
 	deadline := start.Add(c.duration)
@@ -190,6 +195,7 @@ func client(c clientConfig) ([]phase, error) {
 	}()
 	var samples []sample
 	changed := false
+	var changedAt int64
 	tick := time.NewTicker(100 * time.Millisecond)
 	for now := range tick.C {
 		at := now.Sub(start)
@@ -198,6 +204,7 @@ func client(c clientConfig) ([]phase, error) {
 		}
 		if !changed && c.change > 0 && at >= c.change {
 			changed = true
+			changedAt = time.Now().UnixMilli()
 			if c.changeCmd != "" {
 				if out, err := exec.Command("/bin/sh", "-c", c.changeCmd).CombinedOutput(); err != nil {
 					fmt.Fprintf(os.Stderr, "lake-tcpgen: change command: %v: %s\n", err, out)
@@ -220,7 +227,12 @@ func client(c clientConfig) ([]phase, error) {
 	for i := 0; i+1 < len(bounds); i++ {
 		res = append(res, summarize(c.tag, i, bounds[i]+c.warmup, bounds[i+1], samples, flows))
 	}
-	return res, nil
+	if len(bounds) == 3 {
+		// phase 2: the second half after the change (what adaptation
+		// has recovered by then)
+		res = append(res, summarize(c.tag, 2, c.change+(c.duration-c.change)/2, c.duration, samples, flows))
+	}
+	return res, changedAt, nil
 }
 
 func summarize(tag string, i int, from, to time.Duration, samples []sample, flows []flowResult) phase {

@@ -13,7 +13,8 @@ import (
 )
 
 // TestClientAgainstServer runs a short client against the server on
-// loopback: two phases, each with throughput, RTT and completed short
+// loopback: the change time, then three phases (before, after, late
+// after the change), each with throughput, RTT and completed short
 // flows, and the change command run once.
 func TestClientAgainstServer(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -31,10 +32,10 @@ func TestClientAgainstServer(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	re := regexp.MustCompile(`^TCPGEN tag=t phase=(\d) mbps=(\S+) rtt_ms=\S+ fct_p50_ms=(\S+) fct_mean_ms=\S+ flows=(\d+) failed=0$`)
-	if len(lines) != 2 {
+	if len(lines) != 4 || !regexp.MustCompile(`^TCPGEN tag=t change at_ms=1\d{12}$`).MatchString(lines[0]) {
 		t.Fatalf("output %q", out.String())
 	}
-	for i, ln := range lines {
+	for i, ln := range lines[1:] {
 		m := re.FindStringSubmatch(ln)
 		if m == nil || m[1] != string(rune('0'+i)) || m[2] == "0.00" || m[4] == "0" || m[3] == "0.0" {
 			t.Fatalf("phase %d line %q", i, ln)

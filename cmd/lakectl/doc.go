@@ -5,7 +5,9 @@
 //	status                         version, uptime, sessions, policy, models
 //	models [list]                  served models
 //	models load [--replace] ID KIND PATH
-//	                               serve a model file (KIND: mlp, linnos)
+//	                               serve a model file (KIND: mlp, linnos,
+//	                               liteflow; a liteflow snapshot replacing
+//	                               a LiteFlow app's model pins the app)
 //	models unload ID               stop serving a model
 //	policy [show]                  active policy, params, decision counts
 //	policy load FILE               load a compiled BPF policy object
@@ -15,6 +17,12 @@
 //	features [list]                registered feature schemas
 //	retrain                        LinnOS retraining per device (model,
 //	                               version, held-out accuracy, last training)
+//	liteflow [--proc PATH] [--trace]
+//	                               LiteFlow apps, shipped snapshots, the
+//	                               kernel's installs (--trace: per-batch
+//	                               error of the served and initial snapshot)
+//	liteflow unpin [--restart] APP let a pinned app ship again (--restart:
+//	                               adapt from the snapshot loaded by hand)
 //	stats                          counters and latency histograms from /metrics
 //	bench [--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll]
 //	                               round-trip (nop) and predict latency

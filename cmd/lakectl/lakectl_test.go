@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -35,12 +36,13 @@ const mlpID = 2
 // fixture is an in-process laked: the client socket, the admin API on a
 // temp unix socket and /metrics on an httptest server.
 type fixture struct {
-	srv     *laked.Server
-	eng     *policy.Engine
-	sock    string
-	admin   string
-	metrics string
-	dir     string
+	unpinned int // LiteFlowUnpin calls that succeeded
+	srv      *laked.Server
+	eng      *policy.Engine
+	sock     string
+	admin    string
+	metrics  string
+	dir      string
 }
 
 func loader(kind, path string, blob []byte) (laked.Model, error) {
@@ -99,7 +101,17 @@ func newFixture(t *testing.T) *fixture {
 		}, Models: map[string]uint32{"8388624": 11}}
 	}
 	h, err := admin.New(admin.Deps{Server: srv, Policy: eng, LoadModel: loader, Features: reg, Version: "v0.9.0-test",
-		Started: time.Now().Add(-time.Hour), Reload: func() error { return nil }, Retrain: retrainStatus, LiteFlow: liteflowApps})
+		Started: time.Now().Add(-time.Hour), Reload: func() error { return nil }, Retrain: retrainStatus, LiteFlow: liteflowApps,
+		LiteFlowUnpin: func(app string, restart bool) error {
+			switch {
+			case app != "aurora":
+				return fmt.Errorf("%w: %q", kapp.ErrNoApp, app)
+			case !restart:
+				return errors.New("app aurora is not pinned")
+			}
+			f.unpinned++
+			return nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +322,8 @@ func liteflowApps() []kapp.Status {
 	fid, loss := 0.031, 0.0042
 	at := time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)
 	return []kapp.Status{{Name: "aurora", Model: 3, Schema: "liteflow.aurora", Samples: 640, Dropped: 2, Batches: 20,
-		Fidelity: &fid, Loss: &loss, LastReason: "installed",
+		Fidelity: &fid, Loss: &loss, LastReason: "installed", Pinned: true, Withheld: 3,
+		Trace: []kapp.Point{{AtMs: 1764630000000, Served: 0.25, Fixed: 0.5, Generation: 2}},
 		Installs: []kapp.Install{{At: at, Generation: 0, Version: 1, Reason: "served"},
 			{At: at.Add(time.Second), Generation: 2, Version: 2, Fidelity: &fid, Reason: "installed"}}}}
 }
@@ -322,8 +335,12 @@ func TestLiteFlow(t *testing.T) {
 	proc := filepath.Join(t.TempDir(), "lake_liteflow")
 	os.WriteFile(proc, []byte("app aurora model 3 in 30 out 1 active_version 2\ninstall aurora seq 2 version 2 ok\n"), 0o644)
 	out := f.ok(t, "liteflow", "--proc", proc)
-	hasLine(t, out, `^APP\s+MODEL\s+SCHEMA\s+SAMPLES\s+DROPPED\s+BATCHES\s+FIDELITY\s+LOSS\s+LAST DECISION$`)
-	hasLine(t, out, `^aurora\s+3\s+liteflow.aurora\s+640\s+2\s+20\s+0.031\s+0.0042\s+installed$`)
+	hasLine(t, out, `^APP\s+MODEL\s+SCHEMA\s+SAMPLES\s+DROPPED\s+BATCHES\s+FIDELITY\s+LOSS\s+PINNED\s+LAST DECISION$`)
+	hasLine(t, out, `^aurora\s+3\s+liteflow.aurora\s+640\s+2\s+20\s+0.031\s+0.0042\s+yes \(3 withheld\)\s+installed$`)
+	if strings.Contains(out, "trace ") {
+		t.Errorf("trace printed without --trace:\n%s", out)
+	}
+	hasLine(t, f.ok(t, "liteflow", "--trace", "--proc", proc), `^trace aurora at_ms 1764630000000 served 0.25000 fixed 0.50000 generation 2$`)
 	hasLine(t, out, `^2026-12-01T23:00:00Z\s+0\s+1\s+-\s+served$`)
 	hasLine(t, out, `^2026-12-01T23:00:01Z\s+2\s+2\s+0.031\s+installed$`)
 	hasLine(t, out, `^app aurora model 3 in 30 out 1 active_version 2$`)
@@ -336,6 +353,33 @@ func TestLiteFlow(t *testing.T) {
 	f.okJSON(t, &lr, "liteflow", "--proc", proc)
 	if len(lr.Apps) != 1 || len(lr.Apps[0].Installs) != 2 || lr.Apps[0].Installs[0].Fidelity != nil || !strings.Contains(lr.Kernel, "active_version 2") {
 		t.Fatalf("liteflow JSON %+v", lr)
+	}
+}
+
+// TestLiteFlowUnpin: lakectl liteflow unpin [--restart] APP, and its
+// errors (no such app, not pinned, no app named).
+func TestLiteFlowUnpin(t *testing.T) {
+	f := newFixture(t)
+	hasLine(t, f.ok(t, "liteflow", "unpin", "--restart", "aurora"), `^app aurora unpinned \(restart true\)$`)
+	if f.unpinned != 1 {
+		t.Fatalf("%d unpins reached laked", f.unpinned)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"liteflow", "unpin", "nope"}, 1, "404"},
+		{[]string{"liteflow", "unpin", "aurora"}, 1, "not pinned"},
+		{[]string{"liteflow", "unpin"}, 2, "APP"},
+	} {
+		code, _, errs := f.ctl(t, c.args...)
+		if code != c.code || !strings.Contains(errs, c.msg) {
+			t.Errorf("lakectl %v: exit %d, %q; want %d and %q", c.args, code, errs, c.code, c.msg)
+		}
+	}
+	if f.unpinned != 1 {
+		t.Fatalf("%d unpins reached laked after the failures", f.unpinned)
 	}
 }
 

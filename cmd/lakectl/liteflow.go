@@ -22,9 +22,18 @@ const maxProcBytes = 1 << 20
 // fidelity, the snapshots shipped) and, when lake_liteflow.ko is loaded,
 // the kernel's apps (active snapshot version, counters, install history
 // with refusals and their reasons).
+//
+// lakectl liteflow unpin [--restart] APP lets an app pinned by a snapshot
+// loaded by hand (models load --replace ID liteflow FILE) ship adapted
+// snapshots again; --restart restarts adaptation from the loaded one.
 func (c *cli) liteflow(ctx context.Context, args []string) error {
+	verb, args := sub(args, "show", "show", "unpin")
+	if verb == "unpin" {
+		return c.liteflowUnpin(ctx, args)
+	}
 	fs := newFlagSet("liteflow", c)
 	proc := fs.String("proc", defaultLiteFlowProc, "the kernel module's report")
+	trace := fs.Bool("trace", false, "print each app's per-batch error trace (served and initial snapshot vs the labels)")
 	lr, err := ask(ctx, c, fs, args, (*admin.Client).LiteFlow)
 	if err != nil {
 		return err
@@ -37,10 +46,14 @@ func (c *cli) liteflow(ctx context.Context, args []string) error {
 		}{lr.Apps, kern})
 	}
 	tw := c.table()
-	fmt.Fprintln(tw, "APP\tMODEL\tSCHEMA\tSAMPLES\tDROPPED\tBATCHES\tFIDELITY\tLOSS\tLAST DECISION")
+	fmt.Fprintln(tw, "APP\tMODEL\tSCHEMA\tSAMPLES\tDROPPED\tBATCHES\tFIDELITY\tLOSS\tPINNED\tLAST DECISION")
 	for _, a := range lr.Apps {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", a.Name, a.Model, a.Schema, a.Samples, a.Dropped, a.Batches,
-			num(a.Fidelity), num(a.Loss), orDash(a.LastReason))
+		pin := "no"
+		if a.Pinned {
+			pin = fmt.Sprintf("yes (%d withheld)", a.Withheld)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", a.Name, a.Model, a.Schema, a.Samples, a.Dropped, a.Batches,
+			num(a.Fidelity), num(a.Loss), pin, orDash(a.LastReason))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -62,6 +75,13 @@ func (c *cli) liteflow(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	if *trace {
+		for _, a := range lr.Apps {
+			for _, p := range a.Trace {
+				fmt.Fprintf(c.out, "trace %s at_ms %d served %.5f fixed %.5f generation %d\n", a.Name, p.AtMs, p.Served, p.Fixed, p.Generation)
+			}
+		}
+	}
 	switch {
 	case kerr == nil:
 		fmt.Fprintf(c.out, "\nkernel (%s):\n%s", *proc, kern)
@@ -70,6 +90,24 @@ func (c *cli) liteflow(ctx context.Context, args []string) error {
 	default:
 		fmt.Fprintf(c.errw, "lakectl: %s: %v\n", *proc, kerr)
 	}
+	return nil
+}
+
+func (c *cli) liteflowUnpin(ctx context.Context, args []string) error {
+	fs := newFlagSet("liteflow unpin", c)
+	restart := fs.Bool("restart", false, "restart adaptation from the snapshot loaded by hand")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("liteflow unpin [--restart] APP")
+	}
+	cl := c.client()
+	defer cl.Close()
+	if _, err := cl.LiteFlowUnpin(ctx, fs.Arg(0), *restart); err != nil {
+		return fmt.Errorf("liteflow unpin: %w", err)
+	}
+	fmt.Fprintf(c.out, "app %s unpinned (restart %v)\n", fs.Arg(0), *restart)
 	return nil
 }
 

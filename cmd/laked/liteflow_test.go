@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/laked/admin"
+	"github.com/lakeos/lake/liteflow/kapp"
 	"github.com/lakeos/lake/liteflow/model"
 	"github.com/lakeos/lake/liteflow/quant"
 	"github.com/lakeos/lake/liteflow/snapshot"
@@ -81,6 +83,53 @@ func TestStartServesLiteFlow(t *testing.T) {
 	st := d.liteflowStatus()
 	if len(st) != 1 || st[0].Name != "aurora" || st[0].Schema != "liteflow.aurora" || len(st[0].Installs) != 1 {
 		t.Fatalf("liteflow status %+v", st)
+	}
+
+	// loaded by hand (models load --replace 3 liteflow FILE): the app
+	// serves it and is pinned until unpinned
+	m2, err := kapp.LoadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2.Generation = 99
+	b2, err := snapshot.Encode(m2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm, err := loadModelFile(admin.KindLiteFlow, "hand.lksn", b2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if handled, err := d.liteflowLoad(7, lm); handled || err != nil {
+		t.Fatalf("model 7 is not the app's: handled %v, %v", handled, err)
+	}
+	mlp, err := laked.NewMLPModel("mlp", laked.DemoMLPBlob(1, 8, 16, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.liteflowLoad(modelLiteFlow, mlp); err == nil {
+		t.Fatal("an MLP replaced the LiteFlow app's model")
+	}
+	if handled, err := d.liteflowLoad(modelLiteFlow, lm); !handled || err != nil {
+		t.Fatalf("load by hand: handled %v, %v", handled, err)
+	}
+	if _, img, _, err := d.srv.ModelImage(modelLiteFlow); err != nil || !bytes.Equal(img, b2) {
+		t.Fatalf("after the load by hand model 3 serves %d bytes (%v), not the loaded snapshot", len(img), err)
+	}
+	if st := d.liteflowStatus(); !st[0].Pinned || st[0].Installs[len(st[0].Installs)-1].Generation != 99 {
+		t.Fatalf("after the load by hand: %+v", st[0])
+	}
+	if err := d.liteflowUnpin("nope", false); !errors.Is(err, kapp.ErrNoApp) {
+		t.Fatalf("unpin of an unknown app: %v", err)
+	}
+	if err := d.liteflowUnpin("aurora", true); err != nil {
+		t.Fatal(err)
+	}
+	if st := d.liteflowStatus(); st[0].Pinned {
+		t.Fatal("still pinned after unpin")
+	}
+	if err := d.liteflowUnpin("aurora", false); err == nil {
+		t.Fatal("unpinned an app that is not pinned")
 	}
 	d.stop(context.Background())
 

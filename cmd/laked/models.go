@@ -31,8 +31,11 @@ func (d *daemon) startLiteFlow() error {
 	if err != nil {
 		return fmt.Errorf("config key models.liteflow: %w", err)
 	}
-	app, err := kapp.NewApp(d.srv, d.features, kapp.Config{Name: cfg.LiteFlowApp, Model: modelLiteFlow, Snapshot: s,
-		Adapt: adapt.Config{FidelityThreshold: 0.02, MinInstallInterval: time.Second, MaxStale: 5 * time.Second}})
+	// A kernel congestion controller records one sample per flow per
+	// RTT: small batches, several training steps per batch and a short
+	// stale override let adaptation follow a change in a few seconds.
+	app, err := kapp.NewApp(d.srv, d.features, kapp.Config{Name: cfg.LiteFlowApp, Model: modelLiteFlow, Snapshot: s, Batch: 16,
+		Adapt: adapt.Config{FidelityThreshold: 0.02, Steps: 4, MinInstallInterval: time.Second, MaxStale: 3 * time.Second}})
 	if err != nil {
 		return fmt.Errorf("config key models.liteflow: %w", err)
 	}

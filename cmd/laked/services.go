@@ -53,6 +53,7 @@ func (d *daemon) startServices(started time.Time, args []string) error {
 		h, err := admin.New(admin.Deps{
 			Server: d.srv, Policy: d.engine, LoadModel: loadModelFile, Features: d.features, Retrain: d.retrain,
 			ModelKinds: []string{admin.KindMLP, admin.KindLinnOS, admin.KindLiteFlow}, LiteFlow: d.liteflowStatus,
+			LiteFlowLoad: d.liteflowLoad, LiteFlowUnpin: d.liteflowUnpin,
 			Version: version, Started: started, Reload: func() error { return d.reload(args) }, Logger: d.log,
 		})
 		if err != nil {
@@ -135,6 +136,35 @@ func (d *daemon) liteflowStatus() []kapp.Status {
 		return nil
 	}
 	return []kapp.Status{d.liteflow.Status()}
+}
+
+// liteflowLoad has the LiteFlow app serving model id serve the snapshot
+// of m (lakectl models load --replace ID liteflow FILE) and pin; other
+// ids are not the app's (handled false).
+func (d *daemon) liteflowLoad(id uint32, m laked.Model) (bool, error) {
+	if d.liteflow == nil || id != d.liteflow.Model() {
+		return false, nil
+	}
+	lm, ok := m.(*laked.LiteFlowModel)
+	if !ok {
+		return false, fmt.Errorf("model %d is LiteFlow app %s's: only a liteflow snapshot can replace it", id, d.liteflow.Name())
+	}
+	s, _ := lm.Router().ActiveSnapshot()
+	if s == nil {
+		return false, fmt.Errorf("the loaded model has no snapshot")
+	}
+	if err := d.liteflow.Load(s); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// liteflowUnpin unpins the named app (lakectl liteflow unpin).
+func (d *daemon) liteflowUnpin(app string, restart bool) error {
+	if d.liteflow == nil || d.liteflow.Name() != app {
+		return fmt.Errorf("%w: %q", kapp.ErrNoApp, app)
+	}
+	return d.liteflow.Unpin(restart)
 }
 
 // loadModelFile builds a servable model from a file (lakectl models load).

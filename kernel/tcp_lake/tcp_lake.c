@@ -30,7 +30,8 @@
  * against: every decision is a lake_predict_async_deadline call to laked's
  * model app_model (the same policy, served and adapted by laked: input the
  * flow id and the 30 statistics as float32, output the action as
- * float32), due up_deadline_us after the interval ends. The flow keeps its
+ * float32), due when the next decision is (one monitor interval after
+ * the interval ends; up_deadline_us sets a fixed budget). The flow keeps its
  * current behaviour while the answer is on its way, applies it when it
  * arrives in time, and on a miss (laked answered -ETIME, the answer came
  * after the deadline, or a newer interval ended first) or an error falls
@@ -75,9 +76,9 @@ static bool use_model = true;
 module_param(use_model, bool, 0644);
 MODULE_PARM_DESC(use_model, "decide with the snapshot (false: Reno only, the same statistics recorded)");
 
-static uint up_deadline_us = 10000;
+static uint up_deadline_us;
 module_param(up_deadline_us, uint, 0644);
-MODULE_PARM_DESC(up_deadline_us, "userspace mode: an answer from laked later than this after the interval ends is a miss (us)");
+MODULE_PARM_DESC(up_deadline_us, "userspace mode: an answer from laked later than this after the interval ends is a miss (us; 0: the monitor interval, when the next decision is due)");
 
 enum { DECIDE_SNAPSHOT, DECIDE_USERSPACE };
 static int decide = DECIDE_SNAPSHOT;
@@ -115,7 +116,8 @@ struct lake_up {
 	refcount_t ref;
 	atomic_t state;    /* UP_PENDING, then UP_DONE or UP_FAILED */
 	int err;
-	u64 deadline_ns;   /* ktime_get_ns() */
+	u64 asked_ns, deadline_ns; /* ktime_get_ns() */
+	u64 done_ns;       /* when the completion ran */
 	u32 out;           /* laked's answer: the action, binary32 bits */
 	u8 in[8 + 4 * NIN];
 };
@@ -140,6 +142,8 @@ static struct lf_app *app;
 static atomic64_t n_decisions, n_fallback, n_oor, n_records;
 /* userspace mode: asked, answered in time, missed the deadline, failed */
 static atomic64_t n_up_asked, n_up_answered, n_up_missed, n_up_errors;
+/* completion latency of the answers that came (in time or not), us */
+static atomic64_t n_up_lat_n, n_up_lat_sum, n_up_lat_max;
 static atomic_t n_up_inflight;
 static DECLARE_WAIT_QUEUE_HEAD(up_inflight_wq);
 
@@ -330,8 +334,16 @@ static void lake_up_done(void *arg, int err, const struct lake_predict_result *r
 {
 	struct lake_up *u = arg;
 
+	u64 now = ktime_get_ns(), lat = div_u64(now - u->asked_ns, NSEC_PER_USEC), max;
+
 	rcu_read_lock();
+	atomic64_inc(&n_up_lat_n);
+	atomic64_add(lat, &n_up_lat_sum);
+	max = atomic64_read(&n_up_lat_max);
+	while (lat > max && !atomic64_try_cmpxchg(&n_up_lat_max, (s64 *)&max, lat))
+		;
 	u->err = err;
+	u->done_ns = now;
 	atomic_set_release(&u->state, err ? UP_FAILED : UP_DONE);
 	lake_up_put(u);
 	if (atomic_dec_and_test(&n_up_inflight))
@@ -341,9 +353,9 @@ static void lake_up_done(void *arg, int err, const struct lake_predict_result *r
 
 /* lake_up_submit asks laked for this interval's decision; 0 when asked
  * (ca->up holds it), else the flow falls back for the interval. */
-static int lake_up_submit(struct sock *sk, struct lake_ca *ca)
+static int lake_up_submit(struct sock *sk, struct lake_ca *ca, u32 mi_us)
 {
-	u64 flow = (u64)(unsigned long)sk;
+	u64 flow = (u64)(unsigned long)sk, budget = READ_ONCE(up_deadline_us);
 	struct lake_up *u;
 	int err, i;
 
@@ -363,7 +375,9 @@ static int lake_up_submit(struct sock *sk, struct lake_ca *ca)
 
 		memcpy(u->in + 8 + 4 * i, &b, 4); /* little-endian hosts (x86) */
 	}
-	u->deadline_ns = ktime_get_ns() + (u64)READ_ONCE(up_deadline_us) * NSEC_PER_USEC;
+	u->asked_ns = ktime_get_ns();
+	/* the ring carries deadlines up to 4.19 s ahead */
+	u->deadline_ns = u->asked_ns + min_t(u64, budget ? budget : mi_us, 4000000) * NSEC_PER_USEC;
 	atomic_inc(&n_up_inflight);
 	atomic64_inc(&n_up_asked);
 	err = lake_predict_async_deadline(app_model, 1, u->in, sizeof(u->in), &u->out, sizeof(u->out),
@@ -383,8 +397,8 @@ static int lake_up_submit(struct sock *sk, struct lake_ca *ca)
 static void lake_up_poll(struct sock *sk, struct lake_ca *ca)
 {
 	struct lake_up *u = ca->up;
-	bool late = ktime_get_ns() > u->deadline_ns;
 	int st = atomic_read_acquire(&u->state);
+	bool late = st == UP_PENDING ? ktime_get_ns() > u->deadline_ns : u->done_ns > u->deadline_ns;
 	s64 a;
 
 	if (st == UP_PENDING && !late)
@@ -443,7 +457,7 @@ static void lake_interval_end(struct sock *sk, struct lake_ca *ca, u32 dur)
 	    READ_ONCE(decide) == DECIDE_USERSPACE) {
 		/* the decision comes later (lake_up_poll); until then the
 		 * flow keeps what it does */
-		if (!lake_up_submit(sk, ca))
+		if (!lake_up_submit(sk, ca, max(tcp_sk(sk)->srtt_us >> 3, READ_ONCE(mi_min_us))))
 			goto out;
 		ca->model_mode = 0;
 	} else {
@@ -522,12 +536,15 @@ static struct tcp_congestion_ops tcp_lake_ops __read_mostly = {
 
 static int stats_get(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "decisions %lld fallback %lld out_of_range %lld records %lld active_version %llu up_asked %lld up_answered %lld up_missed %lld up_errors %lld\n",
+	s64 n = atomic64_read(&n_up_lat_n);
+
+	return sysfs_emit(buf, "decisions %lld fallback %lld out_of_range %lld records %lld active_version %llu up_asked %lld up_answered %lld up_missed %lld up_errors %lld up_lat_mean_us %lld up_lat_max_us %lld\n",
 			  (s64)atomic64_read(&n_decisions), (s64)atomic64_read(&n_fallback),
 			  (s64)atomic64_read(&n_oor), (s64)atomic64_read(&n_records),
 			  app ? lf_active_version(app) : 0, (s64)atomic64_read(&n_up_asked),
 			  (s64)atomic64_read(&n_up_answered), (s64)atomic64_read(&n_up_missed),
-			  (s64)atomic64_read(&n_up_errors));
+			  (s64)atomic64_read(&n_up_errors), n ? div64_s64(atomic64_read(&n_up_lat_sum), n) : 0,
+			  (s64)atomic64_read(&n_up_lat_max));
 }
 
 /* writing 0 zeroes the counters (one line per mode in the VM test) */
@@ -543,6 +560,9 @@ static int stats_set(const char *val, const struct kernel_param *kp)
 	atomic64_set(&n_up_answered, 0);
 	atomic64_set(&n_up_missed, 0);
 	atomic64_set(&n_up_errors, 0);
+	atomic64_set(&n_up_lat_n, 0);
+	atomic64_set(&n_up_lat_sum, 0);
+	atomic64_set(&n_up_lat_max, 0);
 	return 0;
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -15,6 +16,7 @@ var lftestSteps = []string{
 	"register", "register-duplicate-refused", "register-bad-name-refused", "no-snapshot-nodata",
 	"process-fallback-without-snapshot", "install-A", "answer-A", "refuse-bad-crc", "refuse-version",
 	"refuse-truncated", "refuse-wrong-shape", "refuse-too-wide", "old-snapshot-stays", "flow-7-on-A",
+	"install-wide", "answer-wide", "process-wide", "install-wide-1024", "answer-wide-1024", "process-wide-1024",
 	"install-B", "flow-7-stays-on-A", "flow-8-on-B", "flow-7-ended-moves-to-B", "process-collects-and-enforces",
 	"stress-no-torn-answer", "stress-queries-never-wait", "unregister",
 }
@@ -24,7 +26,10 @@ var (
 	lftestDoneRE = regexp.MustCompile(`lake_lftest: DONE pass=\d+ fail=0`)
 	lfStressRE   = regexp.MustCompile(`lake_lftest: stress installs=(\d+) queries=(\d+) during=(\d+) torn=(\d+) errors=(\d+)`)
 	tcpgenRE     = regexp.MustCompile(`(?m)^TCPGEN tag=(\S+) phase=(\d) mbps=(\S+) rtt_ms=\S+ fct_p50_ms=\S+ fct_mean_ms=\S+ flows=(\d+) failed=(\d+)$`)
-	lfStatsRE    = regexp.MustCompile(`(?m)^LAKEVM: liteflow-tcp stats (\S+) decisions (\d+) fallback (\d+) out_of_range (\d+) records (\d+) active_version (\d+)$`)
+	tcpgenChRE   = regexp.MustCompile(`(?m)^TCPGEN tag=(\S+) change at_ms=(\d+)$`)
+	lfStatsRE    = regexp.MustCompile(`(?m)^LAKEVM: liteflow-tcp stats (\S+) decisions (\d+) fallback (\d+) out_of_range (\d+) records (\d+) active_version (\d+) up_asked (\d+) up_answered (\d+) up_missed (\d+) up_errors (\d+) up_lat_mean_us (\d+) up_lat_max_us (\d+)$`)
+	lfResetRE    = regexp.MustCompile(`(?m)^LAKEVM: liteflow-tcp reset `)
+	lfTraceRE    = regexp.MustCompile(`(?m)^trace aurora at_ms (\d+) served (\S+) fixed (\S+) generation (\d+)$`)
 	lfKernelRE   = regexp.MustCompile(`(?m)^app aurora model 3 in 30 out 1 active_version (\d+) .* installs (\d+) refused (\d+) `)
 )
 
@@ -84,10 +89,28 @@ func liteflowProblems(out string) []string {
 	return probs
 }
 
-// liteflowTCPProblems checks the congestion-control runs: the three modes
-// ran before and after the change with traffic flowing, lake decided with
-// the snapshot, LiteFlow mode fed laked samples and the kernel installed a
-// snapshot laked shipped; lakectl liteflow showed both sides.
+// lfModes are the congestion-control runs of phase-liteflow.sh, in order.
+var lfModes = []string{"cubic", "fixed", "liteflow", "userspace"}
+
+// Recovery: in the second half after the change (tcpgen's phase 2 window:
+// from change + lfLateAfter on), laked's adapted snapshots must be at
+// least lfRecoverMargin better than the fixed snapshot on the same
+// batches, and than the served snapshot was on the first batch after the
+// change. Errors against the labels do not depend on how fast TCG runs
+// (the run's timing only changes how many batches there are).
+const (
+	lfLateAfter     = 4500 // ms; run: 14 s, change at 5 s
+	lfRecoverMargin = 0.8
+	lfMinLate       = 2 // batches
+)
+
+// liteflowTCPProblems checks the congestion-control runs: the four modes
+// ran before, after and late after the change with traffic flowing; lake
+// decided with the snapshot; LiteFlow mode fed laked samples and the
+// kernel installed snapshots laked shipped; userspace mode asked laked
+// for its decisions and some answers came in time; in both adapting
+// modes adaptation recovered after the change (recoveryProblems);
+// lakectl liteflow showed both sides.
 func liteflowTCPProblems(out string) []string {
 	var probs []string
 	bad := func(format string, a ...any) { probs = append(probs, fmt.Sprintf(format, a...)) }
@@ -98,8 +121,8 @@ func liteflowTCPProblems(out string) []string {
 			bad("cubic phase %s moved no data or completed no flow: %s", m[2], m[0])
 		}
 	}
-	for _, mode := range []string{"cubic", "fixed", "liteflow"} {
-		for _, ph := range []string{"0", "1"} {
+	for _, mode := range lfModes {
+		for _, ph := range []string{"0", "1", "2"} {
 			if !seen[mode+"/"+ph] {
 				bad("no TCPGEN line for mode %s phase %s", mode, ph)
 			}
@@ -109,12 +132,27 @@ func liteflowTCPProblems(out string) []string {
 	for _, m := range lfStatsRE.FindAllStringSubmatch(out, -1) {
 		stats[m[1]] = m
 	}
-	if f := stats["fixed"]; f == nil || f[2] == "0" || f[5] != "0" || f[6] == "0" {
-		bad("fixed mode: want snapshot decisions, no samples recorded and a snapshot from laked: %v", f)
+	// fields: 2 decisions, 5 records, 6 active_version, 7 up_asked,
+	// 8 up_answered, 9 up_missed, 10 up_errors
+	if f := stats["fixed"]; f == nil || f[2] == "0" || f[5] != "0" || f[6] == "0" || f[7] != "0" {
+		bad("fixed mode: want snapshot decisions, no samples recorded, a snapshot from laked and nothing asked of laked: %v", f)
 	}
-	if l := stats["liteflow"]; l == nil || l[5] == "0" {
-		bad("LiteFlow mode recorded no samples for laked: %v", l)
+	if l := stats["liteflow"]; l == nil || l[2] == "0" || l[5] == "0" || l[7] != "0" {
+		bad("LiteFlow mode: want snapshot decisions, samples recorded for laked and nothing asked of laked: %v", l)
 	}
+	if u := stats["userspace"]; u == nil {
+		bad("no stats line for userspace mode")
+	} else {
+		asked, answered, missed, failed := atoi(u[7]), atoi(u[8]), atoi(u[9]), atoi(u[10])
+		if asked == 0 || answered == 0 || u[5] == "0" || answered+missed+failed > asked || atoi(u[2]) != answered {
+			bad("userspace mode: want decisions asked of laked, some answered in time (each a decision), samples recorded; asked %d answered %d missed %d failed %d: %s",
+				asked, answered, missed, failed, u[0])
+		}
+	}
+	if n := len(lfResetRE.FindAllString(out, -1)); n != 2 {
+		bad("%d resets (pin by hand, unpin --restart) before the adapting runs, want 2", n)
+	}
+	probs = append(probs, recoveryProblems(out)...)
 	k := lfKernelRE.FindStringSubmatch(section(out, "LAKEVM: LAKECTL-LITEFLOW-BEGIN", "LAKEVM: LAKECTL-LITEFLOW-END"))
 	if k == nil {
 		bad("lakectl liteflow did not show the kernel's aurora app")
@@ -122,6 +160,86 @@ func liteflowTCPProblems(out string) []string {
 		bad("the kernel installed no snapshot laked shipped after the first (active version %s, %s installs)", k[1], k[2])
 	}
 	return probs
+}
+
+// recovery is what recoveryProblems measured for one adapting run.
+type recovery struct {
+	first                   float64 // served error, first batch after the change
+	lateServed, lateFixed   float64 // means over the late batches
+	late, after             int     // batches late, and after the change
+	genAtChange, genLateMax uint64
+}
+
+// measureRecovery reads the run's change time and its trace section.
+func measureRecovery(out, mode string) (recovery, error) {
+	var r recovery
+	var change int64
+	for _, m := range tcpgenChRE.FindAllStringSubmatch(out, -1) {
+		if m[1] == mode {
+			change = int64(atoi(m[2]))
+		}
+	}
+	if change == 0 {
+		return r, fmt.Errorf("no change time for mode %s", mode)
+	}
+	tr := section(out, "LAKEVM: LAKECTL-TRACE-BEGIN "+mode, "LAKEVM: LAKECTL-TRACE-END "+mode)
+	for _, m := range lfTraceRE.FindAllStringSubmatch(tr, -1) {
+		at := int64(atoi(m[1]))
+		served, err1 := strconv.ParseFloat(m[2], 64)
+		fixed, err2 := strconv.ParseFloat(m[3], 64)
+		gen, err3 := strconv.ParseUint(m[4], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			return r, fmt.Errorf("bad trace line %q", m[0])
+		}
+		switch {
+		case at < change:
+			r.genAtChange = gen
+			continue
+		case r.after == 0:
+			r.first = served
+		}
+		r.after++
+		if at >= change+lfLateAfter {
+			r.late++
+			r.lateServed += served
+			r.lateFixed += fixed
+			r.genLateMax = max(r.genLateMax, gen)
+		}
+	}
+	if r.late > 0 {
+		r.lateServed /= float64(r.late)
+		r.lateFixed /= float64(r.late)
+	}
+	return r, nil
+}
+
+// recoveryProblems checks that adaptation recovered after the change in
+// the LiteFlow and userspace runs.
+func recoveryProblems(out string) []string {
+	var probs []string
+	for _, mode := range []string{"liteflow", "userspace"} {
+		r, err := measureRecovery(out, mode)
+		switch {
+		case err != nil:
+			probs = append(probs, fmt.Sprintf("%s recovery: %v", mode, err))
+		case r.late < lfMinLate:
+			probs = append(probs, fmt.Sprintf("%s recovery: %d adaptation batches late after the change, want >= %d", mode, r.late, lfMinLate))
+		case r.genLateMax <= r.genAtChange:
+			probs = append(probs, fmt.Sprintf("%s recovery: no snapshot shipped after the change (generation %d at it, %d late)", mode, r.genAtChange, r.genLateMax))
+		case r.lateServed > lfRecoverMargin*r.lateFixed || r.lateServed > lfRecoverMargin*r.first:
+			probs = append(probs, fmt.Sprintf("%s recovery: late after the change the served snapshot's error is %.4f, the fixed snapshot's %.4f, the first after the change %.4f; want at most %.0f%% of both",
+				mode, r.lateServed, r.lateFixed, r.first, 100*lfRecoverMargin))
+		}
+	}
+	return probs
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 func firstLines(s string, n int) string {
@@ -150,7 +268,13 @@ func TestLiteFlowConsoleChecks(t *testing.T) {
 		"phase missing":  strings.Replace(good, "LAKEVM: phase liteflow", "LAKEVM: phase other", 1),
 		"fetch missing":  strings.Replace(good, "lake_lftest: PASS fetch-installed-from-laked", "lake_lftest: FAIL fetch-installed-from-laked err=-61", 1),
 		"no cubic line":  regexp.MustCompile(`(?m)^TCPGEN tag=cubic phase=1 .*\n`).ReplaceAllString(good, ""),
+		"no late line":   regexp.MustCompile(`(?m)^TCPGEN tag=userspace phase=2 .*\n`).ReplaceAllString(good, ""),
 		"no samples":     regexp.MustCompile(`stats liteflow (.*) records \d+`).ReplaceAllString(good, "stats liteflow $1 records 0"),
+		"never answered": regexp.MustCompile(`stats userspace decisions \d+ (.*) up_answered \d+`).ReplaceAllString(good, "stats userspace decisions 0 $1 up_answered 0"),
+		"asked in fixed": regexp.MustCompile(`stats fixed (.*) up_asked 0`).ReplaceAllString(good, "stats fixed $1 up_asked 5"),
+		"no reset":       lfResetRE.ReplaceAllString(good, "LAKEVM: liteflow-tcp X "),
+		"no recovery":    regexp.MustCompile(`(?m)^(trace aurora at_ms \d+) served \S+ fixed (\S+)`).ReplaceAllString(good, "$1 served $2 fixed $2"),
+		"no trace":       strings.Replace(good, "LAKEVM: LAKECTL-TRACE-BEGIN liteflow", "LAKEVM: X", 1),
 		"never shipped":  regexp.MustCompile(`(?m)^app aurora model 3 in 30 out 1 active_version \d+ (.*) installs \d+ `).ReplaceAllString(good, "app aurora model 3 in 30 out 1 active_version 1 $1 installs 1 "),
 		"no lakectl out": strings.Replace(good, "LAKEVM: LAKECTL-LITEFLOW-BEGIN", "LAKEVM: LAKECTL-X", 1),
 	}

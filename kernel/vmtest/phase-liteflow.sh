@@ -8,10 +8,18 @@
 #     ... liteflow) reach the kernel through model_info/model_fetch.
 #  3. with laked: tcp_lake.ko ("lake", Aurora snapshot from laked's model
 #     3) on a veth pair between two network namespaces, tc netem changing
-#     rate, delay and loss in the middle of each run; cubic, lake with the
-#     fixed snapshot (no samples to laked) and LiteFlow (samples, laked
-#     adapting and shipping snapshots) compared on throughput, RTT and
-#     short-flow completion time before and after the change.
+#     rate, delay and loss in the middle of each run; four modes compared
+#     on throughput, RTT and short-flow completion time before the change,
+#     after it, and late after it: cubic; lake with the fixed snapshot in
+#     the kernel (no samples to laked); LiteFlow (kernel snapshot, samples
+#     to laked, laked adapting and shipping snapshots); userspace-only
+#     (decide=userspace: every decision asked of laked's model 3 with a
+#     deadline, laked adapting it; misses fall back to Reno). Before each
+#     adapting mode the Aurora snapshot is loaded by hand (which pins the
+#     app) and the app unpinned with --restart, so both start from the
+#     same snapshot. The per-batch error trace of laked's adaptation
+#     (lakectl liteflow --trace) and the time of each change are printed
+#     for the recovery check.
 echo "LAKEVM: phase liteflow"
 IP=/sbin2/ip
 TC=/sbin2/tc
@@ -42,15 +50,34 @@ lf_net() {
 }
 
 # lf_run MODE CC: one run, the path changing from 20 Mbit/s, 10 ms to
-# 5 Mbit/s, 40 ms, 1% loss after 5 s
+# 5 Mbit/s, 40 ms, 1% loss after 5 s; 14 s in all (phase 2 is the last
+# 4.5 s: what adaptation has recovered by then)
 lf_run() {
 	echo "$2" >/proc/sys/net/ipv4/tcp_congestion_control || { fail "sysctl tcp_congestion_control=$2"; return; }
 	echo "LAKEVM: liteflow-tcp mode=$1 cc=$(cat /proc/sys/net/ipv4/tcp_congestion_control)"
 	$TC qdisc change dev v0 root netem delay 10ms rate 20mbit limit 50
+	echo 0 >/sys/module/tcp_lake/parameters/stats
 	sleep 1
-	/bin/lake-tcpgen client -addr 10.9.0.2:5201 -tag "$1" -duration 10s -change 5s -warmup 1s \
+	/bin/lake-tcpgen client -addr 10.9.0.2:5201 -tag "$1" -duration 14s -change 5s -warmup 1s \
 		-change-cmd "$TC qdisc change dev v0 root netem delay 40ms rate 5mbit limit 50 loss 1%" \
 		-flow-size 32768 -flow-every 500ms || fail "lake-tcpgen client ($1)"
+	echo "LAKEVM: liteflow-tcp stats $1 $(cat /sys/module/tcp_lake/parameters/stats)"
+}
+
+# lf_reset: serve the Aurora snapshot again and restart adaptation from
+# it (a snapshot loaded by hand pins the app; unpin --restart)
+lf_reset() {
+	lakectl models load --replace 3 liteflow /etc/lake/aurora.lksn >/tmp/lakectl.log 2>&1 || { fail "lakectl models load --replace 3 (pin)"; cat /tmp/lakectl.log; }
+	lakectl liteflow | grep -q "yes (" || fail "loading the Aurora snapshot by hand did not pin the app"
+	lakectl liteflow unpin --restart aurora >/tmp/lakectl.log 2>&1 || { fail "lakectl liteflow unpin"; cat /tmp/lakectl.log; }
+	echo "LAKEVM: liteflow-tcp reset $(cat /sys/module/tcp_lake/parameters/stats)"
+}
+
+# lf_trace MODE: laked's per-batch error trace after MODE's run
+lf_trace() {
+	echo "LAKEVM: LAKECTL-TRACE-BEGIN $1"
+	lakectl liteflow --trace | grep '^trace '
+	echo "LAKEVM: LAKECTL-TRACE-END $1"
 }
 
 lf_tcp() {
@@ -70,10 +97,15 @@ lf_tcp() {
 	lf_run cubic cubic
 	echo 0 >/sys/module/tcp_lake/parameters/record
 	lf_run fixed lake
-	echo "LAKEVM: liteflow-tcp stats fixed $(cat /sys/module/tcp_lake/parameters/stats)"
+	lf_reset
 	echo 1 >/sys/module/tcp_lake/parameters/record
 	lf_run liteflow lake
-	echo "LAKEVM: liteflow-tcp stats liteflow $(cat /sys/module/tcp_lake/parameters/stats)"
+	lf_trace liteflow
+	lf_reset
+	echo userspace >/sys/module/tcp_lake/parameters/decide
+	lf_run userspace lake
+	lf_trace userspace
+	echo snapshot >/sys/module/tcp_lake/parameters/decide
 	echo cubic >/proc/sys/net/ipv4/tcp_congestion_control
 	kill $LF_SRV 2>/dev/null
 	wait $LF_SRV 2>/dev/null

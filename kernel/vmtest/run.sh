@@ -19,7 +19,7 @@
 #                   ./cmd/laked (with LAKE_VM_LAKED=laked).
 #   LAKE_VM_KVER    kernel version (default: the newest /lib/modules/6.1.*
 #                   that has headers and a /boot/vmlinuz-*).
-#   LAKE_VM_TIMEOUT seconds the VM may run (default 150).
+#   LAKE_VM_TIMEOUT seconds the VM may run (default 240).
 #   LAKE_VM_ACCEL   qemu accelerator (default tcg).
 #   LAKE_VM_PHASE   "base" (default): the phases above; "dm": only the
 #                   dm-linnos phase (phase-dm.sh: brd, dm-mod, fio and
@@ -36,7 +36,7 @@ die() { echo "run.sh: FAIL: $*" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 mode=${LAKE_VM_LAKED:-laked}
-timeout_s=${LAKE_VM_TIMEOUT:-150}
+timeout_s=${LAKE_VM_TIMEOUT:-240}
 accel=${LAKE_VM_ACCEL:-tcg}
 phase=${LAKE_VM_PHASE:-base}
 case "$phase" in base | dm) ;; *) die "LAKE_VM_PHASE must be base or dm" ;; esac

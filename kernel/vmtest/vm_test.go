@@ -82,7 +82,7 @@ func TestVM(t *testing.T) {
 
 func runVM(t *testing.T, mode string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "run.sh", t.TempDir())
 	cmd.Env = append(os.Environ(), "LAKE_VM_LAKED="+mode)

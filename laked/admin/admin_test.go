@@ -19,6 +19,7 @@ import (
 	"github.com/lakeos/lake/features"
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/linnos/retrain"
+	"github.com/lakeos/lake/liteflow/kapp"
 	"github.com/lakeos/lake/policy"
 )
 
@@ -553,4 +554,74 @@ func fuzzServer(t *testing.T) *laked.Server {
 		}
 	})
 	return fuzzSrv
+}
+
+// TestLiteFlowLoadAndUnpin: a liteflow model replacing a LiteFlow app's
+// model goes to the app (LiteFlowLoad, which pins it) instead of being
+// swapped by the handler; other ids are replaced as usual; a shape error
+// is 409; POST /v1/liteflow/{app}/unpin reaches LiteFlowUnpin and maps
+// its errors.
+func TestLiteFlowLoadAndUnpin(t *testing.T) {
+	var loads, unpins []string
+	e := newEnv(t, func(d *Deps) {
+		d.ModelKinds = []string{KindMLP, KindLiteFlow}
+		d.LoadModel = func(kind, path string, blob []byte) (laked.Model, error) {
+			return laked.NewMLPModel(filepath.Base(path), blob)
+		}
+		d.LiteFlowLoad = func(id uint32, m laked.Model) (bool, error) {
+			switch id {
+			case 3:
+				loads = append(loads, m.Info().Name)
+				return true, nil
+			case 4:
+				return false, fmt.Errorf("%w (app is 3 -> 1)", kapp.ErrShape)
+			}
+			return false, nil
+		}
+		d.LiteFlowUnpin = func(app string, restart bool) error {
+			switch {
+			case app != "aurora":
+				return fmt.Errorf("%w: %q", kapp.ErrNoApp, app)
+			case !restart:
+				return errors.New("kapp: app aurora is not pinned")
+			}
+			unpins = append(unpins, app)
+			return nil
+		}
+	})
+	ctx := t.Context()
+	p := writeBlob(t, "hand.mlp", 3, 8, 2)
+	for _, id := range []uint32{3, 4, 5} {
+		if _, err := e.c.LoadModel(ctx, id, KindMLP, p, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := e.c.LoadModel(ctx, 3, KindLiteFlow, p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loads) != 1 || loads[0] != "hand.mlp" || m.Version != 1 {
+		t.Fatalf("app's model: hook calls %v, served version %d (the app serves it, not the handler)", loads, m.Version)
+	}
+	_, err = e.c.LoadModel(ctx, 4, KindLiteFlow, p, true)
+	wantAPIError(t, err, http.StatusConflict, "shape")
+	if m, err = e.c.LoadModel(ctx, 5, KindLiteFlow, p, true); err != nil || m.Version != 2 {
+		t.Fatalf("not an app's model: replaced as usual, version %v, %v", m, err)
+	}
+	if m, err = e.c.LoadModel(ctx, 3, KindMLP, p, true); err != nil || m.Version != 2 || len(loads) != 1 {
+		t.Fatalf("an mlp replace of model 3 went to the app: %v, %v, hook calls %v", m, err, loads)
+	}
+	if _, err := e.c.LiteFlowUnpin(ctx, "aurora", true); err != nil || len(unpins) != 1 {
+		t.Fatalf("unpin: %v (%d calls)", err, len(unpins))
+	}
+	_, err = e.c.LiteFlowUnpin(ctx, "aurora", false)
+	wantAPIError(t, err, http.StatusConflict, "not pinned")
+	_, err = e.c.LiteFlowUnpin(ctx, "nope", true)
+	wantAPIError(t, err, http.StatusNotFound, "no such app")
+	if rec := e.raw(http.MethodPost, "/v1/liteflow/aurora/unpin", "application/json", `{"restart":true,"x":1}`); rec.Code != http.StatusBadRequest {
+		t.Fatalf("unknown field: %d %s", rec.Code, rec.Body)
+	}
+	e2 := newEnv(t, nil)
+	_, err = e2.c.LiteFlowUnpin(ctx, "aurora", true)
+	wantAPIError(t, err, http.StatusNotImplemented, "no LiteFlow app")
 }

@@ -31,6 +31,13 @@ type LiteFlowResponse struct {
 	Apps []kapp.Status `json:"apps"`
 }
 
+// LiteFlowUnpinRequest is the body of POST /v1/liteflow/{app}/unpin: the
+// app's adapter ships again; with Restart, adaptation starts over from
+// the snapshot loaded by hand.
+type LiteFlowUnpinRequest struct {
+	Restart bool `json:"restart,omitempty"`
+}
+
 // ErrorResponse is the body of every non-2xx answer.
 type ErrorResponse struct {
 	Error string `json:"error"`

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
@@ -193,6 +194,11 @@ func (c *Client) Retrain(ctx context.Context) (*RetrainResponse, error) {
 // LiteFlow is GET /v1/liteflow.
 func (c *Client) LiteFlow(ctx context.Context) (*LiteFlowResponse, error) {
 	return call[LiteFlowResponse](ctx, c, http.MethodGet, "/v1/liteflow", nil)
+}
+
+// LiteFlowUnpin is POST /v1/liteflow/{app}/unpin.
+func (c *Client) LiteFlowUnpin(ctx context.Context, app string, restart bool) (*LiteFlowResponse, error) {
+	return call[LiteFlowResponse](ctx, c, http.MethodPost, "/v1/liteflow/"+url.PathEscape(app)+"/unpin", LiteFlowUnpinRequest{Restart: restart})
 }
 
 // Stats is GET /v1/stats.

@@ -57,6 +57,14 @@ type Deps struct {
 	Retrain func() RetrainResponse
 	// LiteFlow lists laked's LiteFlow apps (nil: none run here).
 	LiteFlow func() []kapp.Status
+	// LiteFlowLoad, when set, is offered every liteflow model replacing
+	// a served one (models load --replace) first: when id is a LiteFlow
+	// app's model the app serves the snapshot and pins (handled true);
+	// otherwise (handled false) the model is replaced as any other.
+	LiteFlowLoad func(id uint32, m laked.Model) (handled bool, err error)
+	// LiteFlowUnpin unpins app (POST /v1/liteflow/{app}/unpin); nil:
+	// 501. Errors wrapping kapp.ErrNoApp answer 404.
+	LiteFlowUnpin func(app string, restart bool) error
 	// Version is laked's version string.
 	Version string
 	// Started is when laked started (uptime is measured from it).
@@ -177,8 +185,11 @@ func (h *Handler) newMux() *http.ServeMux {
 		"GET /v1/features":       h.features,
 		"GET /v1/retrain":        h.retrain,
 		"GET /v1/liteflow":       h.liteflow,
-		"GET /v1/stats":          h.stats,
-		"POST /v1/reload":        h.reload,
+		"POST /v1/liteflow/{app}/unpin": func(r *http.Request) (any, error) {
+			return h.liteflowUnpin(r, r.PathValue("app"))
+		},
+		"GET /v1/stats":   h.stats,
+		"POST /v1/reload": h.reload,
 	} {
 		code := http.StatusOK
 		if pattern == "POST /v1/models" {
@@ -440,7 +451,18 @@ func (h *Handler) loadModel(r *http.Request) (any, error) {
 	case !exists && req.Replace:
 		return nil, errorf(http.StatusNotFound, "replace model %d: not served (load it without \"replace\")", id)
 	}
-	if req.Replace {
+	handled := false
+	if req.Replace && req.Kind == KindLiteFlow && h.d.LiteFlowLoad != nil {
+		if handled, err = h.d.LiteFlowLoad(id, m); err != nil {
+			if errors.Is(err, kapp.ErrShape) {
+				return nil, errorf(http.StatusConflict, "replace model %d: %v", id, err)
+			}
+			return nil, errorf(http.StatusUnprocessableEntity, "replace model %d: %v", id, err)
+		}
+	}
+	if handled {
+		h.d.Logger.Info().Uint32("model", id).Msg("admin: LiteFlow snapshot loaded by hand; the app is pinned")
+	} else if req.Replace {
 		if _, err := h.d.Server.ReplaceModel(id, m); err != nil {
 			switch {
 			case errors.Is(err, laked.ErrModelNotFound):
@@ -603,6 +625,28 @@ func (h *Handler) retrain(*http.Request) (any, error) {
 		out.Devices = []retrain.DeviceStatus{}
 	}
 	return out, nil
+}
+
+func (h *Handler) liteflowUnpin(r *http.Request, app string) (any, error) {
+	var req LiteFlowUnpinRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if h.d.LiteFlowUnpin == nil {
+		return nil, errorf(http.StatusNotImplemented, "unpin %s: this laked runs no LiteFlow app", app)
+	}
+	if err := h.lock(r); err != nil {
+		return nil, err
+	}
+	defer h.mu.Unlock()
+	if err := h.d.LiteFlowUnpin(app, req.Restart); err != nil {
+		if errors.Is(err, kapp.ErrNoApp) {
+			return nil, errorf(http.StatusNotFound, "unpin %s: %v", app, err)
+		}
+		return nil, errorf(http.StatusConflict, "unpin %s: %v", app, err)
+	}
+	h.d.Logger.Info().Str("app", app).Bool("restart", req.Restart).Msg("admin: LiteFlow app unpinned")
+	return h.liteflow(r)
 }
 
 func (h *Handler) liteflow(*http.Request) (any, error) {

@@ -99,6 +99,21 @@ type Install struct {
 	Reason     string    `json:"reason"`
 }
 
+// Point is one adaptation batch: how far the snapshot the kernel was
+// answering with (Served) and the snapshot the app started with (Fixed)
+// were from the batch's labels (mean |output - label|), measured before
+// the batch trained the model. After a change in conditions both errors
+// jump; adaptation has recovered when Served falls back below Fixed.
+type Point struct {
+	AtMs       int64   `json:"at_ms"` // unix ms
+	Served     float64 `json:"served"`
+	Fixed      float64 `json:"fixed"`
+	Generation uint64  `json:"generation"` // of the served snapshot
+}
+
+// MaxTrace is how many Points an app keeps.
+const MaxTrace = 1024
+
 // Status is what lakectl shows of an app.
 type Status struct {
 	Name       string    `json:"name"`
@@ -113,6 +128,12 @@ type Status struct {
 	LastReason string    `json:"last_reason"`
 	Installs   []Install `json:"installs"` // most recent last, at most 32
 	Err        string    `json:"error,omitempty"`
+	// Pinned: a snapshot loaded by hand is served; the adapter keeps
+	// adapting but ships nothing until Unpin (Withheld counts what it
+	// would have shipped).
+	Pinned   bool    `json:"pinned"`
+	Withheld uint64  `json:"withheld"`
+	Trace    []Point `json:"trace,omitempty"` // most recent last, at most MaxTrace
 }
 
 // Config configures an App.
@@ -141,16 +162,26 @@ type Server interface {
 	ReplaceModel(id uint32, m laked.Model) (uint64, error)
 }
 
-// App runs one kernel app's adaptation loop.
+// App runs one kernel app's adaptation loop. Every snapshot the app's
+// model serves goes through it (serve): the one it starts with, the ones
+// the adapter ships, and ones loaded by hand (Load, which pins).
 type App struct {
 	cfg  Config
 	srv  Server
 	feed *adapt.RegistryFeed
-	ad   *adapt.Adapter
-	m    *model.MLP
+
+	// stepMu serialises Step with Load and Unpin (the adapter is not
+	// safe for concurrent use).
+	stepMu sync.Mutex
+	ad     *adapt.Adapter
+	m      *model.MLP
 	// pending holds drained samples not yet in a full batch (at most one
 	// batch): kernel apps record a few samples per interval.
 	pending []model.Sample
+	served  *snapshot.Snapshot // what the model serves now
+	pinned  *snapshot.Snapshot // loaded by hand; nil: not pinned
+	out1    []float32
+	out2    []float32
 
 	mu sync.Mutex
 	st Status
@@ -205,9 +236,9 @@ func NewApp(srv Server, reg *features.Registry, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kapp: %w", err)
 	}
-	a := &App{cfg: cfg, srv: srv, feed: feed, m: m}
+	a := &App{cfg: cfg, srv: srv, feed: feed, m: m, out1: make([]float32, out), out2: make([]float32, out)}
 	a.st = Status{Name: cfg.Name, Model: cfg.Model, Schema: name}
-	if err := a.serve(cfg.Snapshot); err != nil {
+	if err := a.serve(cfg.Snapshot, "served"); err != nil {
 		return nil, err
 	}
 	ad, err := adapt.New(m, installer{a}, cfg.Adapt)
@@ -218,8 +249,9 @@ func NewApp(srv Server, reg *features.Registry, cfg Config) (*App, error) {
 	return a, nil
 }
 
-// serve makes s the served model (register, or replace).
-func (a *App) serve(s *snapshot.Snapshot) error {
+// serve makes s the served model (register, or replace): the app's one
+// installer.
+func (a *App) serve(s *snapshot.Snapshot, reason string) error {
 	lm, err := NewModel(SchemaName(a.cfg.Name), s)
 	if err != nil {
 		return fmt.Errorf("kapp: %w", err)
@@ -232,8 +264,76 @@ func (a *App) serve(s *snapshot.Snapshot) error {
 	if err != nil {
 		return fmt.Errorf("kapp: model %d: %w", a.cfg.Model, err)
 	}
+	a.served = s
 	a.mu.Lock()
-	a.st.Installs = appendInstall(a.st.Installs, Install{At: time.Now(), Generation: s.Generation, Version: v, Reason: "served"})
+	a.st.Installs = appendInstall(a.st.Installs, Install{At: time.Now(), Generation: s.Generation, Version: v, Reason: reason})
+	a.mu.Unlock()
+	return nil
+}
+
+// ErrNoApp is what a lookup of an app laked does not run wraps.
+var ErrNoApp = errors.New("kapp: no such app")
+
+// ErrShape is returned by Load for a snapshot of another shape.
+var ErrShape = errors.New("kapp: snapshot shape differs from the app's")
+
+// Model is the laked model id the app serves.
+func (a *App) Model() uint32 { return a.cfg.Model }
+
+// Name is the app's name.
+func (a *App) Name() string { return a.cfg.Name }
+
+// Load serves s, a snapshot loaded by hand, and pins the app: the
+// adapter keeps training on the kernel's samples but its snapshots are
+// withheld until Unpin.
+func (a *App) Load(s *snapshot.Snapshot) error {
+	if s == nil || s.InputDim() != a.cfg.Snapshot.InputDim() || s.OutputDim() != a.cfg.Snapshot.OutputDim() {
+		return fmt.Errorf("%w (app %s is %d -> %d)", ErrShape, a.cfg.Name, a.cfg.Snapshot.InputDim(), a.cfg.Snapshot.OutputDim())
+	}
+	a.stepMu.Lock()
+	defer a.stepMu.Unlock()
+	if err := a.serve(s, "loaded by hand (pinned)"); err != nil {
+		return err
+	}
+	a.pinned = s
+	a.mu.Lock()
+	a.st.Pinned = true
+	a.mu.Unlock()
+	return nil
+}
+
+// Unpin lets the adapter ship again. With restart, adaptation starts
+// over from the pinned snapshot (its float model; the next batch
+// bootstraps a snapshot of it); without, the adapter's latest snapshot
+// is shipped now if it withheld any. Unpinning an app that is not pinned
+// is an error.
+func (a *App) Unpin(restart bool) error {
+	a.stepMu.Lock()
+	defer a.stepMu.Unlock()
+	if a.pinned == nil {
+		return fmt.Errorf("kapp: app %s is not pinned", a.cfg.Name)
+	}
+	a.mu.Lock()
+	withheld := a.st.Withheld
+	a.mu.Unlock()
+	if restart {
+		m, err := FloatModel(a.pinned)
+		if err != nil {
+			return fmt.Errorf("kapp: restart from the pinned snapshot: %w", err)
+		}
+		ad, err := adapt.New(m, installer{a}, a.cfg.Adapt)
+		if err != nil {
+			return fmt.Errorf("kapp: %w", err)
+		}
+		a.m, a.ad, a.pending = m, ad, nil
+	} else if s := a.ad.Installed(); s != nil && withheld > 0 {
+		if err := a.serve(s, "shipped on unpin"); err != nil {
+			return err
+		}
+	}
+	a.pinned = nil
+	a.mu.Lock()
+	a.st.Pinned, a.st.Withheld = false, 0
 	a.mu.Unlock()
 	return nil
 }
@@ -250,15 +350,61 @@ func appendInstall(h []Install, in Install) []Install {
 type installer struct{ a *App }
 
 func (i installer) Install(s *snapshot.Snapshot) (uint64, error) {
-	if err := i.a.serve(s); err != nil {
+	if i.a.pinned != nil {
+		i.a.mu.Lock()
+		i.a.st.Withheld++
+		i.a.mu.Unlock()
+		return s.Generation, nil
+	}
+	if err := i.a.serve(s, "served"); err != nil {
 		return 0, err
 	}
 	return s.Generation, nil
 }
 
+// errorOn is mean |s(x) - y| over batch.
+func (a *App) errorOn(s *snapshot.Snapshot, batch []model.Sample, out []float32) (float64, error) {
+	var sum float64
+	var n int
+	for _, b := range batch {
+		if err := s.Run(b.X, out); err != nil {
+			return 0, err
+		}
+		for k, v := range out {
+			sum += math.Abs(float64(v) - float64(b.Y[k]))
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	return sum / float64(n), nil
+}
+
+// trace records one batch's Point.
+func (a *App) trace(b []model.Sample) error {
+	es, err := a.errorOn(a.served, b, a.out1)
+	if err != nil {
+		return err
+	}
+	ef, err := a.errorOn(a.cfg.Snapshot, b, a.out2)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.st.Trace = append(a.st.Trace, Point{AtMs: time.Now().UnixMilli(), Served: es, Fixed: ef, Generation: a.served.Generation})
+	if len(a.st.Trace) > MaxTrace {
+		a.st.Trace = a.st.Trace[len(a.st.Trace)-MaxTrace:]
+	}
+	a.mu.Unlock()
+	return nil
+}
+
 // Step drains what the kernel recorded and runs adaptation steps on full
 // batches; it returns how many samples it used.
 func (a *App) Step() (int, error) {
+	a.stepMu.Lock()
+	defer a.stepMu.Unlock()
 	samples, err := a.feed.Next(a.cfg.Batch * 16)
 	if err != nil {
 		return 0, err
@@ -277,6 +423,9 @@ func (a *App) Step() (int, error) {
 	for len(good) >= a.cfg.Batch {
 		b := good[:a.cfg.Batch]
 		good = good[a.cfg.Batch:]
+		if err := a.trace(b); err != nil {
+			return used, err
+		}
 		if a.ad.Installed() == nil {
 			xs := make([][]float32, len(b))
 			for k, s := range b {
@@ -294,7 +443,7 @@ func (a *App) Step() (int, error) {
 		a.mu.Lock()
 		a.st.Batches++
 		a.st.Fidelity, a.st.Loss, a.st.LastReason = number(d.Fidelity), number(d.Loss), d.Reason
-		if d.Installed && len(a.st.Installs) > 0 {
+		if d.Installed && a.pinned == nil && len(a.st.Installs) > 0 {
 			last := &a.st.Installs[len(a.st.Installs)-1]
 			last.Fidelity, last.Reason = number(d.Fidelity), d.Reason
 		}
@@ -350,5 +499,6 @@ func (a *App) Status() Status {
 	defer a.mu.Unlock()
 	st := a.st
 	st.Installs = append([]Install(nil), a.st.Installs...)
+	st.Trace = append([]Point(nil), a.st.Trace...)
 	return st
 }

@@ -242,3 +242,141 @@ func TestAppBatchesAcrossDrains(t *testing.T) {
 		t.Fatalf("100 samples in 20 drains: %d samples, %d batches, %d pending; want 100, 3, 4", st.Samples, st.Batches, len(app.pending))
 	}
 }
+
+// adaptingApp is an app whose kernel samples follow a target the starting
+// snapshot does not know; feed records rounds of 64 samples and steps.
+func adaptingApp(t *testing.T) (*App, *fakeServer, func(rounds int)) {
+	t.Helper()
+	cfg := features.Config{MaxSchemas: 4, MaxKeys: 64, MaxHistory: 1024, ArenaBytes: 1 << 18}
+	reg := newRegistry(t, cfg)
+	s, _ := testSnapshot(t, 3)
+	srv := &fakeServer{models: map[uint32]laked.Model{}}
+	var now float64
+	app, err := NewApp(srv, reg, Config{Name: "test", Model: 3, Snapshot: s, Batch: 32,
+		Adapt: adapt.Config{FidelityThreshold: 0.05, Window: 4, StabilityFraction: 0.5, Steps: 4, MaxStale: 1,
+			Now: func() (d time.Duration) { now += 1e9; return time.Duration(now) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := reg.Lookup(SchemaName("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := reg.Schema(id)
+	r := rand.New(rand.NewPCG(3, 4))
+	rec := info.NewRecord()
+	feed := func(rounds int) {
+		for round := 0; round < rounds; round++ {
+			for k := 0; k < 64; k++ {
+				x := []float32{float32(r.NormFloat64()), float32(r.NormFloat64()), float32(r.NormFloat64())}
+				for i, v := range x {
+					info.SetFloat(rec, 0, i, float64(v))
+				}
+				info.SetFloat(rec, 1, 0, float64(0.8*x[0]-0.5*x[1]+0.3))
+				if err := reg.Record(id, 1, rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := app.Step(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return app, srv, feed
+}
+
+// TestAppTraceShowsRecovery: the trace measures, per batch, the served
+// snapshot's and the initial snapshot's error on the batch's labels; as
+// the app adapts to a target the initial snapshot does not know, the
+// served error falls well below the initial one, which stays put.
+func TestAppTraceShowsRecovery(t *testing.T) {
+	app, _, feed := adaptingApp(t)
+	feed(40)
+	tr := app.Status().Trace
+	if len(tr) != 80 {
+		t.Fatalf("%d trace points for 80 batches", len(tr))
+	}
+	first, last := tr[0], tr[len(tr)-1]
+	if first.Served != first.Fixed {
+		t.Fatalf("first batch: served %v, initial %v: the initial snapshot was served, they must be equal", first.Served, first.Fixed)
+	}
+	var served, fixed float64
+	for _, p := range tr[len(tr)-10:] {
+		served += p.Served
+		fixed += p.Fixed
+	}
+	if served > 0.5*fixed || last.Generation == first.Generation {
+		t.Fatalf("last 10 batches: served error %.3f, initial %.3f (generation %d -> %d): no recovery", served/10, fixed/10, first.Generation, last.Generation)
+	}
+}
+
+// TestAppPinnedByHand: a snapshot loaded by hand is served and pins the
+// app; the adapter keeps training but ships nothing until Unpin, which
+// ships its latest snapshot; a restart begins again from the loaded one.
+func TestAppPinnedByHand(t *testing.T) {
+	app, srv, feed := adaptingApp(t)
+	feed(5)
+	hand, _ := testSnapshot(t, 9)
+	hand.Generation = 777
+	bad, err := quant.Quantize(mustMLP(t, []int{2, 1}), [][]float32{{1, 2}}, quant.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Load(bad); !errors.Is(err, ErrShape) {
+		t.Fatalf("a 2 -> 1 snapshot for a 3 -> 1 app: %v", err)
+	}
+	if err := app.Unpin(false); err == nil {
+		t.Fatal("unpinning an app that is not pinned succeeded")
+	}
+	if err := app.Load(hand); err != nil {
+		t.Fatal(err)
+	}
+	n := len(srv.images)
+	if got, _ := snapshot.Decode(srv.images[n-1]); got == nil || got.Generation != 777 {
+		t.Fatal("the snapshot loaded by hand is not what is served")
+	}
+	batches := app.Status().Batches
+	feed(20)
+	st := app.Status()
+	if len(srv.images) != n || !st.Pinned || st.Withheld == 0 || st.Batches < batches+40 {
+		t.Fatalf("pinned: %d images served (want %d), pinned %v, withheld %d, batches %d -> %d",
+			len(srv.images), n, st.Pinned, st.Withheld, batches, st.Batches)
+	}
+	if last := st.Trace[len(st.Trace)-1]; last.Generation != 777 {
+		t.Fatalf("pinned: the trace measures generation %d, want the loaded 777", last.Generation)
+	}
+	if err := app.Unpin(false); err != nil {
+		t.Fatal(err)
+	}
+	st = app.Status()
+	if len(srv.images) != n+1 || st.Pinned || st.Withheld != 0 || st.Installs[len(st.Installs)-1].Reason != "shipped on unpin" {
+		t.Fatalf("after unpin: %d images (want %d), status %+v", len(srv.images), n+1, st.Installs[len(st.Installs)-1])
+	}
+	// pin again, restart from the loaded snapshot: the next batch
+	// bootstraps a snapshot of its float model
+	if err := app.Load(hand); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Unpin(true); err != nil {
+		t.Fatal(err)
+	}
+	n = len(srv.images)
+	feed(1)
+	if len(srv.images) <= n {
+		t.Fatal("restart: nothing served after the next batch")
+	}
+	boot, err := snapshot.Decode(srv.images[n])
+	if err != nil || boot.Generation != 1 {
+		t.Fatalf("restart: first snapshot after it has generation %v (%v), want 1 (a new adapter)", boot, err)
+	}
+}
+
+func mustMLP(t *testing.T, sizes []int) *model.MLP {
+	t.Helper()
+	acts := make([]model.Activation, len(sizes)-1)
+	m, err := model.NewMLP(sizes, acts, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
