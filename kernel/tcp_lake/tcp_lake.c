@@ -47,6 +47,8 @@
 #include <linux/slab.h>
 #include <linux/refcount.h>
 #include <linux/wait.h>
+#include <linux/siphash.h>
+#include <linux/random.h>
 #include <net/tcp.h>
 
 #include "lake_kapi.h"
@@ -145,6 +147,8 @@ static atomic64_t n_up_asked, n_up_answered, n_up_missed, n_up_errors;
 /* completion latency of the answers that came (in time or not), us */
 static atomic64_t n_up_lat_n, n_up_lat_sum, n_up_lat_max;
 static atomic_t n_up_inflight;
+/* flow ids sent to laked are keyed hashes, not socket addresses */
+static siphash_key_t up_key;
 static DECLARE_WAIT_QUEUE_HEAD(up_inflight_wq);
 
 static u64 min_rate(void) { return (u64)READ_ONCE(min_rate_kbps) * 125; }
@@ -355,7 +359,7 @@ static void lake_up_done(void *arg, int err, const struct lake_predict_result *r
  * (ca->up holds it), else the flow falls back for the interval. */
 static int lake_up_submit(struct sock *sk, struct lake_ca *ca, u32 mi_us)
 {
-	u64 flow = (u64)(unsigned long)sk, budget = READ_ONCE(up_deadline_us);
+	u64 flow = siphash_1u64((u64)(unsigned long)sk, &up_key) | 1, budget = READ_ONCE(up_deadline_us);
 	struct lake_up *u;
 	int err, i;
 
@@ -575,6 +579,7 @@ static int __init tcp_lake_init(void)
 	struct lf_app_desc d = { .name = "aurora", .lake_model = app_model, .in_dim = NIN, .out_dim = 1 };
 	int err;
 
+	get_random_bytes(&up_key, sizeof(up_key));
 	app = lf_register_model(&d);
 	if (IS_ERR(app))
 		return PTR_ERR(app);

@@ -72,6 +72,9 @@ func TestVM(t *testing.T) {
 		t.Log(l)
 	}
 	checkConsole(t, out)
+	for _, l := range recoveryReport(out) {
+		t.Log(l)
+	}
 	for _, p := range liteflowProblems(out) {
 		t.Error(p)
 	}
