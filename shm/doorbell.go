@@ -71,6 +71,18 @@ type Spinner struct {
 // DefaultSpinMax is the longest a Spinner spins by default.
 const DefaultSpinMax = 50 * time.Microsecond
 
+// SpinOSYield is how long a Spinner polls before it also yields its CPU
+// to other threads (sched_yield) at every 64th poll. A round trip through
+// the ring takes 1-3 µs; one that takes longer is often waiting for the
+// other side's thread to get a CPU — on a small or busy machine, the very
+// CPU this spinner holds, where that thread would otherwise wait for the
+// spinner's time slice to end (milliseconds) or for the spinner to give
+// up and sleep. sched_yield returns at once when no other thread wants
+// the CPU. Busy-polling (Forever) spinners do not yield: they are meant
+// to keep their CPU, and yielding it on a loaded machine made them share
+// one CPU with the other side more often.
+const SpinOSYield = 4 * time.Microsecond
+
 // Spin calls ready in a loop until it returns true (result true) or the
 // budget runs out (result false). stop, if non-nil, ends a busy-polling
 // spin.
@@ -100,12 +112,16 @@ func (s *Spinner) Spin(ready func() bool, stop func() bool) bool {
 			if stop != nil && stop() {
 				return false
 			}
-			if !s.Forever && time.Since(start) > s.budget {
+			spun := time.Since(start)
+			if !s.Forever && spun > s.budget {
 				s.budget /= 2
 				if s.budget < time.Microsecond {
 					s.budget = time.Microsecond
 				}
 				return false
+			}
+			if spun > SpinOSYield && !s.Forever {
+				osYield()
 			}
 			runtime.Gosched()
 		}

@@ -35,3 +35,7 @@ func futexWake(w *atomic.Uint32) error {
 	}
 	return nil
 }
+
+// osYield gives the CPU to another runnable thread on it, if any
+// (sched_yield; returns at once when there is none).
+func osYield() { unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }

@@ -50,8 +50,9 @@ func measureJitter(threads int, d time.Duration, pin bool) jitterResult {
 			start := time.Now()
 			prev := start
 			end := start.Add(d)
+			var now time.Time
 			for {
-				now := time.Now()
+				now = time.Now()
 				gap := now.Sub(prev).Nanoseconds()
 				prev = now
 				if gap > 5000 {
@@ -81,7 +82,9 @@ func measureJitter(threads int, d time.Duration, pin bool) jitterResult {
 			res.Gaps25us += g25
 			res.Gaps100us += g100
 			res.WorstNs = max(res.WorstNs, worst)
-			res.LostFrac += float64(lost) / float64(d.Nanoseconds()) / float64(threads)
+			// over the time the thread actually spun (a last gap may
+			// run past d)
+			res.LostFrac += float64(lost) / float64(now.Sub(start).Nanoseconds()) / float64(threads)
 			mu.Unlock()
 		}(k)
 	}
