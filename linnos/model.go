@@ -319,6 +319,30 @@ func roundSat(v float64) int64 {
 	return int64(r)
 }
 
+// inferAll computes the two int64 outputs of each of the n vectors in
+// features and hands them to emit. With a vector engine and extra hidden
+// layers, groups of hiddenBatch vectors run their hidden layers together
+// (intVec.logitsBatch); every vector gets the same bits either way.
+func (m *IntModel) inferAll(features []int32, n int, emit func(int, int64, int64)) {
+	vs := vecScratchPool.Get().(*vecScratch)
+	h, h2 := vs.hs[:HiddenWidth], vs.hs[HiddenWidth:]
+	i := 0
+	if b := hiddenBatch; b > 1 && m.extra > 0 && m.vec != nil && vecmath.Current() != vecmath.Scalar {
+		var dst [2 * maxHiddenBatch]int64
+		for ; n-i >= b; i += b {
+			m.vec.logitsBatch(features[i*NumInputs:(i+b)*NumInputs], b, vs, dst[:])
+			for k := 0; k < b; k++ {
+				emit(i+k, dst[2*k], dst[2*k+1])
+			}
+		}
+	}
+	for ; i < n; i++ {
+		o0, o1 := m.infer(features[i*NumInputs:(i+1)*NumInputs], vs, h, h2)
+		emit(i, o0, o1)
+	}
+	vecScratchPool.Put(vs)
+}
+
 // infer computes the two int64 outputs for one vector on the vector engine
 // when the model has one (every weight fits int32) and vecmath has a vector
 // level, else on the scalar engine (logits, faster than the vector engine's
@@ -408,12 +432,7 @@ func (m *IntModel) Logits(features []int32, dst []int64) error {
 	if len(dst)%2 != 0 || len(features) != len(dst)/2*NumInputs {
 		return fmt.Errorf("%w: %d features for %d outputs", ErrShape, len(features), len(dst))
 	}
-	vs := vecScratchPool.Get().(*vecScratch)
-	h, h2 := vs.hs[:HiddenWidth], vs.hs[HiddenWidth:]
-	for n := 0; n < len(dst)/2; n++ {
-		dst[2*n], dst[2*n+1] = m.infer(features[n*NumInputs:(n+1)*NumInputs], vs, h, h2)
-	}
-	vecScratchPool.Put(vs)
+	m.inferAll(features, len(dst)/2, func(n int, o0, o1 int64) { dst[2*n], dst[2*n+1] = o0, o1 })
 	return nil
 }
 
@@ -424,16 +443,12 @@ func (m *IntModel) PredictBatch(features []int32, out []int32) error {
 	if len(features) != len(out)*NumInputs {
 		return fmt.Errorf("%w: %d features for %d outputs", ErrShape, len(features), len(out))
 	}
-	vs := vecScratchPool.Get().(*vecScratch)
-	h, h2 := vs.hs[:HiddenWidth], vs.hs[HiddenWidth:]
-	for n := range out {
-		o0, o1 := m.infer(features[n*NumInputs:(n+1)*NumInputs], vs, h, h2)
+	m.inferAll(features, len(out), func(n int, o0, o1 int64) {
 		out[n] = 0
 		if o0 < o1 {
 			out[n] = 1
 		}
-	}
-	vecScratchPool.Put(vs)
+	})
 	return nil
 }
 
@@ -442,12 +457,6 @@ func (m *IntModel) Predict(features []int32, n int, decisions []bool) error {
 	if n < 0 || len(features) < n*NumInputs || len(decisions) < n {
 		return fmt.Errorf("%w: n=%d with %d features and %d decisions", ErrShape, n, len(features), len(decisions))
 	}
-	vs := vecScratchPool.Get().(*vecScratch)
-	h, h2 := vs.hs[:HiddenWidth], vs.hs[HiddenWidth:]
-	for i := 0; i < n; i++ {
-		o0, o1 := m.infer(features[i*NumInputs:(i+1)*NumInputs], vs, h, h2)
-		decisions[i] = o0 < o1
-	}
-	vecScratchPool.Put(vs)
+	m.inferAll(features, n, func(i int, o0, o1 int64) { decisions[i] = o0 < o1 })
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lakeos/lake/vecmath"
 )
@@ -40,6 +41,19 @@ type intVec struct {
 	out  [NumClasses][]int64
 }
 
+// maxHiddenBatch is the most vectors logitsBatch runs together.
+const maxHiddenBatch = 4
+
+// hiddenBatch is how many vectors of a model with extra hidden layers run
+// together through the hidden layers (logitsBatch; 1: one at a time). It
+// is a variable so that tests and benchmarks can compare the choices;
+// see docs/PERFORMANCE.md for why it is what it is.
+var hiddenBatch = 4
+
+// batchLeaves counts the vectors that left a logitsBatch group for the
+// int64 path (tests check that theirs did).
+var batchLeaves atomic.Int64
+
 // vecScratch is one inference's activations, for both engines.
 type vecScratch struct {
 	hs   [2 * HiddenWidth]int64 // the scalar engine's
@@ -47,6 +61,13 @@ type vecScratch struct {
 	acc  [HiddenWidth]int64
 	acc2 [HiddenWidth]int64
 	xp   [(NumInputs + 1) / 2]int32
+	// The listed non-zero units of the hidden layers' inputs
+	// (vecmath.MulAccPackedIdx) and, for logitsBatch, its vectors'
+	// activations and accumulators, vector after vector.
+	idx [HiddenWidth]int32
+	hv  [maxHiddenBatch * HiddenWidth]int32
+	hB  [maxHiddenBatch * HiddenWidth]int32
+	aB  [maxHiddenBatch * HiddenWidth]int64
 }
 
 var vecScratchPool = sync.Pool{New: func() any { return new(vecScratch) }}
@@ -182,33 +203,134 @@ func reluNarrow(h []int32, acc []int64) bool {
 	return ok
 }
 
+// first runs the first layer on x and leaves its activations (after ReLU)
+// in h as int32, or reports false when one does not fit int32 (they are
+// then in acc as int64).
+func (v *intVec) first(x []int32, s *vecScratch, h []int32, acc []int64) bool {
+	if v.w0p != nil && packDigits(x, s.xp[:]) {
+		copy(h, v.b0)
+		vecmath.DotPairs16ReLU(h, v.w0p, s.xp[:])
+		return true
+	}
+	copy(acc, v.b[0])
+	vecmath.MulAccI64(acc, v.w0, x[:NumInputs])
+	return reluNarrow(h, acc)
+}
+
+// listNonZero lists the units where some of the items activations in hB
+// (item after item, each HiddenWidth long, all >= 0) is non-zero: the
+// units in idx and their values in hv (the items' values unit after
+// unit), without a branch per unit. It returns how many it listed.
+func listNonZero(idx, hv, hB []int32, items int) int {
+	j := 0
+	switch items {
+	case 1:
+		h := (*[HiddenWidth]int32)(hB)
+		for k, x := range h {
+			idx[j], hv[j] = int32(k), x
+			j += int(uint32(-x) >> 31) // x > 0
+		}
+	default:
+		for k := 0; k < HiddenWidth; k++ {
+			var any int32
+			for b := 0; b < items; b++ {
+				x := hB[b*HiddenWidth+k]
+				hv[j*items+b] = x
+				any |= x
+			}
+			idx[j] = int32(k)
+			j += int(uint32(-any) >> 31)
+		}
+	}
+	return j
+}
+
+// hiddenLayer adds layer l's products to acc (item after item, the
+// layer's biases already there) from the int32 activations hB: over the
+// listed non-zero units with AVX-512, else on vecmath.MulAccPacked per
+// item.
+func (v *intVec) hiddenLayer(l int, acc []int64, hB []int32, items int, s *vecScratch) {
+	if vecmath.Current() >= vecmath.AVX512 {
+		n := listNonZero(s.idx[:], s.hv[:], hB, items)
+		vecmath.MulAccPackedIdx(acc, v.hidP[l], s.idx[:n], s.hv[:n*items], items)
+		return
+	}
+	for b := 0; b < items; b++ {
+		vecmath.MulAccPacked(acc[b*HiddenWidth:(b+1)*HiddenWidth], v.hidP[l], hB[b*HiddenWidth:(b+1)*HiddenWidth])
+	}
+}
+
+// logitsBatch is logits for items (2 to maxHiddenBatch) vectors at once,
+// their hidden layers in one pass over each layer's weights
+// (vecmath.MulAccPackedIdx), into dst (two per vector). A vector whose
+// activations stop fitting int32 leaves the group: it finishes alone on
+// the int64 path (tail), and its activations in the group are zeroed, so
+// that it adds nothing to the rest of the pass.
+func (v *intVec) logitsBatch(xs []int32, items int, s *vecScratch, dst []int64) {
+	hB, aB := s.hB[:items*HiddenWidth], s.aB[:items*HiddenWidth]
+	var done [maxHiddenBatch]bool
+	for b := 0; b < items; b++ {
+		hb := hB[b*HiddenWidth : (b+1)*HiddenWidth]
+		if !v.first(xs[b*NumInputs:(b+1)*NumInputs], s, hb, s.acc[:]) {
+			dst[2*b], dst[2*b+1], _ = v.tail(0, s.h[:], s.acc[:], s)
+			batchLeaves.Add(1)
+			done[b] = true
+			clear(hb)
+		}
+	}
+	for l := range v.hid {
+		for b := 0; b < items; b++ {
+			copy(aB[b*HiddenWidth:], v.b[l+1])
+		}
+		v.hiddenLayer(l, aB, hB, items, s)
+		for b := 0; b < items; b++ {
+			hb, ab := hB[b*HiddenWidth:(b+1)*HiddenWidth], aB[b*HiddenWidth:(b+1)*HiddenWidth]
+			if done[b] {
+				continue
+			}
+			if !reluNarrow(hb, ab) {
+				dst[2*b], dst[2*b+1], _ = v.tail(l+1, s.h[:], ab, s)
+				batchLeaves.Add(1)
+				done[b] = true
+				clear(hb)
+			}
+		}
+	}
+	bl := v.b[len(v.b)-1]
+	for b := 0; b < items; b++ {
+		if !done[b] {
+			s0, s1 := vecmath.DotI64x2(hB[b*HiddenWidth:(b+1)*HiddenWidth], v.out[0], v.out[1])
+			dst[2*b], dst[2*b+1] = bl[0]+s0, bl[1]+s1
+		}
+	}
+}
+
 // logits is IntModel.logits on the vector kernels. wide reports whether
 // some layer's activations did not fit int32 and ran on int64 (for tests).
 func (v *intVec) logits(x []int32, s *vecScratch) (o0, o1 int64, wide bool) {
 	h := s.h[:]
 	var h64 []int64 // the activations when they do not fit int32, else nil
-	if v.w0p != nil && packDigits(x, s.xp[:]) {
-		copy(h, v.b0)
-		vecmath.DotPairs16ReLU(h, v.w0p, s.xp[:])
-	} else {
-		acc := s.acc[:]
-		copy(acc, v.b[0])
-		vecmath.MulAccI64(acc, v.w0, x[:NumInputs])
-		if !reluNarrow(h, acc) {
-			h64 = acc
-		}
+	if !v.first(x, s, h, s.acc[:]) {
+		h64 = s.acc[:]
 	}
-	for l, w := range v.hid {
+	return v.tail(0, h, h64, s)
+}
+
+// tail runs the hidden layers from l0 and the output layer on the int32
+// activations h or, when h64 is not nil, the int64 ones h64 (s.acc or
+// memory outside s).
+func (v *intVec) tail(l0 int, h []int32, h64 []int64, s *vecScratch) (o0, o1 int64, wide bool) {
+	for l := l0; l < len(v.hid); l++ {
 		acc := s.acc[:]
 		if h64 != nil && &h64[0] == &acc[0] {
 			acc = s.acc2[:]
 		}
 		copy(acc, v.b[l+1])
 		if h64 == nil {
-			vecmath.MulAccPacked(acc, v.hidP[l], h)
+			v.hiddenLayer(l, acc, h, 1, s)
 		} else {
 			wide = true
-			vecmath.MulAccWide(acc, w, h64)
+			vecmath.MulAccWide(acc, v.hid[l], h64)
 		}
 		h64 = nil
 		if !reluNarrow(h, acc) {

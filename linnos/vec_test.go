@@ -76,13 +76,17 @@ func scalarLogits(m *IntModel, v []int32) []int64 {
 }
 
 // checkVecMatchesScalar wants Logits, PredictBatch and Predict at every
-// vecmath level to equal the scalar engine bit for bit.
+// vecmath level, with the hidden layers of 1, 2 and 4 vectors run together,
+// to equal the scalar engine bit for bit.
 func checkVecMatchesScalar(t testing.TB, m *IntModel, v []int32) {
 	t.Helper()
 	want := scalarLogits(m, v)
 	n := len(v) / NumInputs
 	defer vecmath.SetLevel(vecmath.Detected())
-	for _, l := range vecmath.Supported() {
+	defer func(hb int) { hiddenBatch = hb }(hiddenBatch)
+	for _, lb := range levelBatches() {
+		l := lb.level
+		hiddenBatch = lb.batch
 		if _, err := vecmath.SetLevel(l); err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +97,7 @@ func checkVecMatchesScalar(t testing.TB, m *IntModel, v []int32) {
 		if !slices.Equal(got, want) {
 			for i := range got {
 				if got[i] != want[i] {
-					t.Fatalf("level %v: vector %d output %d: vector engine %d, scalar %d", l, i/2, i%2, got[i], want[i])
+					t.Fatalf("level %v batch %d: vector %d output %d: vector engine %d, scalar %d", l, hiddenBatch, i/2, i%2, got[i], want[i])
 				}
 			}
 		}
@@ -108,10 +112,26 @@ func checkVecMatchesScalar(t testing.TB, m *IntModel, v []int32) {
 		for i := range n {
 			slow := want[2*i] < want[2*i+1]
 			if decisions[i] != slow || (classes[i] == 1) != slow {
-				t.Fatalf("level %v: vector %d: class %d, decision %v, scalar says slow=%v", l, i, classes[i], decisions[i], slow)
+				t.Fatalf("level %v batch %d: vector %d: class %d, decision %v, scalar says slow=%v", l, hiddenBatch, i, classes[i], decisions[i], slow)
 			}
 		}
 	}
+}
+
+type levelBatch struct {
+	level vecmath.Level
+	batch int
+}
+
+// levelBatches is every vecmath level with hiddenBatch 1, 2 and 4.
+func levelBatches() []levelBatch {
+	var lbs []levelBatch
+	for _, l := range vecmath.Supported() {
+		for _, b := range []int{1, 2, maxHiddenBatch} {
+			lbs = append(lbs, levelBatch{l, b})
+		}
+	}
+	return lbs
 }
 
 // TestVecEngineMatchesScalar covers every path of the vector engine: the
@@ -136,6 +156,9 @@ func TestVecEngineMatchesScalar(t *testing.T) {
 		// Both outcomes of the per-layer int32 check must have been seen.
 		if narrow == 0 || wide == 0 {
 			t.Errorf("vector engine ran %d vectors on int32 activations and %d with int64 ones; want both > 0", narrow, wide)
+		}
+		if batchLeaves.Load() == 0 {
+			t.Error("no vector left a group of hidden-layer vectors for the int64 path")
 		}
 	}()
 	for _, c := range cases {

@@ -1323,6 +1323,104 @@ func mulCompress2F32() {
 	p("")
 }
 
+// mulAccIdx emits
+//
+//	func mulAccIdx<B>AVX512(acc *int64, w *int32, idx *int32, hv *int32, cnt, blocks, rowBytes, accStride int)
+//
+// MulAccPackedIdx for B items: for each listed row k = idx[j] (j < cnt) the
+// packed weight row at w + k*rowBytes is read once, 16 outputs at a time
+// (VPMULDQ of the block for the first eight, of the block shifted by 32
+// bits for the last eight, as mulAccP), and multiplied with every item's
+// value hv[j*B+b] broadcast, into item b's int64 accumulators at
+// acc + b*accStride. Groups of G blocks (G*B*2 accumulators in registers)
+// make one pass over the list each.
+func mulAccIdx(items int) {
+	name := fmt.Sprintf("mulAccIdx%dAVX512", items)
+	G := 16 / (2 * items) // 8, 4, 2
+	p("// func %s(acc *int64, w *int32, idx *int32, hv *int32, cnt, blocks, rowBytes, accStride int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("\tMOVQ acc+0(FP), DI")
+	p("\tMOVQ w+8(FP), SI")
+	p("\tMOVQ blocks+40(FP), CX")
+	p("\tMOVQ rowBytes+48(FP), R8")
+	p("\tMOVQ accStride+56(FP), R9")
+	// item b's accumulators: (DI), (DI)(R9*1), (DI)(R9*2), (R13)(R9*1)
+	addr := func(b, off int) string {
+		switch b {
+		case 0:
+			return fmt.Sprintf("%d(DI)", off)
+		case 1:
+			return fmt.Sprintf("%d(DI)(R9*1)", off)
+		case 2:
+			return fmt.Sprintf("%d(DI)(R9*2)", off)
+		}
+		return fmt.Sprintf("%d(R13)(R9*1)", off)
+	}
+	for _, g := range []int{G, 1} {
+		lbl := fmt.Sprintf("%sg%d", name, g)
+		p("%s:", lbl)
+		p("\tCMPQ CX, $%d", g)
+		if g == 1 {
+			p("\tJB %sdone", name)
+		} else {
+			p("\tJB %sg1", name)
+		}
+		p("\tLEAQ (DI)(R9*2), R13")
+		accReg := func(b, blk, part int) string { return fmt.Sprintf("Z%d", (b*g+blk)*2+part) }
+		for b := 0; b < items; b++ {
+			for blk := 0; blk < g; blk++ {
+				for part := 0; part < 2; part++ {
+					p("\tVMOVDQU64 %s, %s", addr(b, 128*blk+64*part), accReg(b, blk, part))
+				}
+			}
+		}
+		p("\tMOVQ idx+16(FP), R10")
+		p("\tMOVQ hv+24(FP), R11")
+		p("\tMOVQ cnt+32(FP), R12")
+		p("\tTESTQ R12, R12")
+		p("\tJZ %sstore", lbl)
+		p("%sloop:", lbl)
+		p("\tMOVLQZX (R10), AX")
+		p("\tIMULQ R8, AX")
+		p("\tADDQ SI, AX")
+		for b := 0; b < items; b++ {
+			p("\tVPBROADCASTD %d(R11), Z%d", 4*b, 16+b)
+		}
+		for blk := 0; blk < g; blk++ {
+			p("\tVMOVDQU32 %d(AX), Z20", 64*blk)
+			p("\tVPSHUFD $0xb1, Z20, Z21") // odd dwords to the even places (port 5, not 0 as a shift)
+			for b := 0; b < items; b++ {
+				t := fmt.Sprintf("Z%d", 22+b%2*2)
+				u := fmt.Sprintf("Z%d", 23+b%2*2)
+				p("\tVPMULDQ Z20, Z%d, %s", 16+b, t)
+				p("\tVPADDQ %s, %s, %s", t, accReg(b, blk, 0), accReg(b, blk, 0))
+				p("\tVPMULDQ Z21, Z%d, %s", 16+b, u)
+				p("\tVPADDQ %s, %s, %s", u, accReg(b, blk, 1), accReg(b, blk, 1))
+			}
+		}
+		p("\tADDQ $4, R10")
+		p("\tADDQ $%d, R11", 4*items)
+		p("\tDECQ R12")
+		p("\tJNZ %sloop", lbl)
+		p("%sstore:", lbl)
+		for b := 0; b < items; b++ {
+			for blk := 0; blk < g; blk++ {
+				for part := 0; part < 2; part++ {
+					p("\tVMOVDQU64 %s, %s", accReg(b, blk, part), addr(b, 128*blk+64*part))
+				}
+			}
+		}
+		p("\tADDQ $%d, DI", 128*g)
+		p("\tADDQ $%d, SI", 64*g)
+		p("\tSUBQ $%d, CX", g)
+		p("\tJMP %s", lbl)
+	}
+	p("%sdone:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
 // mulAccP emits
 //
 //	func mulAccP<name>(acc *int64, w *int32, x *int32, blocks, stride, n int)
@@ -1446,6 +1544,9 @@ func main() {
 	}
 	net8()
 	mulCompress2F32()
+	for _, items := range []int{1, 2, 4} {
+		mulAccIdx(items)
+	}
 	net8Lanes(avx2)
 	net8Lanes(avx512)
 	if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {

@@ -98,6 +98,35 @@ func mulCompress2F32Vec(l Level, x, w0, w1, d0, d1 []float32) (covered, n int) {
 }
 
 //go:noescape
+func mulAccIdx1AVX512(acc *int64, w *int32, idx *int32, hv *int32, cnt, blocks, rowBytes, accStride int)
+
+//go:noescape
+func mulAccIdx2AVX512(acc *int64, w *int32, idx *int32, hv *int32, cnt, blocks, rowBytes, accStride int)
+
+//go:noescape
+func mulAccIdx4AVX512(acc *int64, w *int32, idx *int32, hv *int32, cnt, blocks, rowBytes, accStride int)
+
+// mulAccIdxVec runs the kernel for items (1, 2 or 4) on the first
+// outputs of n (a multiple of 16) and reports whether it ran.
+func mulAccIdxVec(l Level, acc []int64, w, idx, hv []int32, items, n int) bool {
+	if l < AVX512 || n < 16 || n%16 != 0 || len(idx) == 0 {
+		return false
+	}
+	a, wp, ip, hp := unsafe.SliceData(acc), unsafe.SliceData(w), unsafe.SliceData(idx), unsafe.SliceData(hv)
+	switch items {
+	case 1:
+		mulAccIdx1AVX512(a, wp, ip, hp, len(idx), n/16, 4*n, 8*n)
+	case 2:
+		mulAccIdx2AVX512(a, wp, ip, hp, len(idx), n/16, 4*n, 8*n)
+	case 4:
+		mulAccIdx4AVX512(a, wp, ip, hp, len(idx), n/16, 4*n, 8*n)
+	default:
+		return false
+	}
+	return true
+}
+
+//go:noescape
 func reluF32AVX2(y *float32, blocks int)
 
 //go:noescape

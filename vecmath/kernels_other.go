@@ -35,3 +35,5 @@ func reluF32Vec(Level, []float32) int { return 0 }
 func mulCompress2F32Vec(Level, []float32, []float32, []float32, []float32, []float32) (int, int) {
 	return 0, 0
 }
+
+func mulAccIdxVec(Level, []int64, []int32, []int32, []int32, int, int) bool { return false }

@@ -410,3 +410,56 @@ func MulAccPacked(acc []int64, w, x []int32) {
 		}
 	}
 }
+
+// MulAccPackedIdx is MulAccPacked for several items over listed rows: with
+// n = len(acc)/items outputs and rows = len(w)/n packed rows (PackColsI32's
+// layout), for every item b < items, every j < len(idx) and o < n,
+//
+//	acc[b*n+o] += int64(hv[j*items+b]) * int64(w[idx[j]*n+PackedIndex(o, n)])
+//
+// exactly (int64 products of int32s, wrapping sums). The caller lists the
+// rows where some item's input is non-zero (the others add nothing), so a
+// listed row's weights are read once for all items. With AVX-512, items
+// of 1, 2 or 4 and n a multiple of 16 run in one pass over the list per
+// group of outputs. It panics on inconsistent lengths or a row index out
+// of range.
+func MulAccPackedIdx(acc []int64, w, idx, hv []int32, items int) {
+	if items < 1 || len(acc)%items != 0 || len(hv) != len(idx)*items {
+		panic(fmt.Sprintf("vecmath.MulAccPackedIdx: %d accumulators, %d values, %d rows for %d items", len(acc), len(hv), len(idx), items))
+	}
+	n := len(acc) / items
+	if n == 0 {
+		return
+	}
+	rows := len(w) / n
+	if len(w) != rows*n || (rows == 0 && len(idx) > 0) {
+		panic(fmt.Sprintf("vecmath.MulAccPackedIdx: %d weights for %d outputs", len(w), n))
+	}
+	var bad uint32
+	for _, k := range idx {
+		bad |= uint32(k) / uint32(rows) // non-zero when k < 0 or k >= rows
+	}
+	if bad != 0 {
+		panic(fmt.Sprintf("vecmath.MulAccPackedIdx: a row index outside [0, %d)", rows))
+	}
+	if mulAccIdxVec(Current(), acc, w, idx, hv, items, n) {
+		return
+	}
+	mulAccIdxScalar(acc, w, idx, hv, items, n)
+}
+
+func mulAccIdxScalar(acc []int64, w, idx, hv []int32, items, n int) {
+	for j, k := range idx {
+		row := w[int(k)*n : (int(k)+1)*n]
+		for b := 0; b < items; b++ {
+			xv := int64(hv[j*items+b])
+			if xv == 0 {
+				continue
+			}
+			a := acc[b*n : (b+1)*n]
+			for o := range a {
+				a[o] += xv * int64(row[PackedIndex(o, n)])
+			}
+		}
+	}
+}

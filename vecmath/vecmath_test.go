@@ -674,3 +674,88 @@ func FuzzDotSkip2F32(f *testing.F) {
 		checkDotSkip2F32(t, x, w0, w1, math.Float32frombits(d.u32()), math.Float32frombits(d.u32()))
 	})
 }
+
+// checkMulAccIdx wants MulAccPackedIdx at every level to equal the plain
+// definition (each item's sum over the listed rows of unpacked weights).
+func checkMulAccIdx(t testing.TB, acc0 []int64, w, idx, hv []int32, items int) {
+	n := len(acc0) / items
+	plain := make([]int32, len(w))
+	for k := 0; k < len(w)/max(n, 1); k++ {
+		for o := 0; o < n; o++ {
+			plain[k*n+o] = w[k*n+PackedIndex(o, n)]
+		}
+	}
+	want := slices.Clone(acc0)
+	for j, k := range idx {
+		for b := 0; b < items; b++ {
+			for o := 0; o < n; o++ {
+				want[b*n+o] += int64(hv[j*items+b]) * int64(plain[int(k)*n+o])
+			}
+		}
+	}
+	forEachLevel(t, func(l Level) {
+		got := slices.Clone(acc0)
+		MulAccPackedIdx(got, w, idx, hv, items)
+		if !slices.Equal(got, want) {
+			t.Fatalf("MulAccPackedIdx at %v (items %d, n %d, %d rows listed): differs", l, items, n, len(idx))
+		}
+	})
+}
+
+func TestMulAccPackedIdxMatchesScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(71, 72))
+	for range 200 {
+		items := []int{1, 2, 3, 4}[r.IntN(4)]
+		n := []int{0, 1, 15, 16, 32, 48, 64, 256}[r.IntN(8)]
+		rows := 1 + r.IntN(40)
+		w := make([]int32, n*rows)
+		for i := range w {
+			w[i] = i32(r)
+		}
+		w = PackColsI32(w, n)
+		idx := make([]int32, r.IntN(3*rows))
+		for j := range idx {
+			idx[j] = int32(r.IntN(rows))
+		}
+		hv := make([]int32, len(idx)*items)
+		for i := range hv {
+			if r.IntN(3) > 0 {
+				hv[i] = i32(r)
+			}
+		}
+		acc := make([]int64, n*items)
+		for i := range acc {
+			acc[i] = i64(r)
+		}
+		checkMulAccIdx(t, acc, w, idx, hv, items)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("row index out of range accepted")
+		}
+	}()
+	MulAccPackedIdx(make([]int64, 16), make([]int32, 32), []int32{2}, []int32{1}, 1)
+}
+
+func FuzzMulAccPackedIdx(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, n, k := fuzzShape(data)
+		items := 1 << (d.u32() % 3)
+		rows := max(k, 1)
+		w := make([]int32, n*rows)
+		fill(d, w)
+		w = PackColsI32(w, n)
+		idx := make([]int32, d.u32()%64)
+		for j := range idx {
+			idx[j] = int32(d.u32() % uint32(rows))
+		}
+		hv := make([]int32, len(idx)*items)
+		fill(d, hv)
+		acc := make([]int64, n*items)
+		fill(d, acc)
+		checkMulAccIdx(t, acc, w, idx, hv, items)
+	})
+}
