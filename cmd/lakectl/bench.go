@@ -52,6 +52,7 @@ type benchOpts struct {
 	duration    time.Duration
 	rounds      int
 	jitter      bool
+	jitterPin   bool
 }
 
 // Bench limits: keep a typo from pinning laked for hours.
@@ -100,6 +101,7 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.duration, "duration", 2*time.Second, "open loop: time per load level (and for the capacity run)")
 	fs.IntVar(&o.rounds, "rounds", 1, "closed loop: alternate the nop and predict phases this many times (medians printed)")
 	fs.BoolVar(&o.jitter, "jitter", true, "also measure the machine's own scheduling gaps (text output)")
+	fs.BoolVar(&o.jitterPin, "jitter-pin", false, "pin the jitter threads to CPUs 0 and 1")
 	if err := c.parseNoArgs(fs, args); err != nil {
 		return err
 	}
@@ -174,7 +176,7 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 		if o.jitter && !c.json {
 			// As long as the phases of this round took, two threads
 			// spinning as the caller and laked's reader do.
-			jit = append(jit, measureJitter(2, min(time.Duration(spun), 2*time.Second), false))
+			jit = append(jit, measureJitter(2, min(time.Duration(spun), 2*time.Second), o.jitterPin))
 		}
 	}
 	if o.model >= 0 {

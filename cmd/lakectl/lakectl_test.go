@@ -490,6 +490,8 @@ func TestBenchRounds(t *testing.T) {
 	hasLine(t, out, `^predict p50 \S+ = nop p50 \S+ \+ inference \S+ \+ \S+$`)
 	hasLine(t, out, `^caller slept for its completion \(spin ran out\) in \d+ of 600 measured calls$`)
 	hasLine(t, out, `^machine jitter \(same run, after each round\): 2 threads unpinned, \S+ each: gaps > 5µs \d+, > 25µs \d+ \(\d+/s\), > 100µs \d+, worst \S+, \d+\.\d\d% of the time lost; at \d+ requests/s gaps > 25µs alone would delay \d+\.\d\d% of requests \(a p99 <= 25µs needs < 1%\)$`)
+	out = f.ok(t, "bench", "--count", "50", "--warmup", "0", "--jitter-pin")
+	hasLine(t, out, `^machine jitter \(same run, after each round\): 2 threads pinned, `)
 	var res []benchResult
 	f.okJSON(t, &res, "bench", "--model", "2", "--count", "20", "--warmup", "0", "--rounds", "2")
 	if len(res) != 4 || res[0].Op != "nop" || res[1].Op != "predict" || res[2].Round != 2 || res[3].Round != 2 || res[3].ElapsedNs <= 0 {
