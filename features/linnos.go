@@ -25,14 +25,17 @@ import (
 // the history) with RecordCompletion; linnos.arrival records each read's
 // pending count at arrival, for observers (the vector does not use it).
 //
-// A completion record (LinnOSCompletion, 16 bytes) also carries two
+// A completion record (LinnOSCompletion, 24 bytes) also carries two
 // per-device counters that let a trainer rebuild, for every read, exactly
 // the vector it was predicted with: done_seq is the read's completion
 // ordinal on its device (1, 2, ...) and arrive_seq the done_seq of the
 // last read that had completed when this one arrived (0: none yet). The
 // read's history is then the reads with done_seq in
 // (arrive_seq-4, arrive_seq]. A producer that does not count writes 0 in
-// both (done_seq 0: not counted).
+// both (done_seq 0: not counted). stale says how many of those, oldest
+// first, had outlived the producer's history time-to-live at the read's
+// arrival and were read as zeros (the kernel's lake_linnos_hist_stale;
+// linnos.Extractor.Expire); 0 for producers without one.
 const (
 	LinnOSArrivalSchema    = "linnos.arrival"    // schema of arrivals: pending u32
 	LinnOSCompletionSchema = "linnos.completion" // schema of read completions: LinnOSCompletion
@@ -114,10 +117,11 @@ func ensureSchema(r *Registry, s Schema) (SchemaID, error) {
 }
 
 // linnosCompletionFields is the layout of a linnos.completion record:
-// four u32 at offsets 0, 4, 8, 12 (16 bytes).
+// five u32 at offsets 0, 4, 8, 12, 16 (24 bytes with the padding).
 var linnosCompletionFields = []Field{
 	{Name: "latency_us", Type: U32}, {Name: "pending", Type: U32},
 	{Name: "arrive_seq", Type: U32}, {Name: "done_seq", Type: U32},
+	{Name: "stale", Type: U32},
 }
 
 // LinnOSCompletion is one completed read of a device (a linnos.completion
@@ -127,29 +131,34 @@ type LinnOSCompletion struct {
 	Pending   uint32 // the device's pending count at the read's arrival, itself included
 	ArriveSeq uint32 // DoneSeq of the last read completed before this one arrived (0: none)
 	DoneSeq   uint32 // this read's completion ordinal on the device, from 1 (0: not counted)
+	Stale     uint32 // oldest history entries past the producer's time-to-live at arrival, read as zeros (0..4)
 }
 
-// LinnOSCompletionBytes is the size of an encoded LinnOSCompletion.
-const LinnOSCompletionBytes = 16
+// LinnOSCompletionBytes is the size of an encoded LinnOSCompletion (five
+// u32 and 4 bytes of zero padding: records are multiples of 8 bytes).
+const LinnOSCompletionBytes = 24
 
-// Encode writes c into b[:16], little-endian, in field order.
+// Encode writes c into b[:24], little-endian, in field order, then zeros.
 func (c LinnOSCompletion) Encode(b []byte) {
 	_ = b[LinnOSCompletionBytes-1]
 	binary.LittleEndian.PutUint32(b[0:], c.LatencyUs)
 	binary.LittleEndian.PutUint32(b[4:], c.Pending)
 	binary.LittleEndian.PutUint32(b[8:], c.ArriveSeq)
 	binary.LittleEndian.PutUint32(b[12:], c.DoneSeq)
+	binary.LittleEndian.PutUint32(b[16:], c.Stale)
+	binary.LittleEndian.PutUint32(b[20:], 0)
 }
 
 // DecodeLinnOSCompletion reads a record written by Encode (or by a kernel
-// producer); b must hold at least 16 bytes. Any bit pattern decodes: the
+// producer); b must hold at least 24 bytes. Any bit pattern decodes: the
 // values are the producer's, and a consumer checks them.
 func DecodeLinnOSCompletion(b []byte) (LinnOSCompletion, error) {
 	if len(b) < LinnOSCompletionBytes {
 		return LinnOSCompletion{}, fmt.Errorf("%w: linnos completion record of %d bytes, want %d", ErrWidth, len(b), LinnOSCompletionBytes)
 	}
 	le := binary.LittleEndian
-	return LinnOSCompletion{LatencyUs: le.Uint32(b[0:]), Pending: le.Uint32(b[4:]), ArriveSeq: le.Uint32(b[8:]), DoneSeq: le.Uint32(b[12:])}, nil
+	return LinnOSCompletion{LatencyUs: le.Uint32(b[0:]), Pending: le.Uint32(b[4:]), ArriveSeq: le.Uint32(b[8:]),
+		DoneSeq: le.Uint32(b[12:]), Stale: le.Uint32(b[16:])}, nil
 }
 
 // Arrivals returns the id of the arrival schema (field "pending", u32).

@@ -112,12 +112,15 @@ func TestLinnOSVector(t *testing.T) {
 }
 
 // TestLinnOSCompletionCodec round-trips a completion record and checks
-// its byte layout (the C producers write the same four u32).
+// its byte layout (the C producers write the same five u32 and padding).
 func TestLinnOSCompletionCodec(t *testing.T) {
-	c := LinnOSCompletion{LatencyUs: 0x01020304, Pending: 5, ArriveSeq: 0xfffffffe, DoneSeq: 7}
+	c := LinnOSCompletion{LatencyUs: 0x01020304, Pending: 5, ArriveSeq: 0xfffffffe, DoneSeq: 7, Stale: 3}
 	var b [LinnOSCompletionBytes]byte
+	for i := range b {
+		b[i] = 0xaa // the padding is written too
+	}
 	c.Encode(b[:])
-	want := []byte{4, 3, 2, 1, 5, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 7, 0, 0, 0}
+	want := []byte{4, 3, 2, 1, 5, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 7, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0}
 	if !slices.Equal(b[:], want) {
 		t.Fatalf("encoded %v, want %v", b, want)
 	}
@@ -125,7 +128,7 @@ func TestLinnOSCompletionCodec(t *testing.T) {
 	if err != nil || got != c {
 		t.Fatalf("decoded %+v, %v", got, err)
 	}
-	if _, err := DecodeLinnOSCompletion(b[:15]); !errors.Is(err, ErrWidth) {
+	if _, err := DecodeLinnOSCompletion(b[:23]); !errors.Is(err, ErrWidth) {
 		t.Fatalf("short record: %v", err)
 	}
 }

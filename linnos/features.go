@@ -113,6 +113,17 @@ func (e *Extractor) Complete(pendingAtArrival, latencyUs int) {
 	e.lat[HistoryLen-1] = latencyUs
 }
 
+// Expire forgets the history's stale oldest entries (0..HistoryLen; more
+// is all of them): they read as zeros, as on a device with no history.
+// This is what the kernel does with entries older than its history
+// time-to-live (lake_linnos_hist_stale in lakelib/include/lake_linnos.h),
+// which it records as features.LinnOSCompletion.Stale.
+func (e *Extractor) Expire(stale int) {
+	for i := 0; i < min(stale, HistoryLen); i++ {
+		e.pending[i], e.lat[i] = 0, 0
+	}
+}
+
 func clamp(v, max int) int {
 	if v < 0 {
 		return 0

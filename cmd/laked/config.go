@@ -67,6 +67,11 @@ type RetrainConfig struct {
 	// ThresholdUs is the slow threshold the models learn (0: found per
 	// training at the knee of the latency distribution).
 	ThresholdUs uint32 `mapstructure:"threshold_us" yaml:"threshold_us"`
+	// FalseSubmitCost weighs slow reads in the training loss (a slow read
+	// predicted fast costs this many fast reads predicted slow; 0: the
+	// trainer's default, linnos.TrainConfig). Slow reads are rare, and
+	// an unweighted model learns to call every read fast.
+	FalseSubmitCost float64 `mapstructure:"false_submit_cost" yaml:"false_submit_cost"`
 }
 
 // GPUConfig chooses the GPU and what laked uses it for.
@@ -207,6 +212,7 @@ var keys = []key{
 	{"retrain.linnos_devices", "", "retrain-linnos", `retrain LinnOS models from the kernel's records: "MAJOR:MINOR=MODEL_ID,..." (empty: off)`},
 	{"retrain.min_samples", 4000, "", ""},
 	{"retrain.threshold_us", uint32(0), "", ""},
+	{"retrain.false_submit_cost", float64(0), "", ""},
 	{"models.liteflow", "", "liteflow-snapshot", "LiteFlow snapshot to serve as model 3 and adapt online"},
 	{"models.liteflow_app", "aurora", "liteflow-app", "kernel LiteFlow app whose samples adapt model 3"},
 }
@@ -396,6 +402,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retrain.MinSamples < 200 || c.Retrain.MinSamples > 1<<24 {
 		return bad("retrain.min_samples", c.Retrain.MinSamples, "want 200..16777216")
+	}
+	if !(c.Retrain.FalseSubmitCost >= 0 && c.Retrain.FalseSubmitCost <= 1000) {
+		return bad("retrain.false_submit_cost", c.Retrain.FalseSubmitCost, "want 0..1000 (0: the trainer's default)")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

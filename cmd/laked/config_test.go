@@ -92,6 +92,8 @@ func TestConfigRejectsBadInput(t *testing.T) {
 		{name: "bad level", file: "log:\n  level: loud\n", want: "log.level"},
 		{name: "bad policy", file: "policy:\n  name: fastest\n", want: "policy.name"},
 		{name: "util over 100", file: "policy:\n  gpu_max_util_pct: 130\n", want: "policy.gpu_max_util_pct"},
+		{name: "negative false-submit cost", file: "retrain:\n  false_submit_cost: -1\n", want: "retrain.false_submit_cost"},
+		{name: "huge false-submit cost", env: []string{"LAKED_RETRAIN_FALSE_SUBMIT_COST=1e9"}, want: "retrain.false_submit_cost"},
 		{name: "bad yaml", file: "batch: [1, 2\n", want: "config file"},
 		{name: "unknown env", env: []string{"LAKED_BATCH_MAXSIZE=3"}, want: "LAKED_BATCH_MAXSIZE"},
 		{name: "bad env value", env: []string{"LAKED_MAX_CLIENTS=-4"}, want: "max_clients"},

@@ -102,7 +102,7 @@ func (d *daemon) startRetrain(reg *features.Registry) (func() admin.RetrainRespo
 	}
 	sort.Slice(devs, func(i, j int) bool { return devs[i] < devs[j] })
 	cfg := retrain.Config{Devices: devs, MinSamples: d.cfg.Retrain.MinSamples,
-		Window: max(20000, d.cfg.Retrain.MinSamples), Train: linnos.TrainConfig{ThresholdUs: float64(d.cfg.Retrain.ThresholdUs)}}
+		Window: max(20000, d.cfg.Retrain.MinSamples), Train: linnos.TrainConfig{ThresholdUs: float64(d.cfg.Retrain.ThresholdUs), FalseSubmitCost: d.cfg.Retrain.FalseSubmitCost}}
 	tr, err := retrain.New(reg, &modelInstaller{srv: d.srv, ids: ids}, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("config key retrain.linnos_devices: %w (is the kernel region, with lake_shm's LinnOS schemas, attached?)", err)

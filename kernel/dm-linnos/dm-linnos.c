@@ -36,6 +36,11 @@
  *                    guardrail; 0 = the model's training threshold (0)
  *   revoke_cap=N     at most N per mille of each window of 1024 reads are
  *                    revoked, 0..1000 (300)
+ *   hist_ttl_us=N    history time-to-live: a replica's history reads (the
+ *                    last 4 completed reads) that completed more than N us
+ *                    before a read arrives are read as zeros, as a device
+ *                    with no history has them, so that reads long ago do
+ *                    not drive a prediction; 0..60000000, 0 = none (1000000)
  *   acc_min=N        bypass the model (primary only) while its accuracy on
  *                    the last window of 256 checked reads is below N per
  *                    mille, 0..1000 (0 = never)
@@ -54,6 +59,12 @@
  * linnos.arrival and linnos.completion (features/linnos.go) keyed by the
  * replica's dev_t (MAJOR << 20 | MINOR), once laked has registered them.
  *
+ * The counters are also published once a second into the registry's
+ * statistics schemas stats.dm_linnos (key: the mapped device's number) and
+ * stats.dm_linnos_dev (key: each replica's number), lake_feat_create.h,
+ * which laked exports on /metrics (laked/kernelstats); "stats=1" in the
+ * status says the last publication succeeded.
+ *
  * Nothing here trusts laked: predictions other than 0 or 1 are counted
  * (laked_bad) and the fast path decides; model images are re-validated.
  */
@@ -61,6 +72,7 @@
 #include <linux/kernel.h>
 #include <linux/device-mapper.h>
 #include <linux/bio.h>
+#include <linux/blkdev.h>
 #include <linux/slab.h>
 #include <linux/mm.h>
 #include <linux/percpu.h>
@@ -85,6 +97,7 @@
 #define LN_REVOKE_WINDOW 1024
 #define LN_ACC_WINDOW 256
 #define LN_POLL_MS 1000
+#define LN_STATS_KEYS 64 /* targets (and replicas) the statistics schemas hold */
 
 enum ln_mode { LN_OFF, LN_FAST, LN_LAKED, LN_HEDGE, LN_NR_MODES };
 static const char *const ln_mode_names[LN_NR_MODES] = { "off", "fast", "laked", "hedge" };
@@ -134,7 +147,7 @@ struct ln_c {
 	struct mutex model_lock;
 
 	int mode;
-	u32 deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model;
+	u32 deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model, hist_ttl_us;
 
 	/* guardrails */
 	atomic_t win_reads, win_revokes;
@@ -145,6 +158,10 @@ struct ln_c {
 	/* feature registry handles (opened by the poll work) */
 	bool feat_ok;
 	struct lake_feat_khandle feat_arr, feat_comp;
+	/* statistics for laked's /metrics (the poll work publishes them) */
+	u64 stats_key;
+	struct lake_feat_khandle st_tgt, st_dev;
+	bool stats_ok; /* the last publication succeeded */
 
 	/* laked's measured answer time (EWMA, ns; a deadline miss counts as
 	 * twice the deadline) and a counter for probing a slow laked */
@@ -163,6 +180,7 @@ struct ln_io {
 	u64 start_ns;
 	u32 pending_at; /* pending on the replica it went to, at issue, itself included */
 	u32 arrive_seq; /* that replica's done_seq at issue */
+	u8 stale;       /* its history entries past hist_ttl_us at issue */
 	u8 replica;
 	u8 tried; /* bitmask of replicas tried */
 	s8 pred;  /* prediction for the replica it went to: -1 none, 0 fast, 1 slow */
@@ -182,6 +200,11 @@ static DEFINE_PER_CPU(s64[LAKE_LINNOS_SCRATCH], ln_scratch);
 
 /* ---- prediction ---- */
 
+static inline u64 ln_ttl_ns(struct ln_c *lc)
+{
+	return (u64)READ_ONCE(lc->hist_ttl_us) * NSEC_PER_USEC;
+}
+
 static void ln_features(struct ln_c *lc, unsigned int i, s32 *x)
 {
 	struct ln_replica *r = &lc->r[i];
@@ -191,8 +214,10 @@ static void ln_features(struct ln_c *lc, unsigned int i, s32 *x)
 	spin_lock_irqsave(&r->lock, flags);
 	h = r->hist;
 	spin_unlock_irqrestore(&r->lock, flags);
-	/* LinnOS counts the arriving read in the pending number */
-	lake_linnos_features(&h, (u32)atomic_read(&r->pending) + 1, x);
+	/* LinnOS counts the arriving read in the pending number; history
+	 * past the time-to-live reads as zeros */
+	lake_linnos_features_stale(&h, lake_linnos_hist_stale(&h, ktime_get_ns(), ln_ttl_ns(lc)),
+				   (u32)atomic_read(&r->pending) + 1, x);
 }
 
 /* ln_predict returns 1 slow, 0 fast, -1 no model for replica i. */
@@ -298,26 +323,52 @@ static void ln_record(struct ln_c *lc, struct lake_feat_khandle *h, u64 key, u32
 
 static void ln_read_endio(struct bio *clone);
 
-/* ln_issue_read sends a clone of the original read to replica i. Any
- * context (the map function, laked's completion, a work item). */
-static void ln_issue_read(struct ln_c *lc, struct bio *orig, unsigned int i)
+/* ln_clone returns a clone of orig for the target's replicas (device set
+ * by ln_issue_clone). Process context: it may sleep (GFP_NOIO), and from
+ * the bio set's mempool it cannot fail. */
+static struct bio *ln_clone(struct ln_c *lc, struct bio *orig)
+{
+	return bio_alloc_clone(lc->r[0].dev->bdev, orig, GFP_NOIO, &lc->bs);
+}
+
+/* ln_issue_clone sends clone (from ln_clone; NULL: made here, which may
+ * sleep) of the original read to replica i. With a clone it allocates
+ * nothing and does not sleep itself, so it runs in laked's completion
+ * context too. */
+static void ln_issue_clone(struct ln_c *lc, struct bio *orig, unsigned int i, struct bio *clone)
 {
 	struct ln_io *io = dm_per_bio_data(orig, sizeof(struct ln_io));
 	struct ln_replica *r = &lc->r[i];
-	struct bio *clone;
+	unsigned long flags;
+	u64 now;
 
-	clone = bio_alloc_clone(r->dev->bdev, orig, GFP_NOIO, &lc->bs);
+	if (!clone)
+		clone = ln_clone(lc, orig);
+	if (clone->bi_bdev != r->dev->bdev)
+		bio_set_dev(clone, r->dev->bdev);
 	clone->bi_iter.bi_sector = dm_target_offset(lc->ti, orig->bi_iter.bi_sector);
 	clone->bi_end_io = ln_read_endio;
 	clone->bi_private = orig;
 	io->replica = (u8)i;
 	io->tried |= 1u << i;
 	io->pending_at = (u32)atomic_inc_return(&r->pending);
-	io->arrive_seq = READ_ONCE(r->done_seq);
-	io->start_ns = ktime_get_ns();
+	now = ktime_get_ns();
+	/* the history the read arrives to, as linnos/retrain rebuilds it */
+	spin_lock_irqsave(&r->lock, flags);
+	io->arrive_seq = r->done_seq;
+	io->stale = (u8)lake_linnos_hist_stale(&r->hist, now, ln_ttl_ns(lc));
+	spin_unlock_irqrestore(&r->lock, flags);
+	io->start_ns = now;
 	atomic64_inc(&r->reads);
 	ln_record(lc, &lc->feat_arr, r->key, io->pending_at);
 	submit_bio_noacct(clone);
+}
+
+/* ln_issue_read sends a new clone of the original read to replica i.
+ * Process context (the map function, a work item). */
+static void ln_issue_read(struct ln_c *lc, struct bio *orig, unsigned int i)
+{
+	ln_issue_clone(lc, orig, i, NULL);
 }
 
 static void ln_check_accuracy(struct ln_c *lc, struct ln_io *io, u64 lat_us)
@@ -358,7 +409,8 @@ static void ln_read_endio(struct bio *clone)
 	struct ln_c *lc = io->lc;
 	struct ln_replica *r = &lc->r[io->replica];
 	blk_status_t st = clone->bi_status;
-	u64 lat_us = (ktime_get_ns() - io->start_ns) / 1000;
+	u64 now = ktime_get_ns();
+	u64 lat_us = (now - io->start_ns) / 1000;
 	struct lake_feat_linnos_completion comp;
 	unsigned long flags;
 
@@ -380,12 +432,14 @@ static void ln_read_endio(struct bio *clone)
 		return;
 	}
 	spin_lock_irqsave(&r->lock, flags);
-	lake_linnos_hist_complete(&r->hist, io->pending_at, (u32)min_t(u64, lat_us, U32_MAX));
+	lake_linnos_hist_complete_at(&r->hist, io->pending_at, (u32)min_t(u64, lat_us, U32_MAX), now);
 	comp.done_seq = ++r->done_seq;
 	spin_unlock_irqrestore(&r->lock, flags);
 	comp.latency_us = (u32)min_t(u64, lat_us, U32_MAX);
 	comp.pending = io->pending_at;
 	comp.arrive_seq = io->arrive_seq;
+	comp.stale = io->stale;
+	comp.zero = 0;
 	if (READ_ONCE(lc->feat_ok) && lake_feat_krecord(&lc->feat_comp, r->key, &comp, sizeof(comp)))
 		cnt(lc, C_FEAT_LOST);
 	if (!io->failed_over)
@@ -425,6 +479,9 @@ struct ln_lk {
 	atomic_t decided; /* 0 waiting; set once by the done callback or the timer */
 	struct ln_c *lc;  /* valid while the decision is not made */
 	struct bio *orig;
+	/* the clone the decision issues, made before the predict: laked's
+	 * completion context must not allocate (it may not sleep for long) */
+	struct bio *clone;
 	struct hrtimer timer;
 	struct work_struct work;
 	unsigned int nr;
@@ -449,7 +506,7 @@ static void ln_lk_work(struct work_struct *w)
 
 	hrtimer_cancel(&lk->timer); /* the callback that queued us has returned */
 	i = ln_fast_decide(lk->lc, &io->pred);
-	ln_issue_read(lk->lc, lk->orig, i);
+	ln_issue_clone(lk->lc, lk->orig, i, lk->clone);
 	ln_lk_put(lk);
 }
 
@@ -513,7 +570,7 @@ static void ln_lk_done(void *arg, int err, const struct lake_predict_result *res
 		i = ln_choose(lc, slow, &io->pred);
 		io->pred = -1; /* laked's model: the accuracy check is for the kernel's */
 	}
-	ln_issue_read(lc, lk->orig, i);
+	ln_issue_clone(lc, lk->orig, i, lk->clone);
 	/* the decision's reference and the callback's */
 	ln_lk_put(lk);
 	ln_lk_put(lk);
@@ -551,6 +608,7 @@ static bool ln_laked_read(struct ln_c *lc, struct bio *orig)
 	lk->start_ns = ktime_get_ns();
 	lk->lc = lc;
 	lk->orig = orig;
+	lk->clone = ln_clone(lc, orig); /* the map function's context may sleep */
 	lk->nr = lc->nr;
 	INIT_WORK(&lk->work, ln_lk_work);
 	hrtimer_init(&lk->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
@@ -571,6 +629,7 @@ static bool ln_laked_read(struct ln_c *lc, struct bio *orig)
 		if (atomic_cmpxchg(&lk->decided, 0, 1) == 0) {
 			cnt(lc, C_FALLBACKS);
 			hrtimer_cancel(&lk->timer);
+			bio_put(lk->clone);
 			kfree(lk);
 			module_put(THIS_MODULE);
 			return false;
@@ -633,13 +692,14 @@ static void ln_hcopy_endio(struct bio *b)
 	struct ln_hedge *h = hc->h;
 	struct ln_c *lc = h->lc;
 	struct ln_replica *r = &lc->r[hc->replica];
-	u64 lat_us = (ktime_get_ns() - hc->start_ns) / 1000;
+	u64 now = ktime_get_ns();
+	u64 lat_us = (now - hc->start_ns) / 1000;
 	unsigned long flags;
 
 	atomic_dec(&r->pending);
 	if (!b->bi_status) {
 		spin_lock_irqsave(&r->lock, flags);
-		lake_linnos_hist_complete(&r->hist, hc->pending_at, (u32)min_t(u64, lat_us, U32_MAX));
+		lake_linnos_hist_complete_at(&r->hist, hc->pending_at, (u32)min_t(u64, lat_us, U32_MAX), now);
 		spin_unlock_irqrestore(&r->lock, flags);
 	} else {
 		atomic64_inc(&r->errors);
@@ -997,8 +1057,81 @@ static int ln_install(struct ln_c *lc, unsigned int mask, u32 id)
 	return err;
 }
 
+/*
+ * ln_stats_open finds (or registers) the statistics schemas; the handles
+ * are re-opened on every publication, so a registry laked left corrupt and
+ * the kernel re-created is followed within one poll.
+ */
+static bool ln_stats_open(struct ln_c *lc)
+{
+	struct lake_feat_view v;
+	void *mem;
+	u64 size;
+
+	if (lake_feat_kopen(LAKE_FEAT_DM_LINNOS_STATS, &lc->st_tgt) ||
+	    lake_feat_kopen(LAKE_FEAT_DM_LINNOS_DEV_STATS, &lc->st_dev)) {
+		mem = lake_shm_features(&size);
+		/* registering writes only inside the area: lake_feat_register
+		 * bounds every offset by the geometry attach validated */
+		if (!mem || lake_feat_attach(&v, mem, size) ||
+		    lake_feat_register_dm_linnos_stats(&v, LN_STATS_KEYS, LAKE_FEAT_KERNEL_OWNER) ||
+		    lake_feat_kopen(LAKE_FEAT_DM_LINNOS_STATS, &lc->st_tgt) ||
+		    lake_feat_kopen(LAKE_FEAT_DM_LINNOS_DEV_STATS, &lc->st_dev))
+			return false;
+	}
+	/* a schema of that name with another layout is not ours to fill */
+	return lake_feat_krecord_size(&lc->st_tgt) == sizeof(struct lake_feat_dm_linnos_stats) &&
+	       lake_feat_krecord_size(&lc->st_dev) == sizeof(struct lake_feat_dm_linnos_dev_stats);
+}
+
+/* ln_stats_publish records the counters once (process context, model_lock
+ * held): laked exports the newest record of each key on /metrics. */
+static void ln_stats_publish(struct ln_c *lc)
+{
+	struct lake_feat_dm_linnos_stats st;
+	unsigned int i;
+	bool ok;
+
+	ok = lake_shm_attached() && ln_stats_open(lc);
+	if (ok) {
+		memset(&st, 0, sizeof(st));
+		st.reads = atomic64_read(&lc->c[C_READS]);
+		st.predictions = atomic64_read(&lc->c[C_PREDICTIONS]);
+		st.revokes = atomic64_read(&lc->c[C_REVOKES]);
+		st.capped = atomic64_read(&lc->c[C_CAPPED]);
+		st.bypassed = atomic64_read(&lc->c[C_BYPASSED]);
+		st.all_slow = atomic64_read(&lc->c[C_ALL_SLOW]);
+		st.fallbacks = atomic64_read(&lc->c[C_FALLBACKS]);
+		st.deadline_miss = atomic64_read(&lc->c[C_DEADLINE_MISS]);
+		st.laked_ok = atomic64_read(&lc->c[C_LAKED_OK]);
+		st.laked_err = atomic64_read(&lc->c[C_LAKED_ERR]);
+		st.laked_bad = atomic64_read(&lc->c[C_LAKED_BAD]);
+		st.read_errors = atomic64_read(&lc->c[C_READ_ERRORS]);
+		st.write_errors = atomic64_read(&lc->c[C_WRITE_ERRORS]);
+		st.failovers = atomic64_read(&lc->c[C_FAILOVERS]);
+		st.accuracy = READ_ONCE(lc->acc_last);
+		st.bypass = READ_ONCE(lc->bypass) ? 1 : 0;
+		ok = !lake_feat_krecord(&lc->st_tgt, lc->stats_key, &st, sizeof(st));
+	}
+	for (i = 0; ok && i < lc->nr; i++) {
+		struct ln_replica *r = &lc->r[i];
+		struct lake_feat_dm_linnos_dev_stats d;
+		struct ln_model *m = rcu_dereference_protected(r->model, lockdep_is_held(&lc->model_lock));
+
+		memset(&d, 0, sizeof(d));
+		d.reads = atomic64_read(&r->reads);
+		d.errors = atomic64_read(&r->errors);
+		d.version = m ? m->version : 0;
+		d.pending = (u32)atomic_read(&r->pending);
+		d.model = m ? m->id : 0;
+		ok = !lake_feat_krecord(&lc->st_dev, r->key, &d, sizeof(d));
+	}
+	WRITE_ONCE(lc->stats_ok, ok);
+}
+
 /* the poll work: re-fetch models whose laked version changed, open the
- * feature registry schemas once laked has registered them */
+ * feature registry schemas once laked has registered them, publish the
+ * statistics */
 static void ln_poll(struct work_struct *w)
 {
 	struct ln_c *lc = container_of(to_delayed_work(w), struct ln_c, poll);
@@ -1030,6 +1163,7 @@ static void ln_poll(struct work_struct *w)
 		if (m)
 			ln_set_model(lc, i, m);
 	}
+	ln_stats_publish(lc);
 	mutex_unlock(&lc->model_lock);
 	queue_delayed_work(lc->wq, &lc->poll, msecs_to_jiffies(LN_POLL_MS));
 }
@@ -1049,6 +1183,7 @@ static int ln_set_option(struct ln_c *lc, const char *key, const char *val, char
 		{ "revoke_cap", offsetof(struct ln_c, revoke_cap), 0, 1000 },
 		{ "acc_min", offsetof(struct ln_c, acc_min), 0, 1000 },
 		{ "laked_model", offsetof(struct ln_c, laked_model), 1, U32_MAX },
+		{ "hist_ttl_us", offsetof(struct ln_c, hist_ttl_us), 0, 60000000 },
 	};
 	unsigned int i;
 	u32 v;
@@ -1075,7 +1210,7 @@ static int ln_set_option(struct ln_c *lc, const char *key, const char *val, char
 			WRITE_ONCE(lc->bypass, false);
 		return 0;
 	}
-	*error = "linnos: unknown option (mode, deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model)";
+	*error = "linnos: unknown option (mode, deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model, hist_ttl_us)";
 	return -EINVAL;
 }
 
@@ -1112,6 +1247,7 @@ static int ln_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	lc->hedge_us = 2000;
 	lc->revoke_cap = 300;
 	lc->laked_model = 1;
+	lc->hist_ttl_us = 1000000;
 	lc->acc_last = -1;
 	mutex_init(&lc->model_lock);
 	spin_lock_init(&lc->retry_lock);
@@ -1144,6 +1280,10 @@ static int ln_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r->key = r->dev->bdev->bd_dev; /* MAJOR << 20 | MINOR, what laked's retrain.linnos_devices names */
 		spin_lock_init(&r->lock);
 	}
+	/* the statistics key: the mapped device's number (a target that does
+	 * not start at sector 0 adds its start, capped, in the high half) */
+	lc->stats_key = disk_devt(dm_disk(dm_table_get_md(ti->table))) |
+			((u64)min_t(sector_t, ti->begin, U32_MAX) << 32);
 	err = bioset_init(&lc->bs, BIO_POOL_SIZE, 0, BIOSET_NEED_BVECS);
 	if (err) {
 		ti->error = "linnos: cannot create the bio set";
@@ -1231,7 +1371,7 @@ static int ln_message(struct dm_target *ti, unsigned int argc, char **argv, char
 			DMWARN("%s", error);
 		return err;
 	}
-	DMWARN("unknown message (mode, deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model, model, reset)");
+	DMWARN("unknown message (mode, deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model, hist_ttl_us, model, reset)");
 	return -EINVAL;
 }
 
@@ -1258,14 +1398,14 @@ static void ln_status(struct dm_target *ti, status_type_t type, unsigned int sta
 			       m ? m->id : 0, m ? (unsigned long long)m->version : 0ull, m ? (int)m->m->extra : -1);
 		}
 		rcu_read_unlock();
-		DMEMIT(" features=%d", READ_ONCE(lc->feat_ok) ? 1 : 0);
+		DMEMIT(" features=%d stats=%d", READ_ONCE(lc->feat_ok) ? 1 : 0, READ_ONCE(lc->stats_ok) ? 1 : 0);
 		break;
 	case STATUSTYPE_TABLE:
 		for (i = 0; i < lc->nr; i++)
 			DMEMIT("%s ", lc->r[i].dev->name);
-		DMEMIT("mode=%s deadline_us=%u hedge_us=%u slow_us=%u revoke_cap=%u acc_min=%u laked_model=%u",
+		DMEMIT("mode=%s deadline_us=%u hedge_us=%u slow_us=%u revoke_cap=%u acc_min=%u laked_model=%u hist_ttl_us=%u",
 		       ln_mode_names[READ_ONCE(lc->mode)], lc->deadline_us, lc->hedge_us, lc->slow_us, lc->revoke_cap,
-		       lc->acc_min, lc->laked_model);
+		       lc->acc_min, lc->laked_model, lc->hist_ttl_us);
 		break;
 	case STATUSTYPE_IMA:
 		*result = '\0';

@@ -54,9 +54,6 @@ static unsigned int linnos_devices = 64;
 module_param(linnos_devices, uint, 0444);
 MODULE_PARM_DESC(linnos_devices, "devices the LinnOS feature schemas hold (1..4096)");
 
-/* the registration lock owner the kernel writes (no process has this pid) */
-#define LAKE_FEAT_KERNEL_OWNER 0x7fffffffu
-
 /* one pending submission */
 struct lake_pending {
 	u64 tag; /* 0: free */

@@ -24,8 +24,8 @@
 
 RT=${DM_RT:-20}
 RATE=${DM_RATE:-500}
-PERIOD_MS=5000
-BUSY_MS=500
+PERIOD_MS=12000
+BUSY_MS=3000
 SECTORS=65536
 export DM_DISABLE_UDEV=1
 DMS="dmsetup --noudevsync"
@@ -37,6 +37,10 @@ dm_check() { # name ok|FAIL detail
 
 dm_status() { # mode
 	echo "LAKEVM: DM-STATUS $1 $($DMS status ln 2>&1)"
+}
+
+dm_stalls() { # mode: the stall targets' counters (cumulative)
+	echo "LAKEVM: DM-STALLS $1 s0: $($DMS status s0 2>&1 | cut -d' ' -f4-) s1: $($DMS status s1 2>&1 | cut -d' ' -f4-)"
 }
 
 dm_fio() { # mode device [runtime]
@@ -76,19 +80,43 @@ dm_mode() { # mode
 	$DMS message ln 0 mode "$1" || fail "dmsetup message mode $1"
 	dm_fio "$1" /dev/mapper/ln
 	dm_status "$1"
+	dm_stalls "$1"
+}
+
+dm_version() { # the version of the primary's model in the target
+	$DMS status ln | tr ' ' '\n' | sed -n 's/^r0=.*,version=\([0-9]*\),.*/\1/p'
+}
+
+dm_devkey() { # dm device: its number as the kernel keys it (MAJOR << 20 | MINOR)
+	mm=$($DMS info -c --noheadings -o major,minor "$1" | tr -d ' ')
+	echo $(((${mm%%:*} << 20) | ${mm##*:}))
+}
+
+dm_metrics() { # mode: the target's statistics on laked's /metrics, then its status
+	# the target publishes them once a second: wait for one after the
+	# run's last read, so both show the same counters
+	sleep 2.5
+	echo "LAKEVM: DM-STATKEY $1 ln=$(dm_devkey ln) r0=$(dm_devkey s0) r1=$(dm_devkey s1)"
+	wget -q -O - http://127.0.0.1:9477/metrics | grep '^lake_kernel_stat{' | sed "s/^/LAKEVM: DM-METRIC $1 /"
+	dm_status "$1-metrics"
 }
 
 echo "LAKEVM: phase dm-linnos"
-$LAKED >/tmp/laked1.log 2>&1 &
-LPID=$!
-wait_log 1 'lake_shm: laked attached' $LPID || return
-sleep 1
-insmod $M/lakelib.ko || { fail "insmod lakelib"; return; }
 for k in dm-mod brd; do
 	[ -e $M/kmod/$k.ko ] || { fail "$k.ko missing"; return; }
 done
 insmod $M/kmod/dm-mod.ko || { fail "insmod dm-mod"; return; }
 insmod $M/kmod/brd.ko rd_nr=2 rd_size=$((SECTORS / 2)) || { fail "insmod brd"; return; }
+# the laked restarted in step 3 retrains the primary's model (model 1,
+# which the target follows) on the reads the target records: s0, created
+# first below, is device-mapper minor 0. (Not the first laked: training
+# takes the VM's only CPU, which would disturb the timed runs.)
+DMMAJ=$(sed -n 's/^ *\([0-9]*\) device-mapper$/\1/p' /proc/devices)
+$LAKED >/tmp/laked1.log 2>&1 &
+LPID=$!
+wait_log 1 'lake_shm: laked attached' $LPID || return
+sleep 1
+insmod $M/lakelib.ko || { fail "insmod lakelib"; return; }
 insmod $M/dm-lake-stall.ko || { fail "insmod dm-lake-stall"; return; }
 insmod $M/dm-linnos.ko || { fail "insmod dm-linnos"; return; }
 mkdir -p /dev/mapper
@@ -112,10 +140,11 @@ fi
 
 $DMS create s0 --table "0 $SECTORS lake_stall /dev/ram0 $PERIOD_MS $BUSY_MS 1 0 2" || { fail "create s0"; return; }
 $DMS create s1 --table "0 $SECTORS lake_stall /dev/ram1 $PERIOD_MS $BUSY_MS 1 1 2" || { fail "create s1"; return; }
-$DMS create ln --table "0 $SECTORS linnos /dev/mapper/s0 /dev/mapper/s1 mode=off slow_us=20000 deadline_us=${DM_DEADLINE_US:-1000} hedge_us=3000 revoke_cap=800" ||
+$DMS create ln --table "0 $SECTORS linnos /dev/mapper/s0 /dev/mapper/s1 mode=off slow_us=200000 deadline_us=${DM_DEADLINE_US:-1000} hedge_us=3000 revoke_cap=1000" ||
 	{ fail "create ln"; return; }
 $DMS mknodes
 ls -l /dev/mapper
+[ "$(dm_devkey s0)" = $(((DMMAJ << 20) | 0)) ] || fail "s0 is not device-mapper minor 0 ($(dm_devkey s0)): laked retrains another device"
 
 # bad messages get an error and change nothing
 for m in "mode warp" "deadline_us -1" "model 7 1" "model all 0" "model all 99" "revoke_cap x" "frobnicate"; do
@@ -129,7 +158,9 @@ $DMS message ln 0 model all 1 || fail "installing laked model 1"
 dm_status install
 
 # 1. the primary alone (its writes go to ram0 only: ram1 is resynced below)
+dm_stalls before
 dm_fio primary /dev/mapper/s0
+dm_stalls primary
 $DMS message s0 0 stall off
 $DMS message s1 0 stall off
 dd if=/dev/ram0 of=/dev/ram1 bs=1M iflag=direct oflag=direct 2>/dev/null || fail "resync ram1"
@@ -140,7 +171,9 @@ $DMS message s1 0 stall on
 dm_mode off
 dm_mode hedge
 dm_mode fast
+dm_metrics fast
 dm_mode laked
+dm_metrics laked
 
 # 3. laked killed during a run: fio sees no error, the fast path takes
 # over, a restarted laked re-attaches and decides again
@@ -155,7 +188,8 @@ wait $LPID 2>/dev/null
 wait_log 1 'lake_shm: laked detached'
 dm_wait reads $(($(dm_counter reads) + 300))
 dm_status killed
-$LAKED >/tmp/laked2.log 2>&1 &
+LAKED_RETRAIN_LINNOS_DEVICES="$DMMAJ:0=1" LAKED_RETRAIN_MIN_SAMPLES=${DM_RETRAIN_MIN:-3000} \
+	LAKED_RETRAIN_THRESHOLD_US=200000 LAKED_RETRAIN_FALSE_SUBMIT_COST=50 $LAKED >/tmp/laked2.log 2>&1 &
 LPID=$!
 wait_log 2 'lake_shm: laked attached' $LPID
 dm_status restarted
@@ -165,7 +199,22 @@ dm_status laked-kill
 dm_fio after-restart /dev/mapper/ln 6
 dm_status after-restart
 
-# 4. hostile daemons: answers out of range (fakelaked -badpredict), then
+# 4. retraining on the target's own records: laked drains the primary's
+# read records, trains, checks accuracy and fidelity on the most recent
+# reads and replaces model 1; the target fetches the new version
+V0=$(dm_version)
+dm_status retrain-before
+$DMS message ln 0 mode off
+dm_fio retrain-run /dev/mapper/ln 12
+i=0
+while [ "$(dm_version)" = "$V0" ] && [ $i -lt 600 ]; do
+	i=$((i + 1))
+	sleep 0.2
+done
+grep 'LinnOS retraining' /tmp/laked2.log | sed 's/^/LAKEVM: DM-RETRAIN /'
+dm_status retrained
+
+# 5. hostile daemons: answers out of range (fakelaked -badpredict), then
 # no answers, lies about model sizes and a scribbled region (fakelaked
 # -evil); reads never fail or stall past the deadline, the bad answers are
 # counted, a lying model fetch is refused and the installed model stays
@@ -199,7 +248,7 @@ kill -KILL $LPID
 wait $LPID 2>/dev/null
 wait_log 4 'lake_shm: laked detached'
 
-# 5. every replica holds the same data
+# 6. every replica holds the same data
 $DMS message s0 0 stall off
 $DMS message s1 0 stall off
 $DMS remove ln || fail "remove ln"

@@ -37,19 +37,23 @@ func (r dmRow) counter(k string) int64 {
 // and checks it: bad table lines and messages refused, fio without errors
 // (its writer verifies what it wrote, through the steered reads) in every
 // mode, identical replicas afterwards, reads revoked by both LinnOS paths
-// and hedged in hedge mode, and laked killed mid-run: no fio error, the
-// fast path takes over, the restarted laked decides again. It logs the
-// table docs/EVALUATION.md records.
+// and hedged in hedge mode, laked killed mid-run: no fio error, the
+// fast path takes over, the restarted laked decides again; the target's
+// counters on laked's /metrics equal its dmsetup status; the restarted
+// laked retrains the primary's model on the target's records and the
+// target follows the new version. It logs the table docs/EVALUATION.md
+// records.
 //
 // The latency goals (LinnOS p99.9 below half the stalling primary's
 // alone, its average within 5% of it) are asserted only with
 // LAKE_VM_DM_STRICT=1: on the shared 2-core machine this was developed on
 // (load average ~20), TCG timings were dominated by host load and the
-// goals were met in one run and missed in others (docs/EVALUATION.md);
+// goals were met in one run and missed in others, and fio's rate limiting
+// lets a stall hold only a few reads in any mode (docs/EVALUATION.md);
 // without it the test logs the comparison and says it was not checked.
 func TestVMLinnOS(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: the dm-linnos VM test boots a kernel in qemu and runs fio (about 3 minutes)")
+		t.Skip("-short: the dm-linnos VM test boots a kernel in qemu and runs fio (about 6 minutes)")
 	}
 	if why := prerequisites(); why != "" {
 		t.Skip(why)
@@ -59,10 +63,10 @@ func TestVMLinnOS(t *testing.T) {
 			t.Skip(tool + " not found (deploy/setup-debian.sh installs fio and dmsetup)")
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "run.sh", t.TempDir())
-	cmd.Env = append(os.Environ(), "LAKE_VM_LAKED=laked", "LAKE_VM_PHASE=dm", "LAKE_VM_TIMEOUT=420")
+	cmd.Env = append(os.Environ(), "LAKE_VM_LAKED=laked", "LAKE_VM_PHASE=dm", "LAKE_VM_TIMEOUT=600")
 	cmd.WaitDelay = 10 * time.Second
 	start := time.Now()
 	outb, err := cmd.CombinedOutput()
@@ -246,6 +250,26 @@ func dmProblems(out string, strict bool) ([]dmRow, []string) {
 			bad("laked-kill: the restarted laked decided no read (laked_ok %d at restart, %d after the next run)", n(restarted, "laked_ok"), n(end, "laked_ok"))
 		}
 	}
+	// the guardrail and decision counters on laked's /metrics, as the
+	// target published them after the run, equal its dmsetup status
+	for _, mode := range []string{"fast", "laked"} {
+		probs = append(probs, dmMetricsProblems(out, mode, status[mode+"-metrics"])...)
+	}
+	// laked retrained the primary's model on the reads the target recorded,
+	// checked it on held-out reads and installed it: the target follows
+	// the new version
+	ver := func(m map[string]string) int64 {
+		_, v, _ := strings.Cut(m["r0"], ",version=")
+		v, _, _ = strings.Cut(v, ",")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	if vi, vr := ver(status["retrain-before"]), ver(status["retrained"]); vi < 1 || vr <= vi {
+		bad("retraining: the primary's model version went from %d to %d over the retraining run; want a retrained one", vi, vr)
+	}
+	if !regexp.MustCompile(`(?m)^LAKEVM: DM-RETRAIN .*"outcome":"installed"`).MatchString(out) {
+		bad("retraining: laked logged no installed retraining")
+	}
 	// hostile daemons: fio without errors, out-of-range answers counted
 	// and decided by the fast path, the installed model kept
 	for _, m := range []string{"hostile-answers", "hostile-evil"} {
@@ -261,6 +285,66 @@ func dmProblems(out string, strict bool) ([]dmRow, []string) {
 		bad("hostile-evil: no reads, no fallbacks, or the installed model was lost (%v)", h)
 	}
 	return rows, probs
+}
+
+var (
+	dmStatKeyRE = regexp.MustCompile(`(?m)^LAKEVM: DM-STATKEY (\S+) ln=(\d+) r0=(\d+) r1=(\d+)$`)
+	dmMetricRE  = regexp.MustCompile(`(?m)^LAKEVM: DM-METRIC (\S+) lake_kernel_stat\{field="([^"]+)",key="(\d+)",schema="([^"]+)"\} (\S+)$`)
+)
+
+// dmTargetStats are the fields of stats.dm_linnos (lake_feat_create.h),
+// named as the target's status names them.
+var dmTargetStats = []string{"reads", "predictions", "revokes", "capped", "bypassed", "all_slow", "fallbacks",
+	"deadline_miss", "laked_ok", "laked_err", "laked_bad", "read_errors", "write_errors", "failovers", "accuracy", "bypass"}
+
+// dmMetricsProblems compares what laked's /metrics showed after a mode's
+// run (DM-METRIC lines) with the target's status taken just after: every
+// counter of stats.dm_linnos under the target's key, and each replica's
+// reads, errors, model and version under its key.
+func dmMetricsProblems(out, mode string, st map[string]string) []string {
+	var probs []string
+	bad := func(format string, a ...any) { probs = append(probs, fmt.Sprintf(mode+" metrics: "+format, a...)) }
+	var keys []string
+	for _, m := range dmStatKeyRE.FindAllStringSubmatch(out, -1) {
+		if m[1] == mode {
+			keys = m[2:]
+		}
+	}
+	if keys == nil || st == nil {
+		bad("no statistics keys or no status after the run")
+		return probs
+	}
+	got := map[string]string{}
+	for _, m := range dmMetricRE.FindAllStringSubmatch(out, -1) {
+		if m[1] == mode {
+			got[m[4]+"/"+m[3]+"/"+m[2]] = m[5]
+		}
+	}
+	if st["stats"] != "1" {
+		bad("the target says its last publication failed (stats=%q)", st["stats"])
+	}
+	same := func(metric, want string) {
+		v, err := strconv.ParseFloat(got[metric], 64)
+		w, err2 := strconv.ParseFloat(want, 64)
+		if err != nil || err2 != nil || v != w {
+			bad("%s = %q on /metrics, %q in dmsetup status", metric, got[metric], want)
+		}
+	}
+	for _, f := range dmTargetStats {
+		same("stats.dm_linnos/"+keys[0]+"/"+f, st[f])
+	}
+	for i, key := range keys[1:] {
+		r := map[string]string{}
+		for _, kv := range strings.Split(st["r"+strconv.Itoa(i)], ",")[1:] {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				r[k] = v
+			}
+		}
+		for _, f := range []string{"reads", "errors", "model", "version", "pending"} {
+			same("stats.dm_linnos_dev/"+key+"/"+f, r[f])
+		}
+	}
+	return probs
 }
 
 // dmLatencyProblems compares the LinnOS rows with the primary alone: p99.9

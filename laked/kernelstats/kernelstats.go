@@ -48,6 +48,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		c.errors.Add(1) // the schemas before the bad entry are still listed
 	}
 	var w features.Window
+	// a registry that lists a name twice (a corrupt or hostile one) would
+	// make the same series twice, which fails the whole gather: the first
+	// wins, the others are counted
+	seen := map[[3]string]bool{}
 	for _, s := range schemas {
 		if s == nil || !strings.HasPrefix(s.Name(), Prefix) {
 			continue
@@ -76,6 +80,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 					name := f.Name
 					if f.Count > 1 {
 						name += "[" + strconv.Itoa(e) + "]"
+					}
+					if id := [3]string{s.Name(), key, name}; seen[id] {
+						c.errors.Add(1)
+						continue
+					} else {
+						seen[id] = true
 					}
 					ch <- prometheus.MustNewConstMetric(descStat, prometheus.GaugeValue, v, s.Name(), key, name)
 				}

@@ -13,13 +13,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lakeos/lake/features"
+	"github.com/lakeos/lake/laked/kernelstats"
 	"github.com/lakeos/lake/shm"
 )
 
@@ -222,6 +226,46 @@ func TestCFeatureRegistryReadByGo(t *testing.T) {
 	}
 	if info.RecordSize() != 24 {
 		t.Errorf("c.two record size = %d, want 24 (u8[3] then f64[2] at 8)", info.RecordSize())
+	}
+	// the dm-linnos statistics C recorded, as laked exports them: the
+	// newest target record (field k of the 14 counters = 1001+k), the
+	// replica's record, under the names of the target's dmsetup status
+	pr := prometheus.NewRegistry()
+	pr.MustRegister(kernelstats.New(reg))
+	mfs, err := pr.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			lv := map[string]string{}
+			for _, l := range m.GetLabel() {
+				lv[l.GetName()] = l.GetValue()
+			}
+			if mf.GetName() == "lake_kernel_stat" {
+				stats[lv["schema"]+"/"+lv["key"]+"/"+lv["field"]] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	tgt := "stats.dm_linnos/" + strconv.Itoa(253<<20|2) + "/"
+	for k, name := range []string{"reads", "predictions", "revokes", "capped", "bypassed", "all_slow", "fallbacks",
+		"deadline_miss", "laked_ok", "laked_err", "laked_bad", "read_errors", "write_errors", "failovers"} {
+		if v, ok := stats[tgt+name]; !ok || v != float64(1001+k) {
+			t.Errorf("%s%s = %v (exported %v), want %d", tgt, name, v, ok, 1001+k)
+		}
+	}
+	if stats[tgt+"accuracy"] != 937 || stats[tgt+"bypass"] != 1 {
+		t.Errorf("accuracy %v bypass %v, want 937 and 1", stats[tgt+"accuracy"], stats[tgt+"bypass"])
+	}
+	dev := "stats.dm_linnos_dev/" + strconv.Itoa(253<<20) + "/"
+	for name, want := range map[string]float64{"reads": 11, "errors": 2, "version": 5, "pending": 3, "model": 1} {
+		if stats[dev+name] != want {
+			t.Errorf("%s%s = %v, want %v", dev, name, stats[dev+name], want)
+		}
+	}
+	if n := len(stats); n != 16+5 {
+		t.Errorf("%d kernel statistics exported, want 21: %v", n, stats)
 	}
 }
 

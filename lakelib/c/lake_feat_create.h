@@ -22,6 +22,9 @@
 #define EEXIST 17
 #endif
 
+/* the registration lock owner kernel code uses (no process has this pid) */
+#define LAKE_FEAT_KERNEL_OWNER 0x7fffffffu
+
 /* struct lake_feat_config mirrors features.Config (zero: Go's default). */
 struct lake_feat_config {
 	uint32_t max_schemas;
@@ -219,27 +222,33 @@ out:
  * read's completion ordinal on the device (1, 2, ...; 0 = not counted)
  * and arrive_seq the done_seq of the last read completed when this one
  * arrived (0 = none), so a trainer can rebuild each read's input vector:
- * its history is the reads with done_seq in (arrive_seq-4, arrive_seq].
+ * its history is the reads with done_seq in (arrive_seq-4, arrive_seq],
+ * of which the oldest stale were read as zeros (past the history's
+ * time-to-live, lake_linnos_hist_stale).
  */
 struct lake_feat_linnos_completion {
 	uint32_t latency_us; /* 0 */
 	uint32_t pending;    /* 4 */
 	uint32_t arrive_seq; /* 8 */
 	uint32_t done_seq;   /* 12 */
+	uint32_t stale;      /* 16: oldest history entries past the TTL at arrival (lake_linnos_hist_stale) */
+	uint32_t zero;       /* 20: padding (records are multiples of 8 bytes), 0 */
 };
+_Static_assert(sizeof(struct lake_feat_linnos_completion) == 24, "linnos completion record");
 
 /* lake_feat_register_linnos registers the two LinnOS schemas
- * (linnos.arrival: field "pending" u32; linnos.completion: the four u32 of
+ * (linnos.arrival: field "pending" u32; linnos.completion: the five u32 of
  * struct lake_feat_linnos_completion; history 16 and 32) for up to max_devices
  * devices; an existing schema of the same name is accepted. */
 static inline int lake_feat_register_linnos(const struct lake_feat_view *v, uint32_t max_devices, uint32_t owner)
 {
 	static const struct lake_feat_field_def arr = { "pending", LAKE_FEAT_U32, 1 };
-	static const struct lake_feat_field_def comp[4] = {
+	static const struct lake_feat_field_def comp[5] = {
 		{ "latency_us", LAKE_FEAT_U32, 1 },
 		{ "pending", LAKE_FEAT_U32, 1 },
 		{ "arrive_seq", LAKE_FEAT_U32, 1 },
 		{ "done_seq", LAKE_FEAT_U32, 1 },
+		{ "stale", LAKE_FEAT_U32, 1 },
 	};
 	uint32_t id;
 	int rc;
@@ -247,7 +256,85 @@ static inline int lake_feat_register_linnos(const struct lake_feat_view *v, uint
 	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_ARRIVAL, &arr, 1, LAKE_FEAT_LINNOS_HISTORY, max_devices, owner, &id);
 	if (rc && rc != -EEXIST)
 		return rc;
-	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_COMPLETION, comp, 4, LAKE_FEAT_LINNOS_COMPLETION_HISTORY, max_devices, owner, &id);
+	rc = lake_feat_register(v, LAKE_FEAT_LINNOS_COMPLETION, comp, 5, LAKE_FEAT_LINNOS_COMPLETION_HISTORY, max_devices, owner, &id);
+	if (rc && rc != -EEXIST)
+		return rc;
+	return 0;
+}
+
+/*
+ * Kernel statistics of the dm-linnos target (shm/PROTOCOL.md, "Kernel
+ * statistics"; laked/kernelstats exports every field on /metrics as
+ * lake_kernel_stat{schema, key, field}). The target records, once a
+ * second, one stats.dm_linnos record keyed by its mapped device's number
+ * (MAJOR << 20 | MINOR) and one stats.dm_linnos_dev record per replica
+ * keyed by the replica's device number. Field names are the counter names
+ * of the target's `dmsetup status`, so the two can be compared.
+ */
+#define LAKE_FEAT_DM_LINNOS_STATS "stats.dm_linnos"
+#define LAKE_FEAT_DM_LINNOS_DEV_STATS "stats.dm_linnos_dev"
+#define LAKE_FEAT_DM_LINNOS_STATS_HISTORY 2u
+
+struct lake_feat_dm_linnos_stats {
+	uint64_t reads;         /* 0 */
+	uint64_t predictions;   /* 8 */
+	uint64_t revokes;       /* 16 */
+	uint64_t capped;        /* 24: revokes refused by the revoke cap */
+	uint64_t bypassed;      /* 32: revokes refused by the accuracy bypass */
+	uint64_t all_slow;      /* 40 */
+	uint64_t fallbacks;     /* 48: laked path decided by the fast path */
+	uint64_t deadline_miss; /* 56 */
+	uint64_t laked_ok;      /* 64 */
+	uint64_t laked_err;     /* 72 */
+	uint64_t laked_bad;     /* 80 */
+	uint64_t read_errors;   /* 88 */
+	uint64_t write_errors;  /* 96 */
+	uint64_t failovers;     /* 104 */
+	int32_t accuracy;       /* 112: per mille on the last window, -1 = none yet */
+	uint32_t bypass;        /* 116: 1 while the accuracy bypass is on */
+};
+
+struct lake_feat_dm_linnos_dev_stats {
+	uint64_t reads;   /* 0 */
+	uint64_t errors;  /* 8 */
+	uint64_t version; /* 16: laked's version of the installed model (0 = none) */
+	uint32_t pending; /* 24 */
+	uint32_t model;   /* 28: laked model id installed (0 = none) */
+};
+
+_Static_assert(sizeof(struct lake_feat_dm_linnos_stats) == 120, "dm_linnos stats size");
+_Static_assert(sizeof(struct lake_feat_dm_linnos_dev_stats) == 32, "dm_linnos dev stats size");
+
+/* lake_feat_register_dm_linnos_stats registers the two dm-linnos
+ * statistics schemas (the fields in struct order: the registry lays them
+ * out at the struct's offsets, each aligned to its size) for up to
+ * max_keys targets and max_keys replica devices; an existing schema of the
+ * same name is accepted. */
+static inline int lake_feat_register_dm_linnos_stats(const struct lake_feat_view *v, uint32_t max_keys, uint32_t owner)
+{
+	static const struct lake_feat_field_def tf[16] = {
+		{ "reads", LAKE_FEAT_U64, 1 },	       { "predictions", LAKE_FEAT_U64, 1 },
+		{ "revokes", LAKE_FEAT_U64, 1 },       { "capped", LAKE_FEAT_U64, 1 },
+		{ "bypassed", LAKE_FEAT_U64, 1 },      { "all_slow", LAKE_FEAT_U64, 1 },
+		{ "fallbacks", LAKE_FEAT_U64, 1 },     { "deadline_miss", LAKE_FEAT_U64, 1 },
+		{ "laked_ok", LAKE_FEAT_U64, 1 },      { "laked_err", LAKE_FEAT_U64, 1 },
+		{ "laked_bad", LAKE_FEAT_U64, 1 },     { "read_errors", LAKE_FEAT_U64, 1 },
+		{ "write_errors", LAKE_FEAT_U64, 1 }, { "failovers", LAKE_FEAT_U64, 1 },
+		{ "accuracy", LAKE_FEAT_I32, 1 },      { "bypass", LAKE_FEAT_U32, 1 },
+	};
+	static const struct lake_feat_field_def df[5] = {
+		{ "reads", LAKE_FEAT_U64, 1 },	 { "errors", LAKE_FEAT_U64, 1 }, { "version", LAKE_FEAT_U64, 1 },
+		{ "pending", LAKE_FEAT_U32, 1 }, { "model", LAKE_FEAT_U32, 1 },
+	};
+	uint32_t id;
+	int rc;
+
+	rc = lake_feat_register(v, LAKE_FEAT_DM_LINNOS_STATS, tf, 16, LAKE_FEAT_DM_LINNOS_STATS_HISTORY, max_keys,
+				owner, &id);
+	if (rc && rc != -EEXIST)
+		return rc;
+	rc = lake_feat_register(v, LAKE_FEAT_DM_LINNOS_DEV_STATS, df, 5, LAKE_FEAT_DM_LINNOS_STATS_HISTORY, max_keys,
+				owner, &id);
 	if (rc && rc != -EEXIST)
 		return rc;
 	return 0;

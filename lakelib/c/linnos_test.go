@@ -441,3 +441,87 @@ func goFeatures(c [9]uint32) []int32 {
 }
 
 func crc32IEEE(b []byte) uint32 { return crc32.ChecksumIEEE(b) }
+
+// TestCLinnOSHistoryTTL checks the history time-to-live of lake_linnos.h
+// (lake_linnos_hist_stale, lake_linnos_features_stale) against a Go
+// reference of the rule and linnos.Extractor.Expire, which linnos/retrain
+// uses to rebuild the kernel's vectors: random completion times around
+// the TTL, no TTL, clocks read "before" a completion, and out-of-range
+// values.
+func TestCLinnOSHistoryTTL(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 2))
+	type tcase struct {
+		now, ttl uint64
+		pending  uint32
+		hp, hl   [4]uint32
+		done     [4]uint64
+	}
+	var cases []tcase
+	var in []byte
+	le := binary.LittleEndian
+	for i := 0; i < 2000; i++ {
+		c := tcase{now: 1e9 + uint64(r.IntN(1e9)), ttl: uint64(r.IntN(3)) * uint64(r.IntN(1e8)), pending: uint32(r.IntN(2000))}
+		if i%7 == 0 {
+			c.now = uint64(r.IntN(1000)) // early: completions may look "after" now
+		}
+		at := c.now - min(c.now, uint64(r.IntN(3e8)))
+		for k := 3; k >= 0; k-- { // newest last, each older than the next
+			c.hp[k], c.hl[k] = uint32(r.IntN(1500)), uint32(r.IntN(20000))
+			if r.IntN(9) == 0 {
+				c.hl[k] = r.Uint32()
+			}
+			c.done[k] = at
+			if r.IntN(4) == 0 && c.ttl > 0 {
+				at -= min(at, c.ttl+uint64(r.IntN(10))-5) // straddle the TTL
+			} else {
+				at -= min(at, uint64(r.IntN(5e7)))
+			}
+		}
+		cases = append(cases, c)
+		in = le.AppendUint64(in, c.now)
+		in = le.AppendUint64(in, c.ttl)
+		in = le.AppendUint32(in, c.pending)
+		for k := 0; k < 4; k++ {
+			in = le.AppendUint32(in, c.hp[k])
+			in = le.AppendUint32(in, c.hl[k])
+			in = le.AppendUint64(in, c.done[k])
+		}
+	}
+	out := runLinnosC(t, "ttl", writeTemp(t, "ttl.bin", in))
+	const rec = 4 + linnos.NumInputs*4
+	if len(out) != len(cases)*rec {
+		t.Fatalf("C wrote %d bytes for %d cases", len(out), len(cases))
+	}
+	seen := map[uint32]int{}
+	for i, c := range cases {
+		want := 0 // the newest expired entry and all older are stale
+		for k := 3; c.ttl > 0 && k >= 0; k-- {
+			if c.now > c.done[k] && c.now-c.done[k] > c.ttl {
+				want = k + 1
+				break
+			}
+		}
+		o := out[i*rec:]
+		if got := le.Uint32(o); got != uint32(want) {
+			t.Fatalf("case %d %+v: C stale %d, want %d", i, c, got, want)
+		}
+		seen[uint32(want)]++
+		var e linnos.Extractor
+		for k := 0; k < 4; k++ {
+			e.Complete(int(c.hp[k]), int(c.hl[k]))
+		}
+		e.Expire(want)
+		wx := make([]int32, linnos.NumInputs)
+		e.Features(int(c.pending), wx)
+		for k := 0; k < linnos.NumInputs; k++ {
+			if got := int32(le.Uint32(o[4+4*k:])); got != wx[k] {
+				t.Fatalf("case %d (stale %d) digit %d: C %d, Go %d", i, want, k, got, wx[k])
+			}
+		}
+	}
+	for s := uint32(0); s <= 4; s++ {
+		if seen[s] == 0 {
+			t.Errorf("no case with %d stale entries (cases by count: %v)", s, seen)
+		}
+	}
+}

@@ -390,45 +390,93 @@ static inline void lake_linnos__digits(int32_t *d, unsigned int n, int64_t v, in
 /*
  * struct lake_linnos_hist is one device's read history: for each of the
  * last 4 completed reads (oldest first), the device's pending count when
- * that read arrived and its latency in us. Plain value, not thread-safe.
+ * that read arrived, its latency in us and when it completed (ns on the
+ * caller's clock; 0 when recorded without a time). Plain value, not
+ * thread-safe.
  */
 struct lake_linnos_hist {
 	uint32_t pending[LAKE_LINNOS_HISTORY];
 	uint32_t latency_us[LAKE_LINNOS_HISTORY];
+	uint64_t done_ns[LAKE_LINNOS_HISTORY];
 };
 
-/* lake_linnos_hist_complete records a completed read that saw pending
- * outstanding I/Os (or pages) at its arrival and took latency_us. */
-static inline void lake_linnos_hist_complete(struct lake_linnos_hist *h, uint32_t pending, uint32_t latency_us)
+/* lake_linnos_hist_complete_at records a completed read that saw pending
+ * outstanding I/Os (or pages) at its arrival, took latency_us and
+ * completed at now_ns. */
+static inline void lake_linnos_hist_complete_at(struct lake_linnos_hist *h, uint32_t pending, uint32_t latency_us,
+						uint64_t now_ns)
 {
 	unsigned int i;
 
 	for (i = 0; i + 1 < LAKE_LINNOS_HISTORY; i++) {
 		h->pending[i] = h->pending[i + 1];
 		h->latency_us[i] = h->latency_us[i + 1];
+		h->done_ns[i] = h->done_ns[i + 1];
 	}
 	h->pending[LAKE_LINNOS_HISTORY - 1] = pending;
 	h->latency_us[LAKE_LINNOS_HISTORY - 1] = latency_us;
+	h->done_ns[LAKE_LINNOS_HISTORY - 1] = now_ns;
+}
+
+/* lake_linnos_hist_complete is lake_linnos_hist_complete_at without a
+ * time (for callers that use no history time-to-live). */
+static inline void lake_linnos_hist_complete(struct lake_linnos_hist *h, uint32_t pending, uint32_t latency_us)
+{
+	lake_linnos_hist_complete_at(h, pending, latency_us, 0);
 }
 
 /*
- * lake_linnos_features writes the 31 digits for a read arriving while
+ * lake_linnos_hist_stale returns how many of the history's oldest entries
+ * are stale at now_ns with a time-to-live of ttl_ns (0: none is): the
+ * newest entry that completed more than ttl_ns before now_ns and every
+ * entry older than it (an entry completed "after" now_ns, from another
+ * CPU's clock reading, is fresh). Stale entries are read as a device
+ * with no history has them, zeros (lake_linnos_features_stale), so that
+ * reads long ago do not drive a prediction. linnos/retrain rebuilds the
+ * same vector from the count the kernel records (features.LinnOSCompletion
+ * Stale, linnos.Extractor.Expire).
+ */
+static inline unsigned int lake_linnos_hist_stale(const struct lake_linnos_hist *h, uint64_t now_ns, uint64_t ttl_ns)
+{
+	unsigned int k;
+
+	if (!ttl_ns)
+		return 0;
+	for (k = LAKE_LINNOS_HISTORY; k > 0; k--)
+		if (now_ns > h->done_ns[k - 1] && now_ns - h->done_ns[k - 1] > ttl_ns)
+			return k;
+	return 0;
+}
+
+/*
+ * lake_linnos_features_stale writes the 31 digits for a read arriving while
  * pending I/Os (or pages) are outstanding, the read itself included, in
  * the layout of LinnOS and LAKE (format version 2; linnos/README.md lists
  * every digit): the pending counts at the 4 history reads' arrivals,
  * oldest first (3 digits each), the pending count now (3 digits), the 4
- * history reads' latencies, oldest first (4 digits each).
+ * history reads' latencies, oldest first (4 digits each); the oldest
+ * stale entries (lake_linnos_hist_stale) are written as zeros.
  */
-static inline void lake_linnos_features(const struct lake_linnos_hist *h, uint32_t pending, int32_t *x)
+static inline void lake_linnos_features_stale(const struct lake_linnos_hist *h, unsigned int stale, uint32_t pending,
+					      int32_t *x)
 {
 	unsigned int i, o = 0;
 
 	for (i = 0; i < LAKE_LINNOS_HISTORY; i++, o += LAKE_LINNOS_PENDING_DIGITS)
-		lake_linnos__digits(x + o, LAKE_LINNOS_PENDING_DIGITS, h->pending[i], LAKE_LINNOS_MAX_PENDING);
+		lake_linnos__digits(x + o, LAKE_LINNOS_PENDING_DIGITS, i < stale ? 0 : h->pending[i],
+				    LAKE_LINNOS_MAX_PENDING);
 	lake_linnos__digits(x + o, LAKE_LINNOS_PENDING_DIGITS, pending, LAKE_LINNOS_MAX_PENDING);
 	o += LAKE_LINNOS_PENDING_DIGITS;
 	for (i = 0; i < LAKE_LINNOS_HISTORY; i++, o += LAKE_LINNOS_LATENCY_DIGITS)
-		lake_linnos__digits(x + o, LAKE_LINNOS_LATENCY_DIGITS, h->latency_us[i], LAKE_LINNOS_MAX_LATENCY);
+		lake_linnos__digits(x + o, LAKE_LINNOS_LATENCY_DIGITS, i < stale ? 0 : h->latency_us[i],
+				    LAKE_LINNOS_MAX_LATENCY);
+}
+
+/* lake_linnos_features is lake_linnos_features_stale with the whole
+ * history (no time-to-live). */
+static inline void lake_linnos_features(const struct lake_linnos_hist *h, uint32_t pending, int32_t *x)
+{
+	lake_linnos_features_stale(h, 0, pending, x);
 }
 
 #endif /* LAKE_LINNOS_H */

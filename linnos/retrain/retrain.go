@@ -177,7 +177,7 @@ func New(reg *features.Registry, inst Installer, cfg Config) (*Trainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("retrain: %w", err)
 	}
-	want := []string{"latency_us", "pending", "arrive_seq", "done_seq"}
+	want := []string{"latency_us", "pending", "arrive_seq", "done_seq", "stale"}
 	fs := info.Fields()
 	ok := len(fs) == len(want) && info.RecordSize() >= features.LinnOSCompletionBytes
 	for i := 0; ok && i < len(fs); i++ {
@@ -244,7 +244,7 @@ func (d *device) add(c features.LinnOSCompletion, window int) {
 		d.st.Uncounted++
 		return
 	}
-	if c.ArriveSeq >= c.DoneSeq {
+	if c.ArriveSeq >= c.DoneSeq || c.Stale > linnos.HistoryLen {
 		d.st.Invalid++
 		return
 	}
@@ -283,6 +283,9 @@ func (d *device) add(c features.LinnOSCompletion, window int) {
 		}
 		e.Complete(int(h.pending), int(h.latency))
 	}
+	// the oldest Stale entries had outlived the kernel's history
+	// time-to-live: it read them as zeros
+	e.Expire(int(c.Stale))
 	var sm sample
 	e.Features(int(c.Pending), sm.x[:])
 	sm.lat, sm.seq = float64(c.LatencyUs), c.DoneSeq

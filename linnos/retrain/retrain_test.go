@@ -68,6 +68,9 @@ type kernelDevice struct {
 	pending  int
 	ndone    uint32
 	hist     linnos.Extractor
+	histDone [linnos.HistoryLen]float64 // completion time of each history entry (µs)
+	ttl      float64                    // history time-to-live (µs), as the kernel's hist_ttl_us
+	stales   int                        // reads that arrived with stale history
 	inflight doneHeap
 	stallEnd float64
 	want     map[uint32][linnos.NumInputs]int32
@@ -76,6 +79,7 @@ type kernelDevice struct {
 type flight struct {
 	done            float64
 	pending, arrive uint32
+	stale           uint32
 	lat             float64
 	x               [linnos.NumInputs]int32
 }
@@ -94,7 +98,7 @@ func (h *doneHeap) Pop() any {
 }
 
 func newKernelDevice(seed uint64) *kernelDevice {
-	return &kernelDevice{rng: rand.New(rand.NewPCG(seed, 1)), want: map[uint32][linnos.NumInputs]int32{}}
+	return &kernelDevice{rng: rand.New(rand.NewPCG(seed, 1)), want: map[uint32][linnos.NumInputs]int32{}, ttl: 1500}
 }
 
 // run simulates n reads and records their completions for key; poll, if
@@ -107,8 +111,10 @@ func (k *kernelDevice) run(t testing.TB, l *features.LinnOS, key uint64, n int, 
 			k.pending--
 			k.ndone++
 			k.hist.Complete(int(f.pending), int(f.lat))
+			copy(k.histDone[:], k.histDone[1:])
+			k.histDone[linnos.HistoryLen-1] = f.done
 			k.want[k.ndone] = f.x
-			c := features.LinnOSCompletion{LatencyUs: uint32(f.lat), Pending: f.pending, ArriveSeq: f.arrive, DoneSeq: k.ndone}
+			c := features.LinnOSCompletion{LatencyUs: uint32(f.lat), Pending: f.pending, ArriveSeq: f.arrive, DoneSeq: k.ndone, Stale: f.stale}
 			if err := l.RecordCompletion(key, c); err != nil {
 				t.Fatal(err)
 			}
@@ -119,13 +125,29 @@ func (k *kernelDevice) run(t testing.TB, l *features.LinnOS, key uint64, n int, 
 	}
 	for i := 0; i < n; i++ {
 		k.t += k.rng.ExpFloat64() * 60
+		if k.rng.Float64() < 0.01 {
+			k.t += k.rng.Float64() * 3 * k.ttl // idle: some history outlives the TTL
+		}
 		complete(k.t)
 		if k.t > k.stallEnd && k.rng.Float64() < 0.004 {
 			k.stallEnd = k.t + 2000 + k.rng.Float64()*6000 // a GC burst
 		}
 		k.pending++
 		f := flight{pending: uint32(k.pending), arrive: k.ndone}
-		k.hist.Features(k.pending, f.x[:])
+		// the kernel's time-to-live (lake_linnos_hist_stale): the newest
+		// entry older than the TTL and all before it read as zeros
+		for j := linnos.HistoryLen; j > 0; j-- {
+			if k.t-k.histDone[j-1] > k.ttl {
+				f.stale = uint32(j)
+				break
+			}
+		}
+		if f.stale > 0 && f.arrive > 0 {
+			k.stales++
+		}
+		e := k.hist
+		e.Expire(int(f.stale))
+		e.Features(k.pending, f.x[:])
 		f.lat = 60 + 12*float64(k.pending) + k.rng.Float64()*30
 		if k.t < k.stallEnd {
 			f.lat += k.stallEnd - k.t + 400
@@ -175,6 +197,9 @@ func TestRetrainFromKernelRecords(t *testing.T) {
 		d := tr.devs[key]
 		if d == nil || len(d.win) != 4000 || d.st.Incomplete+d.st.Invalid+d.st.Uncounted != 0 {
 			t.Fatalf("device %#x: %+v", key, d.st)
+		}
+		if k.stales < 20 {
+			t.Fatalf("device %#x: only %d reads arrived with stale history; the TTL is not exercised", key, k.stales)
 		}
 		for i, s := range d.win {
 			if s.seq != uint32(i+1) || s.x != k.want[s.seq] {

@@ -390,6 +390,31 @@ static void test_features(const char *path)
 
 		CHECK(lake_feat_record(&v, &arr, 9, &p, 8) == 0);
 	}
+	/* the dm-linnos statistics, as the target publishes them: two
+	 * reports for the target (the second is current), one per replica */
+	{
+		struct lake_feat_sdesc st, sd;
+		struct lake_feat_dm_linnos_stats ts;
+		struct lake_feat_dm_linnos_dev_stats ds = { .reads = 11, .errors = 2, .version = 5, .pending = 3, .model = 1 };
+		uint64_t *u = &ts.reads;
+
+		CHECK(lake_feat_register_dm_linnos_stats(&v, 4, 4242) == 0);
+		CHECK(lake_feat_register_dm_linnos_stats(&v, 4, 4242) == 0); /* idempotent */
+		CHECK(lake_feat_schema_find(&v, LAKE_FEAT_DM_LINNOS_STATS, &st) == 0);
+		CHECK(lake_feat_schema_find(&v, LAKE_FEAT_DM_LINNOS_DEV_STATS, &sd) == 0);
+		CHECK(st.record_size == sizeof(ts) && sd.record_size == sizeof(ds));
+		for (i = 0; i < 2; i++) {
+			int k;
+
+			memset(&ts, 0, sizeof(ts));
+			for (k = 0; k < 14; k++) /* reads=1000 (+1 the second time), predictions=1001, ... */
+				u[k] = 1000u + (uint64_t)k + (uint64_t)i;
+			ts.accuracy = i ? 937 : -1;
+			ts.bypass = (uint32_t)i;
+			CHECK(lake_feat_record(&v, &st, (253ull << 20) | 2, &ts, sizeof(ts)) == 0);
+		}
+		CHECK(lake_feat_record(&v, &sd, (253ull << 20) | 0, &ds, sizeof(ds)) == 0);
+	}
 	f = fopen(path, "wb");
 	CHECK(f);
 	CHECK(fwrite(mem, 1, size, f) == size);

@@ -12,6 +12,11 @@
  *   features CASES        CASES is a sequence of 9 u32 (pending now, then
  *                         4 x (pending at arrival, latency us), oldest
  *                         first); write the 31 int32 digits of each
+ *   ttl CASES             CASES is a sequence of (u64 now ns, u64 ttl ns, u32
+ *                         pending now, 4 x (u32 pending at arrival, u32
+ *                         latency us, u64 completion ns), oldest first);
+ *                         write lake_linnos_hist_stale (u32), then the 31
+ *                         int32 digits of lake_linnos_features_stale
  *   mutate IMAGE N SEED   N random mutations of a valid IMAGE (byte flips,
  *                         truncations, extensions, header fields; half
  *                         with the CRC fixed up so the value checks run):
@@ -207,6 +212,39 @@ static int do_features(const char *path)
 	return 0;
 }
 
+static uint64_t rd64(const unsigned char *p)
+{
+	return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
+
+static int do_ttl(const char *path)
+{
+	size_t len, i, n;
+	unsigned char *buf = slurp(path, &len);
+
+	if (len % 84)
+		return 2;
+	n = len / 84;
+	for (i = 0; i < n; i++) {
+		const unsigned char *p = buf + i * 84;
+		struct lake_linnos_hist h;
+		int32_t x[LAKE_LINNOS_INPUTS];
+		uint32_t stale;
+		int k;
+
+		memset(&h, 0x5a, sizeof(h)); /* every entry is overwritten */
+		for (k = 0; k < LAKE_LINNOS_HISTORY; k++)
+			lake_linnos_hist_complete_at(&h, rd32(p + 20 + 16 * k), rd32(p + 24 + 16 * k), rd64(p + 28 + 16 * k));
+		stale = lake_linnos_hist_stale(&h, rd64(p), rd64(p + 8));
+		memset(x, 0x7f, sizeof(x));
+		lake_linnos_features_stale(&h, stale, rd32(p + 16), x);
+		fwrite(&stale, 4, 1, stdout);
+		fwrite(x, 4, LAKE_LINNOS_INPUTS, stdout); /* little-endian host */
+	}
+	free(buf);
+	return 0;
+}
+
 static uint64_t rng = 88172645463325252ull;
 
 static uint64_t next(void)
@@ -322,6 +360,8 @@ int main(int argc, char **argv)
 		return do_check(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "features"))
 		return do_features(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "ttl"))
+		return do_ttl(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "mutate"))
 		return do_mutate(argv[2], atol(argv[3]), strtoull(argv[4], NULL, 10));
 	if (argc == 3 && !strcmp(argv[1], "small"))
