@@ -362,14 +362,16 @@ type floatLanes struct {
 var floatLanesPool = sync.Pool{New: func() any { return new(floatLanes) }}
 
 // batchLogits computes the logits of the n vectors in features and hands
-// each to emit. Groups of at least minLaneItems vectors run side by side
-// on vecmath.MulAddLanesF32, which sums every lane in the scalar engine's
-// order (skipping the same zeros), so the logits are the scalar ones bit for
-// bit (NaN payloads aside); the rest run on the scalar engine.
+// each to emit. For models with extra hidden layers, groups of at least
+// minLaneItems vectors run side by side on vecmath.MulAddLanesF32, which
+// sums every lane in the scalar engine's order (skipping the same zeros),
+// so the logits are the scalar ones bit for bit (NaN payloads aside); the
+// rest, and every vector of the base model (faster one at a time), run on
+// logitsOne.
 func (m *FloatModel) batchLogits(features []int32, n int, emit func(int, [2]float32)) {
 	const L = vecmath.Lanes
 	i := 0
-	if n >= minLaneItems && vecmath.Current() != vecmath.Scalar {
+	if n >= minLaneItems && m.Extra > 0 && vecmath.Current() != vecmath.Scalar {
 		s := floatLanesPool.Get().(*floatLanes)
 		for ; n-i >= minLaneItems; i += L {
 			cnt := min(L, n-i)

@@ -9,9 +9,14 @@
 //     (VPMULDQ); MulAccWide, DotWide: wrapping int64 × int64 (VPMULLQ);
 //   - Requant and QuantizeF32: TFLite's requantization and a snapshot's
 //     input quantization;
-//   - Net8: a whole small int8 network in one AVX-512 call;
+//   - Net8: a whole small int8 network in one AVX-512 call (Run, Query),
+//     or 8 or 16 inputs side by side, a lane per input (RunBatch);
+//   - MulAccPackedIdx: int32 × int32 → int64 rows listed by index, for
+//     several items per pass over the weights;
 //   - MulAddColsF32, MulAddLanesF32: float32 layers, a lane per output or
-//     per item, products rounded and summed in the scalar order.
+//     per item, products rounded and summed in the scalar order;
+//     ReLUF32; DotSkip2F32: two serial float32 sums over the non-zero
+//     inputs, products packed first (VCOMPRESSPS).
 //
 // Every kernel has a scalar Go implementation, which is the reference, and
 // on amd64 AVX2, AVX-512 (F, BW, DQ, VL) and AVX-512 VNNI implementations
