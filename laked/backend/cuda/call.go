@@ -20,7 +20,11 @@ func call(op string, f func()) (err error) {
 				err = Map(op, Result(r))
 				return
 			}
-			err = fmt.Errorf("cuda: %s: unexpected panic %v: %w", op, p, backend.ErrLaunchFailed)
+			// Not a driver status: the binding itself failed, and the
+			// context's state is unknown, so it counts as a fault
+			// (Faulted) and do rebuilds the context.
+			err = fmt.Errorf("cuda: %s: unexpected panic %v: %w", op, p,
+				&Error{Op: op, Code: ErrorUnknown, Reason: backend.ErrLaunchFailed})
 		}
 	}()
 	f()

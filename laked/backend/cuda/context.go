@@ -110,10 +110,13 @@ func (c *Context) do(op string, f func() error) error {
 	return c.fault(f())
 }
 
-// fault rebuilds the context after a sticky error. Called under c.mu on
-// a locked thread.
+// fault rebuilds the context after a sticky driver error (Faulted), and
+// only then: a call refused before the driver saw it (an address outside
+// the context's allocations, an unknown handle, a limit) returns its
+// error with the context and its handles intact. Called under c.mu on a
+// locked thread.
 func (c *Context) fault(err error) error {
-	if err == nil || !AsResult(err).Sticky() {
+	if !Faulted(err) {
 		return err
 	}
 	_ = call("cuCtxDestroy", func() { cu.CtxDestroy(&c.ctx) })
@@ -450,7 +453,7 @@ func (c *Context) StreamDestroy(s backend.Handle) error {
 			return fmt.Errorf("cuda: unknown stream %d: %w", s, backend.ErrInvalidHandle)
 		}
 		serr := c.syncStream("cuStreamDestroy", st)
-		if AsResult(serr).Sticky() {
+		if Faulted(serr) {
 			return serr
 		}
 		delete(c.streams, s)

@@ -47,7 +47,7 @@ func TestCallMapsPanics(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = call("x", func() { panic("not a CUresult") })
-	if !errors.Is(err, backend.ErrLaunchFailed) {
+	if !errors.Is(err, backend.ErrLaunchFailed) || !Faulted(err) {
 		t.Fatal(err)
 	}
 	if err := call("x", func() {}); err != nil {

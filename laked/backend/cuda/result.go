@@ -151,8 +151,21 @@ func reason(r Result) error {
 	return backend.ErrInvalidValue
 }
 
+// Faulted reports whether err is a driver error that leaves the CUDA
+// context unusable (an *Error, wrapped or not, with a Sticky code): the
+// context must be torn down and rebuilt. An error this package raises
+// itself before asking the driver (a refused address, handle, launch
+// shape or limit) carries no driver status and is never a fault, so it
+// costs the client only that call, not its context.
+func Faulted(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code.Sticky()
+}
+
 // AsResult extracts the driver status from an error returned by this
-// package (Success when err is nil, ErrorUnknown when it carries none).
+// package (Success when err is nil, ErrorUnknown when it carries none;
+// whether an error faulted the context is Faulted's to say, not
+// AsResult(err).Sticky()).
 func AsResult(err error) Result {
 	if err == nil {
 		return Success

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/lakeos/lake/laked/backend"
 )
@@ -75,6 +76,38 @@ func TestMapEveryCode(t *testing.T) {
 	}
 	if AsResult(nil) != Success || AsResult(errors.New("x")) != ErrorUnknown {
 		t.Fatal("AsResult of nil or a foreign error")
+	}
+}
+
+// TestFaultedOnlyDriverFaults: only a driver error with a sticky code
+// faults a context (Context.do then rebuilds it). The errors the backend
+// raises itself before the driver sees a call (an address outside the
+// context's allocations, an unknown handle, a launch shape or limit
+// refused) are not faults: before, AsResult gave them ErrorUnknown,
+// which is sticky, so any refused call destroyed the client's context.
+func TestFaultedOnlyDriverFaults(t *testing.T) {
+	own := []error{
+		fmt.Errorf("cuda: device address %#x is not allocated in this context: %w", 0xdead0000, backend.ErrInvalidValue),
+		fmt.Errorf("cuda: unknown stream %d: %w", 7, backend.ErrInvalidHandle),
+		fmt.Errorf("cuda: allocating %d bytes: %w", 1<<40, backend.ErrOutOfMemory),
+		fmt.Errorf("cuda: kernel lake_fault needs a trusted context: %w", backend.ErrNotSupported),
+		backend.ErrLaunchFailed, // a sentinel alone carries no driver status
+		errors.New("x"),
+		nil,
+	}
+	for _, err := range own {
+		if Faulted(err) {
+			t.Errorf("Faulted(%v) = true: a refused call would rebuild the context", err)
+		}
+	}
+	for r := Result(0); r < 1000; r++ {
+		err := Map("cuTest", r)
+		if Faulted(err) != r.Sticky() || Faulted(fmt.Errorf("wrapped: %w", err)) != r.Sticky() {
+			t.Errorf("Faulted(Map(%v)) = %v, want %v", r, Faulted(err), r.Sticky())
+		}
+	}
+	if !Faulted(timeoutError("cuStreamSynchronize", ErrorLaunchTimeout, time.Second)) {
+		t.Error("a launch timeout does not fault the context")
 	}
 }
 
