@@ -10,13 +10,21 @@ import (
 // limits.launch_timeout, the same key and default as the CPU backend's).
 const DefaultLaunchTimeout = 10 * time.Second
 
-// Polling schedule of waitDone: spinPolls queries back to back (a small
-// batch finishes within microseconds), then sleeps that start at
-// firstSleep and double up to maxSleep, so a long kernel costs little
-// CPU and a short one little latency.
+// Polling schedule of waitDone: queries back to back for the first
+// spinFor of a wait (a batch's GPU work, copies included, usually
+// finishes within it), then sleeps that start at firstSleep and double
+// up to maxSleep, so a long kernel costs little CPU. The spin is bounded
+// by time, not by a count of queries: a Go sleep shorter than a
+// millisecond takes about a millisecond when the process is otherwise
+// idle (the runtime's timer wakeups), so a wait that fell to sleeping
+// after a fixed number of fast queries (tens of µs) added up to a
+// millisecond to every batch longer than that, and to the GPU times
+// TestGPUCrossover measures. Spinning this long costs no more CPU than
+// the driver's own synchronisation under CU_CTX_SCHED_AUTO, which spins
+// too.
 const (
-	spinPolls  = 64
-	firstSleep = 10 * time.Microsecond
+	spinFor    = 500 * time.Microsecond
+	firstSleep = 50 * time.Microsecond
 	maxSleep   = time.Millisecond
 )
 
@@ -44,18 +52,19 @@ func waitDone(query func() Result, timeout time.Duration, c clock) Result {
 	}
 	start := c.now()
 	sleep := firstSleep
-	for i := 0; ; i++ {
+	for {
 		r := query()
 		if r != ErrorNotReady {
 			return r
 		}
-		if c.now().Sub(start) >= timeout {
+		waited := c.now().Sub(start)
+		if waited >= timeout {
 			return ErrorLaunchTimeout
 		}
-		if i < spinPolls {
+		if waited < spinFor {
 			continue
 		}
-		c.sleep(sleep)
+		c.sleep(min(sleep, timeout-waited))
 		sleep = min(2*sleep, maxSleep)
 	}
 }

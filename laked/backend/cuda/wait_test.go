@@ -9,15 +9,17 @@ import (
 	"github.com/lakeos/lake/laked/backend"
 )
 
-// fakeClock advances only when waitDone sleeps (or a query says so).
+// fakeClock advances by tick at every reading (the time a query takes)
+// and by what waitDone sleeps.
 type fakeClock struct {
 	t      time.Time
+	tick   time.Duration
 	slept  time.Duration
 	sleeps int
 }
 
 func (f *fakeClock) clock() clock {
-	return clock{now: func() time.Time { return f.t }, sleep: func(d time.Duration) {
+	return clock{now: func() time.Time { f.t = f.t.Add(f.tick); return f.t }, sleep: func(d time.Duration) {
 		if d <= 0 || d > maxSleep {
 			panic("sleep out of schedule")
 		}
@@ -32,27 +34,65 @@ func (f *fakeClock) clock() clock {
 // CUDA_ERROR_LAUNCH_TIMEOUT, which is sticky (the context is rebuilt for
 // its client) and maps to ErrLaunchFailed with the bound in the message.
 func TestWaitDoneTimesOut(t *testing.T) {
-	for _, timeout := range []time.Duration{time.Millisecond, 250 * time.Millisecond, 10 * time.Second} {
-		f := &fakeClock{t: time.Unix(100, 0)}
+	const tick = time.Microsecond
+	for _, timeout := range []time.Duration{100 * time.Microsecond, time.Millisecond, 250 * time.Millisecond, 10 * time.Second} {
+		start := time.Unix(100, 0)
+		f := &fakeClock{t: start, tick: tick}
 		queries := 0
 		r := waitDone(func() Result { queries++; return ErrorNotReady }, timeout, f.clock())
 		if r != ErrorLaunchTimeout {
 			t.Fatalf("timeout %v: %v", timeout, r)
 		}
-		if f.slept < timeout || f.slept > timeout+maxSleep {
-			t.Fatalf("timeout %v: gave up after %v of sleeping", timeout, f.slept)
+		if took := f.t.Sub(start); took < timeout || took > timeout+2*tick {
+			t.Fatalf("timeout %v: gave up after %v", timeout, took)
 		}
-		if queries < spinPolls {
+		// It spins (no sleep) for spinFor, or the whole bound if shorter.
+		if spin := min(spinFor, timeout); queries < int(spin/tick)-1 {
 			t.Fatalf("timeout %v: only %d queries", timeout, queries)
 		}
-		// Backoff: a 10 s wait is not 10 s / 10 µs polls.
-		if limit := spinPolls + 20 + int(timeout/maxSleep) + 1; queries > limit {
+		if timeout <= spinFor && f.sleeps != 0 {
+			t.Fatalf("timeout %v: slept %d times within the spin", timeout, f.sleeps)
+		}
+		// Backoff: a 10 s wait is not 10 s / 50 µs polls.
+		if limit := int(spinFor/tick) + 20 + int(timeout/maxSleep) + 1; queries > limit {
 			t.Fatalf("timeout %v: %d queries, want at most %d", timeout, queries, limit)
 		}
 		err := timeoutError("cuStreamSynchronize", r, timeout)
-		if !errors.Is(err, backend.ErrLaunchFailed) || !AsResult(err).Sticky() || !strings.Contains(err.Error(), timeout.String()) {
+		if !errors.Is(err, backend.ErrLaunchFailed) || !Faulted(err) || !strings.Contains(err.Error(), timeout.String()) {
 			t.Fatalf("mapped timeout: %v", err)
 		}
+	}
+}
+
+// TestWaitDoneSpinsByTime: work that ends within spinFor is seen by
+// queries back to back however many it takes, without a single sleep
+// (a Go sleep under a millisecond lasts about a millisecond, which a
+// short batch must not pay); work that runs longer sleeps, with sleeps
+// that grow to maxSleep.
+func TestWaitDoneSpinsByTime(t *testing.T) {
+	for _, tick := range []time.Duration{100 * time.Nanosecond, time.Microsecond} {
+		f := &fakeClock{t: time.Unix(0, 0), tick: tick}
+		left := int(spinFor/tick) - 10 // finishes just inside the spin
+		r := waitDone(func() Result {
+			if left--; left > 0 {
+				return ErrorNotReady
+			}
+			return Success
+		}, time.Second, f.clock())
+		if r != Success || f.sleeps != 0 {
+			t.Fatalf("tick %v: %v after %d sleeps", tick, r, f.sleeps)
+		}
+	}
+	f := &fakeClock{t: time.Unix(0, 0), tick: time.Microsecond}
+	start := f.t
+	r := waitDone(func() Result {
+		if f.t.Sub(start) < 20*time.Millisecond {
+			return ErrorNotReady
+		}
+		return Success
+	}, time.Second, f.clock())
+	if r != Success || f.sleeps == 0 || f.sleeps > 20+25 {
+		t.Fatalf("a 20 ms kernel: %v after %d sleeps", r, f.sleeps)
 	}
 }
 
@@ -60,8 +100,8 @@ func TestWaitDoneTimesOut(t *testing.T) {
 // without a timeout, and a fault raised while waiting is returned as it
 // is (sticky faults rebuild the context as before).
 func TestWaitDoneFinishes(t *testing.T) {
-	f := &fakeClock{t: time.Unix(0, 0)}
-	left := 500
+	f := &fakeClock{t: time.Unix(0, 0), tick: time.Microsecond}
+	left := 1000 // spins for spinFor, then sleeps
 	r := waitDone(func() Result {
 		if left--; left > 0 {
 			return ErrorNotReady
@@ -74,7 +114,7 @@ func TestWaitDoneFinishes(t *testing.T) {
 	if f.slept >= time.Second {
 		t.Fatalf("slept %v", f.slept)
 	}
-	f = &fakeClock{t: time.Unix(0, 0)}
+	f = &fakeClock{t: time.Unix(0, 0), tick: time.Microsecond}
 	n := 0
 	r = waitDone(func() Result {
 		if n++; n < 3 {
@@ -86,7 +126,7 @@ func TestWaitDoneFinishes(t *testing.T) {
 		t.Fatalf("fault while waiting: %v after %d sleeps", r, f.sleeps)
 	}
 	// Finished at once: no sleep at all.
-	f = &fakeClock{}
+	f = &fakeClock{tick: time.Microsecond}
 	if r := waitDone(func() Result { return Success }, time.Second, f.clock()); r != Success || f.sleeps != 0 {
 		t.Fatal(r, f.sleeps)
 	}
@@ -98,11 +138,12 @@ func TestWaitDoneFinishes(t *testing.T) {
 // TestWaitDoneDefault: an unset timeout is DefaultLaunchTimeout, never
 // an unbounded wait.
 func TestWaitDoneDefault(t *testing.T) {
-	f := &fakeClock{t: time.Unix(0, 0)}
+	start := time.Unix(0, 0)
+	f := &fakeClock{t: start, tick: time.Microsecond}
 	if r := waitDone(func() Result { return ErrorNotReady }, 0, f.clock()); r != ErrorLaunchTimeout {
 		t.Fatal(r)
 	}
-	if f.slept < DefaultLaunchTimeout || f.slept > DefaultLaunchTimeout+maxSleep {
-		t.Fatalf("default wait %v", f.slept)
+	if took := f.t.Sub(start); took < DefaultLaunchTimeout || took > DefaultLaunchTimeout+maxSleep {
+		t.Fatalf("default wait %v", took)
 	}
 }
