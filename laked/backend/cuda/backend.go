@@ -35,7 +35,16 @@ type Backend struct {
 	mu     sync.Mutex
 	host   cu.Context // owns host registrations; never runs kernels
 	closed bool
-	regs   map[unsafe.Pointer]int // registered host ranges: base -> length
+	regs   map[unsafe.Pointer]int     // registered host ranges: base -> length
+	pinned atomic.Pointer[hostRanges] // regs as ranges, for batches to read without mu
+}
+
+// pinnedHost reports whether p lies in one host range registered with
+// this backend (page-locked: an async copy from or to it is DMA that the
+// driver queues and returns from at once).
+func (b *Backend) pinnedHost(p []byte) bool {
+	rs := b.pinned.Load()
+	return rs != nil && rs.contains(p)
 }
 
 // ErrNoDriver is wrapped by New when no usable driver or GPU is present.
@@ -160,6 +169,12 @@ func (b *Backend) RegisterHost(mem []byte) (unregister func() error, err error) 
 		return nil, Map("cuMemHostRegister", r)
 	}
 	b.regs[base] = len(mem)
+	rs := b.pinned.Load()
+	if rs == nil {
+		rs = &hostRanges{}
+	}
+	next := rs.with(mem)
+	b.pinned.Store(&next)
 	var once sync.Once
 	return func() error {
 		var err error
@@ -175,6 +190,10 @@ func (b *Backend) unregister(base unsafe.Pointer) error {
 		return nil
 	}
 	delete(b.regs, base)
+	if rs := b.pinned.Load(); rs != nil {
+		next := rs.without(base)
+		b.pinned.Store(&next)
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if r := ctxSetCurrent(b.host); r != Success {
@@ -192,6 +211,7 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.pinned.Store(nil) // before the ranges stop being page-locked, as in unregister
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var first error

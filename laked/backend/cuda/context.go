@@ -224,6 +224,28 @@ func (c *Context) stream(s backend.Handle) (cu.Stream, error) {
 	return st, nil
 }
 
+// waitBeforeCopy bounds what the driver would otherwise wait for inside
+// a copy between host memory h and the device: a synchronous copy
+// (cuMemcpyHtoD/DtoH on the legacy default stream) first waits for all
+// of the context's earlier work, and an asynchronous one with pageable
+// memory (not in a registered range) for the earlier work of its stream
+// (to pageable memory cuMemcpyDtoHAsync returns only once the copy is
+// done). Inside the driver that wait has no bound, so a wedged kernel
+// would hold the call, the context's lock and a laked thread past the
+// launch timeout. Waiting here first (waitDone: bounded, and a fault of
+// the context when it runs out) leaves the copy nothing to wait for. An
+// asynchronous copy with registered memory is queued at once, as DMA
+// behind the stream's work. Called under c.mu with the context current.
+func (c *Context) waitBeforeCopy(op string, h []byte, s backend.Handle, st cu.Stream, async bool) error {
+	if !async || s == 0 {
+		return c.syncAll(op)
+	}
+	if c.b.pinnedHost(h) {
+		return nil
+	}
+	return c.syncStream(op, st)
+}
+
 func (c *Context) copyHtoD(dst backend.DevPtr, src []byte, s backend.Handle, async bool) error {
 	return c.do("cuMemcpyHtoD", func() error {
 		if len(src) == 0 {
@@ -234,6 +256,9 @@ func (c *Context) copyHtoD(dst backend.DevPtr, src []byte, s backend.Handle, asy
 		}
 		st, err := c.stream(s)
 		if err != nil {
+			return err
+		}
+		if err := c.waitBeforeCopy("cuMemcpyHtoD", src, s, st, async); err != nil {
 			return err
 		}
 		if !async || s == 0 {
@@ -255,6 +280,9 @@ func (c *Context) copyDtoH(dst []byte, src backend.DevPtr, s backend.Handle, asy
 		}
 		st, err := c.stream(s)
 		if err != nil {
+			return err
+		}
+		if err := c.waitBeforeCopy("cuMemcpyDtoH", dst, s, st, async); err != nil {
 			return err
 		}
 		if !async || s == 0 {

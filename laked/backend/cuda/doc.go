@@ -21,7 +21,9 @@
 //   - A bound on GPU work: a launch on the default stream and every
 //     synchronisation poll the context's streams (cuStreamQuery, never a
 //     blocking driver wait) for at most Limits.LaunchTimeout (laked's
-//     limits.launch_timeout, default DefaultLaunchTimeout, 10 s). Work
+//     limits.launch_timeout, default DefaultLaunchTimeout, 10 s); so does
+//     a copy before the driver would wait inside it (a synchronous copy,
+//     or an asynchronous one with pageable host memory). Work
 //     unfinished then is treated as a fault of that context:
 //     CUDA_ERROR_LAUNCH_TIMEOUT, mapped to ErrLaunchFailed, and the
 //     context is rebuilt as below, while laked goes on serving (its model

@@ -152,6 +152,9 @@ func runsLen(runs [][]byte) uint64 {
 // (checked before anything is queued); every copy is also checked
 // against the context's allocations. Whatever fails, the stream is
 // waited for before launchRuns returns, so no copy touches a run after.
+// A run outside every registered host range (laked's own buffer: a
+// staged request) is pageable: its copy waits for the kernel before it
+// within the launch timeout first (Context.copyDtoH), then copies.
 func launchRuns(c *Context, st, fn backend.Handle, grid, block backend.Dim3, params []byte,
 	in backend.DevPtr, inBytes uint64, ins [][]byte, out backend.DevPtr, outBytes uint64, outs [][]byte) error {
 	if runsLen(ins) != inBytes || runsLen(outs) != outBytes {
