@@ -56,15 +56,8 @@ func TestGPUCrossover(t *testing.T) {
 	}
 	b := newGPU(t, backend.Limits{})
 	maxN := crossoverSizes[len(crossoverSizes)-1]
-	f, err := os.CreateTemp(t.TempDir(), "arena")
-	if err != nil {
-		t.Fatal(err)
-	}
 	size := maxN * 4 * (linnos.NumInputs + 1)
-	if err := f.Truncate(int64(size)); err != nil {
-		t.Fatal(err)
-	}
-	arena, err := mmap(f, size)
+	arena, err := memfdMap(size)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -382,15 +381,8 @@ func TestGPUTrustedImage(t *testing.T) {
 
 func TestGPURegisterHost(t *testing.T) {
 	b := newGPU(t, backend.Limits{})
-	f, err := os.CreateTemp(t.TempDir(), "region")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 1 << 20
-	if err := f.Truncate(n); err != nil {
-		t.Fatal(err)
-	}
-	mem, err := mmap(f, n)
+	mem, err := memfdMap(n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -695,15 +687,8 @@ func TestGPULaunchTimeout(t *testing.T) {
 // are refused before anything is copied.
 func TestGPURunsFromRegisteredHost(t *testing.T) {
 	b := newGPU(t, backend.Limits{})
-	f, err := os.CreateTemp(t.TempDir(), "arena")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const size = 1 << 20
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	mem, err := mmap(f, size)
+	mem, err := memfdMap(size)
 	if err != nil {
 		t.Fatal(err)
 	}
