@@ -12,8 +12,9 @@ import (
 )
 
 // MLP runs a kernels.MLP's batches on the GPU with lake_mlp (one thread
-// per item), bit-exact with kernels.MLP.Forward for ReLU and linear
-// layers (MLPTable refuses the others). The model's table and parameters
+// per item), bit-exact with kernels.MLP.Forward for every activation
+// (linear, ReLU, and tanh and sigmoid as package kernels computes them;
+// MLPTable refuses an unknown one). The model's table and parameters
 // are uploaded once into a trusted context of laked's own (lake_mlp
 // reads its layer table from device memory, which launches cannot
 // check). Safe for concurrent use (batches are serialised).
