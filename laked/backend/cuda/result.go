@@ -28,7 +28,9 @@ const (
 	ErrorInvalidImage        Result = 200
 	ErrorInvalidContext      Result = 201
 	ErrorNoBinaryForGPU      Result = 209
+	ErrorECCUncorrectable    Result = 214
 	ErrorInvalidPTX          Result = 218
+	ErrorNVLinkUncorrectable Result = 220
 	ErrorUnsupportedPTX      Result = 222
 	ErrorInvalidHandle       Result = 400
 	ErrorNotFound            Result = 500
@@ -60,6 +62,7 @@ var resultNames = map[Result]string{
 	ErrorDeviceUnavailable: "CUDA_ERROR_DEVICE_UNAVAILABLE", ErrorNoDevice: "CUDA_ERROR_NO_DEVICE",
 	ErrorInvalidDevice: "CUDA_ERROR_INVALID_DEVICE", ErrorInvalidImage: "CUDA_ERROR_INVALID_IMAGE",
 	ErrorInvalidContext: "CUDA_ERROR_INVALID_CONTEXT", ErrorNoBinaryForGPU: "CUDA_ERROR_NO_BINARY_FOR_GPU",
+	ErrorECCUncorrectable: "CUDA_ERROR_ECC_UNCORRECTABLE", ErrorNVLinkUncorrectable: "CUDA_ERROR_NVLINK_UNCORRECTABLE",
 	ErrorInvalidPTX: "CUDA_ERROR_INVALID_PTX", ErrorUnsupportedPTX: "CUDA_ERROR_UNSUPPORTED_PTX_VERSION",
 	ErrorInvalidHandle: "CUDA_ERROR_INVALID_HANDLE", ErrorNotFound: "CUDA_ERROR_NOT_FOUND",
 	ErrorNotReady: "CUDA_ERROR_NOT_READY", ErrorIllegalAddress: "CUDA_ERROR_ILLEGAL_ADDRESS",
@@ -85,10 +88,12 @@ func (r Result) String() string {
 // Sticky reports whether r leaves the CUDA context unusable: every later
 // call in it fails, so the context must be destroyed and rebuilt. These
 // are the errors the CUDA documentation calls persistent: faults raised
-// by a kernel while it runs.
+// by a kernel while it runs, and the uncorrectable ECC and NVLink errors
+// (214, 220) that cuStreamQuery reports for work that met them.
 func (r Result) Sticky() bool {
 	switch r {
-	case ErrorIllegalAddress, ErrorLaunchTimeout, ErrorAssert, ErrorHardwareStack,
+	case ErrorECCUncorrectable, ErrorNVLinkUncorrectable,
+		ErrorIllegalAddress, ErrorLaunchTimeout, ErrorAssert, ErrorHardwareStack,
 		ErrorIllegalInstruction, ErrorMisalignedAddress, ErrorInvalidAddressSpace,
 		ErrorInvalidPC, ErrorLaunchFailed, ErrorUnknown:
 		return true

@@ -32,6 +32,8 @@ func TestMapEveryCode(t *testing.T) {
 		{ErrorInvalidPC, backend.ErrLaunchFailed},
 		{ErrorLaunchFailed, backend.ErrLaunchFailed},
 		{ErrorUnknown, backend.ErrLaunchFailed},
+		{ErrorECCUncorrectable, backend.ErrLaunchFailed},
+		{ErrorNVLinkUncorrectable, backend.ErrLaunchFailed},
 		{ErrorNotInitialized, backend.ErrNotSupported},
 		{ErrorDeinitialized, backend.ErrNotSupported},
 		{ErrorStubLibrary, backend.ErrNotSupported},
@@ -113,7 +115,7 @@ func TestFaultedOnlyDriverFaults(t *testing.T) {
 
 func TestStickyOnlyKernelFaults(t *testing.T) {
 	for r := Result(0); r < 1000; r++ {
-		want := r == 700 || r == 702 || (r >= 710 && r <= 719 && r != 711 && r != 712 && r != 713) || r == 999
+		want := r == 214 || r == 220 || r == 700 || r == 702 || (r >= 710 && r <= 719 && r != 711 && r != 712 && r != 713) || r == 999
 		if r.Sticky() != want {
 			t.Errorf("%d %v: Sticky = %v, want %v", int(r), r, r.Sticky(), want)
 		}
