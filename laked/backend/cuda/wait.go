@@ -14,17 +14,20 @@ const DefaultLaunchTimeout = 10 * time.Second
 // spinFor of a wait (a batch's GPU work, copies included, usually
 // finishes within it), then sleeps that start at firstSleep and double
 // up to maxSleep, so a long kernel costs little CPU. The spin is bounded
-// by time, not by a count of queries: a Go sleep shorter than a
-// millisecond takes about a millisecond when the process is otherwise
-// idle (the runtime's timer wakeups), so a wait that fell to sleeping
+// by time, not by a count of queries, and the sleeps are the thread's
+// own (threadSleep: nanosleep on Linux, about 50–90 µs late), not
+// time.Sleep: a Go timer shorter than a millisecond fires about a
+// millisecond late when the process is otherwise idle (measured:
+// time.Sleep(10µs) averages 1.03 ms), so a wait that fell to sleeping
 // after a fixed number of fast queries (tens of µs) added up to a
 // millisecond to every batch longer than that, and to the GPU times
-// TestGPUCrossover measures. Spinning this long costs no more CPU than
-// the driver's own synchronisation under CU_CTX_SCHED_AUTO, which spins
-// too.
+// TestGPUCrossover measures. The waiting goroutine runs on a locked OS
+// thread (Context.do) that a blocking driver wait would hold too, and
+// spinning costs no more CPU than the driver's own synchronisation
+// under CU_CTX_SCHED_AUTO, which spins as well.
 const (
 	spinFor    = 500 * time.Microsecond
-	firstSleep = 50 * time.Microsecond
+	firstSleep = 20 * time.Microsecond
 	maxSleep   = time.Millisecond
 )
 
@@ -35,7 +38,7 @@ type clock struct {
 	sleep func(time.Duration)
 }
 
-var realClock = clock{now: time.Now, sleep: time.Sleep}
+var realClock = clock{now: time.Now, sleep: threadSleep}
 
 // waitDone polls query (cuStreamQuery over every stream a
 // synchronisation covers) until it reports anything but

@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,25 @@ func TestWaitDoneDefault(t *testing.T) {
 	}
 	if took := f.t.Sub(start); took < DefaultLaunchTimeout || took > DefaultLaunchTimeout+maxSleep {
 		t.Fatalf("default wait %v", took)
+	}
+}
+
+// TestThreadSleepPrecise: the real clock's sleep of 20 µs does not last
+// the millisecond that a short time.Sleep can in an idle process. The
+// fastest of 50 is compared, so that a loaded machine's scheduling
+// delays do not fail it.
+func TestThreadSleepPrecise(t *testing.T) {
+	d := make([]time.Duration, 50)
+	for i := range d {
+		t0 := time.Now()
+		threadSleep(firstSleep)
+		d[i] = time.Since(t0)
+	}
+	slices.Sort(d)
+	if d[0] < firstSleep {
+		t.Fatalf("slept %v of %v", d[0], firstSleep)
+	}
+	if d[0] > 500*time.Microsecond {
+		t.Fatalf("the fastest sleep of %v took %v (median %v)", firstSleep, d[0], d[len(d)/2])
 	}
 }
