@@ -50,15 +50,15 @@ lf_net() {
 }
 
 # lf_run MODE CC: one run, the path changing from 20 Mbit/s, 10 ms to
-# 5 Mbit/s, 40 ms, 1% loss after 5 s; 14 s in all (phase 2 is the last
-# 4.5 s: what adaptation has recovered by then)
+# 5 Mbit/s, 40 ms, 1% loss after 5 s; 18 s in all (phase 2 is the last
+# 6.5 s: what adaptation has recovered by then)
 lf_run() {
 	echo "$2" >/proc/sys/net/ipv4/tcp_congestion_control || { fail "sysctl tcp_congestion_control=$2"; return; }
 	echo "LAKEVM: liteflow-tcp mode=$1 cc=$(cat /proc/sys/net/ipv4/tcp_congestion_control)"
 	$TC qdisc change dev v0 root netem delay 10ms rate 20mbit limit 50
 	echo 0 >/sys/module/tcp_lake/parameters/stats
 	sleep 1
-	/bin/lake-tcpgen client -addr 10.9.0.2:5201 -tag "$1" -duration 14s -change 5s -warmup 1s \
+	/bin/lake-tcpgen client -addr 10.9.0.2:5201 -tag "$1" -duration 18s -change 5s -warmup 1s \
 		-change-cmd "$TC qdisc change dev v0 root netem delay 40ms rate 5mbit limit 50 loss 1%" \
 		-flow-size 32768 -flow-every 500ms || fail "lake-tcpgen client ($1)"
 	echo "LAKEVM: liteflow-tcp stats $1 $(cat /sys/module/tcp_lake/parameters/stats)"
