@@ -12,8 +12,12 @@
  * active (RCU). A refused image leaves the old snapshot active and is
  * reported (dmesg, /proc/lake_liteflow).
  *
- * Queries run in any context (hard interrupts included), never sleep and
- * never wait for an install. A query with a non-zero flow id is answered
+ * Queries run in any context (hard interrupts included, NMI excluded),
+ * never sleep and never wait for an install. A query runs with local
+ * interrupts off (it uses its CPU's scratch of the answering snapshot):
+ * its cost, up to a 1024-wide snapshot's million multiply-adds per
+ * layer, is interrupt latency on that CPU; keep datapath snapshots
+ * small. A query with a non-zero flow id is answered
  * by the snapshot the flow started on (the flow cache) until the flow
  * ends (lf_flow_end), idles past flow_ttl_ms or is evicted from its cache
  * set (then it restarts on the active snapshot).
