@@ -1,6 +1,7 @@
 package main
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -16,41 +17,106 @@ import (
 // calls) and /proc/stat. The policy decides per batch from the last
 // reading.
 const (
-	nvmlTTL       = 100 * time.Millisecond
-	procStatEvery = 100 * time.Millisecond
+	loadEvery = 100 * time.Millisecond
 	// selfWindow is the window of laked's own GPU busy time.
 	selfWindow = time.Second
 )
 
-// loadSources are the policy's real inputs.
+// loadSources are the policy's real inputs. The slow ones (NVML,
+// /proc/stat) are read by a goroutine of their own every loadEvery; the
+// per-batch decision reads their last values from atomics, so no predict
+// ever waits for a driver call or a file read (before, the predict that
+// came after each interval did the reading itself).
 type loadSources struct {
-	gpu  policy.LoadSource // NVML, cached; an idle GPU with no memory without it
+	gpu  policy.LoadSource // NVML's last reading; an idle GPU with no memory without it
 	self *policy.BusyTime  // laked's own GPU busy time (fed by the GPU models)
-	cpu  func() uint32     // host CPU utilisation (/proc/stat)
+	cpu  func() uint32     // host CPU utilisation (/proc/stat), last reading
 	nvml *policy.NVML
+
+	lastGPU atomic.Pointer[loadReading]
+	lastCPU atomic.Uint32
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type loadReading struct {
+	l   policy.Load
+	err error
+}
+
+// polledGPU is a LoadSource answering NVML's last reading.
+type polledGPU struct{ s *loadSources }
+
+func (p polledGPU) Sample() (policy.Load, error) {
+	r := p.s.lastGPU.Load()
+	return r.l, r.err
 }
 
 // newLoadSources opens NVML for GPU index (when the NVIDIA driver is
-// installed) and /proc/stat, logging what is missing.
+// installed) and /proc/stat, logging what is missing, and starts reading
+// them in the background.
 func newLoadSources(index int, log zerolog.Logger) *loadSources {
-	s := &loadSources{gpu: policy.NewStaticLoad(policy.Load{})}
-	s.self, _ = policy.NewBusyTime(selfWindow, nil) // the window is valid
+	var sampleGPU func() (policy.Load, error)
+	var sampleCPU func() uint32
+	var nvml *policy.NVML
 	if n, err := policy.OpenNVML(index); err == nil {
-		s.nvml = n
-		s.gpu = policy.NewCached(n, nvmlTTL, nil)
+		nvml, sampleGPU = n, n.Sample
 		log.Info().Int("gpu", index).Msg("GPU load from NVML")
 	} else {
 		log.Info().Str("reason", err.Error()).Msg("no NVML: the policy sees an idle GPU with no free memory")
 	}
-	if p, err := policy.NewProcStat("/proc/stat", procStatEvery, nil); err == nil {
-		s.cpu = p.Util
+	if p, err := policy.NewProcStat("/proc/stat", loadEvery/2, nil); err == nil {
+		sampleCPU = p.Util
 	} else {
 		log.Warn().Err(err).Msg("no /proc/stat: the policy sees an idle CPU")
 	}
+	s := startLoadSources(sampleGPU, sampleCPU, loadEvery)
+	s.nvml = nvml
+	return s
+}
+
+// startLoadSources samples sampleGPU and sampleCPU (either may be nil:
+// no such source) once now and then every every on a goroutine of their
+// own, until close.
+func startLoadSources(sampleGPU func() (policy.Load, error), sampleCPU func() uint32, every time.Duration) *loadSources {
+	s := &loadSources{stop: make(chan struct{}), done: make(chan struct{})}
+	s.self, _ = policy.NewBusyTime(selfWindow, nil) // the window is valid
+	s.gpu = policy.NewStaticLoad(policy.Load{})
+	if sampleGPU != nil {
+		s.gpu = polledGPU{s}
+	}
+	if sampleCPU != nil {
+		s.cpu = s.lastCPU.Load
+	}
+	sample := func() {
+		if sampleGPU != nil {
+			l, err := sampleGPU()
+			s.lastGPU.Store(&loadReading{l, err})
+		}
+		if sampleCPU != nil {
+			s.lastCPU.Store(sampleCPU())
+		}
+	}
+	sample()
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				sample()
+			}
+		}
+	}()
 	return s
 }
 
 func (s *loadSources) close() {
+	close(s.stop)
+	<-s.done
 	if s.nvml != nil {
 		s.nvml.Close()
 	}

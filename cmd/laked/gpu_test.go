@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,5 +253,46 @@ func TestGPULiteFlowPath(t *testing.T) {
 	}
 	if string(got) != string(want) {
 		t.Fatal("the GPU path's answers differ from Predict's")
+	}
+}
+
+// TestLoadSourcesReadInTheBackground: the policy's view of the GPU and
+// CPU load is the samplers' last reading, refreshed by a goroutine of
+// its own: while a sampler is stuck (a slow NVML call, a slow
+// /proc/stat read), a decision still gets the last values at once.
+func TestLoadSourcesReadInTheBackground(t *testing.T) {
+	var calls atomic.Int32
+	block := make(chan struct{})
+	gpuSample := func() (policy.Load, error) {
+		if calls.Add(1) > 1 {
+			<-block // every reading after the first hangs
+		}
+		return policy.Load{GPUUtilPct: 33, GPUMemFreeMiB: 7}, nil
+	}
+	cpuSample := func() uint32 { return 61 }
+	src := startLoadSources(gpuSample, cpuSample, time.Millisecond)
+	defer src.close()
+	defer close(block)
+	for calls.Load() < 2 { // the background reader is now stuck
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 1000; i++ {
+			l, err := src.gpu.Sample()
+			if err != nil || l.GPUUtilPct != 33 || l.GPUMemFreeMiB != 7 || src.cpu() != 61 {
+				t.Errorf("load %+v %v, cpu %d", l, err, src.cpu())
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a decision waited for a stuck load sampler")
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d samples: the decisions sampled themselves", n)
 	}
 }
