@@ -33,6 +33,8 @@ test: setup
 	# The attack suite asserts laked's RSS under its budget only without
 	# -race (which multiplies memory): run it once more without.
 	$(GO) test -count=1 -timeout 5m -run '^TestAttacksOnLakedProcess$$' ./cmd/laked/
+	# Allocation counts are only meaningful without -race.
+	$(GO) test -count=1 -timeout 5m -run '^TestSteadyStateAllocatesNothing$$' ./lakelib/
 	$(MAKE) cuda-check
 
 test-short:
