@@ -49,6 +49,7 @@
 #include <linux/wait.h>
 #include <linux/siphash.h>
 #include <linux/random.h>
+#include <asm/unaligned.h>
 #include <net/tcp.h>
 
 #include "lake_kapi.h"
@@ -120,7 +121,7 @@ struct lake_up {
 	int err;
 	u64 asked_ns, deadline_ns; /* ktime_get_ns() */
 	u64 done_ns;       /* when the completion ran */
-	u32 out;           /* laked's answer: the action, binary32 bits */
+	u32 out;           /* laked's answer: the action, binary32, little-endian */
 	u8 in[8 + 4 * NIN];
 };
 
@@ -337,14 +338,14 @@ static void lake_apply_action(struct sock *sk, struct lake_ca *ca, s32 action)
 static void lake_up_done(void *arg, int err, const struct lake_predict_result *res)
 {
 	struct lake_up *u = arg;
-
-	u64 now = ktime_get_ns(), lat = div_u64(now - u->asked_ns, NSEC_PER_USEC), max;
+	u64 now = ktime_get_ns();
+	s64 lat = div_u64(now - u->asked_ns, NSEC_PER_USEC), max;
 
 	rcu_read_lock();
 	atomic64_inc(&n_up_lat_n);
 	atomic64_add(lat, &n_up_lat_sum);
 	max = atomic64_read(&n_up_lat_max);
-	while (lat > max && !atomic64_try_cmpxchg(&n_up_lat_max, (s64 *)&max, lat))
+	while (lat > max && !atomic64_try_cmpxchg(&n_up_lat_max, &max, lat))
 		;
 	u->err = err;
 	u->done_ns = now;
@@ -372,13 +373,11 @@ static int lake_up_submit(struct sock *sk, struct lake_ca *ca, u32 mi_us)
 	atomic_set(&u->state, UP_PENDING);
 	u->err = 0;
 	u->out = 0;
-	for (i = 0; i < 8; i++)
-		u->in[i] = (u8)(flow >> (8 * i));
-	for (i = 0; i < NIN; i++) {
-		u32 b = lake_snap_fx_to_f32(ca->hist[i], FX);
-
-		memcpy(u->in + 8 + 4 * i, &b, 4); /* little-endian hosts (x86) */
-	}
+	/* laked's LiteFlow model: flow id, then the inputs as float32, all
+	 * little-endian */
+	put_unaligned_le64(flow, u->in);
+	for (i = 0; i < NIN; i++)
+		put_unaligned_le32(lake_snap_fx_to_f32(ca->hist[i], FX), u->in + 8 + 4 * i);
 	u->asked_ns = ktime_get_ns();
 	/* the ring carries deadlines up to 4.19 s ahead */
 	u->deadline_ns = u->asked_ns + min_t(u64, budget ? budget : mi_us, 4000000) * NSEC_PER_USEC;
@@ -407,7 +406,7 @@ static void lake_up_poll(struct sock *sk, struct lake_ca *ca)
 
 	if (st == UP_PENDING && !late)
 		return;
-	if (st == UP_DONE && !late && !lake_snap_f32_to_fx(u->out, FX, &a)) {
+	if (st == UP_DONE && !late && !lake_snap_f32_to_fx(le32_to_cpu((__force __le32)u->out), FX, &a)) {
 		atomic64_inc(&n_up_answered);
 		lake_apply_action(sk, ca, (s32)clamp_t(s64, a, -ONE, ONE));
 	} else {
