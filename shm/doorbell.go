@@ -65,22 +65,26 @@ type Spinner struct {
 	// idle window: every Spin spins up to Window before giving up (as
 	// io_uring's SQPOLL thread idles for sq_thread_idle).
 	Window time.Duration
-	budget time.Duration
+	// OSYield lets the spinner give its CPU away after SpinOSYield
+	// (busy-polling, Forever, spinners never do: they keep their CPU).
+	OSYield bool
+	budget  time.Duration
 }
 
 // DefaultSpinMax is the longest a Spinner spins by default.
 const DefaultSpinMax = 50 * time.Microsecond
 
-// SpinOSYield is how long a Spinner polls before it also yields its CPU
-// to other threads (sched_yield) at every 64th poll. A round trip through
-// the ring takes 1-3 µs; one that takes longer is often waiting for the
-// other side's thread to get a CPU — on a small or busy machine, the very
-// CPU this spinner holds, where that thread would otherwise wait for the
-// spinner's time slice to end (milliseconds) or for the spinner to give
-// up and sleep. sched_yield returns at once when no other thread wants
-// the CPU. Busy-polling (Forever) spinners do not yield: they are meant
-// to keep their CPU, and yielding it on a loaded machine made them share
-// one CPU with the other side more often.
+// SpinOSYield is how long a Spinner with OSYield polls before it also
+// yields its CPU to other threads (sched_yield) at every 64th poll.
+// laked's session readers set it for their idle window: a reader that
+// has found nothing for a while may be holding the very CPU its client's
+// thread was woken onto (a futex wake tends to place the woken thread
+// beside its waker), and that client then waited for the reader's whole
+// idle window (1 ms) to end. sched_yield returns at once when no other
+// thread wants the CPU. Callers (lakelib) do not set it: a caller that
+// yielded to a reader on its own CPU never slept again, and kept sharing
+// that CPU with it at ~12 µs per round trip, where a caller that sleeps
+// after its spin gets placed anew at its next wake-up.
 const SpinOSYield = 4 * time.Microsecond
 
 // Spin calls ready in a loop until it returns true (result true) or the
@@ -120,7 +124,7 @@ func (s *Spinner) Spin(ready func() bool, stop func() bool) bool {
 				}
 				return false
 			}
-			if spun > SpinOSYield && !s.Forever {
+			if spun > SpinOSYield && s.OSYield && !s.Forever {
 				osYield()
 			}
 			runtime.Gosched()
