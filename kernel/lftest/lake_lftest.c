@@ -14,8 +14,9 @@
  * with the reason and the old snapshot keeps answering; a flow stays on
  * the snapshot it started with until it ends; lf_process calls the
  * collector and the enforcer (and the fallback without a snapshot); then
- * a stress run: query threads answer random flows while the main thread
- * replaces the snapshot hundreds of times, and every answer must be
+ * a stress run: query threads and an hrtimer (hard interrupt context,
+ * interrupting the threads' queries) answer random flows while the main
+ * thread replaces the snapshot hundreds of times, and every answer must be
  * exactly the answer of the version that reports it (no torn snapshot),
  * with no error and bounded query time.
  *
@@ -33,6 +34,7 @@
 #include <linux/ktime.h>
 #include <linux/atomic.h>
 #include <linux/err.h>
+#include <linux/hrtimer.h>
 
 #include "lake_snapshot.h"
 #include "lake_liteflow.h"
@@ -243,7 +245,41 @@ struct stress {
 	atomic64_t queries, torn, errors, nodata;
 	atomic64_t max_ns;
 	u64 verA_parity; /* versions: odd = A, even = B */
+	/* queries from hard interrupt context (an hrtimer), interrupting
+	 * the threads' queries: they share the snapshot's per-CPU scratch,
+	 * which a query holds with interrupts off */
+	struct hrtimer timer;
+	u32 seed;
+	atomic64_t irq_queries, irq_torn, irq_errors;
 };
+
+static enum hrtimer_restart stress_irq(struct hrtimer *t)
+{
+	struct stress *st = container_of(t, struct stress, timer);
+	s32 q[IN], o[OUT], e[OUT];
+	struct lf_answer ans;
+	u64 flow;
+	int err, k;
+
+	for (k = 0; k < IN; k++) {
+		st->seed = st->seed * 1664525u + 1013904223u;
+		q[k] = (s32)((st->seed >> 16) % 300) - 150;
+	}
+	flow = st->seed & 1 ? 0 : 5000 + (st->seed >> 8) % 64;
+	err = lf_query_model(st->app, flow, q, o, &ans);
+	atomic64_inc(&st->irq_queries);
+	if (err) {
+		atomic64_inc(&st->irq_errors);
+	} else {
+		expected(ans.version & 1 ? 0 : 1, q, e);
+		if (o[0] != e[0] || o[1] != e[1] || ans.generation != ans.version)
+			atomic64_inc(&st->irq_torn);
+	}
+	if (atomic_read(&st->stop))
+		return HRTIMER_NORESTART;
+	hrtimer_forward_now(t, ns_to_ktime(200 * NSEC_PER_USEC));
+	return HRTIMER_RESTART;
+}
 
 static int stress_thread(void *arg)
 {
@@ -295,6 +331,10 @@ static void run_stress(struct lf_app *app)
 		return;
 	}
 	st->app = app;
+	st->seed = 18;
+	hrtimer_init(&st->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_HARD);
+	st->timer.function = stress_irq;
+	hrtimer_start(&st->timer, ns_to_ktime(200 * NSEC_PER_USEC), HRTIMER_MODE_REL_HARD);
 	for (i = 0; i < 2; i++) {
 		t[i] = kthread_run(stress_thread, st, "lftest-q%d", i);
 		if (IS_ERR(t[i])) {
@@ -320,6 +360,7 @@ static void run_stress(struct lf_app *app)
 	}
 	during = atomic64_read(&st->queries) - during;
 	atomic_set(&st->stop, 1);
+	hrtimer_cancel(&st->timer);
 	for (i = 0; i < 2; i++)
 		if (t[i])
 			kthread_stop(t[i]);
@@ -332,6 +373,11 @@ static void run_stress(struct lf_app *app)
 	/* a query is a few microseconds of work; under TCG with preemption a
 	 * generous bound still catches one that waited for an install */
 	step("stress-queries-never-wait", atomic64_read(&st->max_ns) < 200 * NSEC_PER_MSEC, 0, msg);
+	snprintf(msg, sizeof(msg), "queries=%lld torn=%lld errors=%lld", (s64)atomic64_read(&st->irq_queries),
+		 (s64)atomic64_read(&st->irq_torn), (s64)atomic64_read(&st->irq_errors));
+	pr_info("lake_lftest: stress-irq %s\n", msg);
+	step("stress-irq-no-torn-answer", atomic64_read(&st->irq_queries) >= 100 && atomic64_read(&st->irq_torn) == 0 &&
+	     atomic64_read(&st->irq_errors) == 0, 0, msg);
 	kfree(st);
 }
 

@@ -18,7 +18,7 @@ var lftestSteps = []string{
 	"refuse-truncated", "refuse-wrong-shape", "refuse-too-wide", "old-snapshot-stays", "flow-7-on-A",
 	"install-wide", "answer-wide", "process-wide", "install-wide-1024", "answer-wide-1024", "process-wide-1024",
 	"install-B", "flow-7-stays-on-A", "flow-8-on-B", "flow-7-ended-moves-to-B", "process-collects-and-enforces",
-	"stress-no-torn-answer", "stress-queries-never-wait", "unregister",
+	"stress-no-torn-answer", "stress-queries-never-wait", "stress-irq-no-torn-answer", "unregister",
 }
 
 var (
