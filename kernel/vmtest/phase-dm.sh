@@ -7,8 +7,11 @@
 # I/O arriving in a busy interval waits for its end; PERIOD_MS/BUSY_MS
 # below; one seed and two slots, so the replicas' stalls are staggered and
 # never overlap), mirrored by the linnos target. fio runs random 4 KiB
-# reads (iodepth 32, RATE per second) and a background random writer with
-# verify, for RT seconds per mode:
+# reads (READERS jobs of iodepth 4, RATE per second in all: fio's rate
+# limiting waits for a job's outstanding I/Os before it sleeps, so one
+# held read stops its job, and one job would let a stall hold only a few
+# reads) and a background random writer with verify, for RT seconds per
+# mode:
 #   primary  fio on the first stalling disk alone (no mirror)
 #   off      the target, every read to the primary
 #   hedge    the target, a second copy after hedge_us
@@ -17,13 +20,15 @@
 #   laked-kill  as laked; laked is killed with SIGKILL once 500 reads are
 #               done, and restarted after 300 more (then a short run,
 #               after-restart, checks the new laked decides again)
+#   retrain-run as off, while the restarted laked retrains model 1
 # Lines for vm_test.go: "LAKEVM: DM-FIO-BEGIN <mode>" fio's JSON
 # "LAKEVM: DM-FIO-END <mode> rc=<fio exit status>", "LAKEVM: DM-STATUS
 # <mode> <dmsetup status>", "LAKEVM: DM-CHECK <name> ok|FAIL <detail>".
 # Uses from init.sh: $LAKED, $M, fail, wait_log.
 
 RT=${DM_RT:-20}
-RATE=${DM_RATE:-500}
+RATE=${DM_RATE:-496}
+READERS=${DM_READERS:-16}
 PERIOD_MS=12000
 BUSY_MS=3000
 SECTORS=65536
@@ -44,11 +49,11 @@ dm_stalls() { # mode: the stall targets' counters (cumulative)
 }
 
 dm_fio() { # mode device [runtime]
-	fio --output-format=json --output=/tmp/fio-$1.json \
-		--name=reader --filename="$2" --rw=randread --bs=4k --iodepth=32 --ioengine=libaio \
-		--direct=1 --offset=0 --size=16m --time_based --runtime="${3:-$RT}" --rate_iops="$RATE" \
+	fio --output-format=json --output=/tmp/fio-$1.json --group_reporting \
+		--name=reader --filename="$2" --rw=randread --bs=4k --iodepth=4 --numjobs=$READERS --ioengine=libaio \
+		--direct=1 --offset=0 --size=16m --time_based --runtime="${3:-$RT}" --rate_iops=$((RATE / READERS)) \
 		--norandommap --randrepeat=0 \
-		--name=writer --filename="$2" --rw=randwrite --bs=4k --iodepth=1 --ioengine=libaio \
+		--name=writer --new_group --filename="$2" --rw=randwrite --bs=4k --iodepth=1 --ioengine=libaio \
 		--direct=1 --offset=16m --size=16m --time_based --runtime="${3:-$RT}" --rate_iops=100 \
 		--verify=crc32c --verify_backlog=16 --verify_fatal=1 --randrepeat=0 >/tmp/fio-$1.out 2>&1
 	rc=$?
@@ -188,7 +193,7 @@ wait $LPID 2>/dev/null
 wait_log 1 'lake_shm: laked detached'
 dm_wait reads $(($(dm_counter reads) + 300))
 dm_status killed
-LAKED_RETRAIN_LINNOS_DEVICES="$DMMAJ:0=1" LAKED_RETRAIN_MIN_SAMPLES=${DM_RETRAIN_MIN:-3000} \
+LAKED_RETRAIN_LINNOS_DEVICES="$DMMAJ:0=1" LAKED_RETRAIN_MIN_SAMPLES=${DM_RETRAIN_MIN:-2000} \
 	LAKED_RETRAIN_THRESHOLD_US=200000 LAKED_RETRAIN_FALSE_SUBMIT_COST=50 $LAKED >/tmp/laked2.log 2>&1 &
 LPID=$!
 wait_log 2 'lake_shm: laked attached' $LPID
@@ -207,9 +212,9 @@ dm_status retrain-before
 $DMS message ln 0 mode off
 dm_fio retrain-run /dev/mapper/ln 12
 i=0
-while [ "$(dm_version)" = "$V0" ] && [ $i -lt 600 ]; do
+while [ "$(dm_version)" = "$V0" ] && [ $i -lt 120 ]; do # training takes the VM's CPU: look once a second
 	i=$((i + 1))
-	sleep 0.2
+	sleep 1
 done
 grep 'LinnOS retraining' /tmp/laked2.log | sed 's/^/LAKEVM: DM-RETRAIN /'
 dm_status retrained

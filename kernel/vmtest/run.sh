@@ -100,7 +100,7 @@ laked)
 	(cd "$root" && go build -o "$work/linnos-tool" ./cmd/linnos) || die "cmd/linnos build failed"
 	if [ "$phase" = dm ]; then
 		# the dm phase: a model for the lake_stall schedule of phase-dm.sh
-		(cd "$root" && go run ./kernel/vmtest/stallmodel -n 60000 -o "$work/linnos.model") \
+		(cd "$root" && go run ./kernel/vmtest/stallmodel -n 120000 -o "$work/linnos.model") \
 			>"$work/linnos-train.log" 2>&1 || { cat "$work/linnos-train.log"; die "stallmodel failed"; }
 		cat "$work/linnos-train.log"
 	else

@@ -47,10 +47,10 @@ func (r dmRow) counter(k string) int64 {
 // The latency goals (LinnOS p99.9 below half the stalling primary's
 // alone, its average within 5% of it) are asserted only with
 // LAKE_VM_DM_STRICT=1: on the shared 2-core machine this was developed on
-// (load average ~20), TCG timings were dominated by host load and the
-// goals were met in one run and missed in others, and fio's rate limiting
-// lets a stall hold only a few reads in any mode (docs/EVALUATION.md);
-// without it the test logs the comparison and says it was not checked.
+// (load average ~9), the fast path met them in every run of the current
+// setup but the laked path missed them in one, and that is too few runs
+// to call them reliable (docs/EVALUATION.md); without it the test logs
+// the comparison and says it was not checked.
 func TestVMLinnOS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the dm-linnos VM test boots a kernel in qemu and runs fio (about 6 minutes)")
@@ -63,10 +63,10 @@ func TestVMLinnOS(t *testing.T) {
 			t.Skip(tool + " not found (deploy/setup-debian.sh installs fio and dmsetup)")
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 17*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "run.sh", t.TempDir())
-	cmd.Env = append(os.Environ(), "LAKE_VM_LAKED=laked", "LAKE_VM_PHASE=dm", "LAKE_VM_TIMEOUT=600")
+	cmd.Env = append(os.Environ(), "LAKE_VM_LAKED=laked", "LAKE_VM_PHASE=dm", "LAKE_VM_TIMEOUT=900")
 	cmd.WaitDelay = 10 * time.Second
 	start := time.Now()
 	outb, err := cmd.CombinedOutput()

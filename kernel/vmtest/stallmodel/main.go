@@ -25,11 +25,12 @@
 // -expired of the samples are added again with their history expired
 // (the same read and outcome: in the simulation the outcome depends on the
 // device's state, not on what the history says about it), so the model
-// learns what an expired history with a given pending count means, and
-// -mixed are added again with the history of a random earlier read (its
-// history says little about a stall that has just begun: no read has
-// completed since, so the pending count is what tells), so the model does
-// not learn the simulation's incidental service times. The
+// learns what an expired history with a given pending count means; and
+// -mixed of the samples have their history replaced by that of a random
+// earlier read or a random one (history says little about a stall that
+// has just begun: no read has completed since, so the pending count is
+// what tells), so the model does not learn the incidental histories of
+// the few stalls it sees. The
 // defaults match phase-dm.sh (iodepth 32 at 500 reads/s, 3 s stalls)
 // except the period, 7 s instead of 12 s, so that a short simulation
 // holds enough stalls to learn from (the features do not depend on it).
@@ -84,7 +85,7 @@ func main() {
 	flag.Float64Var(&p.thresholdUs, "threshold-us", 200000, "reads slower than this are labelled slow")
 	flag.Float64Var(&p.ttlUs, "ttl-us", 1e6, "history time-to-live (the target's hist_ttl_us; 0: none)")
 	flag.Float64Var(&p.expired, "expired", 0.3, "fraction of samples added again with their history expired")
-	flag.Float64Var(&p.mixed, "mixed", 1, "fraction of samples added again with the history of an earlier read")
+	flag.Float64Var(&p.mixed, "mixed", 1, "fraction of samples whose history is replaced by an earlier read's or a random one")
 	flag.Uint64Var(&p.seed, "seed", 1, "seed")
 	flag.IntVar(&p.epochs, "epochs", 16, "training epochs")
 	flag.Float64Var(&p.falseSubmitCost, "false-submit-cost", 50, "loss weight of a slow read predicted fast")
@@ -240,20 +241,27 @@ func simulate(p params) *linnos.Samples {
 				}
 				h := e
 				h.Expire(stale)
-				h.Features(pending, feat)
-				s.Features = append(s.Features, feat...)
-				s.LatencyUs = append(s.LatencyUs, c.lat)
 				if len(past) < 4096 {
 					past = append(past, h)
 				} else {
 					past[r.IntN(len(past))] = h
 				}
 				if r.Float64() < p.mixed {
+					// an earlier read's history, or (half the time) a
+					// random one: pending 1..4, latency log-uniform
+					// 50 µs..10 ms (TCG's healthy reads span it)
 					o := past[r.IntN(len(past))]
+					if r.IntN(2) == 0 {
+						for k := 0; k < linnos.HistoryLen; k++ {
+							o.Complete(1+r.IntN(4), int(50*math.Pow(200, r.Float64())))
+						}
+					}
 					o.Features(pending, feat)
-					s.Features = append(s.Features, feat...)
-					s.LatencyUs = append(s.LatencyUs, c.lat)
+				} else {
+					h.Features(pending, feat)
 				}
+				s.Features = append(s.Features, feat...)
+				s.LatencyUs = append(s.LatencyUs, c.lat)
 				if r.Float64() < p.expired {
 					h.Expire(linnos.HistoryLen)
 					h.Features(pending, feat)
