@@ -30,6 +30,12 @@ type Config struct {
 	// the doorbell (at most SpinReaders readers spin at once; the others
 	// sleep at once). Negative: never spin.
 	IdleSpin time.Duration
+	// IdleYield makes a reader in its idle window yield its CPU to other
+	// threads (sched_yield) once it has found nothing for
+	// shm.SpinOSYield: a client woken onto the reader's CPU then runs at
+	// once instead of after the window, at the price of the reader
+	// losing its CPU for a time slice when other threads want it.
+	IdleYield bool
 	// SpinReaders bounds the session readers spinning at once (0:
 	// max(1, GOMAXPROCS/2)); BusyPoll readers are not counted.
 	SpinReaders int

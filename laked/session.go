@@ -79,8 +79,7 @@ func newSession(s *Server, id uint32, t Transport) *session {
 	sess := &session{
 		srv: s, id: id, t: t, region: r, sq: r.SQ(), cq: r.CQ(),
 		ctxs:    map[uint64]backend.Context{},
-		// a reader idle for a while yields its CPU (shm.SpinOSYield)
-		spinner: shm.Spinner{Forever: s.cfg.BusyPoll, Window: s.cfg.IdleSpin, OSYield: true},
+		spinner: shm.Spinner{Forever: s.cfg.BusyPoll, Window: s.cfg.IdleSpin, OSYield: s.cfg.IdleYield},
 	}
 	sess.inflightBudget.max = uint64(s.limits.SessionInflight)
 	sess.queuedBudget.max = s.limits.SessionQueuedBytes

@@ -76,15 +76,16 @@ const DefaultSpinMax = 50 * time.Microsecond
 
 // SpinOSYield is how long a Spinner with OSYield polls before it also
 // yields its CPU to other threads (sched_yield) at every 64th poll.
-// laked's session readers set it for their idle window: a reader that
-// has found nothing for a while may be holding the very CPU its client's
-// thread was woken onto (a futex wake tends to place the woken thread
-// beside its waker), and that client then waited for the reader's whole
-// idle window (1 ms) to end. sched_yield returns at once when no other
-// thread wants the CPU. Callers (lakelib) do not set it: a caller that
-// yielded to a reader on its own CPU never slept again, and kept sharing
-// that CPU with it at ~12 µs per round trip, where a caller that sleeps
-// after its spin gets placed anew at its next wake-up.
+// laked's session readers set it for their idle window when configured
+// to (Config.IdleYield, idle_yield): a reader that has found nothing for
+// a while may be holding the very CPU its client's thread was woken onto
+// (a futex wake tends to place the woken thread beside its waker), and
+// that client then waits for the reader's whole idle window (1 ms) to
+// end. sched_yield returns at once when no other thread wants the CPU,
+// but when one does it may keep the CPU for its whole time slice
+// (docs/PERFORMANCE.md has the trade-off measured). Callers (lakelib) do
+// not set it: a caller that yields to a reader on its own CPU never
+// sleeps again, and the two keep sharing that CPU.
 const SpinOSYield = 4 * time.Microsecond
 
 // Spin calls ready in a loop until it returns true (result true) or the

@@ -318,3 +318,42 @@ func TestMPSCBatchStress(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestSpinnerOSYield: a Spinner with OSYield yields the CPU once it has
+// polled SpinOSYield without success, and only then; one without it, or
+// a busy-polling one, never does.
+func TestSpinnerOSYield(t *testing.T) {
+	var yields int
+	old := osYield
+	osYield = func() { yields++ }
+	defer func() { osYield = old }()
+	for _, c := range []struct {
+		s    Spinner
+		want bool
+	}{
+		{Spinner{Window: 200 * time.Microsecond, OSYield: true}, true},
+		{Spinner{Window: 200 * time.Microsecond}, false},
+	} {
+		yields = 0
+		c.s.Spin(func() bool { return false }, nil)
+		if (yields > 0) != c.want {
+			t.Errorf("%+v: %d yields", c.s, yields)
+		}
+	}
+	// Found quickly: no yield.
+	yields = 0
+	s := Spinner{Window: time.Millisecond, OSYield: true}
+	n := 0
+	s.Spin(func() bool { n++; return n > 10 }, nil)
+	if yields != 0 {
+		t.Errorf("%d yields before work found after 10 polls", yields)
+	}
+	// Busy polling never yields the CPU.
+	yields = 0
+	stopAt := time.Now().Add(200 * time.Microsecond)
+	b := Spinner{Forever: true, OSYield: true}
+	b.Spin(func() bool { return false }, func() bool { return time.Now().After(stopAt) })
+	if yields != 0 {
+		t.Errorf("busy-polling spinner yielded %d times", yields)
+	}
+}

@@ -44,6 +44,7 @@ type Config struct {
 	MetricsAddr string        `mapstructure:"metrics_addr" yaml:"metrics_addr"`
 	BusyPoll    bool          `mapstructure:"busy_poll" yaml:"busy_poll"`
 	IdleSpin    time.Duration `mapstructure:"idle_spin" yaml:"idle_spin"`
+	IdleYield   bool          `mapstructure:"idle_yield" yaml:"idle_yield"`
 	MaxClients  int           `mapstructure:"max_clients" yaml:"max_clients"`
 	Log         LogConfig     `mapstructure:"log" yaml:"log"`
 	Batch       BatchConfig   `mapstructure:"batch" yaml:"batch"`
@@ -179,6 +180,7 @@ var keys = []key{
 	{"metrics_addr", "127.0.0.1:9477", "metrics-addr", "address of the Prometheus endpoint (empty: none)"},
 	{"busy_poll", false, "busy-poll", "spin on idle rings instead of sleeping"},
 	{"idle_spin", time.Millisecond, "idle-spin", "how long a reader spins on an empty ring before sleeping (0: never)"},
+	{"idle_yield", false, "idle-yield", "readers yield their CPU (sched_yield) while spinning idle"},
 	{"max_clients", 256, "max-clients", "most attached clients"},
 	{"watchdog", time.Duration(0), "", ""},
 	{"log.level", "info", "log-level", "debug, info, warn or error"},

@@ -184,7 +184,7 @@ func start(ctx context.Context, cfg *Config, log zerolog.Logger, linnosModel *li
 		}
 	}
 	srv, err := laked.New(laked.Config{
-		MaxBatch: cfg.Batch.MaxSize, MaxWait: cfg.Batch.MaxWait, BusyPoll: cfg.BusyPoll, IdleSpin: idleSpin(cfg.IdleSpin),
+		MaxBatch: cfg.Batch.MaxSize, MaxWait: cfg.Batch.MaxWait, BusyPoll: cfg.BusyPoll, IdleSpin: idleSpin(cfg.IdleSpin), IdleYield: cfg.IdleYield,
 		MaxClients: cfg.MaxClients, Limits: cfg.Limits.Laked(), Backend: be, GPU: gpuBackend, Logger: log,
 		Placer: &laked.PolicyPlacer{Engine: eng, Load: src.gpu, SelfLoad: src.self, CPUUtil: src.cpu, Log: log},
 	})
