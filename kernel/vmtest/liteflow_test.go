@@ -94,18 +94,18 @@ var lfModes = []string{"cubic", "fixed", "liteflow", "userspace"}
 
 // Recovery: late after the change (from change + lfLateAfter on, 4.5 of
 // the run's 13 s after the change; tcpgen's phase 2 is the last 6.5 s),
-// the snapshots laked adapted and shipped
-// must be at least 1 - lfRecoverMargin closer to the labels than the
-// fixed snapshot on the same batches (the same samples, so the
-// comparison is within the run). Errors against the labels do not depend
-// on how fast TCG runs (the run's timing only changes how many batches
-// there are). Three boots measured ratios of 0.52-0.61. (The served
-// error of the first batch after the change is logged but not compared:
-// that batch mixes samples from before the change and was below the
-// late error in one of the three boots.)
+// the snapshots laked adapted and shipped must be at least 1 -
+// lfRecoverMargin closer to the labels than the fixed snapshot on the
+// same batches (the same samples, so the comparison is within the run).
+// Errors against the labels do not depend on how fast TCG runs (the
+// run's timing only changes how many batches there are). Eight boots
+// measured ratios of 0.47-0.75 (docs/EVALUATION.md). (The served error of
+// the first batch after the change is logged but not compared: that
+// batch mixes samples from before the change and was below the late
+// error in some boots.)
 const (
 	lfLateAfter     = 4500 // ms; run: 18 s, change at 5 s
-	lfRecoverMargin = 0.8
+	lfRecoverMargin = 0.85
 	lfMinLate       = 2 // batches
 )
 
