@@ -86,6 +86,9 @@ clean:
 # libcuda.so stub, all in the ignored .whl/ (deploy/cuda-env.sh).
 CUDA_ENV := CGO_ENABLED=1 CGO_CFLAGS="-I$(CURDIR)/.whl/cuda/include" CGO_LDFLAGS="-L$(CURDIR)/.whl/stub"
 CUDA_PKGS := ./laked/... ./cmd/laked/ ./policy/
+# Test binaries run against the fake driver (.whl/fake/libcuda.so.1,
+# tests only; laked ignores the variable).
+FAKE_CUDA := LAKE_CUDA_FAKE_DRIVER=1 LD_LIBRARY_PATH=$(CURDIR)/.whl/fake
 cuda-env:
 	./deploy/cuda-env.sh
 
@@ -100,6 +103,12 @@ cuda-check: cuda-env
 	# what the tag adds: the cuda package's own tests and laked's GPU ones.
 	$(CUDA_ENV) LD_LIBRARY_PATH=$(CURDIR)/.whl/stub $(GO) test -race -count=1 -tags cuda -skip OnHost ./laked/backend/cuda/
 	$(CUDA_ENV) LD_LIBRARY_PATH=$(CURDIR)/.whl/stub $(GO) test -race -count=1 -tags cuda -run 'GPU|LoadSources' ./cmd/laked/
+	# The GPU tests again, against the fake CUDA driver (host memory, the
+	# host build of lake.cu; laked/backend/cuda/fake): the backend's and
+	# laked's GPU paths run, not the GPU (see the package doc).
+	laked/backend/cuda/fake/gen.sh .whl/fake
+	$(CUDA_ENV) $(FAKE_CUDA) $(GO) test -race -count=1 -tags cuda -run 'GPU|Fake' ./laked/backend/cuda/
+	$(CUDA_ENV) $(FAKE_CUDA) $(GO) test -race -count=1 -tags cuda -run 'GPU' ./cmd/laked/
 
 # Build the GPU check (cuda-tagged test binaries and the script) into
 # bin/gpu-check; deploy/gpu-check.sh runs them on a GPU machine with no

@@ -17,7 +17,16 @@ static inline unsigned tid_x(void) { return lake_host_tid; }
 static inline unsigned ntid_x(void) { return lake_host_ntid; }
 static inline unsigned ctaid_x(void) { return lake_host_ctaid; }
 static inline unsigned nctaid_x(void) { return lake_host_nctaid; }
+#ifdef LAKE_HOST_FAKE
+// The fake CUDA driver (../fake/fakecuda.c) runs a block's threads as
+// fibers on one OS thread: a barrier is a switch back to its scheduler,
+// and a kernel whose context is destroyed sees its clock jump forward.
+void lake_host_sync(void);
+unsigned long long lake_host_clock_skew(void);
+static inline void sync_threads(void) { lake_host_sync(); }
+#else
 static inline void sync_threads(void) { pthread_barrier_wait(&lake_host_barrier); }
+#endif
 // Compiled with -ffp-contract=off: a product and a sum each round once.
 static inline float fmul(float a, float b) { return a * b; }
 static inline float fadd(float a, float b) { return a + b; }
@@ -38,5 +47,9 @@ static inline unsigned long long clock64_(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+	unsigned long long t = (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+#ifdef LAKE_HOST_FAKE
+	t += lake_host_clock_skew();
+#endif
+	return t;
 }
