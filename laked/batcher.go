@@ -534,11 +534,22 @@ func (b *batcher) execute() {
 				err = runChunks(gm.PredictGPU, in, out, items, b.s.cfg.MaxBatch, info)
 			}
 			ranGPU = err == nil
+			if err != nil {
+				// A GPU fault or launch timeout: the batch runs on the
+				// CPU, and counts as a fallback like a batch with no GPU.
+				b.s.stats.gpuFallbacks.Add(1)
+				b.s.log.Warn().Err(err).Uint32("model", b.model.id).Int("items", items).Msg("GPU batch failed: running it on the CPU")
+			}
 		} else {
 			b.s.stats.gpuFallbacks.Add(1)
 		}
 	}
+	cpuStart := start
 	if !ranGPU {
+		// The CPU's per-item cost is the CPU run's alone, not a failed
+		// GPU attempt's (up to the launch timeout) before it: that cost
+		// feeds the placer and the deadline check (missed).
+		cpuStart = time.Now()
 		if !staged {
 			b.stageInputs(in, info)
 		}
@@ -547,11 +558,10 @@ func (b *batcher) execute() {
 	took := time.Since(start)
 	b.s.stats.observeBatch(items, took, ranGPU)
 	if err == nil {
-		per := float64(took) / float64(items)
 		if ranGPU {
-			b.gpuItem = ewma(b.gpuItem, per)
+			b.gpuItem = ewma(b.gpuItem, float64(took)/float64(items))
 		} else {
-			b.cpuItem = ewma(b.cpuItem, per)
+			b.cpuItem = ewma(b.cpuItem, float64(time.Since(cpuStart))/float64(items))
 		}
 	}
 	status := shm.StatusOK

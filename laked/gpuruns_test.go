@@ -191,6 +191,50 @@ func TestGPURunsFromRegisteredArena(t *testing.T) {
 	if c, _, _, _, _ := g.counts(); c != calls+2 {
 		t.Fatalf("GPU path called %d times after failing", c-calls)
 	}
+	// Each failed GPU batch ran on the CPU: a fallback.
+	if st := srv.Stats(); st.GPUFallbacks != 2 {
+		t.Fatalf("fallbacks %d after two failed GPU batches", st.GPUFallbacks)
+	}
+}
+
+// TestGPUFailureNotChargedToCPU: a GPU batch that fails slowly (a launch
+// timeout) and then runs on the CPU charges the CPU's per-item cost (the
+// placer's BatchInfo.CPUPerItem, laked's deadline estimate) with the CPU
+// run alone, not with the failed GPU attempt.
+func TestGPUFailureNotChargedToCPU(t *testing.T) {
+	base, err := laked.NewMLPModel("mlp", laked.DemoMLPBlob(3, 8, 16, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const stall = 300 * time.Millisecond
+	slowFail := func(ins, outs [][]byte, n int) error {
+		time.Sleep(stall)
+		return errors.New("CUDA_ERROR_LAUNCH_TIMEOUT (fake)")
+	}
+	be := newRegBackend(false)
+	srv, sock := runsServer(t, be, laked.WithGPURuns(base, slowFail))
+	var mu sync.Mutex
+	var seen []time.Duration
+	srv.SetPlacer(laked.PlacerFunc(func(bi laked.BatchInfo) bool {
+		mu.Lock()
+		seen = append(seen, bi.CPUPerItem)
+		mu.Unlock()
+		return true
+	}))
+	predictAll(t, sock, base, []int{2, 2, 2})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) < 3 {
+		t.Fatalf("%d placements", len(seen))
+	}
+	// After two batches of 2 items each taking stall on the GPU first, a
+	// CPU cost that included it would be ~stall/2 per item.
+	if last := seen[len(seen)-1]; last <= 0 || last > stall/20 {
+		t.Fatalf("CPU per-item cost %v after failed GPU attempts of %v", last, stall)
+	}
+	if st := srv.Stats(); st.GPUFallbacks != 3 {
+		t.Fatalf("fallbacks %d", st.GPUFallbacks)
+	}
 }
 
 // TestGPURunsStagedWithoutRegistration: when the GPU backend refuses to
