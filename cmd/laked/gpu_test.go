@@ -296,3 +296,95 @@ func TestLoadSourcesReadInTheBackground(t *testing.T) {
 		t.Fatalf("%d samples: the decisions sampled themselves", n)
 	}
 }
+
+// TestGPUFaultsThroughLaked runs laked's GPU path against the fake CUDA
+// driver (make cuda-check) with its faults injected: while every LinnOS
+// launch faults, and then while every launch hangs past
+// limits.launch_timeout, each request is still answered, right (on the
+// CPU: PredictResult.GPU false) and counted as a fallback; once the
+// driver behaves, the model's rebuilt GPU context serves again.
+func TestGPUFaultsThroughLaked(t *testing.T) {
+	if os.Getenv("LAKE_CUDA_FAKE_DRIVER") != "1" {
+		t.Skip("needs the fake CUDA driver's fault injection (make cuda-check)")
+	}
+	const timeout = 300 * time.Millisecond
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	cfg, gpu := configWithGPU(t, "policy:\n  gpu_min_batch: 8\n  gpu_max_util_pct: 100\nlimits:\n  launch_timeout: 300ms\n", sock)
+	gpu.close()
+	m := randomLinnOS(t)
+	d, err := start(context.Background(), cfg, zerolog.Nop(), m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.stop(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := lakelib.Dial(ctx, sock, lakelib.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := rand.New(rand.NewPCG(3, 3))
+	// round sends one request of 64 items, checks the answer against the
+	// CPU model and reports whether it ran on the GPU.
+	round := func(what string) (gpu bool, took time.Duration) {
+		t.Helper()
+		const n = 64
+		feat := make([]int32, n*linnos.NumInputs)
+		for i := range feat {
+			feat[i] = int32(r.IntN(10))
+		}
+		in := make([]byte, 4*len(feat))
+		for i, v := range feat {
+			binary.LittleEndian.PutUint32(in[4*i:], uint32(v))
+		}
+		out := make([]byte, 4*n)
+		begin := time.Now()
+		res, err := c.Predict(ctx, modelLinnOS, n, in, out)
+		took = time.Since(begin)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		want := make([]int32, n)
+		if err := m.PredictBatch(feat, want); err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if got := int32(binary.LittleEndian.Uint32(out[4*i:])); got != want[i] {
+				t.Fatalf("%s: item %d: laked %d, CPU model %d", what, i, got, want[i])
+			}
+		}
+		return res.GPU, took
+	}
+	if g, _ := round("healthy"); !g {
+		t.Fatal("the first batch did not run on the GPU")
+	}
+	fb := d.srv.Stats().GPUFallbacks
+	t.Setenv("LAKE_FAKECUDA_FAULT", "lake_linnos_int0")
+	for i := 0; i < 3; i++ {
+		if g, _ := round("faulting"); g {
+			t.Fatal("a batch whose kernel faulted is reported as run on the GPU")
+		}
+	}
+	os.Unsetenv("LAKE_FAKECUDA_FAULT")
+	if got := d.srv.Stats().GPUFallbacks - fb; got < 3 {
+		t.Fatalf("%d fallbacks for 3 faulted batches", got)
+	}
+	t.Setenv("LAKE_FAKECUDA_HANG", "lake_linnos_int0")
+	for i := 0; i < 2; i++ {
+		g, took := round("hanging")
+		if g || took < timeout {
+			t.Fatalf("hung batch: on the GPU %v after %v (timeout %v)", g, took, timeout)
+		}
+	}
+	os.Unsetenv("LAKE_FAKECUDA_HANG")
+	ranGPU := 0
+	for i := 0; i < 5; i++ {
+		if g, _ := round("recovered"); g {
+			ranGPU++
+		}
+	}
+	if ranGPU == 0 {
+		t.Fatal("no batch ran on the GPU after the faults ended")
+	}
+}

@@ -55,6 +55,9 @@ func TestGPUCrossover(t *testing.T) {
 		t.Skip("LAKE_GPU_CROSSOVER not set (make gpu-check runs this)")
 	}
 	b := newGPU(t, backend.Limits{})
+	if onFake(b) {
+		t.Skip("the fake CUDA driver runs the kernels on the host CPU: a crossover measured on it says nothing about a GPU")
+	}
 	maxN := crossoverSizes[len(crossoverSizes)-1]
 	size := maxN * 4 * (linnos.NumInputs + 1)
 	arena, err := memfdMap(size)
@@ -135,6 +138,9 @@ func TestGPUCrossover(t *testing.T) {
 // size, for go test -bench on a GPU machine.
 func BenchmarkGPULinnOS(b *testing.B) {
 	be := newGPU(b, backend.Limits{})
+	if onFake(be) {
+		b.Skip("the fake CUDA driver runs the kernels on the host CPU: not a GPU's speed")
+	}
 	for extra := 0; extra <= linnos.MaxExtra; extra++ {
 		_, q := linnosModels(b, extra)
 		g, err := NewLinnOSInt(be, q)
