@@ -360,24 +360,24 @@ func TestGPUFaultsThroughLaked(t *testing.T) {
 		t.Fatal("the first batch did not run on the GPU")
 	}
 	fb := d.srv.Stats().GPUFallbacks
-	t.Setenv("LAKE_FAKECUDA_FAULT", "lake_linnos_int0")
+	fakeInject(t, "fault", "lake_linnos_int0")
 	for i := 0; i < 3; i++ {
 		if g, _ := round("faulting"); g {
 			t.Fatal("a batch whose kernel faulted is reported as run on the GPU")
 		}
 	}
-	os.Unsetenv("LAKE_FAKECUDA_FAULT")
+	fakeInject(t, "fault", "")
 	if got := d.srv.Stats().GPUFallbacks - fb; got < 3 {
 		t.Fatalf("%d fallbacks for 3 faulted batches", got)
 	}
-	t.Setenv("LAKE_FAKECUDA_HANG", "lake_linnos_int0")
+	fakeInject(t, "hang", "lake_linnos_int0")
 	for i := 0; i < 2; i++ {
 		g, took := round("hanging")
 		if g || took < timeout {
 			t.Fatalf("hung batch: on the GPU %v after %v (timeout %v)", g, took, timeout)
 		}
 	}
-	os.Unsetenv("LAKE_FAKECUDA_HANG")
+	fakeInject(t, "hang", "")
 	ranGPU := 0
 	for i := 0; i < 5; i++ {
 		if g, _ := round("recovered"); g {

@@ -107,9 +107,10 @@
 // TestKernelsOnHost; a block's threads as fibers for the LinnOS
 // barriers). A kernel given a pointer outside its context's allocations
 // faults that context sticky (CUDA_ERROR_ILLEGAL_ADDRESS) as a GPU does;
-// LAKE_FAKECUDA_FAULT, _HANG, _REFUSE_REGISTER and _MEM inject a fault, a
-// kernel that never finishes, a refused cuMemHostRegister and a device
-// size. make cuda-check runs the GPU tests here and laked's
+// FakeDriverControl (the fake's lake_fakecuda_control, found with dlsym;
+// or LAKE_FAKECUDA_FAULT, _HANG, _REFUSE_REGISTER and _MEM at the first
+// cuInit) injects a kernel fault, a kernel that never finishes, a refused
+// cuMemHostRegister and a device size. make cuda-check runs the GPU tests here and laked's
 // (cmd/laked) against it with LAKE_CUDA_FAKE_DRIVER=1, which makes
 // Available skip the /dev/nvidiactl check in a test binary only
 // (testing.Testing); laked and deploy/gpu-check.sh ignore it. The

@@ -10,6 +10,7 @@ package cuda
 // libcuda.so is generated (stub/gen.sh).
 
 /*
+#cgo LDFLAGS: -ldl
 #include <cuda.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +37,22 @@ static CUresult lake_mem_host_register(void *p, size_t n) {
 }
 static CUresult lake_mem_host_unregister(void *p) { return cuMemHostUnregister(p); }
 static CUresult lake_ctx_set_current(uintptr_t c) { return cuCtxSetCurrent((CUcontext)c); }
+
+// The fake driver's control function (fake/fakecuda.c), found at run
+// time: absent from the real driver, where this returns -2.
+#include <dlfcn.h>
+static int lake_fake_control(const char *key, const char *val) {
+	int (*f)(const char *, const char *) = (int (*)(const char *, const char *))dlsym(RTLD_DEFAULT, "lake_fakecuda_control");
+	return f ? f(key, val) : -2;
+}
 */
 import "C"
 
 import (
+	"fmt"
 	"unsafe"
 
+	"github.com/lakeos/lake/laked/backend"
 	"github.com/mumax/3/cuda/cu"
 )
 
@@ -103,3 +114,23 @@ func ctxSetCurrent(c cu.Context) Result {
 // streamQuery reports whether st's work has finished (Success),
 // is still running (ErrorNotReady), or faulted; it never blocks.
 func streamQuery(st cu.Stream) Result { return Result(cu.StreamQuery(st)) }
+
+// FakeDriverControl sets one of the fake CUDA driver's fault injections
+// (fake/fakecuda.c, tests only): key "mem" (the device's bytes),
+// "fault" or "hang" (a built-in kernel's name: its launches fault, or
+// never finish), "refuse_register" ("1": cuMemHostRegister fails); an
+// empty value clears it. With any other libcuda (the real driver) it
+// changes nothing and returns an error wrapping backend.ErrNotSupported.
+func FakeDriverControl(key, val string) error {
+	ck, cv := C.CString(key), C.CString(val)
+	defer C.free(unsafe.Pointer(ck))
+	defer C.free(unsafe.Pointer(cv))
+	switch C.lake_fake_control(ck, cv) {
+	case 0:
+		return nil
+	case -2:
+		return fmt.Errorf("cuda: the loaded libcuda is not the fake driver: %w", backend.ErrNotSupported)
+	default:
+		return fmt.Errorf("cuda: fake driver control %q: %w", key, backend.ErrInvalidValue)
+	}
+}

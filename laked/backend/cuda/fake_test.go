@@ -5,7 +5,6 @@ package cuda
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -14,8 +13,8 @@ import (
 )
 
 // The tests here need the fake CUDA driver's fault injection
-// (fake/fakecuda.c: LAKE_FAKECUDA_* variables, read by the driver at
-// each call), so they run only in make cuda-check; on a GPU the same
+// (fake/fakecuda.c, set through FakeDriverControl), so they run only in
+// make cuda-check; on a GPU the same
 // paths are reached by TestGPUFaultIsolated and TestGPULaunchTimeout.
 
 // newFake is newGPU on the fake driver, or a skip.
@@ -31,13 +30,20 @@ func newFake(t *testing.T, l backend.Limits) *Backend {
 	return b
 }
 
-// inject sets a LAKE_FAKECUDA_* variable for the driver until the test
-// ends (t.Setenv reaches the C environment in a cgo binary).
-func inject(t *testing.T, key, val string) { t.Setenv(key, val) }
+// inject sets one of the fake driver's injections (FakeDriverControl)
+// until clearInjection or the end of the test.
+func inject(t *testing.T, key, val string) {
+	t.Helper()
+	if err := FakeDriverControl(key, val); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { FakeDriverControl(key, "") })
+}
 
 // clearInjection ends an injection before the test does.
 func clearInjection(t *testing.T, key string) {
-	if err := os.Unsetenv(key); err != nil {
+	t.Helper()
+	if err := FakeDriverControl(key, ""); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -47,8 +53,8 @@ func clearInjection(t *testing.T, key string) {
 // not a fault (nothing rebuilt, the context's other memory intact), and
 // gives the bytes it reserved back to the backend's budget.
 func TestFakeDriverOutOfMemory(t *testing.T) {
-	inject(t, "LAKE_FAKECUDA_MEM", "1048576")
 	b := newFake(t, backend.Limits{})
+	inject(t, "mem", "1048576")
 	c := newCtx(t, b, false)
 	p := mustAlloc(t, c, 768<<10)
 	if err := c.MemcpyHtoD(p, []byte{1, 2, 3}); err != nil {
@@ -107,7 +113,7 @@ func TestFakeDriverModelFault(t *testing.T) {
 	for i := range out {
 		out[i] = 0xee
 	}
-	inject(t, "LAKE_FAKECUDA_FAULT", "lake_linnos_int0")
+	inject(t, "fault", "lake_linnos_int0")
 	err = g.PredictRuns([][]byte{in}, [][]byte{out}, n)
 	if !errors.Is(err, backend.ErrLaunchFailed) || AsResult(err) != ErrorIllegalAddress {
 		t.Fatalf("faulting batch: %v", err)
@@ -120,7 +126,7 @@ func TestFakeDriverModelFault(t *testing.T) {
 			t.Fatalf("output byte %d written by a faulted batch", i)
 		}
 	}
-	clearInjection(t, "LAKE_FAKECUDA_FAULT")
+	clearInjection(t, "fault")
 	want := make([]int32, n)
 	if err := q.PredictBatch(feat, want); err != nil {
 		t.Fatal(err)
@@ -169,7 +175,7 @@ func TestFakeDriverModelHang(t *testing.T) {
 	copy(mem, i32bytes(feat))
 	in := mem[:n*4*linnos.NumInputs]
 	pinnedOut, pageableOut := mem[40000:40000+4*n], make([]byte, 4*n)
-	inject(t, "LAKE_FAKECUDA_HANG", "lake_linnos_int0")
+	inject(t, "hang", "lake_linnos_int0")
 	for i, out := range [][]byte{pinnedOut, pageableOut} {
 		start := time.Now()
 		err := g.PredictRuns([][]byte{in}, [][]byte{out}, n)
@@ -184,7 +190,7 @@ func TestFakeDriverModelHang(t *testing.T) {
 			t.Fatalf("path %d: rebuilds %d", i, g.r.ctx.Rebuilds())
 		}
 	}
-	clearInjection(t, "LAKE_FAKECUDA_HANG")
+	clearInjection(t, "hang")
 	want := make([]int32, n)
 	if err := q.PredictBatch(feat, want); err != nil {
 		t.Fatal(err)
@@ -213,7 +219,7 @@ func TestFakeDriverRegisterRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer munmap(mem)
-	inject(t, "LAKE_FAKECUDA_REFUSE_REGISTER", "1")
+	inject(t, "refuse_register", "1")
 	if _, err := b.RegisterHost(mem); !errors.Is(err, backend.ErrNotSupported) || AsResult(err) != ErrorNotPermitted {
 		t.Fatalf("refused registration: %v", err)
 	}
@@ -244,7 +250,7 @@ func TestFakeDriverRegisterRefused(t *testing.T) {
 			t.Fatalf("byte %d", i)
 		}
 	}
-	clearInjection(t, "LAKE_FAKECUDA_REFUSE_REGISTER")
+	clearInjection(t, "refuse_register")
 	unreg, err := b.RegisterHost(mem)
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +275,7 @@ func TestFakeDriverStickyContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inject(t, "LAKE_FAKECUDA_FAULT", "lake_vector_add")
+	inject(t, "fault", "lake_vector_add")
 	one := backend.Dim3{X: 1, Y: 1, Z: 1}
 	// On a stream the launch itself is queued; the fault shows at the wait.
 	if err := c.LaunchKernel(f, one, backend.Dim3{X: 16, Y: 1, Z: 1}, 0, s, Pack(uint64(p), uint64(p), uint64(p), 16)); err != nil {
@@ -282,7 +288,7 @@ func TestFakeDriverStickyContext(t *testing.T) {
 	if c.Rebuilds() != 1 || c.ctx == old {
 		t.Fatalf("rebuilds %d", c.Rebuilds())
 	}
-	clearInjection(t, "LAKE_FAKECUDA_FAULT")
+	clearInjection(t, "fault")
 	// The old CUDA context is gone in the driver too.
 	if r := ctxSetCurrent(old); r == Success {
 		t.Fatal("the faulted CUDA context can still be made current")

@@ -26,7 +26,8 @@
 //   - host registration: ranges recorded; an overlapping one is
 //     CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED.
 //
-// Fault injection, read from the environment at each call:
+// Fault injection, from the environment at the first cuInit, then from
+// lake_fakecuda_control (package cuda's FakeDriverControl) at any time:
 //   LAKE_FAKECUDA_MEM=BYTES        device memory size
 //   LAKE_FAKECUDA_FAULT=KERNEL     every launch of KERNEL faults
 //                                  (CUDA_ERROR_ILLEGAL_ADDRESS, sticky)
@@ -34,6 +35,7 @@
 //                                  (until its context is destroyed)
 //   LAKE_FAKECUDA_REFUSE_REGISTER=1  cuMemHostRegister fails
 //                                  (CUDA_ERROR_NOT_PERMITTED)
+// (lake_fakecuda_control keys: mem, fault, hang, refuse_register.)
 //
 // What it is not: a GPU. No PTX is executed (the host build of the same
 // CUDA C is), no DMA happens, its memory protection is only the pointer
@@ -130,19 +132,48 @@ static struct hostreg *hostregs;
 static __thread struct ctx *current;
 static __thread struct ctx *running; // the context whose kernel this thread runs
 
-static size_t mem_total(void)
+// The injected faults (under mu): from the LAKE_FAKECUDA_* variables at
+// the first cuInit, then from lake_fakecuda_control. The driver never
+// reads the environment after that: a test changing it while the
+// driver's threads run would race with getenv.
+static struct {
+	size_t mem;
+	char fault[64], hang[64];
+	int refuse_register;
+} inj = {.mem = (size_t)2 << 30};
+static int inj_loaded;
+
+static void inj_set(const char *key, const char *val)
 {
-	const char *s = getenv("LAKE_FAKECUDA_MEM");
-	if (s && *s)
-		return (size_t)strtoull(s, NULL, 0);
-	return (size_t)2 << 30;
+	if (!strcmp(key, "mem"))
+		inj.mem = *val ? (size_t)strtoull(val, NULL, 0) : (size_t)2 << 30;
+	else if (!strcmp(key, "fault"))
+		snprintf(inj.fault, sizeof inj.fault, "%s", val);
+	else if (!strcmp(key, "hang"))
+		snprintf(inj.hang, sizeof inj.hang, "%s", val);
+	else if (!strcmp(key, "refuse_register"))
+		inj.refuse_register = *val && strcmp(val, "0");
 }
 
-static int env_is(const char *var, const char *name)
+static void inj_load_env(void)
 {
-	const char *s = getenv(var);
-	return s && *s && name && !strcmp(s, name);
+	static const char *const vars[][2] = {{"LAKE_FAKECUDA_MEM", "mem"},
+					      {"LAKE_FAKECUDA_FAULT", "fault"},
+					      {"LAKE_FAKECUDA_HANG", "hang"},
+					      {"LAKE_FAKECUDA_REFUSE_REGISTER", "refuse_register"}};
+	if (inj_loaded)
+		return;
+	inj_loaded = 1;
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+		const char *v = getenv(vars[i][0]);
+		if (v)
+			inj_set(vars[i][1], v);
+	}
 }
+
+static size_t mem_total(void) { return inj.mem; }
+
+static int inj_is(const char *inj_name, const char *name) { return *inj_name && name && !strcmp(inj_name, name); }
 
 // --- the kernels: name, parameter count, which parameters are pointers ---
 
@@ -369,12 +400,12 @@ static void run_kernel(struct op *o)
 
 static int faulting(const struct op *o)
 {
-	return o->kind == OP_KERNEL && (o->fault || env_is("LAKE_FAKECUDA_FAULT", o->k->name));
+	return o->kind == OP_KERNEL && (o->fault || inj_is(inj.fault, o->k->name));
 }
 
 static int hanging(const struct op *o)
 {
-	return o->kind == OP_KERNEL && env_is("LAKE_FAKECUDA_HANG", o->k->name);
+	return o->kind == OP_KERNEL && inj_is(inj.hang, o->k->name);
 }
 
 static void *worker(void *p)
@@ -514,8 +545,26 @@ EXPORT CUresult cuInit(unsigned int flags)
 		return CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_lock(&mu);
 	initialised = 1;
+	inj_load_env();
 	pthread_mutex_unlock(&mu);
 	return CUDA_SUCCESS;
+}
+
+// lake_fakecuda_control sets one injection (not a driver call: tests find
+// it with dlsym, package cuda's FakeDriverControl): key "mem" (bytes),
+// "fault" or "hang" (a kernel name), "refuse_register" ("1"); an empty
+// value clears it. It returns 0, or -1 for an unknown key.
+EXPORT int lake_fakecuda_control(const char *key, const char *val)
+{
+	if (!key || !val)
+		return -1;
+	if (strcmp(key, "mem") && strcmp(key, "fault") && strcmp(key, "hang") && strcmp(key, "refuse_register"))
+		return -1;
+	pthread_mutex_lock(&mu);
+	inj_load_env(); // so that a later cuInit does not undo this
+	inj_set(key, val);
+	pthread_mutex_unlock(&mu);
+	return 0;
 }
 
 EXPORT CUresult cuDriverGetVersion(int *v)
@@ -569,7 +618,9 @@ EXPORT CUresult cuDeviceTotalMem(size_t *bytes, CUdevice d)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (d != 0)
 		return CUDA_ERROR_INVALID_DEVICE;
+	pthread_mutex_lock(&mu);
 	*bytes = mem_total();
+	pthread_mutex_unlock(&mu);
 	return CUDA_SUCCESS;
 }
 
@@ -878,8 +929,7 @@ static CUresult host_register(void *p, size_t n)
 		return r;
 	if (!p || n == 0)
 		return CUDA_ERROR_INVALID_VALUE;
-	const char *refuse = getenv("LAKE_FAKECUDA_REFUSE_REGISTER");
-	if (refuse && *refuse && strcmp(refuse, "0"))
+	if (inj.refuse_register)
 		return CUDA_ERROR_NOT_PERMITTED;
 	uintptr_t u = (uintptr_t)p;
 	for (struct hostreg *h = hostregs; h; h = h->next)
