@@ -297,3 +297,66 @@ func TestFakeDriverStickyContext(t *testing.T) {
 		t.Fatalf("rebuilt context: %v", err)
 	}
 }
+
+// TestFakeDriverAllocBehindHungKernel: a client's kernel on one of its
+// streams never finishes, and the client allocates. The allocation's
+// zeroing (cuMemsetD8, queued on the legacy default stream behind that
+// kernel) returns at once, as the driver documents for device memory, so
+// the allocation does not wait for the kernel; the client's next copy
+// from it waits at most the launch timeout (then the context is
+// rebuilt), and once the kernel can finish, a new allocation reads back
+// zero.
+func TestFakeDriverAllocBehindHungKernel(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	b := newFake(t, backend.Limits{LaunchTimeout: timeout})
+	c := newCtx(t, b, false)
+	f := mustFn(t, c, "lake_vector_add")
+	p := mustAlloc(t, c, 64)
+	s, err := c.StreamCreate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inject(t, "hang", "lake_vector_add")
+	launch := func() {
+		t.Helper()
+		if err := c.LaunchKernel(f, backend.Dim3{X: 1, Y: 1, Z: 1}, backend.Dim3{X: 16, Y: 1, Z: 1}, 0, s, Pack(uint64(p), uint64(p), uint64(p), 16)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	launch()
+	start := time.Now()
+	q, err := c.MemAlloc(4096)
+	if err != nil || time.Since(start) > timeout {
+		t.Fatalf("allocation behind a hung kernel: %v after %v", err, time.Since(start))
+	}
+	buf := make([]byte, 4096)
+	if err := c.MemcpyDtoH(buf, q); !errors.Is(err, backend.ErrLaunchFailed) || AsResult(err) != ErrorLaunchTimeout {
+		t.Fatalf("copy behind a hung kernel: %v", err)
+	}
+	if c.Rebuilds() != 1 {
+		t.Fatalf("rebuilds %d", c.Rebuilds())
+	}
+	// In the rebuilt context: a kernel that finishes late.
+	f = mustFn(t, c, "lake_vector_add")
+	p = mustAlloc(t, c, 64)
+	if s, err = c.StreamCreate(); err != nil {
+		t.Fatal(err)
+	}
+	launch()
+	q, err = c.MemAlloc(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clearInjection(t, "hang") // the kernel runs, then the zeroing queued behind it
+	for i := range buf {
+		buf[i] = 0xff
+	}
+	if err := c.MemcpyDtoH(buf, q); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range buf {
+		if v != 0 {
+			t.Fatalf("byte %d of the new allocation is %#x", i, v)
+		}
+	}
+}

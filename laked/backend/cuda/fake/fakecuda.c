@@ -105,7 +105,7 @@ struct function {
 	char *entry;
 };
 
-enum { OP_COPY, OP_KERNEL };
+enum { OP_COPY, OP_MEMSET, OP_KERNEL };
 
 struct op {
 	int kind;
@@ -116,6 +116,7 @@ struct op {
 	const void *src;
 	size_t n;
 	void *staging; // freed after the copy
+	unsigned char byte; // OP_MEMSET
 	// OP_KERNEL
 	const struct kernel *k;
 	int fault; // a bad pointer: raises CUDA_ERROR_ILLEGAL_ADDRESS when run
@@ -342,6 +343,19 @@ unsigned long long lake_host_clock_skew(void)
 	return c && __atomic_load_n(&c->cancel, __ATOMIC_RELAXED) ? 1ull << 62 : 0;
 }
 
+// fib_free frees the calling worker's fibers.
+static void fib_free(void)
+{
+	for (unsigned i = 0; i < fib_nstacks; i++)
+		free(fib_stacks[i]);
+	free(fib_stacks);
+	free(fib_done);
+	fib_alloc(0);
+	fib_stacks = NULL;
+	fib_done = NULL;
+	fib_nstacks = 0;
+}
+
 static int run_block_fibers(const struct kernel *k, const u64 *a, unsigned block)
 {
 	if (fib_nstacks < block) {
@@ -423,13 +437,27 @@ static void *worker(void *p)
 			if (faulting(o)) {
 				c->sticky = CUDA_ERROR_ILLEGAL_ADDRESS;
 			} else if (hanging(o)) {
-				while (!c->cancel)
-					pthread_cond_wait(&c->cv, &mu);
-				break;
+				// Until the context is destroyed, or the injection is
+				// cleared (then it runs): polled, control wakes nobody.
+				while (!c->cancel && hanging(o)) {
+					struct timespec ts;
+					clock_gettime(CLOCK_REALTIME, &ts);
+					ts.tv_nsec += 5000000;
+					if (ts.tv_nsec >= 1000000000) {
+						ts.tv_sec++;
+						ts.tv_nsec -= 1000000000;
+					}
+					pthread_cond_timedwait(&c->cv, &mu, &ts);
+				}
+				if (c->cancel)
+					break;
+				continue; // the head op again, no longer hanging
 			} else {
 				pthread_mutex_unlock(&mu);
 				if (o->kind == OP_COPY)
 					memcpy(o->dst, o->src, o->n);
+				else if (o->kind == OP_MEMSET)
+					memset(o->dst, o->byte, o->n);
 				else
 					run_kernel(o);
 				pthread_mutex_lock(&mu);
@@ -459,6 +487,7 @@ static void *worker(void *p)
 	c->tail = NULL;
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&mu);
+	fib_free();
 	return NULL;
 }
 
@@ -828,6 +857,9 @@ static CUresult mem_free(CUdeviceptr dp)
 
 EXPORT CUresult cuMemFree(CUdeviceptr dp) { LOCKED(mem_free(dp)); }
 
+// memset_d8: as the driver documents for device memory, asynchronous
+// with respect to the host: queued on the null stream (behind all of the
+// context's work), and the call returns at once.
 static CUresult memset_d8(CUdeviceptr dp, unsigned char v, size_t n)
 {
 	struct ctx *c;
@@ -836,9 +868,11 @@ static CUresult memset_d8(CUdeviceptr dp, unsigned char v, size_t n)
 		return r;
 	if (!device_range(c, (uintptr_t)dp, n))
 		return CUDA_ERROR_INVALID_VALUE;
-	if ((r = drain(c, NULL)) != CUDA_SUCCESS)
-		return r;
-	memset((void *)(uintptr_t)dp, v, n);
+	struct op *o = calloc(1, sizeof *o);
+	if (!o)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	*o = (struct op){.kind = OP_MEMSET, .dst = (void *)(uintptr_t)dp, .n = n, .byte = v};
+	enqueue(c, o);
 	return CUDA_SUCCESS;
 }
 
