@@ -388,3 +388,160 @@ func TestGPUFaultsThroughLaked(t *testing.T) {
 		t.Fatal("no batch ran on the GPU after the faults ended")
 	}
 }
+
+// TestGPUContextsThroughLaked runs clients' device operations through
+// laked on the GPU backend (gpu.contexts: true): a client creates a
+// context, loads the built-in module and runs vector_add, synchronously
+// and on a stream with its arena's host buffers (registered with the
+// GPU); a launch naming another client's memory is refused with the
+// client's context intact; as a trusted client (root), a faulting kernel
+// fails that client's launch alone and its context serves again. On the
+// fake CUDA driver in CI, on the GPU with make gpu-check.
+func TestGPUContextsThroughLaked(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	cfg, gpu := configWithGPU(t, "gpu:\n  contexts: true\n", sock)
+	gpu.close()
+	d, err := start(context.Background(), cfg, zerolog.Nop(), randomLinnOS(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.stop(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dial := func() *lakelib.Client {
+		c, err := lakelib.Dial(ctx, sock, lakelib.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	c1, c2 := dial(), dial()
+	x1, err := c1.CtxCreate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x2, err := c2.CtxCreate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := func(x *lakelib.Context, name string) lakelib.Function {
+		t.Helper()
+		m, err := x.ModuleLoadData(ctx, []byte("lake"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := x.ModuleGetFunction(ctx, m, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	alloc := func(x *lakelib.Context, n uint64) lakelib.DevPtr {
+		t.Helper()
+		p, err := x.MemAlloc(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const n = 3000
+	a := make([]byte, 4*n)
+	for i := 0; i < n; i++ {
+		binary.LittleEndian.PutUint32(a[4*i:], math.Float32bits(float32(i)*0.25))
+	}
+	check := func(what string, out []byte) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if got, want := math.Float32frombits(binary.LittleEndian.Uint32(out[4*i:])), float32(i)*0.5; got != want {
+				t.Fatalf("%s: c[%d] = %v, want %v", what, i, got, want)
+			}
+		}
+	}
+	grid, block := lakelib.Dim3{X: (n + 255) / 256, Y: 1, Z: 1}, lakelib.Dim3{X: 256, Y: 1, Z: 1}
+	va := fn(x1, "lake_vector_add")
+	pa, pc := alloc(x1, 4*n), alloc(x1, 4*n)
+	if err := x1.MemcpyHtoD(ctx, pa, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := x1.LaunchKernel(ctx, va, grid, block, 0, 0, uint64(pa), uint64(pa), uint64(pc), n); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]byte, 4*n)
+	if err := x1.MemcpyDtoH(ctx, out, pc); err != nil {
+		t.Fatal(err)
+	}
+	check("synchronous", out)
+	// On a stream, from and to host buffers in the client's arena.
+	hin, err := c1.AllocHost(4 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hout, err := c1.AllocHost(4 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(hin.Bytes(), a)
+	s, err := x1.StreamCreate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb := alloc(x1, 4*n)
+	if err := x1.MemcpyHtoDAsync(ctx, pb, hin, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := x1.LaunchKernel(ctx, va, grid, block, 0, s, uint64(pb), uint64(pb), uint64(pc), n); err != nil {
+		t.Fatal(err)
+	}
+	if err := x1.MemcpyDtoHAsync(ctx, hout, pc, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := x1.StreamSynchronize(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	check("stream, arena buffers", hout.Bytes())
+	// Another client's memory is refused; the context goes on.
+	q := alloc(x2, 4*n)
+	if err := x1.LaunchKernel(ctx, va, grid, block, 0, 0, uint64(pa), uint64(pa), uint64(q), n); err == nil {
+		t.Fatal("a launch writing another client's memory ran")
+	}
+	if err := x1.LaunchKernel(ctx, va, grid, block, 0, 0, uint64(pa), uint64(pa), uint64(pc), n); err != nil {
+		t.Fatalf("after a refused launch: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Log("not root: laked's client is untrusted, the fault part needs a trusted one")
+		return
+	}
+	fault := fn(x1, "lake_fault")
+	if err := x1.LaunchKernel(ctx, fault, lakelib.Dim3{X: 1, Y: 1, Z: 1}, lakelib.Dim3{X: 1, Y: 1, Z: 1}, 0, 0, 0x10, 1); err == nil {
+		t.Fatal("a faulting kernel succeeded")
+	}
+	// The other client's context never noticed; the faulted one was
+	// rebuilt empty and serves again.
+	va2 := fn(x2, "lake_vector_add")
+	if err := x2.MemcpyHtoD(ctx, q, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := x2.LaunchKernel(ctx, va2, grid, block, 0, 0, uint64(q), uint64(q), uint64(q), n); err != nil {
+		t.Fatalf("other client after the fault: %v", err)
+	}
+	if err := x2.MemcpyDtoH(ctx, out, q); err != nil {
+		t.Fatal(err)
+	}
+	check("other client after the fault", out)
+	if err := x1.MemcpyDtoH(ctx, out, pc); err == nil {
+		t.Fatal("an allocation survived the faulted context's rebuild")
+	}
+	va = fn(x1, "lake_vector_add")
+	pa, pc = alloc(x1, 4*n), alloc(x1, 4*n)
+	if err := x1.MemcpyHtoD(ctx, pa, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := x1.LaunchKernel(ctx, va, grid, block, 0, 0, uint64(pa), uint64(pa), uint64(pc), n); err != nil {
+		t.Fatalf("rebuilt context: %v", err)
+	}
+	if err := x1.MemcpyDtoH(ctx, out, pc); err != nil {
+		t.Fatal(err)
+	}
+	check("rebuilt context", out)
+}
