@@ -101,7 +101,8 @@
 // that implements the driver calls this package makes with host memory:
 // contexts (each with a worker thread that runs its queued launches and
 // page-locked async copies, so cuStreamQuery says NOT_READY until they
-// have run), device memory from malloc with a size limit, host
+// have run), device memory from malloc with a size limit (at device
+// addresses outside the host's address space), host
 // registration, streams, PTX modules by their .entry names, and
 // cuLaunchKernel running lake.cu's host build (the kernels of
 // TestKernelsOnHost; a block's threads as fibers for the LinnOS

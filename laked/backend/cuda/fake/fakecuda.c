@@ -6,9 +6,11 @@
 // it is never installed, and nothing but a test run loads it.
 //
 // What it models:
-//   - one device (0); device memory is malloc'd host memory whose
-//     address is the CUdeviceptr, at most LAKE_FAKECUDA_MEM bytes in all
-//     (default 2 GiB): cuMemAlloc beyond it is CUDA_ERROR_OUT_OF_MEMORY;
+//   - one device (0); device memory is malloc'd host memory (not zeroed),
+//     at most LAKE_FAKECUDA_MEM bytes in all (default 2 GiB): cuMemAlloc
+//     beyond it is CUDA_ERROR_OUT_OF_MEMORY. Its CUdeviceptr is the host
+//     address plus 2^48, outside the host's address space, so device and
+//     host addresses cannot be mixed up unnoticed;
 //   - contexts, current per thread (cuCtxSetCurrent); every call that
 //     needs one without one is CUDA_ERROR_INVALID_CONTEXT;
 //   - per context one worker thread that runs the context's queued work
@@ -80,7 +82,8 @@ struct stream {
 };
 
 struct alloc {
-	uintptr_t base;
+	uintptr_t base; // the device address: host + DEV_OFFSET
+	void *host;
 	size_t size;
 	struct ctx *ctx;
 	struct alloc *next;
@@ -540,6 +543,14 @@ static CUresult stream_of(struct ctx *c, CUstream h, struct stream **out)
 	return CUDA_SUCCESS;
 }
 
+// Device addresses are the host memory's plus DEV_OFFSET: outside the
+// host's address space (non-canonical on x86-64), so a device address
+// used as a host pointer, or a host pointer passed as a device address,
+// fails as it would with a GPU, instead of working by accident.
+#define DEV_OFFSET ((uintptr_t)1 << 48)
+
+static void *host_of(uintptr_t dev) { return (void *)(dev - DEV_OFFSET); }
+
 // device_range: n bytes at p lie in one allocation of c.
 static int device_range(struct ctx *c, uintptr_t p, size_t n)
 {
@@ -724,7 +735,7 @@ EXPORT CUresult cuCtxDestroy(CUcontext h)
 		if (a->ctx == c) {
 			*pa = a->next;
 			used -= a->size;
-			free((void *)a->base);
+			free(a->host);
 			free(a);
 		} else {
 			pa = &a->next;
@@ -823,10 +834,10 @@ static CUresult mem_alloc(CUdeviceptr *dp, size_t n)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	memset(p, 0xa5, n); // device memory is not zeroed: the backend must clear it
-	*a = (struct alloc){.base = (uintptr_t)p, .size = n, .ctx = c, .next = allocs};
+	*a = (struct alloc){.base = (uintptr_t)p + DEV_OFFSET, .host = p, .size = n, .ctx = c, .next = allocs};
 	allocs = a;
 	used += n;
-	*dp = (CUdeviceptr)(uintptr_t)p;
+	*dp = (CUdeviceptr)a->base;
 	return CUDA_SUCCESS;
 }
 
@@ -847,7 +858,7 @@ static CUresult mem_free(CUdeviceptr dp)
 		if (a->ctx == c && a->base == (uintptr_t)dp) {
 			*pa = a->next;
 			used -= a->size;
-			free((void *)a->base);
+			free(a->host);
 			free(a);
 			return CUDA_SUCCESS;
 		}
@@ -871,7 +882,7 @@ static CUresult memset_d8(CUdeviceptr dp, unsigned char v, size_t n)
 	struct op *o = calloc(1, sizeof *o);
 	if (!o)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	*o = (struct op){.kind = OP_MEMSET, .dst = (void *)(uintptr_t)dp, .n = n, .byte = v};
+	*o = (struct op){.kind = OP_MEMSET, .dst = host_of(dp), .n = n, .byte = v};
 	enqueue(c, o);
 	return CUDA_SUCCESS;
 }
@@ -896,12 +907,12 @@ static CUresult copy_sync(uintptr_t dev, size_t n, void *dst, const void *src)
 
 EXPORT CUresult cuMemcpyHtoD(CUdeviceptr dst, const void *src, size_t n)
 {
-	LOCKED(copy_sync((uintptr_t)dst, n, (void *)(uintptr_t)dst, src));
+	LOCKED(copy_sync((uintptr_t)dst, n, host_of(dst), src));
 }
 
 EXPORT CUresult cuMemcpyDtoH(void *dst, CUdeviceptr src, size_t n)
 {
-	LOCKED(copy_sync((uintptr_t)src, n, dst, (const void *)(uintptr_t)src));
+	LOCKED(copy_sync((uintptr_t)src, n, dst, host_of(src)));
 }
 
 // copy_async: with page-locked host memory the copy is queued behind the
@@ -945,12 +956,12 @@ static CUresult copy_async(uintptr_t dev, size_t n, void *dst, const void *src, 
 
 EXPORT CUresult cuMemcpyHtoDAsync(CUdeviceptr dst, const void *src, size_t n, CUstream h)
 {
-	LOCKED(copy_async((uintptr_t)dst, n, (void *)(uintptr_t)dst, src, src, 1, h));
+	LOCKED(copy_async((uintptr_t)dst, n, host_of(dst), src, src, 1, h));
 }
 
 EXPORT CUresult cuMemcpyDtoHAsync(void *dst, CUdeviceptr src, size_t n, CUstream h)
 {
-	LOCKED(copy_async((uintptr_t)src, n, dst, (const void *)(uintptr_t)src, dst, 0, h));
+	LOCKED(copy_async((uintptr_t)src, n, dst, host_of(src), dst, 0, h));
 }
 
 // --- host registration ---
@@ -1220,6 +1231,10 @@ static CUresult launch(CUfunction fh, unsigned gx, unsigned gy, unsigned gz, uns
 	else if (!bad && !strcmp(k->name, "lake_spin"))
 		bad = !device_range(c, a[0], 8);
 	o->fault = bad;
+	if (!bad) // the kernel runs on the host: its pointers become host addresses
+		for (int i = 0; i < k->nargs; i++)
+			if (k->ptrs >> i & 1)
+				a[i] = (u64)(uintptr_t)host_of(a[i]);
 	enqueue(c, o);
 	return CUDA_SUCCESS;
 }
