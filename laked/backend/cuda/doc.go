@@ -94,30 +94,30 @@
 // against the Go CPU models, bit for bit, on machines without a GPU.
 //
 // The fake driver. CI has no GPU: the cuda variant links against a stub
-// libcuda.so.1 whose every call fails (stub/), so New, contexts,
-// launches, fault rebuilds, the models and laked's GPU path would never
-// run there. fake/fakecuda.c is a second libcuda.so.1, for tests only
-// (fake/gen.sh builds it into the ignored .whl/fake; never installed),
-// that implements the driver calls this package makes with host memory:
-// contexts (each with a worker thread that runs its queued launches and
-// page-locked async copies, so cuStreamQuery says NOT_READY until they
-// have run), device memory from malloc with a size limit (at device
-// addresses outside the host's address space), host
-// registration, streams, PTX modules by their .entry names, and
-// cuLaunchKernel running lake.cu's host build (the kernels of
-// TestKernelsOnHost; a block's threads as fibers for the LinnOS
+// libcuda.so.1 whose every call fails (stub/), so New, contexts, launches,
+// fault rebuilds, the models and laked's GPU path would never run there.
+// fake/fakecuda.c is a second libcuda.so.1, for tests only (fake/gen.sh
+// builds it into the ignored .whl/fake; never installed), that implements
+// the driver calls this package makes with host memory: contexts (each
+// with a worker thread that runs its queued launches and page-locked async
+// copies, so cuStreamQuery says NOT_READY until they have run), device
+// memory from malloc with a size limit (at device addresses outside the
+// host's address space), host registration, streams, PTX modules by their
+// .entry names, and cuLaunchKernel running lake.cu's host build (the
+// kernels of TestKernelsOnHost; a block's threads as fibers for the LinnOS
 // barriers). A kernel given a pointer outside its context's allocations
 // faults that context sticky (CUDA_ERROR_ILLEGAL_ADDRESS) as a GPU does;
 // FakeDriverControl (the fake's lake_fakecuda_control, found with dlsym;
 // or LAKE_FAKECUDA_FAULT, _HANG, _REFUSE_REGISTER and _MEM at the first
 // cuInit) injects a kernel fault, a kernel that never finishes, a refused
-// cuMemHostRegister and a device size. make cuda-check runs the GPU tests here and laked's
-// (cmd/laked) against it with LAKE_CUDA_FAKE_DRIVER=1, which makes
-// Available skip the /dev/nvidiactl check in a test binary only
-// (testing.Testing); laked and deploy/gpu-check.sh ignore it. The
+// cuMemHostRegister and a device size. make cuda-check runs the GPU tests
+// here and laked's (cmd/laked) against it with LAKE_CUDA_FAKE_DRIVER=1,
+// which makes Available skip the /dev/nvidiactl check in a test binary
+// only (testing.Testing); laked and deploy/gpu-check.sh ignore it. The
 // TestFakeDriver* tests and cmd/laked's TestGPUFaultsThroughLaked need the
-// fake's injection and skip elsewhere; TestGPUCrossover measures a GPU
-// and skips on the fake.
+// fake's injection and skip elsewhere (TestGPUContextsThroughLaked, which
+// runs clients' device operations through laked, runs on both);
+// TestGPUCrossover measures a GPU and skips on the fake.
 //
 // What the fake proves: that this package drives the driver API
 // correctly (context binding, error mapping, which errors rebuild a
