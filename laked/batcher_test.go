@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -321,7 +322,10 @@ func TestFairnessUnderBursts(t *testing.T) {
 	_, unloaded := predictLatency(t, ctx, good, 3000)
 
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestBurstingClients$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "LAKE_BURST_SOCK="+sock)
+	// The bursting process keeps the Go default (one P per CPU) whatever
+	// GOMAXPROCS this test process runs with, so that setting GOMAXPROCS
+	// for the test tunes laked (and the well-behaved client) alone.
+	cmd.Env = append(os.Environ(), "LAKE_BURST_SOCK="+sock, "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU()))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
