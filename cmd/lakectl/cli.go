@@ -63,13 +63,13 @@ var commands = []command{
 	{"policy show", "", "active policy, params, decision counts (policy alone shows it too)"},
 	{"policy load", "FILE", "load a compiled BPF policy object"},
 	{"policy shipped", "NAME", "switch to a shipped policy"},
-	{"policy params", "[--gpu-min-batch N] [--gpu-max-util-pct P] [--gpu-min-mem-mib M] [--gpu-batch-ns NS]", "set placement parameters"},
+	{"policy params", "[--gpu-min-batch N] [--gpu-max-util-pct P] [--gpu-min-mem-mib M] [--gpu-batch-ns NS] [--kernel-gpu-share-pct P]", "set placement parameters"},
 	{"features list", "", "registered feature schemas (features alone lists them too)"},
 	{"retrain", "", "LinnOS retraining per device: model, version, accuracy, last training"},
 	{"liteflow", "[--proc PATH] [--trace]", "LiteFlow apps: laked's adaptation and shipped snapshots, the kernel's installs"},
 	{"liteflow unpin", "[--restart] APP", "ship adapted snapshots again after a snapshot loaded by hand pinned APP"},
 	{"stats", "", "counters and latencies from laked's /metrics"},
-	{"bench", "[--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll]", "round-trip (nop) and predict latency"},
+	{"bench", "[--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll] [--rounds R] [--open-loop]", "round-trip (nop) and predict latency; --open-loop: capacity and Poisson arrivals"},
 	{"reload", "", "re-read laked's configuration and policy (what SIGHUP does)"},
 }
 

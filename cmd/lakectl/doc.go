@@ -14,6 +14,7 @@
 //	policy shipped NAME            switch to a shipped policy
 //	policy params [--gpu-min-batch N] [--gpu-max-util-pct P]
 //	              [--gpu-min-mem-mib M] [--gpu-batch-ns NS]
+//	              [--kernel-gpu-share-pct P]
 //	features [list]                registered feature schemas
 //	retrain                        LinnOS retraining per device (model,
 //	                               version, held-out accuracy, last training)
@@ -25,7 +26,12 @@
 //	                               adapt from the snapshot loaded by hand)
 //	stats                          counters and latency histograms from /metrics
 //	bench [--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll]
-//	                               round-trip (nop) and predict latency
+//	      [--rounds R] [--open-loop]
+//	                               round-trip (nop) and predict latency,
+//	                               laked's batch, model time and CPU per
+//	                               request, the machine's own scheduling
+//	                               gaps; --open-loop: capacity and Poisson
+//	                               arrivals (bench --help: the rest)
 //	reload                         what SIGHUP does: re-read config and policy
 //
 // Global flags (also accepted after the command): --admin PATH (laked's
