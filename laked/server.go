@@ -19,8 +19,10 @@ import (
 type Config struct {
 	// MaxBatch is the most items one predict batch holds.
 	MaxBatch int
-	// MaxWait is the longest a batch waits for more requests; the wait
-	// adapts below it to the arrival rate.
+	// MaxWait is the longest a batch waits for more requests, which it
+	// does only when the GPU is usable and the placer's hint asks for a
+	// larger batch; the wait adapts below it to the arrival rate (see
+	// batcher).
 	MaxWait time.Duration
 	// BusyPoll makes session readers spin instead of sleeping when idle
 	// (lowest latency, one core per busy client).
@@ -45,7 +47,8 @@ type Config struct {
 	// Limits are the resource budgets (zero fields: DefaultLimits).
 	Limits Limits
 	// Backend runs device operations; nil means none (ops other than
-	// nop, init, model_info and predict complete with "not supported").
+	// nop, init, model_info, model_fetch and predict complete with "not
+	// supported").
 	Backend backend.Backend
 	// GPU, when non-nil, is a GPU backend that GPUModels may use.
 	GPU backend.Backend
