@@ -11,7 +11,8 @@
 //     input quantization;
 //   - Net8: a whole small int8 network in one AVX-512 call (Run, Query),
 //     or 8 or 16 inputs side by side, a lane per input (RunBatch);
-//   - MulAccPackedIdx: int32 × int32 → int64 rows listed by index, for
+//   - MulAccPacked: MulAccI64 on int32 weights packed by PackColsI32;
+//     MulAccPackedIdx: int32 × int32 → int64 rows listed by index, for
 //     several items per pass over the weights;
 //   - MulAddColsF32, MulAddLanesF32: float32 layers, a lane per output or
 //     per item, products rounded and summed in the scalar order;

@@ -40,4 +40,9 @@
 //
 // Flow id 0 means "no flow": the query is answered by the active snapshot
 // and nothing is cached.
+//
+// QueryBatch answers many queries, each exactly as Query would, running
+// consecutive rows answered by the same snapshot together
+// (snapshot.RunBatch); laked's LiteFlow model serves its batches through
+// it.
 package router
