@@ -15,9 +15,10 @@
 //     batches, and kept in laked's memory when the client's completion
 //     ring is full (back-pressure: the session stops reading until the
 //     client reaps).
-//   - batcher: one per served model; gathers requests up to a maximum
-//     batch size or an adaptive wait, runs them as one batch, and
-//     scatters the outputs.
+//   - batcher: one per served model; gathers what is queued, round robin
+//     across sessions, up to a maximum batch size (waiting for more, an
+//     adaptive wait, only when the GPU would take a larger batch), runs
+//     it as one batch, and scatters the outputs.
 //   - The GPU copy path (gpucopy.go): a client's region is registered
 //     with the GPU backend (backend.HostRegisterer) while it is attached.
 //     For a model whose GPU path copies runs (GPURunsModel: LinnOS and
