@@ -8,7 +8,8 @@
 // environment variables and flags, in that order of precedence (viper
 // layers them; config.go says how to add a key);
 // --print-config shows the result. SIGHUP reloads the config's policy
-// settings; SIGTERM and SIGINT drain and stop. Started by systemd with
+// settings (and warns, naming them, about other changed keys, which take
+// effect at the next restart); SIGTERM and SIGINT drain and stop. Started by systemd with
 // deploy/laked.socket and deploy/laked-admin.socket, it serves the sockets
 // systemd passes (package sdactivate) instead of creating its own, so
 // clients queue while it restarts.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -316,11 +317,28 @@ func (d *daemon) reload(args []string) error {
 		return err
 	}
 	d.log.Info().Str("policy", d.engine.Status().Active).Msg("policy swapped")
-	if cfg.Socket != d.cfg.Socket || cfg.Device != d.cfg.Device || cfg.Batch != d.cfg.Batch || cfg.BusyPoll != d.cfg.BusyPoll || cfg.IdleSpin != d.cfg.IdleSpin {
-		d.log.Warn().Msg("socket, device, batch, busy_poll and idle_spin changes take effect at the next restart")
+	if keys := restartOnly(d.cfg, cfg); len(keys) > 0 {
+		d.log.Warn().Strs("keys", keys).Msg("a reload applies only the policy section: these changed keys take effect at the next restart")
 	}
 	d.cfg.Policy = cfg.Policy
 	return nil
+}
+
+// restartOnly names the top-level keys that differ between the running
+// configuration and a reloaded one, other than policy (the only section
+// a reload applies): laked reads every other key once, at start.
+func restartOnly(running, reloaded *Config) []string {
+	var keys []string
+	a, b := reflect.ValueOf(*running), reflect.ValueOf(*reloaded)
+	t := a.Type()
+	for i := 0; i < t.NumField(); i++ {
+		key := t.Field(i).Tag.Get("mapstructure")
+		if key == "policy" || reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+			continue
+		}
+		keys = append(keys, key)
+	}
+	return keys
 }
 
 func (d *daemon) closeAll() {
