@@ -23,7 +23,10 @@
 #   retrain-run as off, while the restarted laked retrains model 1
 # Lines for vm_test.go: "LAKEVM: DM-FIO-BEGIN <mode>" fio's JSON
 # "LAKEVM: DM-FIO-END <mode> rc=<fio exit status>", "LAKEVM: DM-STATUS
-# <mode> <dmsetup status>", "LAKEVM: DM-CHECK <name> ok|FAIL <detail>".
+# <mode> <dmsetup status>", "LAKEVM: DM-CHECK <name> ok|FAIL <detail>",
+# "LAKEVM: DM-STALLS <mode> ..." (the stall targets' counters),
+# "LAKEVM: DM-STATKEY/DM-METRIC <mode> ..." (the target's statistics keys
+# and laked's /metrics lines for them), "LAKEVM: DM-RETRAIN <laked log>".
 # Uses from init.sh: $LAKED, $M, fail, wait_log.
 
 RT=${DM_RT:-20}
