@@ -45,6 +45,9 @@
  *                    the last window of 256 checked reads is below N per
  *                    mille, 0..1000 (0 = never)
  *   laked_model=ID   laked's model id for the laked path (1)
+ *   all_slow_to=primary|least  where a read goes when every replica is
+ *                    predicted slow: the primary (LinnOS's rule), or the
+ *                    replica with the fewest I/Os pending (primary)
  * Messages only:
  *   model R|all ID   fetch laked model ID (lake_model_fetch), validate it
  *                    and install it for replica R (0..3) or all; it is
@@ -147,6 +150,7 @@ struct ln_c {
 	struct mutex model_lock;
 
 	int mode;
+	bool all_slow_least;
 	u32 deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model, hist_ttl_us;
 
 	/* guardrails */
@@ -284,6 +288,24 @@ static unsigned int ln_choose(struct ln_c *lc, const int *slow, s8 *pred)
 		}
 	}
 	cnt(lc, C_ALL_SLOW);
+	if (READ_ONCE(lc->all_slow_least)) {
+		unsigned int best = 0;
+		int least = atomic_read(&lc->r[0].pending);
+
+		for (i = 1; i < lc->nr; i++) {
+			int p = atomic_read(&lc->r[i].pending);
+
+			if (p < least) {
+				least = p;
+				best = i;
+			}
+		}
+		if (best && ln_may_revoke(lc)) {
+			cnt(lc, C_REVOKES);
+			*pred = 1;
+			return best;
+		}
+	}
 	return 0;
 }
 
@@ -1188,6 +1210,14 @@ static int ln_set_option(struct ln_c *lc, const char *key, const char *val, char
 	unsigned int i;
 	u32 v;
 
+	if (!strcmp(key, "all_slow_to")) {
+		if (strcmp(val, "primary") && strcmp(val, "least")) {
+			*error = "linnos: all_slow_to must be primary or least";
+			return -EINVAL;
+		}
+		WRITE_ONCE(lc->all_slow_least, !strcmp(val, "least"));
+		return 0;
+	}
 	if (!strcmp(key, "mode")) {
 		for (i = 0; i < LN_NR_MODES; i++) {
 			if (!strcmp(val, ln_mode_names[i])) {
@@ -1210,7 +1240,7 @@ static int ln_set_option(struct ln_c *lc, const char *key, const char *val, char
 			WRITE_ONCE(lc->bypass, false);
 		return 0;
 	}
-	*error = "linnos: unknown option (mode, deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model, hist_ttl_us)";
+	*error = "linnos: unknown option (mode, deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model, hist_ttl_us, all_slow_to)";
 	return -EINVAL;
 }
 
@@ -1371,7 +1401,7 @@ static int ln_message(struct dm_target *ti, unsigned int argc, char **argv, char
 			DMWARN("%s", error);
 		return err;
 	}
-	DMWARN("unknown message (mode, deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model, hist_ttl_us, model, reset)");
+	DMWARN("unknown message (mode, deadline_us, hedge_us, slow_us, revoke_cap, acc_min, laked_model, hist_ttl_us, all_slow_to, model, reset)");
 	return -EINVAL;
 }
 
@@ -1403,9 +1433,9 @@ static void ln_status(struct dm_target *ti, status_type_t type, unsigned int sta
 	case STATUSTYPE_TABLE:
 		for (i = 0; i < lc->nr; i++)
 			DMEMIT("%s ", lc->r[i].dev->name);
-		DMEMIT("mode=%s deadline_us=%u hedge_us=%u slow_us=%u revoke_cap=%u acc_min=%u laked_model=%u hist_ttl_us=%u",
+		DMEMIT("mode=%s deadline_us=%u hedge_us=%u slow_us=%u revoke_cap=%u acc_min=%u laked_model=%u hist_ttl_us=%u all_slow_to=%s",
 		       ln_mode_names[READ_ONCE(lc->mode)], lc->deadline_us, lc->hedge_us, lc->slow_us, lc->revoke_cap,
-		       lc->acc_min, lc->laked_model, lc->hist_ttl_us);
+		       lc->acc_min, lc->laked_model, lc->hist_ttl_us, READ_ONCE(lc->all_slow_least) ? "least" : "primary");
 		break;
 	case STATUSTYPE_IMA:
 		*result = '\0';

@@ -132,14 +132,14 @@ mkdir -p /dev/mapper
 # bad table lines get an error, never a target
 for t in "linnos /dev/ram0" "linnos /dev/ram0 /dev/ram1 /dev/ram0 /dev/ram1 /dev/ram0" \
 	"linnos /dev/ram0 /dev/ram1 mode=warp" "linnos /dev/ram0 /dev/ram1 deadline_us=0" \
-	"linnos /dev/ram0 /dev/ram1 revoke_cap=1001" "linnos /dev/ram0 /dev/nope" "linnos /dev/ram0 /dev/ram1 bogus=1" \
+	"linnos /dev/ram0 /dev/ram1 revoke_cap=1001" "linnos /dev/ram0 /dev/ram1 all_slow_to=random" "linnos /dev/ram0 /dev/nope" "linnos /dev/ram0 /dev/ram1 bogus=1" \
 	"lake_stall /dev/ram0 10 6 1" "lake_stall /dev/ram0 100 10 1 2 2"; do
 	if $DMS create bad --table "0 $SECTORS $t" 2>/dev/null; then
 		dm_check bad-table FAIL "accepted: $t"
 		$DMS remove bad
 	fi
 done
-dm_check bad-tables ok "9 refused"
+dm_check bad-tables ok "10 refused"
 # a table longer than a replica is refused
 if $DMS create bad --table "0 $((SECTORS + 8)) linnos /dev/ram0 /dev/ram1" 2>/dev/null; then
 	dm_check too-long FAIL "accepted"
@@ -148,7 +148,7 @@ fi
 
 $DMS create s0 --table "0 $SECTORS lake_stall /dev/ram0 $PERIOD_MS $BUSY_MS 1 0 2" || { fail "create s0"; return; }
 $DMS create s1 --table "0 $SECTORS lake_stall /dev/ram1 $PERIOD_MS $BUSY_MS 1 1 2" || { fail "create s1"; return; }
-$DMS create ln --table "0 $SECTORS linnos /dev/mapper/s0 /dev/mapper/s1 mode=off slow_us=200000 deadline_us=${DM_DEADLINE_US:-1000} hedge_us=3000 revoke_cap=1000" ||
+$DMS create ln --table "0 $SECTORS linnos /dev/mapper/s0 /dev/mapper/s1 mode=off slow_us=200000 deadline_us=${DM_DEADLINE_US:-1000} hedge_us=3000 revoke_cap=1000 all_slow_to=least" ||
 	{ fail "create ln"; return; }
 $DMS mknodes
 ls -l /dev/mapper
