@@ -13,8 +13,8 @@ import (
 // console (testdata/dm-console-pass.txt, from a real run that passes the
 // functional checks; set LAKE_DM_CONSOLE to check another file) and on
 // copies broken the ways a run can break: each must be caught. The
-// strict check (LAKE_VM_DM_STRICT) must report exactly the latency goals
-// the recorded run misses (docs/EVALUATION.md: it misses them).
+// latency goals (checked by default; LAKE_VM_DM_STRICT=0 turns them off)
+// must hold on the recorded run and be reported on rows that miss them.
 func TestDMConsoleChecks(t *testing.T) {
 	path := "testdata/dm-console-pass.txt"
 	if p := os.Getenv("LAKE_DM_CONSOLE"); p != "" {
@@ -43,10 +43,28 @@ func TestDMConsoleChecks(t *testing.T) {
 		"no kill fallback":   strings.Replace(good, "DM-STATUS killed", "DM-STATUS killedx", 1),
 		"warnings in kbuild": strings.Replace(good, "modules built without warnings", "modules built", 1),
 	}
-	if lp := dmLatencyProblems(rows); len(lp) == 0 {
-		t.Logf("the recorded run meets the latency goals")
-	} else if _, p := dmProblems(good, true); len(p) != len(lp) {
-		t.Errorf("strict checks report %q, latency checks %q", p, lp)
+	if _, p := dmProblems(good, true); len(p) != 0 {
+		t.Errorf("the recorded run fails the latency goals: %q", p)
+	}
+	// LinnOS rows no better than the primary alone: p99.9 not below half
+	// of it on either path, the fast path's average 20% above it
+	worse := append([]dmRow(nil), rows...)
+	var prim dmRow
+	for _, r := range worse {
+		if r.Mode == "primary" {
+			prim = r
+		}
+	}
+	for i := range worse {
+		switch worse[i].Mode {
+		case "fast":
+			worse[i].P999Us, worse[i].AvgUs = prim.P999Us*0.6, prim.AvgUs*1.2
+		case "laked":
+			worse[i].P999Us = prim.P999Us
+		}
+	}
+	if lp := dmLatencyProblems(worse); len(lp) != 3 {
+		t.Errorf("rows missing the goals three ways reported as %q", lp)
 	}
 	for name, out := range broken {
 		if out == good {

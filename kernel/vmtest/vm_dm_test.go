@@ -45,14 +45,12 @@ func (r dmRow) counter(k string) int64 {
 // records.
 //
 // The latency goals (LinnOS p99.9 below half the stalling primary's
-// alone, its average within 5% of it) are asserted only with
-// LAKE_VM_DM_STRICT=1: on the shared 2-core machine this was developed on
-// (load average ~9), with all_slow_to=primary the fast path met them in 3
-// of 6 runs and the laked path in 1 (the model calls the replica that
-// takes the revoked reads slow too, and the read goes to the stalling
-// primary); with all_slow_to=least, what the phase uses, too few runs
-// were made to call them reliable (docs/EVALUATION.md). Without it the
-// test logs the comparison and says it was not checked.
+// alone on both paths, the fast path's average within 5% of it) are
+// asserted too, unless LAKE_VM_DM_STRICT=0: with all_slow_to=least,
+// what the phase uses, they held in all 3 runs made on the shared 2-core
+// machine this was developed on (load average ~9), by wide margins
+// (docs/EVALUATION.md; with all_slow_to=primary the fast path met them in
+// 3 of 6 runs and the laked path in 1).
 func TestVMLinnOS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the dm-linnos VM test boots a kernel in qemu and runs fio (about 6 minutes)")
@@ -77,10 +75,10 @@ func TestVMLinnOS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run.sh: %v\n%s", err, tail(out, 200))
 	}
-	strict := os.Getenv("LAKE_VM_DM_STRICT") == "1"
+	strict := os.Getenv("LAKE_VM_DM_STRICT") != "0"
 	rows, probs := dmProblems(out, strict)
 	if !strict {
-		t.Logf("latency goals NOT checked (set LAKE_VM_DM_STRICT=1): %v", dmLatencyProblems(rows))
+		t.Logf("latency goals NOT checked (LAKE_VM_DM_STRICT=0): %v", dmLatencyProblems(rows))
 	}
 	t.Logf("dm-linnos table (TCG; compare rows, not absolute times):\n%s", dmTable(rows))
 	for _, p := range probs {
