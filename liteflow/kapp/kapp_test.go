@@ -148,37 +148,11 @@ func newRegistry(t *testing.T, cfg features.Config) *features.Registry {
 // snapshots (each a new image of the served model), skipping non-finite
 // samples.
 func TestAppAdaptsFromKernelSamples(t *testing.T) {
-	cfg := features.Config{MaxSchemas: 4, MaxKeys: 64, MaxHistory: 1024, ArenaBytes: 1 << 18}
-	reg := newRegistry(t, cfg)
-	s, _ := testSnapshot(t, 3)
-	srv := &fakeServer{models: map[uint32]laked.Model{}}
-	var now float64
-	app, err := NewApp(srv, reg, Config{Name: "test", Model: 3, Snapshot: s, Batch: 32,
-		Adapt: adapt.Config{FidelityThreshold: 0.05, Window: 4, StabilityFraction: 0.5, Steps: 4, MaxStale: 1,
-			Now: func() (d time.Duration) { now += 1e9; return time.Duration(now) }}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	app, srv, put := sampledApp(t)
 	if len(srv.images) != 1 {
 		t.Fatalf("%d images served at start, want 1", len(srv.images))
 	}
-	id, err := reg.Lookup(SchemaName("test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := reg.Schema(id)
 	r := rand.New(rand.NewPCG(3, 4))
-	target := func(x []float32) float32 { return 0.8*x[0] - 0.5*x[1] + 0.3 }
-	rec := info.NewRecord()
-	put := func(x []float32, y float32) {
-		for i, v := range x {
-			info.SetFloat(rec, 0, i, float64(v))
-		}
-		info.SetFloat(rec, 1, 0, float64(y))
-		if err := reg.Record(id, 1, rec); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for round := 0; round < 60; round++ {
 		for k := 0; k < 64; k++ {
 			x := []float32{float32(r.NormFloat64()), float32(r.NormFloat64()), float32(r.NormFloat64())}
@@ -243,9 +217,14 @@ func TestAppBatchesAcrossDrains(t *testing.T) {
 	}
 }
 
-// adaptingApp is an app whose kernel samples follow a target the starting
-// snapshot does not know; feed records rounds of 64 samples and steps.
-func adaptingApp(t *testing.T) (*App, *fakeServer, func(rounds int)) {
+// target is what the kernel samples of sampledApp's tests follow: a
+// function the starting snapshot does not know.
+func target(x []float32) float32 { return 0.8*x[0] - 0.5*x[1] + 0.3 }
+
+// sampledApp is an app "test" (model 3, batches of 32, adapting quickly)
+// over a new registry, starting from testSnapshot 3; put records one
+// kernel sample (features x, label y) in its schema.
+func sampledApp(t *testing.T) (*App, *fakeServer, func(x []float32, y float32)) {
 	t.Helper()
 	cfg := features.Config{MaxSchemas: 4, MaxKeys: 64, MaxHistory: 1024, ArenaBytes: 1 << 18}
 	reg := newRegistry(t, cfg)
@@ -263,19 +242,31 @@ func adaptingApp(t *testing.T) (*App, *fakeServer, func(rounds int)) {
 		t.Fatal(err)
 	}
 	info, _ := reg.Schema(id)
-	r := rand.New(rand.NewPCG(3, 4))
 	rec := info.NewRecord()
+	put := func(x []float32, y float32) {
+		t.Helper()
+		for i, v := range x {
+			info.SetFloat(rec, 0, i, float64(v))
+		}
+		info.SetFloat(rec, 1, 0, float64(y))
+		if err := reg.Record(id, 1, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return app, srv, put
+}
+
+// adaptingApp is a sampledApp whose kernel samples follow target; feed
+// records rounds of 64 samples and steps.
+func adaptingApp(t *testing.T) (*App, *fakeServer, func(rounds int)) {
+	t.Helper()
+	app, srv, put := sampledApp(t)
+	r := rand.New(rand.NewPCG(3, 4))
 	feed := func(rounds int) {
 		for round := 0; round < rounds; round++ {
 			for k := 0; k < 64; k++ {
 				x := []float32{float32(r.NormFloat64()), float32(r.NormFloat64()), float32(r.NormFloat64())}
-				for i, v := range x {
-					info.SetFloat(rec, 0, i, float64(v))
-				}
-				info.SetFloat(rec, 1, 0, float64(0.8*x[0]-0.5*x[1]+0.3))
-				if err := reg.Record(id, 1, rec); err != nil {
-					t.Fatal(err)
-				}
+				put(x, target(x))
 			}
 			if _, err := app.Step(); err != nil {
 				t.Fatal(err)
