@@ -543,6 +543,16 @@ static CUresult stream_of(struct ctx *c, CUstream h, struct stream **out)
 	return CUDA_SUCCESS;
 }
 
+// cur_stream: the current context (cur) and h, NULL or one of its live
+// streams (stream_of).
+static CUresult cur_stream(CUstream h, struct ctx **c, struct stream **s)
+{
+	CUresult r = cur(c);
+	if (r != CUDA_SUCCESS)
+		return r;
+	return stream_of(*c, h, s);
+}
+
 // Device addresses are the host memory's plus DEV_OFFSET: outside the
 // host's address space (non-canonical on x86-64), so a device address
 // used as a host pointer, or a host pointer passed as a device address,
@@ -924,10 +934,8 @@ static CUresult copy_async(uintptr_t dev, size_t n, void *dst, const void *src, 
 {
 	struct ctx *c;
 	struct stream *st;
-	CUresult r = cur(&c);
+	CUresult r = cur_stream(h, &c, &st);
 	if (r != CUDA_SUCCESS)
-		return r;
-	if ((r = stream_of(c, h, &st)) != CUDA_SUCCESS)
 		return r;
 	if (!device_range(c, dev, n))
 		return CUDA_ERROR_INVALID_VALUE;
@@ -1039,10 +1047,8 @@ static CUresult stream_destroy(CUstream h)
 {
 	struct ctx *c;
 	struct stream *s;
-	CUresult r = cur(&c);
+	CUresult r = cur_stream(h, &c, &s);
 	if (r != CUDA_SUCCESS)
-		return r;
-	if ((r = stream_of(c, h, &s)) != CUDA_SUCCESS)
 		return r;
 	if (!s)
 		return CUDA_ERROR_INVALID_HANDLE;
@@ -1056,10 +1062,8 @@ static CUresult stream_query(CUstream h)
 {
 	struct ctx *c;
 	struct stream *s;
-	CUresult r = cur(&c);
+	CUresult r = cur_stream(h, &c, &s);
 	if (r != CUDA_SUCCESS)
-		return r;
-	if ((r = stream_of(c, h, &s)) != CUDA_SUCCESS)
 		return r;
 	return (s ? s->pending : c->pending) ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
 }
@@ -1070,10 +1074,8 @@ static CUresult stream_sync(CUstream h)
 {
 	struct ctx *c;
 	struct stream *s;
-	CUresult r = cur(&c);
+	CUresult r = cur_stream(h, &c, &s);
 	if (r != CUDA_SUCCESS)
-		return r;
-	if ((r = stream_of(c, h, &s)) != CUDA_SUCCESS)
 		return r;
 	return drain(c, s);
 }
@@ -1188,10 +1190,8 @@ static CUresult launch(CUfunction fh, unsigned gx, unsigned gy, unsigned gz, uns
 {
 	struct ctx *c;
 	struct stream *st;
-	CUresult r = cur(&c);
+	CUresult r = cur_stream(h, &c, &st);
 	if (r != CUDA_SUCCESS)
-		return r;
-	if ((r = stream_of(c, h, &st)) != CUDA_SUCCESS)
 		return r;
 	struct function *f = (struct function *)fh;
 	if (!f || f->mod->dead || f->mod->ctx != c)
