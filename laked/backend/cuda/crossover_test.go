@@ -60,16 +60,7 @@ func TestGPUCrossover(t *testing.T) {
 	}
 	maxN := crossoverSizes[len(crossoverSizes)-1]
 	size := maxN * 4 * (linnos.NumInputs + 1)
-	arena, err := memfdMap(size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer munmap(arena)
-	unreg, err := b.RegisterHost(arena)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unreg()
+	arena := registeredMapping(t, b, size)
 	var rep strings.Builder
 	fmt.Fprintf(&rep, "# LinnOS CPU vs GPU crossover on %s\n\n", b.DeviceName())
 	fmt.Fprintf(&rep, "Median of the per-batch times (CPU: linnos.IntModel.PredictBatch on one core; GPU: lake_linnos_int with the host-to-device and device-to-host copies, from and to a cuMemHostRegister'ed mapping as laked copies a registered client arena; GPU pageable: the same from Go memory), measured in the same run. The threshold uses the registered column.\n\n")

@@ -89,16 +89,7 @@ func TestFakeDriverOutOfMemory(t *testing.T) {
 // written, and the model's next batches are right again.
 func TestFakeDriverModelFault(t *testing.T) {
 	b := newFake(t, backend.Limits{})
-	mem, err := memfdMap(1 << 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer munmap(mem)
-	unreg, err := b.RegisterHost(mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unreg()
+	mem := registeredMapping(t, b, 1<<16)
 	_, q := linnosModels(t, 0)
 	g, err := NewLinnOSInt(b, q)
 	if err != nil {
@@ -154,16 +145,7 @@ func TestFakeDriverModelFault(t *testing.T) {
 func TestFakeDriverModelHang(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	b := newFake(t, backend.Limits{LaunchTimeout: timeout})
-	mem, err := memfdMap(1 << 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer munmap(mem)
-	unreg, err := b.RegisterHost(mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unreg()
+	mem := registeredMapping(t, b, 1<<16)
 	_, q := linnosModels(t, 0)
 	g, err := NewLinnOSInt(b, q)
 	if err != nil {
@@ -214,11 +196,7 @@ func TestFakeDriverModelHang(t *testing.T) {
 // later registration succeeds.
 func TestFakeDriverRegisterRefused(t *testing.T) {
 	b := newFake(t, backend.Limits{})
-	mem, err := memfdMap(1 << 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer munmap(mem)
+	mem := testMapping(t, 1<<16)
 	inject(t, "refuse_register", "1")
 	if _, err := b.RegisterHost(mem); !errors.Is(err, backend.ErrNotSupported) || AsResult(err) != ErrorNotPermitted {
 		t.Fatalf("refused registration: %v", err)

@@ -390,11 +390,7 @@ func TestGPUTrustedImage(t *testing.T) {
 func TestGPURegisterHost(t *testing.T) {
 	b := newGPU(t, backend.Limits{})
 	const n = 1 << 20
-	mem, err := memfdMap(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer munmap(mem)
+	mem := testMapping(t, n)
 	unreg, err := b.RegisterHost(mem)
 	if err != nil {
 		t.Fatal(err)
@@ -709,16 +705,7 @@ func TestGPULaunchTimeout(t *testing.T) {
 func TestGPURunsFromRegisteredHost(t *testing.T) {
 	b := newGPU(t, backend.Limits{})
 	const size = 1 << 20
-	mem, err := memfdMap(size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer munmap(mem)
-	unreg, err := b.RegisterHost(mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unreg()
+	mem := registeredMapping(t, b, size)
 	// LinnOS: 50 items as runs of 7, 30 and 13 records at scattered
 	// offsets, classes to runs of 20 and 30.
 	_, q := linnosModels(t, 1)

@@ -3,6 +3,8 @@
 package cuda
 
 import (
+	"testing"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -24,3 +26,27 @@ func memfdMap(n int) ([]byte, error) {
 }
 
 func munmap(b []byte) error { return unix.Munmap(b) }
+
+// testMapping is memfdMap(n), unmapped when the test ends.
+func testMapping(t testing.TB, n int) []byte {
+	t.Helper()
+	mem, err := memfdMap(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { munmap(mem) })
+	return mem
+}
+
+// registeredMapping is testMapping(n) registered with b (RegisterHost),
+// unregistered and then unmapped when the test ends.
+func registeredMapping(t testing.TB, b *Backend, n int) []byte {
+	t.Helper()
+	mem := testMapping(t, n)
+	unreg, err := b.RegisterHost(mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unreg() })
+	return mem
+}
