@@ -106,28 +106,42 @@ func configWithGPU(t *testing.T, yaml, sock string) (*Config, *gpuSetup) {
 	return cfg, gpu
 }
 
+// startGPULaked starts laked in-process on its GPU backend
+// (configWithGPU) with the configuration yaml and the LinnOS model m,
+// stopped when the test ends; connect dials a client to it within ctx,
+// closed when the test ends.
+func startGPULaked(t *testing.T, yaml string, m *linnos.IntModel) (d *daemon, connect func(ctx context.Context) *lakelib.Client) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	cfg, gpu := configWithGPU(t, yaml, sock)
+	gpu.close()
+	d, err := start(context.Background(), cfg, zerolog.Nop(), m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.stop(context.Background()) })
+	connect = func(ctx context.Context) *lakelib.Client {
+		t.Helper()
+		c, err := lakelib.Dial(ctx, sock, lakelib.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	return d, connect
+}
+
 // TestGPULinnOSThroughLaked runs laked (cuda build, on a GPU) with the
 // LinnOS model and sends batches the policy places on the GPU: they run
 // there (no fallbacks) and answer exactly what the CPU model answers; so
 // do the demo MLP's.
 func TestGPULinnOSThroughLaked(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "s.sock")
-	cfg, gpu := configWithGPU(t, "policy:\n  gpu_min_batch: 8\n  gpu_max_util_pct: 100\n", sock)
-	gpu.close()
 	m := randomLinnOS(t)
-	d, err := start(context.Background(), cfg, zerolog.Nop(), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.stop(context.Background())
+	d, connect := startGPULaked(t, "policy:\n  gpu_min_batch: 8\n  gpu_max_util_pct: 100\n", m)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := lakelib.Dial(ctx, sock, lakelib.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := connect(ctx)
 	r := rand.New(rand.NewPCG(1, 1))
 	slow := 0
 	for round := 0; round < 20; round++ {
@@ -308,22 +322,11 @@ func TestGPUFaultsThroughLaked(t *testing.T) {
 		t.Skip("needs the fake CUDA driver's fault injection (make cuda-check)")
 	}
 	const timeout = 300 * time.Millisecond
-	sock := filepath.Join(t.TempDir(), "s.sock")
-	cfg, gpu := configWithGPU(t, "policy:\n  gpu_min_batch: 8\n  gpu_max_util_pct: 100\nlimits:\n  launch_timeout: 300ms\n", sock)
-	gpu.close()
 	m := randomLinnOS(t)
-	d, err := start(context.Background(), cfg, zerolog.Nop(), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.stop(context.Background())
+	d, connect := startGPULaked(t, "policy:\n  gpu_min_batch: 8\n  gpu_max_util_pct: 100\nlimits:\n  launch_timeout: 300ms\n", m)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := lakelib.Dial(ctx, sock, lakelib.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := connect(ctx)
 	r := rand.New(rand.NewPCG(3, 3))
 	// round sends one request of 64 items, checks the answer against the
 	// CPU model and reports whether it ran on the GPU.
@@ -398,25 +401,10 @@ func TestGPUFaultsThroughLaked(t *testing.T) {
 // fails that client's launch alone and its context serves again. On the
 // fake CUDA driver in CI, on the GPU with make gpu-check.
 func TestGPUContextsThroughLaked(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "s.sock")
-	cfg, gpu := configWithGPU(t, "gpu:\n  contexts: true\n", sock)
-	gpu.close()
-	d, err := start(context.Background(), cfg, zerolog.Nop(), randomLinnOS(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.stop(context.Background())
+	_, connect := startGPULaked(t, "gpu:\n  contexts: true\n", randomLinnOS(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	dial := func() *lakelib.Client {
-		c, err := lakelib.Dial(ctx, sock, lakelib.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	c1, c2 := dial(), dial()
+	c1, c2 := connect(ctx), connect(ctx)
 	x1, err := c1.CtxCreate(ctx)
 	if err != nil {
 		t.Fatal(err)
