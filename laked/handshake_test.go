@@ -474,6 +474,13 @@ func TestUserHandshakesCap(t *testing.T) {
 	}
 	idle[0].Close()
 	idle = idle[1:]
+	awaitServed(t, ctx, sock, "no handshake place after one of the uid's connections closed")
+}
+
+// awaitServed dials sock until a client is attached and answers a nop,
+// failing the test with why once ctx ends first.
+func awaitServed(t *testing.T, ctx context.Context, sock, why string) {
+	t.Helper()
 	for {
 		c, err := lakelib.Dial(ctx, sock, lakelib.Options{Region: smallRegion})
 		if err == nil {
@@ -481,10 +488,10 @@ func TestUserHandshakesCap(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Close()
-			break
+			return
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("no handshake place after one of the uid's connections closed: %v", err)
+			t.Fatalf("%s: %v", why, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -510,20 +517,7 @@ func TestUserClientsCap(t *testing.T) {
 		}
 	}
 	a.Close()
-	for {
-		c, err := lakelib.Dial(ctx, sock, lakelib.Options{Region: smallRegion})
-		if err == nil {
-			if err := c.Nop(ctx); err != nil {
-				t.Fatal(err)
-			}
-			c.Close()
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("no place after one of the uid's clients left: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitServed(t, ctx, sock, "no place after one of the uid's clients left")
 }
 
 // TestUserLimitsValidated: a per-uid handshake cap above the global one,
