@@ -11,7 +11,6 @@ import (
 	"github.com/lakeos/lake/laked"
 	"github.com/lakeos/lake/liteflow/model"
 	"github.com/lakeos/lake/liteflow/quant"
-	"github.com/lakeos/lake/liteflow/router"
 	"github.com/lakeos/lake/liteflow/snapshot"
 )
 
@@ -37,16 +36,9 @@ func liteflowSnapshot(t *testing.T, seed uint64, gen uint64) *snapshot.Snapshot 
 // answers equal the snapshot's integer engine, and a flow keeps the
 // snapshot it started with after a new one is installed.
 func TestLiteFlowServedPinsFlows(t *testing.T) {
-	r, err := router.New(router.Config{InputDim: 4, OutputDim: 2, FlowTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, lm := newCCModel(t)
 	a, b := liteflowSnapshot(t, 1, 1), liteflowSnapshot(t, 2, 2)
 	if _, err := r.Install(a); err != nil {
-		t.Fatal(err)
-	}
-	lm, err := laked.NewLiteFlowModel("cc", r, 4, 2)
-	if err != nil {
 		t.Fatal(err)
 	}
 	srv, sock := startServer(t, laked.Config{})
@@ -100,16 +92,9 @@ func TestLiteFlowServedPinsFlows(t *testing.T) {
 // records of flows pinned to two snapshots and flowless records: every
 // record must get exactly what its snapshot's Run gives it alone.
 func TestLiteFlowPredictBatch(t *testing.T) {
-	r, err := router.New(router.Config{InputDim: 4, OutputDim: 2, FlowTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, lm := newCCModel(t)
 	a, b := liteflowSnapshot(t, 1, 1), liteflowSnapshot(t, 2, 2)
 	if _, err := r.Install(a); err != nil {
-		t.Fatal(err)
-	}
-	lm, err := laked.NewLiteFlowModel("cc", r, 4, 2)
-	if err != nil {
 		t.Fatal(err)
 	}
 	one := make([]byte, 24)
