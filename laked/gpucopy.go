@@ -44,9 +44,8 @@ func WithGPURuns(m Model, runs GPURunsFunc) Model {
 
 // PredictGPU implements GPUModel: contiguous buffers are one run each.
 func (g *gpuRunsModel) PredictGPU(in, out []byte, n int) error {
-	info := g.Info()
-	if n <= 0 || len(in) != n*info.InputBytes || len(out) != n*info.OutputBytes {
-		return errGPUShape
+	if err := checkGPUShape(g.Info(), uint64(len(in)), uint64(len(out)), n); err != nil {
+		return err
 	}
 	return g.runs([][]byte{in}, [][]byte{out}, n)
 }
@@ -54,9 +53,8 @@ func (g *gpuRunsModel) PredictGPU(in, out []byte, n int) error {
 // PredictGPURuns implements GPURunsModel after checking that the runs
 // hold exactly n records.
 func (g *gpuRunsModel) PredictGPURuns(ins, outs [][]byte, n int) error {
-	info := g.Info()
-	if n <= 0 || runsLen(ins) != uint64(n)*uint64(info.InputBytes) || runsLen(outs) != uint64(n)*uint64(info.OutputBytes) {
-		return errGPUShape
+	if err := checkGPUShape(g.Info(), runsLen(ins), runsLen(outs), n); err != nil {
+		return err
 	}
 	return g.runs(ins, outs, n)
 }

@@ -25,11 +25,19 @@ func WithGPU(m Model, gpu GPUFunc) Model {
 // errGPUShape is returned for a batch whose buffers do not match n.
 var errGPUShape = errors.New("laked: gpu batch buffers do not match the item count")
 
+// checkGPUShape returns errGPUShape unless n is positive and inLen and
+// outLen bytes are exactly n of info's input and output records.
+func checkGPUShape(info ModelInfo, inLen, outLen uint64, n int) error {
+	if n <= 0 || inLen != uint64(n)*uint64(info.InputBytes) || outLen != uint64(n)*uint64(info.OutputBytes) {
+		return errGPUShape
+	}
+	return nil
+}
+
 // PredictGPU implements GPUModel.
 func (g *gpuModel) PredictGPU(in, out []byte, n int) error {
-	info := g.Info()
-	if n <= 0 || len(in) != n*info.InputBytes || len(out) != n*info.OutputBytes {
-		return errGPUShape
+	if err := checkGPUShape(g.Info(), uint64(len(in)), uint64(len(out)), n); err != nil {
+		return err
 	}
 	return g.gpu(in, out, n)
 }
