@@ -447,19 +447,25 @@ func TestGPUContextsThroughLaked(t *testing.T) {
 		}
 	}
 	grid, block := lakelib.Dim3{X: (n + 255) / 256, Y: 1, Z: 1}, lakelib.Dim3{X: 256, Y: 1, Z: 1}
+	out := make([]byte, 4*n)
+	// addSync copies a to in on x, runs vector_add (f) in + in to dst and
+	// checks what it copies back from dst, all synchronous.
+	addSync := func(what string, x *lakelib.Context, f lakelib.Function, in, dst lakelib.DevPtr) {
+		t.Helper()
+		if err := x.MemcpyHtoD(ctx, in, a); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.LaunchKernel(ctx, f, grid, block, 0, 0, uint64(in), uint64(in), uint64(dst), n); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if err := x.MemcpyDtoH(ctx, out, dst); err != nil {
+			t.Fatal(err)
+		}
+		check(what, out)
+	}
 	va := fn(x1, "lake_vector_add")
 	pa, pc := alloc(x1, 4*n), alloc(x1, 4*n)
-	if err := x1.MemcpyHtoD(ctx, pa, a); err != nil {
-		t.Fatal(err)
-	}
-	if err := x1.LaunchKernel(ctx, va, grid, block, 0, 0, uint64(pa), uint64(pa), uint64(pc), n); err != nil {
-		t.Fatal(err)
-	}
-	out := make([]byte, 4*n)
-	if err := x1.MemcpyDtoH(ctx, out, pc); err != nil {
-		t.Fatal(err)
-	}
-	check("synchronous", out)
+	addSync("synchronous", x1, va, pa, pc)
 	// On a stream, from and to host buffers in the client's arena.
 	hin, err := c1.AllocHost(4 * n)
 	if err != nil {
@@ -506,30 +512,9 @@ func TestGPUContextsThroughLaked(t *testing.T) {
 	}
 	// The other client's context never noticed; the faulted one was
 	// rebuilt empty and serves again.
-	va2 := fn(x2, "lake_vector_add")
-	if err := x2.MemcpyHtoD(ctx, q, a); err != nil {
-		t.Fatal(err)
-	}
-	if err := x2.LaunchKernel(ctx, va2, grid, block, 0, 0, uint64(q), uint64(q), uint64(q), n); err != nil {
-		t.Fatalf("other client after the fault: %v", err)
-	}
-	if err := x2.MemcpyDtoH(ctx, out, q); err != nil {
-		t.Fatal(err)
-	}
-	check("other client after the fault", out)
+	addSync("other client after the fault", x2, fn(x2, "lake_vector_add"), q, q)
 	if err := x1.MemcpyDtoH(ctx, out, pc); err == nil {
 		t.Fatal("an allocation survived the faulted context's rebuild")
 	}
-	va = fn(x1, "lake_vector_add")
-	pa, pc = alloc(x1, 4*n), alloc(x1, 4*n)
-	if err := x1.MemcpyHtoD(ctx, pa, a); err != nil {
-		t.Fatal(err)
-	}
-	if err := x1.LaunchKernel(ctx, va, grid, block, 0, 0, uint64(pa), uint64(pa), uint64(pc), n); err != nil {
-		t.Fatalf("rebuilt context: %v", err)
-	}
-	if err := x1.MemcpyDtoH(ctx, out, pc); err != nil {
-		t.Fatal(err)
-	}
-	check("rebuilt context", out)
+	addSync("rebuilt context", x1, fn(x1, "lake_vector_add"), alloc(x1, 4*n), alloc(x1, 4*n))
 }
