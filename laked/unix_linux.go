@@ -258,6 +258,12 @@ func (s *Server) handshake(c *net.UnixConn, uid uint32) error {
 			fd = -1
 		}
 	}
+	// refuse closes the client's fd, counts the refusal and replies why.
+	refuse := func(st shm.Status, why string) error {
+		closeFD()
+		s.stats.refused.Add(1)
+		return s.reply(c, st, why)
+	}
 	h, err := shm.DecodeHello(msg)
 	if err != nil {
 		closeFD()
@@ -265,12 +271,10 @@ func (s *Server) handshake(c *net.UnixConn, uid uint32) error {
 	}
 	id, err := s.reserve()
 	if err != nil {
-		closeFD()
-		s.stats.refused.Add(1)
 		if errors.Is(err, ErrShutdown) {
-			return s.reply(c, shm.StatusShutdown, "laked is shutting down")
+			return refuse(shm.StatusShutdown, "laked is shutting down")
 		}
-		return s.reply(c, shm.StatusBusy, "too many clients (max_clients)")
+		return refuse(shm.StatusBusy, "too many clients (max_clients)")
 	}
 	attached := false
 	defer func() {
@@ -279,9 +283,7 @@ func (s *Server) handshake(c *net.UnixConn, uid uint32) error {
 		}
 	}()
 	if !s.userClients.take(uid, s.limits.UserClients) {
-		closeFD()
-		s.stats.refused.Add(1)
-		return s.reply(c, shm.StatusBusy, "too many clients of this uid")
+		return refuse(shm.StatusBusy, "too many clients of this uid")
 	}
 	defer func() {
 		if !attached {
@@ -302,20 +304,14 @@ func (s *Server) handshake(c *net.UnixConn, uid uint32) error {
 			return s.reply(c, shm.StatusInvalidValue, "re-attach without a region fd")
 		}
 		if size, err = shm.FDSize(fd); err != nil {
-			closeFD()
-			s.stats.refused.Add(1)
-			return s.reply(c, shm.StatusInvalidValue, "re-attach fd: not a sealed memfd")
+			return refuse(shm.StatusInvalidValue, "re-attach fd: not a sealed memfd")
 		}
 	}
 	if size > s.limits.RegionBytes {
-		closeFD()
-		s.stats.refused.Add(1)
-		return s.reply(c, shm.StatusOutOfMemory, "region above limits.region_bytes")
+		return refuse(shm.StatusOutOfMemory, "region above limits.region_bytes")
 	}
 	if !s.regionBytes.take(size) {
-		closeFD()
-		s.stats.refused.Add(1)
-		return s.reply(c, shm.StatusBusy, "limits.total_region_bytes full")
+		return refuse(shm.StatusBusy, "limits.total_region_bytes full")
 	}
 	defer func() {
 		if !attached {
