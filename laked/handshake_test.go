@@ -261,20 +261,7 @@ func TestMaxClientsRefusedAtHandshake(t *testing.T) {
 	}
 	a.Close()
 	// The place frees once the session is gone.
-	for {
-		c, err := lakelib.Dial(ctx, sock, lakelib.Options{})
-		if err == nil {
-			if err := c.Nop(ctx); err != nil {
-				t.Fatal(err)
-			}
-			c.Close()
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("no place after a client left: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitServed(t, ctx, sock, lakelib.Options{}, "no place after a client left")
 }
 
 // TestConcurrentDialsGetUniqueIDs: clients dialling at once get distinct
@@ -474,15 +461,15 @@ func TestUserHandshakesCap(t *testing.T) {
 	}
 	idle[0].Close()
 	idle = idle[1:]
-	awaitServed(t, ctx, sock, "no handshake place after one of the uid's connections closed")
+	awaitServed(t, ctx, sock, lakelib.Options{Region: smallRegion}, "no handshake place after one of the uid's connections closed")
 }
 
-// awaitServed dials sock until a client is attached and answers a nop,
-// failing the test with why once ctx ends first.
-func awaitServed(t *testing.T, ctx context.Context, sock, why string) {
+// awaitServed dials sock with opts until a client is attached and
+// answers a nop, failing the test with why once ctx ends first.
+func awaitServed(t *testing.T, ctx context.Context, sock string, opts lakelib.Options, why string) {
 	t.Helper()
 	for {
-		c, err := lakelib.Dial(ctx, sock, lakelib.Options{Region: smallRegion})
+		c, err := lakelib.Dial(ctx, sock, opts)
 		if err == nil {
 			if err := c.Nop(ctx); err != nil {
 				t.Fatal(err)
@@ -517,7 +504,7 @@ func TestUserClientsCap(t *testing.T) {
 		}
 	}
 	a.Close()
-	awaitServed(t, ctx, sock, "no place after one of the uid's clients left")
+	awaitServed(t, ctx, sock, lakelib.Options{Region: smallRegion}, "no place after one of the uid's clients left")
 }
 
 // TestUserLimitsValidated: a per-uid handshake cap above the global one,
