@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -132,6 +133,42 @@ func startGPULaked(t *testing.T, yaml string, m *linnos.IntModel) (d *daemon, co
 	return d, connect
 }
 
+// linnosRound sends one request of n LinnOS records with random
+// features (0 to 9, from r) to laked's LinnOS model through c, fails the
+// test (saying what) unless laked answers every record as the CPU model
+// m does, and returns the classes, the request's result and how long it
+// took.
+func linnosRound(t *testing.T, ctx context.Context, c *lakelib.Client, m *linnos.IntModel, r *rand.Rand, n int, what string) ([]int32, lakelib.PredictResult, time.Duration) {
+	t.Helper()
+	feat := make([]int32, n*linnos.NumInputs)
+	for i := range feat {
+		feat[i] = int32(r.IntN(10))
+	}
+	in := make([]byte, 4*len(feat))
+	for i, v := range feat {
+		binary.LittleEndian.PutUint32(in[4*i:], uint32(v))
+	}
+	out := make([]byte, 4*n)
+	begin := time.Now()
+	res, err := c.Predict(ctx, modelLinnOS, n, in, out)
+	took := time.Since(begin)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	want := make([]int32, n)
+	if err := m.PredictBatch(feat, want); err != nil {
+		t.Fatal(err)
+	}
+	classes := make([]int32, n)
+	for i := range want {
+		classes[i] = int32(binary.LittleEndian.Uint32(out[4*i:]))
+		if classes[i] != want[i] {
+			t.Fatalf("%s: item %d: laked %d, CPU model %d", what, i, classes[i], want[i])
+		}
+	}
+	return classes, res, took
+}
+
 // TestGPULinnOSThroughLaked runs laked (cuda build, on a GPU) with the
 // LinnOS model and sends batches the policy places on the GPU: they run
 // there (no fallbacks) and answer exactly what the CPU model answers; so
@@ -145,28 +182,8 @@ func TestGPULinnOSThroughLaked(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
 	slow := 0
 	for round := 0; round < 20; round++ {
-		n := 64
-		feat := make([]int32, n*linnos.NumInputs)
-		for i := range feat {
-			feat[i] = int32(r.IntN(10))
-		}
-		in := make([]byte, 4*len(feat))
-		for i, v := range feat {
-			binary.LittleEndian.PutUint32(in[4*i:], uint32(v))
-		}
-		out := make([]byte, 4*n)
-		if _, err := c.Predict(ctx, modelLinnOS, n, in, out); err != nil {
-			t.Fatal(err)
-		}
-		want := make([]int32, n)
-		if err := m.PredictBatch(feat, want); err != nil {
-			t.Fatal(err)
-		}
-		for i := range want {
-			got := int32(binary.LittleEndian.Uint32(out[4*i:]))
-			if got != want[i] {
-				t.Fatalf("round %d item %d: laked %d, CPU model %d", round, i, got, want[i])
-			}
+		classes, _, _ := linnosRound(t, ctx, c, m, r, 64, fmt.Sprintf("round %d", round))
+		for _, got := range classes {
 			slow += int(got)
 		}
 	}
@@ -332,31 +349,7 @@ func TestGPUFaultsThroughLaked(t *testing.T) {
 	// CPU model and reports whether it ran on the GPU.
 	round := func(what string) (gpu bool, took time.Duration) {
 		t.Helper()
-		const n = 64
-		feat := make([]int32, n*linnos.NumInputs)
-		for i := range feat {
-			feat[i] = int32(r.IntN(10))
-		}
-		in := make([]byte, 4*len(feat))
-		for i, v := range feat {
-			binary.LittleEndian.PutUint32(in[4*i:], uint32(v))
-		}
-		out := make([]byte, 4*n)
-		begin := time.Now()
-		res, err := c.Predict(ctx, modelLinnOS, n, in, out)
-		took = time.Since(begin)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		want := make([]int32, n)
-		if err := m.PredictBatch(feat, want); err != nil {
-			t.Fatal(err)
-		}
-		for i := range want {
-			if got := int32(binary.LittleEndian.Uint32(out[4*i:])); got != want[i] {
-				t.Fatalf("%s: item %d: laked %d, CPU model %d", what, i, got, want[i])
-			}
-		}
+		_, res, took := linnosRound(t, ctx, c, m, r, 64, what)
 		return res.GPU, took
 	}
 	if g, _ := round("healthy"); !g {
