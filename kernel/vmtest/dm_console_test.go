@@ -15,6 +15,8 @@ import (
 // copies broken the ways a run can break: each must be caught. The
 // latency goals (checked by default; LAKE_VM_DM_STRICT=0 turns them off)
 // must hold on the recorded run and be reported on rows that miss them.
+// The guardrail runs (revoke cap, accuracy bypass) must pass on the
+// recorded run and each way they can fail must be caught.
 func TestDMConsoleChecks(t *testing.T) {
 	path := "testdata/dm-console-pass.txt"
 	if p := os.Getenv("LAKE_DM_CONSOLE"); p != "" {
@@ -31,17 +33,25 @@ func TestDMConsoleChecks(t *testing.T) {
 		t.Fatalf("recorded passing console reported as failing: %q", probs)
 	}
 	broken := map[string]string{
-		"fio verify error":   strings.Replace(good, "LAKEVM: DM-FIO-END fast rc=0", "LAKEVM: DM-FIO-END fast rc=1", 1),
-		"replicas differ":    strings.Replace(good, "DM-CHECK replicas-identical ok", "DM-CHECK replicas-identical FAIL", 1),
-		"no replica check":   strings.Replace(good, "DM-CHECK replicas-identical ok", "DM-CHECK other ok", 1),
-		"bad table accepted": strings.Replace(good, "DM-CHECK bad-tables ok", "DM-CHECK bad-table FAIL", 1),
-		"oops":               strings.Replace(good, "LAKEVM: phase dm-linnos done", "[ 1.0] BUG: kernel NULL pointer dereference\nLAKEVM: phase dm-linnos done", 1),
-		"phase incomplete":   strings.Replace(good, "LAKEVM: phase dm-linnos done", "", 1),
-		"no features":        regexp.MustCompile(`(DM-STATUS fast [^\n]*) features=1`).ReplaceAllString(good, "$1 features=0"),
-		"no fast revokes":    regexp.MustCompile(`(DM-STATUS fast [^\n]*) revokes=\d+`).ReplaceAllString(good, "$1 revokes=0"),
-		"fast run missing":   strings.Replace(good, "LAKEVM: DM-FIO-BEGIN fast", "LAKEVM: DM-FIO-BEGIN fasty", 1),
-		"no kill fallback":   strings.Replace(good, "DM-STATUS killed", "DM-STATUS killedx", 1),
-		"warnings in kbuild": strings.Replace(good, "modules built without warnings", "modules built", 1),
+		"fio verify error":       strings.Replace(good, "LAKEVM: DM-FIO-END fast rc=0", "LAKEVM: DM-FIO-END fast rc=1", 1),
+		"replicas differ":        strings.Replace(good, "DM-CHECK replicas-identical ok", "DM-CHECK replicas-identical FAIL", 1),
+		"no replica check":       strings.Replace(good, "DM-CHECK replicas-identical ok", "DM-CHECK other ok", 1),
+		"bad table accepted":     strings.Replace(good, "DM-CHECK bad-tables ok", "DM-CHECK bad-table FAIL", 1),
+		"oops":                   strings.Replace(good, "LAKEVM: phase dm-linnos done", "[ 1.0] BUG: kernel NULL pointer dereference\nLAKEVM: phase dm-linnos done", 1),
+		"phase incomplete":       strings.Replace(good, "LAKEVM: phase dm-linnos done", "", 1),
+		"no features":            regexp.MustCompile(`(DM-STATUS fast [^\n]*) features=1`).ReplaceAllString(good, "$1 features=0"),
+		"no fast revokes":        regexp.MustCompile(`(DM-STATUS fast [^\n]*) revokes=\d+`).ReplaceAllString(good, "$1 revokes=0"),
+		"fast run missing":       strings.Replace(good, "LAKEVM: DM-FIO-BEGIN fast", "LAKEVM: DM-FIO-BEGIN fasty", 1),
+		"no kill fallback":       strings.Replace(good, "DM-STATUS killed", "DM-STATUS killedx", 1),
+		"warnings in kbuild":     strings.Replace(good, "modules built without warnings", "modules built", 1),
+		"cap never binds":        regexp.MustCompile(`(DM-STATUS guard-cap [^\n]*) capped=\d+`).ReplaceAllString(good, "$1 capped=0"),
+		"revokes above cap":      regexp.MustCompile(`(DM-STATUS guard-cap [^\n]*) revokes=\d+`).ReplaceAllString(good, "$1 revokes=99999"),
+		"cap run fio error":      strings.Replace(good, "LAKEVM: DM-FIO-END guard-cap-1 rc=0", "LAKEVM: DM-FIO-END guard-cap-1 rc=1", 1),
+		"no bypass":              regexp.MustCompile(`(DM-STATUS guard-bypass [^\n]*) bypass=1`).ReplaceAllString(good, "$1 bypass=0"),
+		"nothing bypassed":       regexp.MustCompile(`(DM-STATUS guard-bypass [^\n]*) bypassed=\d+`).ReplaceAllString(good, "$1 bypassed=0"),
+		"bypass stays on":        regexp.MustCompile(`(DM-STATUS guard-cleared [^\n]*) bypass=0`).ReplaceAllString(good, "$1 bypass=1"),
+		"capped not on /metrics": regexp.MustCompile(`(DM-METRIC guard-cap lake_kernel_stat\{field="capped",key="\d+",schema="stats.dm_linnos"\}) \d+`).ReplaceAllString(good, "$1 0"),
+		"bypass not on /metrics": regexp.MustCompile(`(DM-METRIC guard-bypass lake_kernel_stat\{field="bypass",key="\d+",schema="stats.dm_linnos"\}) 1`).ReplaceAllString(good, "$1 0"),
 	}
 	if _, p := dmProblems(good, true); len(p) != 0 {
 		t.Errorf("the recorded run fails the latency goals: %q", p)

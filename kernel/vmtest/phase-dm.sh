@@ -21,6 +21,9 @@
 #               done, and restarted after 300 more (then a short run,
 #               after-restart, checks the new laked decides again)
 #   retrain-run as off, while the restarted laked retrains model 1
+#   guard-cap-N, guard-bypass-N  the fast path with revoke_cap 20, then
+#               with the accuracy bypass forced on (runs of GUARD_RT s
+#               until a stall was seen, after laked; step 2b below)
 # Lines for vm_test.go: "LAKEVM: DM-FIO-BEGIN <mode>" fio's JSON
 # "LAKEVM: DM-FIO-END <mode> rc=<fio exit status>", "LAKEVM: DM-STATUS
 # <mode> <dmsetup status>", "LAKEVM: DM-CHECK <name> ok|FAIL <detail>",
@@ -32,6 +35,7 @@
 RT=${DM_RT:-20}
 RATE=${DM_RATE:-496}
 READERS=${DM_READERS:-16}
+GUARD_RT=${DM_GUARD_RT:-6}
 PERIOD_MS=12000
 BUSY_MS=3000
 SECTORS=65536
@@ -182,6 +186,43 @@ dm_mode fast
 dm_metrics fast
 dm_mode laked
 dm_metrics laked
+
+# 2b. the guardrails, on the fast path after the timed runs. Both need
+# a stall of the primary during the run, and its stalls come at jittered
+# times (up to ~19 s apart): so fio runs GUARD_RT s at a time, again until
+# the counter under test moved (at most 4 runs). The revoke cap: at most
+# revoke_cap per mille of each window of 1024 reads are revoked, the rest
+# are counted as capped. The accuracy bypass: slow_us 1 makes nearly every
+# read "slow" for the accuracy check, so the model (trained for 200 ms) is
+# measured wrong on nearly every read it predicts fast; with acc_min 1000
+# the first window of 256 checked reads turns the bypass on, and the reads
+# it would revoke go to the primary, counted as bypassed; acc_min 0 turns
+# it off at once. vm_dm_test.go checks the statuses and /metrics.
+dm_guard() { # mode counter: fio runs until counter > 0, then status and /metrics
+	k=0
+	while :; do
+		k=$((k + 1))
+		dm_fio "$1-$k" /dev/mapper/ln "$GUARD_RT" || return 1
+		[ "$(dm_counter "$2")" -gt 0 ] && break
+		[ $k -ge 4 ] && break
+	done
+	dm_status "$1"
+	dm_metrics "$1"
+}
+$DMS message ln 0 mode fast
+$DMS message ln 0 revoke_cap 20 || fail "dmsetup message revoke_cap 20"
+$DMS message ln 0 reset
+echo "LAKEVM: DM-STATUS guard-cap-table $($DMS table ln)"
+dm_guard guard-cap capped
+$DMS message ln 0 revoke_cap 1000
+$DMS message ln 0 slow_us 1
+$DMS message ln 0 acc_min 1000 || fail "dmsetup message acc_min 1000"
+$DMS message ln 0 reset
+echo "LAKEVM: DM-STATUS guard-bypass-table $($DMS table ln)"
+dm_guard guard-bypass bypassed
+$DMS message ln 0 acc_min 0
+dm_status guard-cleared
+$DMS message ln 0 slow_us 200000
 
 # 3. laked killed during a run: fio sees no error, the fast path takes
 # over, a restarted laked re-attaches and decides again

@@ -41,14 +41,17 @@ func (r dmRow) counter(k string) int64 {
 // fast path takes over, the restarted laked decides again; the target's
 // counters on laked's /metrics equal its dmsetup status; the restarted
 // laked retrains the primary's model on the target's records and the
-// target follows the new version. It logs the table docs/EVALUATION.md
+// target follows the new version; the guardrails work (dmGuardProblems:
+// a low revoke_cap caps revokes within its per-window share, an accuracy
+// below acc_min turns the bypass on and acc_min 0 turns it off, with the
+// counters on /metrics as in the status). It logs the table docs/EVALUATION.md
 // records.
 //
 // The latency goals (LinnOS p99.9 below half the stalling primary's
 // alone on both paths, the fast path's average within 5% of it) are
 // asserted too, unless LAKE_VM_DM_STRICT=0: with all_slow_to=least,
-// what the phase uses, they held in all 3 runs made on the shared 2-core
-// machine this was developed on (load average ~9), by wide margins
+// what the phase uses, they held in all 4 runs made on the shared 2-core
+// machine this was developed on (load average ~9 in 3 of them), by wide margins
 // (docs/EVALUATION.md; with all_slow_to=primary the fast path met them in
 // 3 of 6 runs and the laked path in 1).
 func TestVMLinnOS(t *testing.T) {
@@ -153,56 +156,7 @@ func dmProblems(out string, strict bool) ([]dmRow, []string) {
 	}
 	var rows []dmRow
 	for _, mode := range dmModes {
-		row := dmRow{Mode: mode, Status: status[mode], FioRC: -1}
-		begin := "LAKEVM: DM-FIO-BEGIN " + mode + "\n"
-		i := strings.Index(out, begin)
-		if i < 0 {
-			bad("%s: no fio output", mode)
-			rows = append(rows, row)
-			continue
-		}
-		body := out[i+len(begin):]
-		j := strings.Index(body, "LAKEVM: DM-FIO-END "+mode+" rc=")
-		if j < 0 {
-			bad("%s: fio output not terminated", mode)
-			rows = append(rows, row)
-			continue
-		}
-		if m := dmFioEndRE.FindStringSubmatch(body[j:]); m != nil {
-			row.FioRC, _ = strconv.Atoi(m[2])
-		}
-		var res struct {
-			Jobs []fioJob `json:"jobs"`
-		}
-		js := body[:j]
-		if k := strings.IndexByte(js, '{'); k >= 0 {
-			js = js[k:]
-		}
-		if err := json.Unmarshal([]byte(js), &res); err != nil {
-			bad("%s: fio JSON: %v", mode, err)
-		}
-		for _, jb := range res.Jobs {
-			switch jb.Name {
-			case "reader":
-				row.ReaderErr = jb.Error
-				row.Reads = jb.Read.TotalIOs
-				row.AvgUs = jb.Read.Clat.Mean / 1000
-				row.P99Us = jb.Read.Clat.Percentile["99.000000"] / 1000
-				row.P999Us = jb.Read.Clat.Percentile["99.900000"] / 1000
-			case "writer":
-				row.WriterErr = jb.Error
-			}
-		}
-		if row.FioRC != 0 || row.ReaderErr != 0 || row.WriterErr != 0 {
-			bad("%s: fio exit %d, reader error %d, writer (verify) error %d", mode, row.FioRC, row.ReaderErr, row.WriterErr)
-		}
-		if row.Reads < 1000 {
-			bad("%s: only %d reads", mode, row.Reads)
-		}
-		if mode != "primary" && row.Status == nil {
-			bad("%s: no dmsetup status", mode)
-		}
-		rows = append(rows, row)
+		rows = append(rows, dmFioRow(out, mode, status[mode], 1000, bad))
 	}
 	if len(probs) > 0 {
 		return rows, probs
@@ -284,7 +238,119 @@ func dmProblems(out string, strict bool) ([]dmRow, []string) {
 	if h := status["hostile-evil"]; n(h, "reads") == 0 || n(h, "fallbacks") == 0 || !strings.Contains(h["r0"], ",model=1,") {
 		bad("hostile-evil: no reads, no fallbacks, or the installed model was lost (%v)", h)
 	}
+	probs = append(probs, dmGuardProblems(out, status)...)
 	return rows, probs
+}
+
+// dmGuardProblems checks the guardrail runs (phase-dm.sh step 2b): fio
+// without errors in both; with revoke_cap=C the stalls made the target cap
+// revokes (capped > 0) and it revoked some reads but at most
+// ceil(C*1024/1000) in each window of 1024 reads the run touched (the
+// window counts run on across "reset", so a run of R reads touches at
+// most R/1024+2 of them); with the accuracy measured below acc_min the
+// target reported bypass=1 and sent reads it would have revoked to the
+// primary (bypassed > 0), and acc_min 0 turned the bypass off. Both
+// runs' counters must equal laked's /metrics.
+func dmGuardProblems(out string, status map[string]map[string]string) []string {
+	var probs []string
+	bad := func(format string, a ...any) { probs = append(probs, fmt.Sprintf(format, a...)) }
+	n := func(m map[string]string, k string) int64 { v, _ := strconv.ParseInt(m[k], 10, 64); return v }
+	for _, mode := range []string{"guard-cap", "guard-bypass"} {
+		// fio runs mode-1, mode-2, ... until the counter under test moved
+		runs := regexp.MustCompile(`(?m)^LAKEVM: DM-FIO-END (`+mode+`-\d+) rc=`).FindAllStringSubmatch(out, -1)
+		if len(runs) == 0 {
+			bad("%s: no fio run", mode)
+		}
+		for _, r := range runs {
+			dmFioRow(out, r[1], nil, 100, bad)
+		}
+		probs = append(probs, dmMetricsProblems(out, mode, status[mode+"-metrics"])...)
+	}
+	c, ct := status["guard-cap"], status["guard-cap-table"]
+	if c == nil || ct == nil {
+		bad("guard-cap: no status or table")
+	} else {
+		limit := (n(ct, "revoke_cap")*1024 + 999) / 1000
+		reads, revokes := n(c, "reads"), n(c, "revokes")
+		most := limit * (reads/1024 + 2)
+		switch {
+		case ct["mode"] != "fast" || ct["revoke_cap"] == "" || limit >= 1024:
+			bad("guard-cap: the run was not on the fast path with a low revoke_cap (%v)", ct)
+		case n(c, "capped") == 0 || revokes == 0:
+			bad("guard-cap: revoke_cap=%s capped no revoke or allowed none (capped=%d revokes=%d)", ct["revoke_cap"], n(c, "capped"), revokes)
+		case revokes > most:
+			bad("guard-cap: %d revokes in %d reads, above revoke_cap=%s's %d per window of 1024 (at most %d)", revokes, reads, ct["revoke_cap"], limit, most)
+		}
+	}
+	b, bt, cl := status["guard-bypass"], status["guard-bypass-table"], status["guard-cleared"]
+	if b == nil || bt == nil || cl == nil {
+		bad("guard-bypass: no status, table or status after clearing")
+	} else {
+		switch {
+		case bt["mode"] != "fast" || n(bt, "acc_min") == 0:
+			bad("guard-bypass: the run was not on the fast path with acc_min set (%v)", bt)
+		case b["bypass"] != "1" || n(b, "bypassed") == 0 || n(b, "accuracy") >= n(bt, "acc_min"):
+			bad("guard-bypass: accuracy %s below acc_min=%s, yet bypass=%s bypassed=%s", b["accuracy"], bt["acc_min"], b["bypass"], b["bypassed"])
+		case cl["bypass"] != "0":
+			bad("guard-bypass: acc_min 0 did not turn the bypass off (bypass=%s)", cl["bypass"])
+		}
+	}
+	return probs
+}
+
+// dmFioRow parses the fio run of mode (between its DM-FIO-BEGIN and
+// DM-FIO-END lines) and reports through bad a run that is missing, had
+// an error (fio's writer verifies what it wrote) or did fewer than
+// minReads reads.
+func dmFioRow(out, mode string, st map[string]string, minReads int64, bad func(string, ...any)) dmRow {
+	row := dmRow{Mode: mode, Status: st, FioRC: -1}
+	begin := "LAKEVM: DM-FIO-BEGIN " + mode + "\n"
+	i := strings.Index(out, begin)
+	if i < 0 {
+		bad("%s: no fio output", mode)
+		return row
+	}
+	body := out[i+len(begin):]
+	j := strings.Index(body, "LAKEVM: DM-FIO-END "+mode+" rc=")
+	if j < 0 {
+		bad("%s: fio output not terminated", mode)
+		return row
+	}
+	if m := dmFioEndRE.FindStringSubmatch(body[j:]); m != nil {
+		row.FioRC, _ = strconv.Atoi(m[2])
+	}
+	var res struct {
+		Jobs []fioJob `json:"jobs"`
+	}
+	js := body[:j]
+	if k := strings.IndexByte(js, '{'); k >= 0 {
+		js = js[k:]
+	}
+	if err := json.Unmarshal([]byte(js), &res); err != nil {
+		bad("%s: fio JSON: %v", mode, err)
+	}
+	for _, jb := range res.Jobs {
+		switch jb.Name {
+		case "reader":
+			row.ReaderErr = jb.Error
+			row.Reads = jb.Read.TotalIOs
+			row.AvgUs = jb.Read.Clat.Mean / 1000
+			row.P99Us = jb.Read.Clat.Percentile["99.000000"] / 1000
+			row.P999Us = jb.Read.Clat.Percentile["99.900000"] / 1000
+		case "writer":
+			row.WriterErr = jb.Error
+		}
+	}
+	if row.FioRC != 0 || row.ReaderErr != 0 || row.WriterErr != 0 {
+		bad("%s: fio exit %d, reader error %d, writer (verify) error %d", mode, row.FioRC, row.ReaderErr, row.WriterErr)
+	}
+	if row.Reads < minReads {
+		bad("%s: only %d reads", mode, row.Reads)
+	}
+	if mode != "primary" && !strings.HasPrefix(mode, "guard-") && row.Status == nil {
+		bad("%s: no dmsetup status", mode)
+	}
+	return row
 }
 
 var (
