@@ -389,36 +389,32 @@ func (c *cli) runBench(ctx context.Context, o benchOpts, op func(context.Context
 		wg       sync.WaitGroup
 		errOnce  sync.Once
 		firstErr error
-		next     = make(chan int, o.concurrency)
+		next     atomic.Int64
+		stopped  atomic.Bool
 	)
-	stop := make(chan struct{})
+	// Workers take request indices from a counter: a channel from a
+	// feeding goroutine would make every request a goroutine hand-off in
+	// the measuring process (a woken feeder, possibly another OS thread
+	// spinning for work) competing with laked for the CPUs.
 	start := time.Now()
 	for w := 0; w < o.concurrency; w++ {
 		wg.Add(1)
 		go func(b *opBufs) {
 			defer wg.Done()
-			for i := range next {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= o.count || stopped.Load() {
+					return
+				}
 				t := time.Now()
 				if err := one(b); err != nil {
-					errOnce.Do(func() { firstErr = err; close(stop) })
+					errOnce.Do(func() { firstErr = err; stopped.Store(true) })
 					return
 				}
 				lat[i] = time.Since(t).Nanoseconds()
 			}
 		}(bufs[w])
 	}
-feed:
-	for i := 0; i < o.count; i++ {
-		select {
-		case next <- i:
-		case <-stop:
-			break feed
-		case <-ctx.Done():
-			errOnce.Do(func() { firstErr = ctx.Err(); close(stop) })
-			break feed
-		}
-	}
-	close(next)
 	wg.Wait()
 	elapsed := time.Since(start)
 	if firstErr != nil {
