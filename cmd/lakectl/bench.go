@@ -26,12 +26,17 @@ type benchResult struct {
 	P50Ns       int64   `json:"p50_ns"`
 	P90Ns       int64   `json:"p90_ns"`
 	P99Ns       int64   `json:"p99_ns"`
+	P999Ns      int64   `json:"p999_ns"`
 	MaxNs       int64   `json:"max_ns"`
 	MeanNs      int64   `json:"mean_ns"`
 	OpsPerSec   float64 `json:"ops_per_sec"`
 	ItemsPerSec float64 `json:"items_per_sec,omitempty"`
 	Round       int     `json:"round,omitempty"` // with --rounds > 1
-	ElapsedNs   int64   `json:"elapsed_ns"`
+	// Phase is "unloaded" or "loaded" with --burst (loaded: while the
+	// bursting clients ran), and Busy the predicts answered busy then.
+	Phase     string `json:"phase,omitempty"`
+	Busy      uint64 `json:"busy,omitempty"`
+	ElapsedNs int64  `json:"elapsed_ns"`
 	// CallerSleeps counts the measured calls whose caller's spin ran out
 	// and it slept for its completion (a wake-up in its latency).
 	CallerSleeps uint64 `json:"caller_sleeps"`
@@ -53,6 +58,8 @@ type benchOpts struct {
 	rounds      int
 	jitter      bool
 	jitterPin   bool
+	burst       int
+	burstRing   int
 }
 
 // Bench limits: keep a typo from pinning laked for hours.
@@ -82,6 +89,14 @@ func (o benchOpts) validate() error {
 		return usageErr("bench: --rounds %d: want 1..100", o.rounds)
 	case o.openLoop && o.model < 0:
 		return usageErr("bench: --open-loop needs --model")
+	case o.burst < 0 || o.burst > maxBurstClients:
+		return usageErr("bench: --burst %d: want 0..%d bursting clients", o.burst, maxBurstClients)
+	case o.burst > 0 && o.model < 0:
+		return usageErr("bench: --burst needs --model")
+	case o.burst > 0 && o.openLoop:
+		return usageErr("bench: --burst and --open-loop are separate measurements")
+	case o.burst > 0:
+		return burstOpts{model: o.model, clients: o.burst, ring: o.burstRing}.validate("bench --burst")
 	}
 	return nil
 }
@@ -102,6 +117,8 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	fs.IntVar(&o.rounds, "rounds", 1, "closed loop: alternate the nop and predict phases this many times (medians printed)")
 	fs.BoolVar(&o.jitter, "jitter", true, "also measure the machine's own scheduling gaps (text output)")
 	fs.BoolVar(&o.jitterPin, "jitter-pin", false, "pin the jitter threads to CPUs 0 and 1")
+	fs.IntVar(&o.burst, "burst", 0, "predict unloaded, then while this many clients burst their rings in another process (lakectl burst); 0: off")
+	fs.IntVar(&o.burstRing, "burst-ring", 64, "--burst: each bursting client's ring (predicts submitted at once)")
 	if err := c.parseNoArgs(fs, args); err != nil {
 		return err
 	}
@@ -135,6 +152,9 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("bench predict: model %d: %w", id, err)
 		}
+	}
+	if o.burst > 0 {
+		return c.benchBurst(ctx, o, cl, id, info)
 	}
 	nop := func(ctx context.Context, _ *opBufs) error { return cl.Nop(ctx) }
 	newBufs := func() *opBufs {
@@ -474,7 +494,7 @@ func summarize(lat []int64, elapsed time.Duration, o benchOpts) benchResult {
 	}
 	return benchResult{
 		Count: len(lat), Concurrency: o.concurrency, BusyPoll: o.busyPoll,
-		MinNs: lat[0], P50Ns: pct(0.50), P90Ns: pct(0.90), P99Ns: pct(0.99), MaxNs: lat[len(lat)-1],
+		MinNs: lat[0], P50Ns: pct(0.50), P90Ns: pct(0.90), P99Ns: pct(0.99), P999Ns: pct(0.999), MaxNs: lat[len(lat)-1],
 		MeanNs:    sum / int64(len(lat)),
 		OpsPerSec: float64(len(lat)) / elapsed.Seconds(),
 	}

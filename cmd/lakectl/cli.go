@@ -69,7 +69,8 @@ var commands = []command{
 	{"liteflow", "[--proc PATH] [--trace]", "LiteFlow apps: laked's adaptation and shipped snapshots, the kernel's installs"},
 	{"liteflow unpin", "[--restart] APP", "ship adapted snapshots again after a snapshot loaded by hand pinned APP"},
 	{"stats", "", "counters and latencies from laked's /metrics"},
-	{"bench", "[--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll] [--rounds R] [--open-loop]", "round-trip (nop) and predict latency; --open-loop: capacity and Poisson arrivals"},
+	{"bench", "[--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll] [--rounds R] [--open-loop] [--burst K]", "round-trip (nop) and predict latency; --open-loop: capacity and Poisson arrivals; --burst: predict latency while K clients burst their rings"},
+	{"burst", "[--model ID] [--clients K] [--ring R] [--duration D]", "K clients each resubmitting its whole ring of predicts as soon as it completed, until interrupted"},
 	{"reload", "", "re-read laked's configuration and policy (what SIGHUP does)"},
 }
 
@@ -196,6 +197,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.stats(ctx, rest)
 	case "bench":
 		return c.bench(ctx, rest)
+	case "burst":
+		return c.burst(ctx, rest)
 	case "reload":
 		return c.reload(ctx, rest)
 	case "help":

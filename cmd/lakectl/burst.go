@@ -1,0 +1,727 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lakeos/lake/lakelib"
+	"github.com/lakeos/lake/shm"
+)
+
+// burstOpts are lakectl burst's flags (and bench --burst's for its
+// child).
+type burstOpts struct {
+	model   int64
+	clients int
+	ring    int
+}
+
+// Burst limits.
+const (
+	maxBurstClients = 256 // laked's default max_clients
+	maxBurstRing    = 4096
+)
+
+func (o burstOpts) validate(cmd string) error {
+	switch {
+	case o.model < 0 || o.model > 1<<32-1:
+		return usageErr("%s: --model %d: want a model id", cmd, o.model)
+	case o.clients < 1 || o.clients > maxBurstClients:
+		return usageErr("%s: %d bursting clients: want 1..%d", cmd, o.clients, maxBurstClients)
+	case o.ring < shm.MinEntries || o.ring > maxBurstRing || o.ring&(o.ring-1) != 0:
+		return usageErr("%s: ring %d: want a power of two in [%d, %d]", cmd, o.ring, shm.MinEntries, maxBurstRing)
+	}
+	return nil
+}
+
+// burstReport is what lakectl burst did. With --json it prints one per
+// line: State "bursting" once every client has completed its first ring
+// (the counts then are zero), and State "done" when it stopped.
+type burstReport struct {
+	State   string `json:"state"` // "bursting", then "done"
+	Model   uint32 `json:"model"`
+	Clients int    `json:"clients"`
+	Ring    int    `json:"ring"`
+	// Predicts is the predicts answered OK from "bursting" to the stop,
+	// over ElapsedNs.
+	Predicts       uint64  `json:"predicts"`
+	ElapsedNs      int64   `json:"elapsed_ns"`
+	PredictsPerSec float64 `json:"predicts_per_sec"`
+	// Busy and Failed count the predicts answered busy or with another
+	// error status since the start (the first rings included).
+	Busy   uint64 `json:"busy"`
+	Failed uint64 `json:"failed"`
+	// Cycles and CycleP50Ns: the rings completed from "bursting" to the
+	// stop, and the median time from a ring's submission to its last
+	// completion.
+	Cycles     uint64 `json:"cycles"`
+	CycleP50Ns int64  `json:"cycle_p50_ns"`
+	// Sleeps counts the bursting clients' waits that slept for their
+	// completions (spin ran out), since "bursting".
+	Sleeps uint64 `json:"sleeps"`
+}
+
+// burster is one bursting client: its connection and its ring of
+// predicts on arena buffers of its own.
+type burster struct {
+	cl     *lakelib.Client
+	proto  []shm.SQE
+	es     []shm.SQE
+	cs     []shm.CQE
+	ok     atomic.Uint64
+	busy   atomic.Uint64
+	failed atomic.Uint64
+	cycles []int64 // ring cycle times (ns) once measuring
+}
+
+// maxCycles bounds the ring cycle times one burster keeps.
+const maxCycles = 1 << 20
+
+// dialBurster connects one bursting client: a ring of o.ring entries
+// (completion ring the same size), an arena for its ring's inputs and
+// outputs, and SpinMax 1µs (it has a ring's worth of completions coming,
+// so it sleeps for them rather than spinning).
+func (c *cli) dialBurster(ctx context.Context, o burstOpts, inB, outB int) (*burster, error) {
+	per := uint64(o.ring) * uint64(roundUp(inB, shm.MinBlock)+roundUp(outB, shm.MinBlock))
+	arena := max(uint64(64<<10), nextPow2(2*per))
+	if arena > shm.MaxArenaSize {
+		return nil, fmt.Errorf("burst: a ring of %d predicts of model %d needs %d bytes of arena", o.ring, o.model, per)
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cl, err := lakelib.Dial(dctx, c.socket, lakelib.Options{
+		Region:  shm.Config{SQEntries: uint32(o.ring), CQEntries: uint32(o.ring), ArenaSize: arena},
+		SpinMax: time.Microsecond,
+	})
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("burst: connect to laked at %s: %w", c.socket, err)
+	}
+	in, err := cl.AllocHost(inB * o.ring)
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("burst: arena: %w", err)
+	}
+	out, err := cl.AllocHost(outB * o.ring)
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("burst: arena: %w", err)
+	}
+	b := &burster{cl: cl, proto: make([]shm.SQE, o.ring), es: make([]shm.SQE, o.ring), cs: make([]shm.CQE, o.ring)}
+	for i := range b.proto {
+		b.proto[i] = shm.SQE{Opcode: shm.OpPredict, Args: [shm.NumArgs]uint64{uint64(o.model), 1,
+			in.Offset() + uint64(inB*i), uint64(inB), out.Offset() + uint64(outB*i), uint64(outB)}}
+	}
+	return b, nil
+}
+
+// cycle submits the whole ring as one Batch and waits for every
+// completion; it returns how long that took.
+func (b *burster) cycle(ctx context.Context) (time.Duration, error) {
+	copy(b.es, b.proto)
+	t := time.Now()
+	if err := b.cl.Batch(ctx, b.es, b.cs); err != nil {
+		return 0, err
+	}
+	d := time.Since(t)
+	for _, c := range b.cs {
+		switch c.Status {
+		case shm.StatusOK:
+			b.ok.Add(1)
+		case shm.StatusBusy:
+			b.busy.Add(1)
+		default:
+			b.failed.Add(1)
+		}
+	}
+	return d, nil
+}
+
+// burstRun is a running set of bursting clients.
+type burstRun struct {
+	o        burstOpts
+	bs       []*burster
+	stop     atomic.Bool
+	measure  atomic.Bool // set once every client has cycled its ring
+	cycled   atomic.Int64
+	ready    chan struct{}
+	wg       sync.WaitGroup
+	errMu    sync.Mutex
+	err      error
+	began    time.Time
+	okAt     uint64 // OK predicts when measuring began
+	sleepsAt uint64
+}
+
+func (r *burstRun) fail(err error) {
+	r.errMu.Lock()
+	if r.err == nil {
+		r.err = err
+	}
+	r.errMu.Unlock()
+	r.stop.Store(true)
+}
+
+func (r *burstRun) totals() (ok, busy, failed, sleeps uint64) {
+	for _, b := range r.bs {
+		ok += b.ok.Load()
+		busy += b.busy.Load()
+		failed += b.failed.Load()
+		sleeps += b.cl.Sleeps()
+	}
+	return
+}
+
+// startBurst connects o.clients bursting clients and starts them: each
+// resubmits its whole ring as soon as the previous one completed, until
+// stopRun. ready is closed once every client has completed one ring.
+func (c *cli) startBurst(ctx context.Context, o burstOpts) (*burstRun, error) {
+	r := &burstRun{o: o, ready: make(chan struct{})}
+	// The model's record sizes, asked on a small connection of its own.
+	dctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	ic, err := lakelib.Dial(dctx, c.socket, lakelib.Options{Region: shm.Config{SQEntries: 8, CQEntries: 8, ArenaSize: 64 << 10}})
+	if err != nil {
+		return nil, fmt.Errorf("burst: connect to laked at %s (is laked running?): %w", c.socket, err)
+	}
+	info, err := ic.ModelInfo(dctx, uint32(o.model))
+	ic.Close()
+	if err != nil {
+		return nil, fmt.Errorf("burst: model %d: %w", o.model, err)
+	}
+	for len(r.bs) < o.clients {
+		b, err := c.dialBurster(ctx, o, info.InputBytes, info.OutputBytes)
+		if err != nil {
+			r.close()
+			return nil, err
+		}
+		r.bs = append(r.bs, b)
+	}
+	// A ring that laked does not answer within --timeout ends the run
+	// (the watchdog); signals only stop it between rings (stopRun).
+	var progress atomic.Int64
+	bctx, stopWatch := c.watchdog(context.WithoutCancel(ctx), &progress)
+	for _, b := range r.bs {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			first := true
+			for !r.stop.Load() {
+				d, err := b.cycle(bctx)
+				if err != nil {
+					if cause := context.Cause(bctx); bctx.Err() != nil && cause != nil {
+						err = fmt.Errorf("%w (%v)", err, cause)
+					}
+					r.fail(fmt.Errorf("burst: %w", err))
+					return
+				}
+				progress.Add(1)
+				if r.measure.Load() && len(b.cycles) < maxCycles {
+					b.cycles = append(b.cycles, d.Nanoseconds())
+				}
+				if first {
+					first = false
+					if r.cycled.Add(1) == int64(len(r.bs)) {
+						r.okAt, _, _, r.sleepsAt = r.totals()
+						r.began = time.Now()
+						r.measure.Store(true)
+						close(r.ready)
+					}
+				}
+			}
+		}()
+	}
+	go func() { r.wg.Wait(); stopWatch() }()
+	return r, nil
+}
+
+// wait returns once every client has cycled its ring (nil), the run
+// failed, or ctx ended.
+func (r *burstRun) waitReady(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-r.ready:
+		return nil
+	case <-done:
+		r.errMu.Lock()
+		defer r.errMu.Unlock()
+		if r.err == nil {
+			return errors.New("burst: stopped before every client had cycled its ring")
+		}
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stopRun stops the clients after their current ring and reports.
+func (r *burstRun) stopRun() (burstReport, error) {
+	r.stop.Store(true)
+	r.wg.Wait()
+	end := time.Now()
+	ok, busy, failed, sleeps := r.totals()
+	rep := burstReport{State: "done", Model: uint32(r.o.model), Clients: len(r.bs), Ring: r.o.ring, Busy: busy, Failed: failed}
+	if r.measure.Load() {
+		rep.Predicts = ok - r.okAt
+		rep.Sleeps = sleeps - r.sleepsAt
+		rep.ElapsedNs = end.Sub(r.began).Nanoseconds()
+		if rep.ElapsedNs > 0 {
+			rep.PredictsPerSec = float64(rep.Predicts) / end.Sub(r.began).Seconds()
+		}
+		var all []int64
+		for _, b := range r.bs {
+			all = append(all, b.cycles...)
+		}
+		rep.Cycles = uint64(len(all))
+		if len(all) > 0 {
+			slices.Sort(all)
+			rep.CycleP50Ns = all[(len(all)-1)/2]
+		}
+	}
+	r.close()
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	return rep, r.err
+}
+
+func (r *burstRun) close() {
+	for _, b := range r.bs {
+		b.cl.Close()
+	}
+}
+
+// burst is lakectl burst: bursting clients until interrupted.
+func (c *cli) burst(ctx context.Context, args []string) error {
+	fs := newFlagSet("burst", c)
+	o := burstOpts{}
+	fs.Int64Var(&o.model, "model", 1, "model id the clients predict with (one item per predict)")
+	fs.IntVar(&o.clients, "clients", 31, "bursting clients, each its own connection")
+	fs.IntVar(&o.ring, "ring", 64, "each client's ring: predicts submitted at once, as one batch")
+	var dur time.Duration
+	fs.DurationVar(&dur, "duration", 0, "stop after this long (0: at SIGINT/SIGTERM)")
+	if err := c.parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	if err := o.validate("burst"); err != nil {
+		return err
+	}
+	if dur < 0 {
+		return usageErr("burst: --duration %v: want >= 0", dur)
+	}
+	r, err := c.startBurst(ctx, o)
+	if err != nil {
+		return err
+	}
+	if err := r.waitReady(ctx); err != nil {
+		if _, serr := r.stopRun(); serr != nil {
+			return serr
+		}
+		return err
+	}
+	ready := burstReport{State: "bursting", Model: uint32(o.model), Clients: o.clients, Ring: o.ring}
+	if c.json {
+		if err := c.emitJSONLine(ready); err != nil {
+			r.stopRun()
+			return err
+		}
+	} else {
+		fmt.Fprintf(c.out, "bursting: %d clients, each resubmitting its ring of %d predicts (model %d) as soon as it completed\n", o.clients, o.ring, o.model)
+	}
+	if f, ok := c.out.(*os.File); ok {
+		f.Sync() // the parent of a bench --burst child waits for the line
+	}
+	var timeout <-chan time.Time
+	if dur > 0 {
+		t := time.NewTimer(dur)
+		defer t.Stop()
+		timeout = t.C
+	}
+	failed := make(chan struct{})
+	go func() { r.wg.Wait(); close(failed) }()
+	select {
+	case <-ctx.Done():
+	case <-timeout:
+	case <-failed:
+	}
+	rep, err := r.stopRun()
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.emitJSONLine(rep)
+	}
+	fmt.Fprintf(c.out, "burst: %d predicts in %s (%.0f/s), %d rings, median ring cycle %s, busy %d, failed %d, slept for completions %d times\n",
+		rep.Predicts, fmtNs(rep.ElapsedNs), rep.PredictsPerSec, rep.Cycles, fmtNs(rep.CycleP50Ns), rep.Busy, rep.Failed, rep.Sleeps)
+	return nil
+}
+
+// emitJSONLine prints v as one line of JSON.
+func (c *cli) emitJSONLine(v any) error {
+	return json.NewEncoder(c.out).Encode(v)
+}
+
+func roundUp(n, a int) int { return (n + a - 1) / a * a }
+
+func nextPow2(v uint64) uint64 {
+	p := uint64(1)
+	for p < v {
+		p <<= 1
+	}
+	return p
+}
+
+// burstChild is a lakectl burst process started by bench --burst: the
+// bursting clients run in a process of their own, so that they do not
+// share the measured client's Go scheduler (as separate applications
+// would not).
+type burstChild struct {
+	cmd   *exec.Cmd
+	lines chan string // its stdout, line by line; closed at EOF
+}
+
+// startBurstChild runs lakectl burst (this executable) on laked's socket
+// and returns once every bursting client has cycled its ring. The child
+// is killed if this process dies (Pdeathsig) or ctx ends; the caller
+// stops it with stop (or kill on an error path), which reaps it.
+func (c *cli) startBurstChild(ctx context.Context, o burstOpts) (*burstChild, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("bench --burst: find lakectl's executable: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, exe, "--socket", c.socket, "--timeout", c.timeout.String(), "--json",
+		"burst", "--model", strconv.FormatInt(o.model, 10), "--clients", strconv.Itoa(o.clients), "--ring", strconv.Itoa(o.ring))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = c.errw
+	cmd.WaitDelay = c.timeout
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench --burst: start %s burst: %w", exe, err)
+	}
+	ch := &burstChild{cmd: cmd, lines: make(chan string, 4)}
+	go func() {
+		defer close(ch.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			ch.lines <- sc.Text()
+		}
+		io.Copy(io.Discard, out)
+	}()
+	t := time.NewTimer(c.timeout + time.Duration(o.clients)*time.Second/10)
+	defer t.Stop()
+	select {
+	case l, ok := <-ch.lines:
+		var rep burstReport
+		if ok && json.Unmarshal([]byte(l), &rep) == nil && rep.State == "bursting" {
+			return ch, nil
+		}
+		err := ch.kill()
+		if ok {
+			return nil, fmt.Errorf("bench --burst: the bursting process said %q", l)
+		}
+		return nil, fmt.Errorf("bench --burst: the bursting process ended before bursting: %v", err)
+	case <-t.C:
+		ch.kill()
+		return nil, errors.New("bench --burst: the bursting clients did not all complete a ring within --timeout")
+	}
+}
+
+// kill ends the child and reaps it.
+func (ch *burstChild) kill() error {
+	ch.cmd.Process.Kill()
+	for range ch.lines {
+	}
+	return ch.cmd.Wait()
+}
+
+// stop asks the child to stop (SIGTERM: its clients finish their ring)
+// and returns its report; it reaps the child, killing it if it does not
+// report within timeout.
+func (ch *burstChild) stop(timeout time.Duration) (burstReport, error) {
+	if err := ch.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		ch.kill()
+		return burstReport{}, fmt.Errorf("bench --burst: stop the bursting process: %w", err)
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	var rep burstReport
+	got := false
+	for done := false; !done; {
+		select {
+		case l, ok := <-ch.lines:
+			if !ok {
+				done = true
+				break
+			}
+			var r burstReport
+			if json.Unmarshal([]byte(l), &r) == nil && r.State == "done" {
+				rep, got = r, true
+			}
+		case <-t.C:
+			ch.kill()
+			return burstReport{}, errors.New("bench --burst: the bursting process did not stop within --timeout (killed)")
+		}
+	}
+	if err := ch.cmd.Wait(); err != nil {
+		return burstReport{}, fmt.Errorf("bench --burst: the bursting process: %w", err)
+	}
+	if !got {
+		return burstReport{}, errors.New("bench --burst: the bursting process ended without its report")
+	}
+	return rep, nil
+}
+
+// latencySummary is a phase's latency percentiles (medians over the
+// rounds in burstBenchReport).
+type latencySummary struct {
+	P50Ns  int64 `json:"p50_ns"`
+	P90Ns  int64 `json:"p90_ns"`
+	P99Ns  int64 `json:"p99_ns"`
+	P999Ns int64 `json:"p999_ns"`
+}
+
+// burstBenchReport is bench --burst's result.
+type burstBenchReport struct {
+	Model     uint32 `json:"model"`
+	N         int    `json:"n"`
+	Bursters  int    `json:"bursters"`
+	BurstRing int    `json:"burst_ring"`
+	Rounds    int    `json:"rounds"`
+	// Phases are the measured client's phases, unloaded and loaded
+	// alternating; Bursts the bursting process's report of each loaded
+	// phase.
+	Phases []benchResult `json:"phases"`
+	Bursts []burstReport `json:"bursts"`
+	// Unloaded and Loaded are the medians over the rounds of each
+	// percentile; P99Ratio is Loaded.P99Ns / Unloaded.P99Ns.
+	Unloaded latencySummary `json:"unloaded"`
+	Loaded   latencySummary `json:"loaded"`
+	P99Ratio float64        `json:"p99_ratio"`
+	// MeasuredBusy: the measured client's predicts answered busy (all
+	// phases); BurstBusy and BurstFailed: the bursting clients'.
+	MeasuredBusy uint64 `json:"measured_busy"`
+	BurstBusy    uint64 `json:"burst_busy"`
+	BurstFailed  uint64 `json:"burst_failed"`
+	// Medians over the loaded phases of the bursting clients' throughput
+	// and ring cycle; their sleeps for completions, all phases.
+	BurstPredictsPerSec float64 `json:"burst_predicts_per_sec"`
+	BurstCycleP50Ns     int64   `json:"burst_cycle_p50_ns"`
+	BurstSleeps         uint64  `json:"burst_sleeps"`
+	// The measured client's calls that slept for their completion,
+	// unloaded and loaded phases.
+	UnloadedCallerSleeps uint64 `json:"unloaded_caller_sleeps"`
+	LoadedCallerSleeps   uint64 `json:"loaded_caller_sleeps"`
+	// OutputsChecked: the measured predicts (all phases, warmups
+	// included) whose outputs were compared with the answer laked gave
+	// the same input before any burst; WrongOutputs: those that differed.
+	OutputsChecked uint64 `json:"outputs_checked"`
+	WrongOutputs   uint64 `json:"wrong_outputs"`
+}
+
+// burstInputs is the size of the measured client's input pool.
+const burstInputs = 16
+
+// burstInput is input k of bench --burst's measured client (n records of
+// size bytes): little-endian 32-bit words, word j holding (k+j) mod 10
+// (valid LinnOS features; small integers for any model), the bytes past
+// the last whole word zero.
+func burstInput(k, size int) []byte {
+	in := make([]byte, size)
+	for j := 0; 4*j+4 <= size; j++ {
+		v := uint32((k + j) % 10)
+		in[4*j], in[4*j+1], in[4*j+2], in[4*j+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	}
+	return in
+}
+
+// benchBurst is bench --burst: the measured client's closed loop of
+// predicts (cl, --count, --concurrency, --warmup) unloaded, then while
+// o.burst clients burst their rings from another process (lakectl
+// burst), --rounds times. The measured client cycles through a pool of
+// inputs and checks every answer against the one laked gave the same
+// input before the bursts.
+func (c *cli) benchBurst(ctx context.Context, o benchOpts, cl *lakelib.Client, id uint32, info lakelib.ModelInfo) error {
+	bo := burstOpts{model: o.model, clients: o.burst, ring: o.burstRing}
+	pool := make([][]byte, burstInputs)
+	refs := make([][]byte, burstInputs)
+	for k := range pool {
+		pool[k] = burstInput(k, info.InputBytes*o.n)
+		refs[k] = make([]byte, info.OutputBytes*o.n)
+		pctx, cancel := context.WithTimeout(ctx, c.timeout)
+		_, err := cl.Predict(pctx, id, o.n, pool[k], refs[k])
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bench --burst: reference predict (model %d, n=%d): %w", id, o.n, err)
+		}
+	}
+	var pick, busy, checked, wrong atomic.Uint64
+	pred := func(ctx context.Context, b *opBufs) error {
+		k := int(pick.Add(1) % burstInputs)
+		_, err := cl.Predict(ctx, id, o.n, pool[k], b.out)
+		if errors.Is(err, errBusy) {
+			busy.Add(1)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		checked.Add(1)
+		if !bytes.Equal(b.out, refs[k]) {
+			wrong.Add(1)
+		}
+		return nil
+	}
+	newBufs := func() *opBufs { return &opBufs{out: make([]byte, info.OutputBytes*o.n)} }
+	pid := cl.DaemonPID()
+	rep := burstBenchReport{Model: id, N: o.n, Bursters: o.burst, BurstRing: o.burstRing, Rounds: o.rounds,
+		Phases: []benchResult{}, Bursts: []burstReport{}}
+	phase := func(name string, round int) (benchResult, error) {
+		b0 := busy.Load()
+		pa := c.probe(ctx, pid)
+		r, err := c.runBench(ctx, o, pred, newBufs, cl.Sleeps)
+		if err != nil {
+			return r, fmt.Errorf("bench --burst: %s predict (model %d, n=%d): %w", name, id, o.n, err)
+		}
+		pb := c.probe(ctx, pid)
+		// laked's CPU per predicted item, all clients' (the bursting
+		// ones' too): the items from laked's metrics, and without them
+		// only the unloaded phase's own.
+		items := (o.warmup + o.count) * o.n
+		if pa.snap != nil && pb.snap != nil {
+			items = int(pb.snap.BatchSize.Sum - pa.snap.BatchSize.Sum)
+		} else if name == "loaded" {
+			items = 0
+		}
+		r.lakedSide = delta(pa, pb, items)
+		r.Op, r.Model, r.BatchN, r.Phase, r.Round = "predict", &id, o.n, name, round
+		r.ItemsPerSec = r.OpsPerSec * float64(o.n)
+		r.Busy = busy.Load() - b0
+		return r, nil
+	}
+	for round := 1; round <= o.rounds; round++ {
+		r, err := phase("unloaded", round)
+		if err != nil {
+			return err
+		}
+		rep.Phases = append(rep.Phases, r)
+		ch, err := c.startBurstChild(ctx, bo)
+		if err != nil {
+			return err
+		}
+		r, err = phase("loaded", round)
+		if err != nil {
+			ch.kill()
+			return err
+		}
+		br, err := ch.stop(c.timeout)
+		if err != nil {
+			return err
+		}
+		rep.Phases = append(rep.Phases, r)
+		rep.Bursts = append(rep.Bursts, br)
+	}
+	rep.summarize()
+	rep.OutputsChecked, rep.WrongOutputs = checked.Load(), wrong.Load()
+	if c.json {
+		return c.emitJSON(rep)
+	}
+	return c.printBurst(rep)
+}
+
+// summarize fills the report's medians and totals from its phases.
+func (rep *burstBenchReport) summarize() {
+	sum := func(phase string) latencySummary {
+		m := func(f func(benchResult) int64) int64 {
+			var v []int64
+			for _, r := range rep.Phases {
+				if r.Phase == phase {
+					v = append(v, f(r))
+				}
+			}
+			return median(v)
+		}
+		return latencySummary{
+			P50Ns: m(func(r benchResult) int64 { return r.P50Ns }), P90Ns: m(func(r benchResult) int64 { return r.P90Ns }),
+			P99Ns: m(func(r benchResult) int64 { return r.P99Ns }), P999Ns: m(func(r benchResult) int64 { return r.P999Ns }),
+		}
+	}
+	rep.Unloaded, rep.Loaded = sum("unloaded"), sum("loaded")
+	if rep.Unloaded.P99Ns > 0 {
+		rep.P99Ratio = float64(rep.Loaded.P99Ns) / float64(rep.Unloaded.P99Ns)
+	}
+	for _, r := range rep.Phases {
+		rep.MeasuredBusy += r.Busy
+		if r.Phase == "loaded" {
+			rep.LoadedCallerSleeps += r.CallerSleeps
+		} else {
+			rep.UnloadedCallerSleeps += r.CallerSleeps
+		}
+	}
+	var rates, cycles []int64
+	for _, b := range rep.Bursts {
+		rep.BurstBusy += b.Busy
+		rep.BurstFailed += b.Failed
+		rep.BurstSleeps += b.Sleeps
+		rates = append(rates, int64(b.PredictsPerSec))
+		cycles = append(cycles, b.CycleP50Ns)
+	}
+	rep.BurstPredictsPerSec = float64(median(rates))
+	rep.BurstCycleP50Ns = median(cycles)
+}
+
+// median is the lower median of v (0 for none); v is sorted in place.
+func median(v []int64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[(len(v)-1)/2]
+}
+
+func (c *cli) printBurst(rep burstBenchReport) error {
+	tw := c.table()
+	fmt.Fprintln(tw, "ROUND\tPHASE\tCOUNT\tP50\tP90\tP99\tP99.9\tMAX\tBUSY\tSLEPT\tMEAN BATCH\tLAKED CPU/ITEM\tBURST/S\tRING CYCLE\tBURST BUSY")
+	b := 0
+	for _, r := range rep.Phases {
+		burst, cycle, bbusy := "-", "-", "-"
+		if r.Phase == "loaded" && b < len(rep.Bursts) {
+			br := rep.Bursts[b]
+			burst, cycle, bbusy = fmt.Sprintf("%.0f", br.PredictsPerSec), fmtNs(br.CycleP50Ns), fmt.Sprint(br.Busy+br.Failed)
+			b++
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", max(r.Round, 1), r.Phase, r.Count,
+			fmtNs(r.P50Ns), fmtNs(r.P90Ns), fmtNs(r.P99Ns), fmtNs(r.P999Ns), fmtNs(r.MaxNs), r.Busy, r.CallerSleeps,
+			fmtOpt(r.MeanBatch, func(v float64) string { return fmt.Sprintf("%.1f", v) }),
+			fmtOpt(r.LakedCPUNsPerOp, func(v float64) string { return fmtNs(int64(v)) }), burst, cycle, bbusy)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	u, l := rep.Unloaded, rep.Loaded
+	fmt.Fprintf(c.out, "median of %d rounds: unloaded p50 %s p90 %s p99 %s p99.9 %s; while %d clients burst rings of %d: p50 %s p90 %s p99 %s p99.9 %s\n",
+		rep.Rounds, fmtNs(u.P50Ns), fmtNs(u.P90Ns), fmtNs(u.P99Ns), fmtNs(u.P999Ns), rep.Bursters, rep.BurstRing,
+		fmtNs(l.P50Ns), fmtNs(l.P90Ns), fmtNs(l.P99Ns), fmtNs(l.P999Ns))
+	fmt.Fprintf(c.out, "loaded p99 / unloaded p99 = %.1fx (issue 13 asks <= 5x)\n", rep.P99Ratio)
+	fmt.Fprintf(c.out, "busy answers: measured client %d, bursting clients %d (other errors %d); measured outputs checked %d, wrong %d\n",
+		rep.MeasuredBusy, rep.BurstBusy, rep.BurstFailed, rep.OutputsChecked, rep.WrongOutputs)
+	fmt.Fprintf(c.out, "bursting clients: %.0f predicts/s, median ring cycle %s, slept for completions %d times; measured client slept in %d unloaded and %d loaded calls\n",
+		rep.BurstPredictsPerSec, fmtNs(rep.BurstCycleP50Ns), rep.BurstSleeps, rep.UnloadedCallerSleeps, rep.LoadedCallerSleeps)
+	return nil
+}
+
+var errBusy = lakelib.ErrStatus(shm.StatusBusy)

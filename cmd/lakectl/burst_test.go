@@ -1,0 +1,219 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary act as lakectl when
+// LAKECTL_TEST_AS_LAKECTL=1: bench --burst re-executes its own binary
+// (os.Executable) as lakectl burst, which in a test is this binary.
+func TestMain(m *testing.M) {
+	if os.Getenv("LAKECTL_TEST_AS_LAKECTL") == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// burstProcs lists the live processes whose command line runs lakectl
+// burst on sock (bench --burst's child).
+func burstProcs(t *testing.T, sock string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		hasSock, hasBurst := false, false
+		for _, a := range args {
+			hasSock = hasSock || a == sock
+			hasBurst = hasBurst || a == "burst"
+		}
+		if !hasSock || !hasBurst {
+			continue
+		}
+		// A zombie is reaped by its parent; one whose parent is gone is
+		// not ours to count.
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			if f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:])); len(f) > 0 && f[0] == "Z" {
+				continue
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// TestBenchBurst: bench --burst measures the client unloaded and while
+// bursting clients run in a child process (this binary as lakectl
+// burst), --rounds times alternating; the bursters really ran (predicts,
+// ring cycles), nobody was answered busy, every measured output matched
+// the reference, and the child is gone afterwards.
+func TestBenchBurst(t *testing.T) {
+	f := newFixture(t)
+	t.Setenv("LAKECTL_TEST_AS_LAKECTL", "1")
+	var rep burstBenchReport
+	f.okJSON(t, &rep, "bench", "--model", "2", "--count", "300", "--warmup", "10", "--burst", "3", "--burst-ring", "8", "--rounds", "2")
+	if rep.Model != 2 || rep.Bursters != 3 || rep.BurstRing != 8 || rep.Rounds != 2 || len(rep.Phases) != 4 || len(rep.Bursts) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	for i, r := range rep.Phases {
+		want := []string{"unloaded", "loaded"}[i%2]
+		if r.Phase != want || r.Round != i/2+1 || r.Op != "predict" || r.Count != 300 || r.P50Ns <= 0 ||
+			r.P50Ns > r.P90Ns || r.P90Ns > r.P99Ns || r.P99Ns > r.P999Ns || r.P999Ns > r.MaxNs {
+			t.Fatalf("phase %d: %+v", i, r)
+		}
+	}
+	for i, b := range rep.Bursts {
+		if b.State != "done" || b.Clients != 3 || b.Ring != 8 || b.Predicts == 0 || b.Cycles == 0 || b.CycleP50Ns <= 0 ||
+			b.PredictsPerSec <= 0 || b.ElapsedNs <= 0 || b.Predicts%8 != 0 {
+			t.Fatalf("burst %d: %+v", i, b)
+		}
+	}
+	if rep.MeasuredBusy != 0 || rep.BurstBusy != 0 || rep.BurstFailed != 0 {
+		t.Fatalf("busy: measured %d, bursters %d, failed %d", rep.MeasuredBusy, rep.BurstBusy, rep.BurstFailed)
+	}
+	if rep.OutputsChecked != 4*310 || rep.WrongOutputs != 0 {
+		t.Fatalf("outputs checked %d (want %d), wrong %d", rep.OutputsChecked, 4*310, rep.WrongOutputs)
+	}
+	if rep.Unloaded.P99Ns <= 0 || rep.Loaded.P99Ns <= 0 || rep.P99Ratio != float64(rep.Loaded.P99Ns)/float64(rep.Unloaded.P99Ns) {
+		t.Fatalf("summary %+v %+v ratio %v", rep.Unloaded, rep.Loaded, rep.P99Ratio)
+	}
+	// The server ran every bursting predict the children counted (and
+	// the measured ones).
+	var burst uint64
+	for _, b := range rep.Bursts {
+		burst += b.Predicts
+	}
+	if st := f.srv.Stats(); st.BatchItems < burst+uint64(rep.OutputsChecked) {
+		t.Fatalf("laked ran %d items; bursters counted %d, measured %d", st.BatchItems, burst, rep.OutputsChecked)
+	}
+	if p := burstProcs(t, f.sock); len(p) != 0 {
+		t.Fatalf("bursting processes left: %v", p)
+	}
+
+	out := f.ok(t, "bench", "--model", "2", "--count", "100", "--warmup", "0", "--burst", "2", "--burst-ring", "8")
+	hasLine(t, out, `^ROUND\s+PHASE\s+COUNT\s+P50\s+P90\s+P99\s+P99.9\s+MAX\s+BUSY\s+SLEPT\s+MEAN BATCH\s+LAKED CPU/ITEM\s+BURST/S\s+RING CYCLE\s+BURST BUSY$`)
+	hasLine(t, out, `^1\s+unloaded\s+100\s+(\S+\s+){5}0\s+\d+\s+\S+\s+\S+\s+-\s+-\s+-$`)
+	hasLine(t, out, `^1\s+loaded\s+100\s+(\S+\s+){5}0\s+\d+\s+\S+\s+\S+\s+\d+\s+\S+\s+0$`)
+	hasLine(t, out, `^median of 1 rounds: unloaded p50 \S+ p90 \S+ p99 \S+ p99.9 \S+; while 2 clients burst rings of 8: p50 \S+ p90 \S+ p99 \S+ p99.9 \S+$`)
+	hasLine(t, out, `^loaded p99 / unloaded p99 = \d+\.\dx \(issue 13 asks <= 5x\)$`)
+	hasLine(t, out, `^busy answers: measured client 0, bursting clients 0 \(other errors 0\); measured outputs checked 200, wrong 0$`)
+	hasLine(t, out, `^bursting clients: \d+ predicts/s, median ring cycle \S+, slept for completions \d+ times; measured client slept in \d+ unloaded and \d+ loaded calls$`)
+
+	for _, bad := range [][]string{
+		{"bench", "--burst", "2"},                                       // no model
+		{"bench", "--model", "2", "--burst", "-1"},                      // negative
+		{"bench", "--model", "2", "--burst", "300"},                     // over max_clients
+		{"bench", "--model", "2", "--burst", "2", "--burst-ring", "12"}, // not a power of two
+		{"bench", "--model", "2", "--burst", "2", "--burst-ring", "4"},  // below the ring minimum
+		{"bench", "--model", "2", "--burst", "2", "--open-loop"},
+	} {
+		if code, _, errs := f.ctl(t, bad...); code != 2 {
+			t.Errorf("lakectl %v: %d %s", bad, code, errs)
+		}
+	}
+	// A model that is not there: the error names it, and no child is
+	// left.
+	if code, _, errs := f.ctl(t, "bench", "--model", "9", "--burst", "2", "--count", "10"); code != 1 || !strings.Contains(errs, "model 9") {
+		t.Fatalf("bench --burst on a missing model: %d %s", code, errs)
+	}
+	if p := burstProcs(t, f.sock); len(p) != 0 {
+		t.Fatalf("bursting processes left: %v", p)
+	}
+}
+
+// TestBurstCommand: lakectl burst says "bursting" once every client has
+// cycled its ring, stops at --duration and reports what its clients did.
+func TestBurstCommand(t *testing.T) {
+	f := newFixture(t)
+	_, out, errs := f.ctl(t, "burst", "--model", "2", "--clients", "2", "--ring", "8", "--duration", "300ms", "--json")
+	var reps []burstReport
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	for dec.More() {
+		var r burstReport
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("%v\n%s%s", err, out, errs)
+		}
+		reps = append(reps, r)
+	}
+	if len(reps) != 2 || reps[0].State != "bursting" || reps[1].State != "done" {
+		t.Fatalf("reports %+v\n%s", reps, errs)
+	}
+	r := reps[1]
+	if r.Clients != 2 || r.Ring != 8 || r.Model != 2 || r.Predicts == 0 || r.Cycles == 0 || r.Busy != 0 || r.Failed != 0 ||
+		r.ElapsedNs < (250*time.Millisecond).Nanoseconds() || r.PredictsPerSec <= 0 {
+		t.Fatalf("report %+v", r)
+	}
+	out = f.ok(t, "burst", "--model", "2", "--clients", "1", "--ring", "8", "--duration", "100ms")
+	hasLine(t, out, `^bursting: 1 clients, each resubmitting its ring of 8 predicts \(model 2\) as soon as it completed$`)
+	hasLine(t, out, `^burst: \d+ predicts in \S+ \(\d+/s\), \d+ rings, median ring cycle \S+, busy 0, failed 0, slept for completions \d+ times$`)
+	for _, bad := range [][]string{{"burst", "--clients", "0"}, {"burst", "--ring", "7"}, {"burst", "--model", "-1"}, {"burst", "--duration", "-1s"}} {
+		if code, _, errs := f.ctl(t, bad...); code != 2 {
+			t.Errorf("lakectl %v: %d %s", bad, code, errs)
+		}
+	}
+	if code, _, errs := f.ctl(t, "burst", "--model", "9", "--duration", "10ms"); code != 1 || !strings.Contains(errs, "model 9") {
+		t.Errorf("burst on a missing model: %d %s", code, errs)
+	}
+}
+
+// TestBurstChildDiesWithBench: when bench --burst is killed (SIGKILL,
+// no chance to clean up) while its bursting child runs, the child dies
+// too (Pdeathsig).
+func TestBurstChildDiesWithBench(t *testing.T) {
+	f := newFixture(t)
+	cmd := exec.Command(os.Args[0], "--socket", f.sock, "--metrics", f.metrics, "bench", "--model", "2",
+		"--count", "200000", "--warmup", "0", "--burst", "2", "--burst-ring", "8")
+	cmd.Env = append(os.Environ(), "LAKECTL_TEST_AS_LAKECTL=1")
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// The child runs during the loaded phase: kill the parent once the
+	// child has been bursting a while (past its "bursting" line: a child
+	// killed by the parent's death must not be one that died writing to
+	// the parent's closed pipe).
+	for deadline := time.Now().Add(60 * time.Second); len(burstProcs(t, f.sock)) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no bursting child within 60 s")
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if len(burstProcs(t, f.sock)) == 0 {
+		t.Fatal("the bursting child ended within 300 ms of the 200000-predict loaded phase")
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		p := burstProcs(t, f.sock)
+		if len(p) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bursting child %v outlived bench --burst by 10 s", p)
+		}
+	}
+}
