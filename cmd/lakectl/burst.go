@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -388,8 +389,16 @@ func nextPow2(v uint64) uint64 {
 // share the measured client's Go scheduler (as separate applications
 // would not).
 type burstChild struct {
-	cmd   *exec.Cmd
-	lines chan string // its stdout, line by line; closed at EOF
+	cmd    *exec.Cmd
+	lines  chan string   // its stdout, line by line; closed at EOF
+	reaped chan struct{} // closed once cmd.Wait returned
+}
+
+// wait reaps the child (once).
+func (ch *burstChild) wait() error {
+	err := ch.cmd.Wait()
+	close(ch.reaped)
+	return err
 }
 
 // startBurstChild runs lakectl burst (this executable) on laked's socket
@@ -410,10 +419,24 @@ func (c *cli) startBurstChild(ctx context.Context, o burstOpts) (*burstChild, er
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	// Pdeathsig fires when the thread that started the child ends, not
+	// the process: start it from a thread locked to a goroutine that
+	// stays until the child is reaped (the Go runtime ends a thread only
+	// when a goroutine locked to it exits).
+	ch := &burstChild{cmd: cmd, lines: make(chan string, 4), reaped: make(chan struct{})}
+	started := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			<-ch.reaped
+		}
+		runtime.UnlockOSThread()
+	}()
+	if err := <-started; err != nil {
 		return nil, fmt.Errorf("bench --burst: start %s burst: %w", exe, err)
 	}
-	ch := &burstChild{cmd: cmd, lines: make(chan string, 4)}
 	go func() {
 		defer close(ch.lines)
 		sc := bufio.NewScanner(out)
@@ -446,7 +469,7 @@ func (ch *burstChild) kill() error {
 	ch.cmd.Process.Kill()
 	for range ch.lines {
 	}
-	return ch.cmd.Wait()
+	return ch.wait()
 }
 
 // stop asks the child to stop (SIGTERM: its clients finish their ring)
@@ -477,7 +500,7 @@ func (ch *burstChild) stop(timeout time.Duration) (burstReport, error) {
 			return burstReport{}, errors.New("bench --burst: the bursting process did not stop within --timeout (killed)")
 		}
 	}
-	if err := ch.cmd.Wait(); err != nil {
+	if err := ch.wait(); err != nil {
 		return burstReport{}, fmt.Errorf("bench --burst: the bursting process: %w", err)
 	}
 	if !got {

@@ -177,43 +177,62 @@ func TestBurstCommand(t *testing.T) {
 	}
 }
 
-// TestBurstChildDiesWithBench: when bench --burst is killed (SIGKILL,
+// TestBurstChildEndsWithBench: when bench --burst is killed (SIGKILL,
 // no chance to clean up) while its bursting child runs, the child dies
-// too (Pdeathsig).
-func TestBurstChildDiesWithBench(t *testing.T) {
-	f := newFixture(t)
-	cmd := exec.Command(os.Args[0], "--socket", f.sock, "--metrics", f.metrics, "bench", "--model", "2",
-		"--count", "200000", "--warmup", "0", "--burst", "2", "--burst-ring", "8")
-	cmd.Env = append(os.Environ(), "LAKECTL_TEST_AS_LAKECTL=1")
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	// The child runs during the loaded phase: kill the parent once the
-	// child has been bursting a while (past its "bursting" line: a child
-	// killed by the parent's death must not be one that died writing to
-	// the parent's closed pipe).
-	for deadline := time.Now().Add(60 * time.Second); len(burstProcs(t, f.sock)) == 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no bursting child within 60 s")
-		}
-	}
-	time.Sleep(300 * time.Millisecond)
-	if len(burstProcs(t, f.sock)) == 0 {
-		t.Fatal("the bursting child ended within 300 ms of the 200000-predict loaded phase")
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		p := burstProcs(t, f.sock)
-		if len(p) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bursting child %v outlived bench --burst by 10 s", p)
-		}
+// too (Pdeathsig); when it is interrupted (SIGTERM), it kills and reaps
+// the child and exits with an error.
+func TestBurstChildEndsWithBench(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			f := newFixture(t)
+			cmd := exec.Command(os.Args[0], "--socket", f.sock, "--metrics", f.metrics, "bench", "--model", "2",
+				"--count", "200000", "--warmup", "0", "--burst", "2", "--burst-ring", "8")
+			cmd.Env = append(os.Environ(), "LAKECTL_TEST_AS_LAKECTL=1")
+			cmd.Stdout = io.Discard
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			defer func() { cmd.Process.Kill(); <-exited }()
+			// The child runs during the loaded phase: signal the parent
+			// once the child has been bursting a while (past its
+			// "bursting" line: a child that dies writing to the dead
+			// parent's pipe would hide a missing Pdeathsig).
+			for deadline := time.Now().Add(60 * time.Second); len(burstProcs(t, f.sock)) == 0; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("no bursting child within 60 s")
+				}
+			}
+			time.Sleep(300 * time.Millisecond)
+			if len(burstProcs(t, f.sock)) == 0 {
+				t.Fatal("the bursting child ended within 300 ms of the 200000-predict loaded phase")
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-exited:
+				exited <- err
+				if err == nil {
+					t.Fatalf("bench --burst exited 0 after %v", sig)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("bench --burst still running 30 s after %v", sig)
+			}
+			wait := 10 * time.Second
+			if sig == syscall.SIGTERM {
+				wait = 0 // bench reaped it before exiting
+			}
+			for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) {
+				p := burstProcs(t, f.sock)
+				if len(p) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("bursting child %v outlived bench --burst (%v) by %v", p, sig, wait)
+				}
+			}
+		})
 	}
 }

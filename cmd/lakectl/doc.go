@@ -26,12 +26,22 @@
 //	                               adapt from the snapshot loaded by hand)
 //	stats                          counters and latency histograms from /metrics
 //	bench [--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll]
-//	      [--rounds R] [--open-loop]
+//	      [--rounds R] [--open-loop] [--burst K]
 //	                               round-trip (nop) and predict latency,
 //	                               laked's batch, model time and CPU per
 //	                               request, the machine's own scheduling
 //	                               gaps; --open-loop: capacity and Poisson
-//	                               arrivals (bench --help: the rest)
+//	                               arrivals; --burst K: predict latency
+//	                               unloaded and while K clients burst
+//	                               their rings (lakectl burst, run as a
+//	                               child process) (bench --help: the rest)
+//	burst [--model ID] [--clients K] [--ring R] [--duration D]
+//	                               K clients, each resubmitting its whole
+//	                               ring of predicts as one batch as soon
+//	                               as it completed, until SIGINT/SIGTERM
+//	                               or --duration; with --json one line
+//	                               when every client has cycled its ring
+//	                               and one with what they did
 //	reload                         what SIGHUP does: re-read config and policy
 //
 // Global flags (also accepted after the command): --admin PATH (laked's
