@@ -66,10 +66,13 @@ type burstReport struct {
 	Busy   uint64 `json:"busy"`
 	Failed uint64 `json:"failed"`
 	// Cycles and CycleP50Ns: the rings completed from "bursting" to the
-	// stop, and the median time from a ring's submission to its last
-	// completion.
+	// stop (all clients), and the median time from a ring's submission
+	// to its last completion.
 	Cycles     uint64 `json:"cycles"`
 	CycleP50Ns int64  `json:"cycle_p50_ns"`
+	// MinClientCycles is the fewest rings one client completed from
+	// "bursting" to the stop (0: a client was starved).
+	MinClientCycles uint64 `json:"min_client_cycles"`
 	// Sleeps counts the bursting clients' waits that slept for their
 	// completions (spin ran out), since "bursting".
 	Sleeps uint64 `json:"sleeps"`
@@ -86,6 +89,7 @@ type burster struct {
 	busy   atomic.Uint64
 	failed atomic.Uint64
 	cycles []int64 // ring cycle times (ns) once measuring
+	rings  uint64  // rings completed once measuring
 }
 
 // maxCycles bounds the ring cycle times one burster keeps.
@@ -229,8 +233,11 @@ func (c *cli) startBurst(ctx context.Context, o burstOpts) (*burstRun, error) {
 					return
 				}
 				progress.Add(1)
-				if r.measure.Load() && len(b.cycles) < maxCycles {
-					b.cycles = append(b.cycles, d.Nanoseconds())
+				if r.measure.Load() {
+					b.rings++
+					if len(b.cycles) < maxCycles {
+						b.cycles = append(b.cycles, d.Nanoseconds())
+					}
 				}
 				if first {
 					first = false
@@ -283,10 +290,12 @@ func (r *burstRun) stopRun() (burstReport, error) {
 			rep.PredictsPerSec = float64(rep.Predicts) / end.Sub(r.began).Seconds()
 		}
 		var all []int64
+		rep.MinClientCycles = r.bs[0].rings
 		for _, b := range r.bs {
 			all = append(all, b.cycles...)
+			rep.Cycles += b.rings
+			rep.MinClientCycles = min(rep.MinClientCycles, b.rings)
 		}
-		rep.Cycles = uint64(len(all))
 		if len(all) > 0 {
 			slices.Sort(all)
 			rep.CycleP50Ns = all[(len(all)-1)/2]
@@ -364,8 +373,8 @@ func (c *cli) burst(ctx context.Context, args []string) error {
 	if c.json {
 		return c.emitJSONLine(rep)
 	}
-	fmt.Fprintf(c.out, "burst: %d predicts in %s (%.0f/s), %d rings, median ring cycle %s, busy %d, failed %d, slept for completions %d times\n",
-		rep.Predicts, fmtNs(rep.ElapsedNs), rep.PredictsPerSec, rep.Cycles, fmtNs(rep.CycleP50Ns), rep.Busy, rep.Failed, rep.Sleeps)
+	fmt.Fprintf(c.out, "burst: %d predicts in %s (%.0f/s), %d rings (fewest of one client %d), median ring cycle %s, busy %d, failed %d, slept for completions %d times\n",
+		rep.Predicts, fmtNs(rep.ElapsedNs), rep.PredictsPerSec, rep.Cycles, rep.MinClientCycles, fmtNs(rep.CycleP50Ns), rep.Busy, rep.Failed, rep.Sleeps)
 	return nil
 }
 
@@ -545,6 +554,9 @@ type burstBenchReport struct {
 	BurstPredictsPerSec float64 `json:"burst_predicts_per_sec"`
 	BurstCycleP50Ns     int64   `json:"burst_cycle_p50_ns"`
 	BurstSleeps         uint64  `json:"burst_sleeps"`
+	// BurstMinClientCycles: the fewest rings one bursting client
+	// completed in a loaded phase (0: one was starved).
+	BurstMinClientCycles uint64 `json:"burst_min_client_cycles"`
 	// The measured client's calls that slept for their completion,
 	// unloaded and loaded phases.
 	UnloadedCallerSleeps uint64 `json:"unloaded_caller_sleeps"`
@@ -696,7 +708,10 @@ func (rep *burstBenchReport) summarize() {
 		}
 	}
 	var rates, cycles []int64
-	for _, b := range rep.Bursts {
+	for i, b := range rep.Bursts {
+		if i == 0 || b.MinClientCycles < rep.BurstMinClientCycles {
+			rep.BurstMinClientCycles = b.MinClientCycles
+		}
 		rep.BurstBusy += b.Busy
 		rep.BurstFailed += b.Failed
 		rep.BurstSleeps += b.Sleeps
@@ -742,8 +757,8 @@ func (c *cli) printBurst(rep burstBenchReport) error {
 	fmt.Fprintf(c.out, "loaded p99 / unloaded p99 = %.1fx (issue 13 asks <= 5x)\n", rep.P99Ratio)
 	fmt.Fprintf(c.out, "busy answers: measured client %d, bursting clients %d (other errors %d); measured outputs checked %d, wrong %d\n",
 		rep.MeasuredBusy, rep.BurstBusy, rep.BurstFailed, rep.OutputsChecked, rep.WrongOutputs)
-	fmt.Fprintf(c.out, "bursting clients: %.0f predicts/s, median ring cycle %s, slept for completions %d times; measured client slept in %d unloaded and %d loaded calls\n",
-		rep.BurstPredictsPerSec, fmtNs(rep.BurstCycleP50Ns), rep.BurstSleeps, rep.UnloadedCallerSleeps, rep.LoadedCallerSleeps)
+	fmt.Fprintf(c.out, "bursting clients: %.0f predicts/s, median ring cycle %s, fewest rings of one client %d, slept for completions %d times; measured client slept in %d unloaded and %d loaded calls\n",
+		rep.BurstPredictsPerSec, fmtNs(rep.BurstCycleP50Ns), rep.BurstMinClientCycles, rep.BurstSleeps, rep.UnloadedCallerSleeps, rep.LoadedCallerSleeps)
 	return nil
 }
 

@@ -83,10 +83,13 @@ func TestBenchBurst(t *testing.T) {
 		}
 	}
 	for i, b := range rep.Bursts {
-		if b.State != "done" || b.Clients != 3 || b.Ring != 8 || b.Predicts == 0 || b.Cycles == 0 || b.CycleP50Ns <= 0 ||
-			b.PredictsPerSec <= 0 || b.ElapsedNs <= 0 || b.Predicts%8 != 0 {
+		if b.State != "done" || b.Clients != 3 || b.Ring != 8 || b.Predicts == 0 || b.Cycles == 0 || b.MinClientCycles == 0 || b.CycleP50Ns <= 0 ||
+			b.PredictsPerSec <= 0 || b.ElapsedNs <= 0 {
 			t.Fatalf("burst %d: %+v", i, b)
 		}
+	}
+	if rep.BurstMinClientCycles != min(rep.Bursts[0].MinClientCycles, rep.Bursts[1].MinClientCycles) {
+		t.Fatalf("fewest rings of one client %d, rounds %+v", rep.BurstMinClientCycles, rep.Bursts)
 	}
 	if rep.MeasuredBusy != 0 || rep.BurstBusy != 0 || rep.BurstFailed != 0 {
 		t.Fatalf("busy: measured %d, bursters %d, failed %d", rep.MeasuredBusy, rep.BurstBusy, rep.BurstFailed)
@@ -117,7 +120,7 @@ func TestBenchBurst(t *testing.T) {
 	hasLine(t, out, `^median of 1 rounds: unloaded p50 \S+ p90 \S+ p99 \S+ p99.9 \S+; while 2 clients burst rings of 8: p50 \S+ p90 \S+ p99 \S+ p99.9 \S+$`)
 	hasLine(t, out, `^loaded p99 / unloaded p99 = \d+\.\dx \(issue 13 asks <= 5x\)$`)
 	hasLine(t, out, `^busy answers: measured client 0, bursting clients 0 \(other errors 0\); measured outputs checked 200, wrong 0$`)
-	hasLine(t, out, `^bursting clients: \d+ predicts/s, median ring cycle \S+, slept for completions \d+ times; measured client slept in \d+ unloaded and \d+ loaded calls$`)
+	hasLine(t, out, `^bursting clients: \d+ predicts/s, median ring cycle \S+, fewest rings of one client [1-9]\d*, slept for completions \d+ times; measured client slept in \d+ unloaded and \d+ loaded calls$`)
 
 	for _, bad := range [][]string{
 		{"bench", "--burst", "2"},                                       // no model
@@ -160,13 +163,13 @@ func TestBurstCommand(t *testing.T) {
 		t.Fatalf("reports %+v\n%s", reps, errs)
 	}
 	r := reps[1]
-	if r.Clients != 2 || r.Ring != 8 || r.Model != 2 || r.Predicts == 0 || r.Cycles == 0 || r.Busy != 0 || r.Failed != 0 ||
+	if r.Clients != 2 || r.Ring != 8 || r.Model != 2 || r.Predicts == 0 || r.Cycles < 2 || r.MinClientCycles == 0 || r.Busy != 0 || r.Failed != 0 ||
 		r.ElapsedNs < (250*time.Millisecond).Nanoseconds() || r.PredictsPerSec <= 0 {
 		t.Fatalf("report %+v", r)
 	}
 	out = f.ok(t, "burst", "--model", "2", "--clients", "1", "--ring", "8", "--duration", "100ms")
 	hasLine(t, out, `^bursting: 1 clients, each resubmitting its ring of 8 predicts \(model 2\) as soon as it completed$`)
-	hasLine(t, out, `^burst: \d+ predicts in \S+ \(\d+/s\), \d+ rings, median ring cycle \S+, busy 0, failed 0, slept for completions \d+ times$`)
+	hasLine(t, out, `^burst: \d+ predicts in \S+ \(\d+/s\), \d+ rings \(fewest of one client [1-9]\d*\), median ring cycle \S+, busy 0, failed 0, slept for completions \d+ times$`)
 	for _, bad := range [][]string{{"burst", "--clients", "0"}, {"burst", "--ring", "7"}, {"burst", "--model", "-1"}, {"burst", "--duration", "-1s"}} {
 		if code, _, errs := f.ctl(t, bad...); code != 2 {
 			t.Errorf("lakectl %v: %d %s", bad, code, errs)

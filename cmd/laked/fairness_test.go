@@ -49,9 +49,10 @@ type fairnessReport struct {
 		Busy  uint64 `json:"busy"`
 	} `json:"phases"`
 	Bursts []struct {
-		State    string `json:"state"`
-		Predicts uint64 `json:"predicts"`
-		Cycles   uint64 `json:"cycles"`
+		State           string `json:"state"`
+		Predicts        uint64 `json:"predicts"`
+		Cycles          uint64 `json:"cycles"`
+		MinClientCycles uint64 `json:"min_client_cycles"`
 	} `json:"bursts"`
 	Unloaded struct {
 		P50Ns  int64 `json:"p50_ns"`
@@ -150,8 +151,9 @@ func TestFairnessThroughLakectl(t *testing.T) {
 		t.Fatalf("answered busy: measured client %d, bursting clients %d (other errors %d)", rep.MeasuredBusy, rep.BurstBusy, rep.BurstFailed)
 	}
 	for i, b := range rep.Bursts {
-		if b.State != "done" || b.Cycles < 31 || b.Predicts < 10*uint64(count) {
-			t.Fatalf("round %d: the bursting clients ran %d rings, %d predicts during %d measured ones: they were not bursting", i+1, b.Cycles, b.Predicts, count)
+		if b.State != "done" || b.MinClientCycles == 0 || b.Predicts < 10*uint64(count) {
+			t.Fatalf("round %d: the bursting clients ran %d rings (one client only %d), %d predicts during %d measured ones: they were not all bursting",
+				i+1, b.Cycles, b.MinClientCycles, b.Predicts, count)
 		}
 	}
 	if want := uint64(2 * rounds * (warmup + count)); rep.OutputsChecked != want || rep.WrongOutputs != 0 {
