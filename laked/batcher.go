@@ -38,6 +38,12 @@ const (
 	// model before it hands the remaining backlog to the model's runner
 	// goroutine and goes back to its own ring.
 	inlineBatches = 4
+	// polledBatchCost bounds the expected CPU time of a batch the poller
+	// runs itself (the model's recent cost per item times the batch's
+	// items); a costlier batch, or one of a model whose cost is not yet
+	// known, goes to the model's runner goroutine, so that a slow model
+	// never holds up the other sessions' rings.
+	polledBatchCost = 50 * time.Microsecond
 )
 
 // sessQueue is one session's FIFO of requests for one model.
@@ -181,7 +187,12 @@ func (b *batcher) enqueue(r *predictReq) shm.Status {
 
 // tryRun runs the queued batches on the calling goroutine unless a runner
 // already owns the model (it takes what is queued before it lets go).
-func (b *batcher) tryRun() {
+func (b *batcher) tryRun() { b.tryRunFor(false) }
+
+// tryRunFor is tryRun; for the poller (polled) it runs only batches
+// expected to take at most polledBatchCost and hands the others to the
+// runner goroutine.
+func (b *batcher) tryRunFor(polled bool) {
 	b.mu.Lock()
 	if b.running || b.queued == 0 {
 		b.mu.Unlock()
@@ -189,7 +200,7 @@ func (b *batcher) tryRun() {
 	}
 	b.running = true
 	b.mu.Unlock()
-	b.runInline()
+	b.runInline(polled)
 }
 
 func (b *batcher) newQueueLocked(s *session) *sessQueue {
@@ -293,8 +304,9 @@ func (b *batcher) handOff() {
 	b.mu.Unlock()
 }
 
-// runInline runs batches placed on the CPU on the calling session reader.
-func (b *batcher) runInline() {
+// runInline runs batches placed on the CPU on the calling session reader
+// (or the poller: polled).
+func (b *batcher) runInline(polled bool) {
 	for i := 0; ; i++ {
 		if !b.gather() {
 			return
@@ -304,12 +316,18 @@ func (b *batcher) runInline() {
 			return
 		}
 		b.decide()
-		if b.gpu || b.waitFor() > 0 {
+		if b.gpu || b.waitFor() > 0 || (polled && !b.cheap()) {
 			b.handOff()
 			return
 		}
 		b.execute()
 	}
+}
+
+// cheap reports whether the gathered batch is expected to run on the CPU
+// within polledBatchCost (the model's cost per item is known).
+func (b *batcher) cheap() bool {
+	return b.cpuItem > 0 && b.cpuItem*float64(b.items) <= float64(polledBatchCost)
 }
 
 // runOwned runs batches on the runner goroutine until nothing is queued.

@@ -134,6 +134,7 @@ type Server struct {
 
 	placer    atomic.Pointer[Placer]
 	spinSlots chan struct{} // a token per session reader spinning now
+	poller    *poller       // serves the userspace sessions' rings
 	done      chan struct{} // closed when batchers must stop
 	stopOnce  sync.Once
 }
@@ -174,6 +175,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[uint32]*session{}, done: make(chan struct{}), stats: newStats(), limits: lim,
 		spinSlots: make(chan struct{}, cfg.SpinReaders)}
+	s.poller = newPoller(s)
 	s.regionBytes.max = lim.TotalRegionBytes
 	s.inflightBudget.max = uint64(lim.TotalInflight)
 	s.queuedBudget.max = lim.TotalQueuedBytes

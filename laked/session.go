@@ -64,6 +64,16 @@ type session struct {
 	spinner shm.Spinner
 	toRun   []*batcher // models this reader queued predicts for since it last ran them
 
+	// The poller (poller.go) serves the ring while it holds the session:
+	// handback is closed (and released set) when it gives the session
+	// back to its goroutine; carry holds the submissions it consumed
+	// from a device operation on, which the goroutine handles first.
+	handback chan struct{}
+	released atomic.Bool
+	carry    []shm.SQE
+	drainCh  chan struct{} // closed by drain
+	drainMu  sync.Once
+
 	unregister func() error // undoes the backend's registration of the region, or nil
 
 	// dma: the GPU backend (Config.GPU) registered the region, so GPU
@@ -79,6 +89,7 @@ func newSession(s *Server, id uint32, t Transport) *session {
 	sess := &session{
 		srv: s, id: id, t: t, region: r, sq: r.SQ(), cq: r.CQ(),
 		ctxs:    map[uint64]backend.Context{},
+		drainCh: make(chan struct{}),
 		spinner: shm.Spinner{Forever: s.cfg.BusyPoll, Window: s.cfg.IdleSpin, OSYield: s.cfg.IdleYield},
 	}
 	sess.inflightBudget.max = uint64(s.limits.SessionInflight)
@@ -112,6 +123,9 @@ func newSession(s *Server, id uint32, t Transport) *session {
 // what is in flight, and end.
 func (s *session) drain() {
 	s.draining.Store(true)
+	if s.drainCh != nil {
+		s.drainMu.Do(func() { close(s.drainCh) })
+	}
 	s.lifeMu.Lock()
 	defer s.lifeMu.Unlock()
 	if s.closed {
@@ -189,7 +203,12 @@ func (s *session) run() {
 	s.region.BumpDaemonEpoch()
 	s.region.SetDaemonState(shm.DaemonServing)
 	buf := make([]shm.SQE, readBatch)
-	worked := false // found work since it last slept: the idle window applies
+	if _, ok := s.t.(commitDeferrer); ok {
+		// The kernel's transport: its own reader, which defers the
+		// completion doorbell to its next wait.
+		s.read(buf, false)
+		return
+	}
 	for {
 		if s.draining.Load() {
 			s.finalDrain(buf)
@@ -198,19 +217,46 @@ func (s *session) run() {
 		if s.gone() {
 			return
 		}
+		s.srv.poller.serve(s)
+		if !s.read(buf, true) {
+			return
+		}
+	}
+}
+
+// read serves the session's ring on its own goroutine, starting with the
+// submissions in s.carry. With untilDry it returns true as soon as the
+// ring has run dry (the session then goes back to the poller); otherwise
+// it spins for the idle window and sleeps on the doorbell when idle. It
+// returns false when the session ends (drained, or its client left).
+func (s *session) read(buf []shm.SQE, untilDry bool) bool {
+	worked := false // found work since it last slept: the idle window applies
+	for {
+		if s.draining.Load() {
+			s.finalDrain(buf)
+			return false
+		}
+		if s.gone() {
+			return false
+		}
 		if !s.flushOverflow() {
 			// The client's completion ring is full: stop reading its
 			// submissions until it reaps (back-pressure).
 			time.Sleep(50 * time.Microsecond)
 			continue
 		}
-		n := s.sq.Consume(buf)
+		n := copy(buf, s.carry)
+		if n > 0 {
+			s.carry = append(s.carry[:0], s.carry[n:]...)
+		} else {
+			n = s.sq.Consume(buf)
+			s.srv.stats.submissions.Add(uint64(n))
+		}
 		if n > 0 {
 			cd, _ := s.t.(commitDeferrer)
 			if cd != nil {
 				cd.BeginWork()
 			}
-			s.srv.stats.submissions.Add(uint64(n))
 			for i := range buf[:n] {
 				s.handle(&buf[i])
 			}
@@ -221,6 +267,9 @@ func (s *session) run() {
 			}
 			worked = true
 			continue
+		}
+		if untilDry {
+			return true
 		}
 		if worked && (s.srv.cfg.BusyPoll || s.srv.cfg.IdleSpin >= 0) {
 			// Spinning: let the kernel callers have their completions now.
@@ -256,12 +305,17 @@ func (s *session) runQueued() {
 // down", waits for in-flight requests and posts everything.
 func (s *session) finalDrain(buf []shm.SQE) {
 	for {
-		n := s.sq.Consume(buf)
+		n := copy(buf, s.carry) // consumed (and counted) by the poller
+		if n > 0 {
+			s.carry = append(s.carry[:0], s.carry[n:]...)
+		} else {
+			n = s.sq.Consume(buf)
+			s.srv.stats.submissions.Add(uint64(n))
+		}
 		if n == 0 {
 			break
 		}
 		for i := range buf[:n] {
-			s.srv.stats.submissions.Add(1)
 			s.pending = append(s.pending, shm.CQE{Tag: buf[i].Tag, Status: shm.StatusShutdown})
 		}
 		s.postPending()

@@ -158,6 +158,15 @@ func (q *SQ) Consume(out []SQE) int {
 // Pending reports whether the next slot is published (consumer only).
 func (q *SQ) Pending() bool { return q.seq(q.next).Load() == q.next+1 }
 
+// Published reports whether the slot at the published consumer position
+// (the shared head word) holds a submission. Unlike Pending, any
+// goroutine may call it while the consumer runs; the head word is the
+// client's to scribble over, so it is a wake-up hint only.
+func (q *SQ) Published() bool {
+	h := q.head.Load()
+	return q.seq(h).Load() == h+1
+}
+
 // ResumeConsumer sets the consumer's position when a laked (re)attaches
 // to a region: from the shared head word, then past every slot a previous
 // consumer already freed (seq == pos+entries) but whose head update it did
