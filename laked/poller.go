@@ -9,33 +9,35 @@ import (
 )
 
 // poller serves the submission rings of the userspace sessions from one
-// goroutine, as io_uring's SQPOLL thread does: while any of them has
-// work it scans every ring in turn, consumes at most a small quota from
-// each (so that one pass handles about one batch, MaxBatch submissions,
-// however many sessions burst), and then runs the batches it queued on
-// its own goroutine (batcher.tryRun: light sessions first, no hand-off
-// for a CPU batch; a GPU batch or a long backlog goes to the model's
-// runner goroutine). A request published in any ring is therefore
-// consumed within one pass of the poller, whatever the other sessions
-// do, and a bursting session costs laked no OS-thread wake-up per
-// submission.
+// goroutine, as io_uring's SQPOLL thread does, instead of a reader
+// goroutine per session asleep on its own doorbell (with which every
+// ring cycle of N bursting clients woke N OS threads, and a light
+// session's reader waited in Go's run queue behind them: milliseconds).
+// While any session has work the poller makes passes (pass): it scans
+// every ring, consumes a bounded number of submissions, handles them,
+// and runs the batches they queued on its own goroutine
+// (batcher.tryRunFor: light sessions first, no hand-off for a cheap CPU
+// batch; a GPU batch, a costly one or a long backlog goes to the
+// model's runner goroutine). A bursting client costs laked no wake-up
+// per ring cycle, and a light client's request is consumed within one
+// pass, however many sessions burst.
 //
 // The poller runs only the operations that cannot block: nop, init,
 // model_info, model_fetch, predict (and answers to malformed slots). At
-// the first device operation of a session it hands the session back to
-// the session's own goroutine (with the submissions it consumed after
-// it, session.carry), which serves the ring itself, in order, until it
-// runs dry, and then hands it to the poller again: a synchronous device
-// call (a launch on the CPU backend, a GPU copy) never holds up the
+// a session's first device operation it hands the session back to the
+// session's own goroutine (with the submissions it consumed from that
+// one on, session.carry), which serves the ring itself, in order, until
+// it runs dry, and then hands it to the poller again: a synchronous
+// device call (a CPU-backend launch, a GPU copy) never holds up the
 // other sessions.
 //
-// Doorbells: while the poller is awake nobody announces that it sleeps
-// on a session's submission doorbell, so clients do not ring it. When
-// the poller has found nothing for its idle window (Config.IdleSpin;
+// Doorbells: while the poller is awake no session announces a sleeper
+// on its submission doorbell, so clients do not ring it. When the
+// poller has found nothing for its idle window (Config.IdleSpin;
 // BusyPoll: never) it sleeps; each session's goroutine then sleeps on
 // its session's doorbell (announced as before, PROTOCOL.md "Doorbells")
-// and wakes the poller when its client rings. Drains and departures
-// wake the poller too; it gives such a session back to its goroutine,
+// and wakes the poller when its client rings. A drain or a departure
+// wakes the poller too; it hands such a session back to its goroutine,
 // which drains it (finalDrain) and tears it down.
 //
 // Sessions of transports that defer their completion doorbell (the
@@ -44,16 +46,15 @@ type poller struct {
 	srv *Server
 
 	mu       sync.Mutex
-	incoming []*session    // handed to the poller, not yet taken by its loop
-	asleep   chan struct{} // closed while the loop sleeps; replaced when it wakes
+	incoming []*session // handed to the poller, not yet taken by its loop
+	nap      *nap       // the loop's next (or current) sleep
 	started  bool
 
 	wake chan struct{} // capacity 1: something for the loop to look at
 
 	// Owned by the loop goroutine.
 	sessions []*session // sessions the loop serves, in scan order
-	next     int        // where the next pass starts
-	active   int        // sessions that had work in the last pass
+	next     int        // where the next heavy visit looks first
 	buf      []shm.SQE
 	runs     []*batcher // models with predicts queued in this pass
 	spinner  shm.Spinner
@@ -61,15 +62,49 @@ type poller struct {
 	passes atomic.Uint64 // passes that consumed something (tests)
 }
 
-// pollerQuota bounds the submissions the poller consumes from one
-// session in one pass: MaxBatch shared among the sessions that had work
-// in the previous pass, at least minPollQuota, at most the read batch.
-const minPollQuota = 1
+// A pass of the poller (pass) is a light scan, then one heavy visit:
+//
+//   - the light scan visits every light session and consumes at most
+//     lightQuota submissions of each, then runs the batches;
+//   - the heavy visit consumes at most heavyQuota (and MaxBatch)
+//     submissions of the next heavy session in round robin that has
+//     any, then scans the light sessions again and runs the batches
+//     (the light requests first in them: batcher.newQueueLocked).
+//
+// A session turns heavy when a visit finds at least lightQuota
+// submissions in its ring (a bursting client), and light when a visit
+// finds fewer, but some (a closed-loop client); it starts light. A
+// light session's request therefore waits for at most one heavy visit
+// and its batch, however many sessions burst; a bursting session's ring
+// is taken about a batch at a time (one completion doorbell per batch),
+// and every heavy session with work gets a visit within one round of
+// the heavy sessions.
+const (
+	lightQuota = 4
+	heavyQuota = readBatch
+)
+
+// nap is one sleep of the poller's loop.
+type nap struct {
+	asleep chan struct{} // closed when the loop falls asleep
+	woke   chan struct{} // closed when it wakes again
+}
+
+func newNap() *nap { return &nap{asleep: make(chan struct{}), woke: make(chan struct{})} }
+
+func closed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
 
 func newPoller(s *Server) *poller {
 	return &poller{
 		srv:     s,
-		asleep:  make(chan struct{}),
+		nap:     newNap(),
 		wake:    make(chan struct{}, 1),
 		buf:     make([]shm.SQE, readBatch),
 		spinner: shm.Spinner{Forever: s.cfg.BusyPoll, Window: s.cfg.IdleSpin, OSYield: s.cfg.IdleYield},
@@ -108,7 +143,7 @@ func (p *poller) serve(s *session) {
 		p.started = true
 		go p.loop()
 	}
-	asleep := p.asleep
+	n := p.nap
 	p.mu.Unlock()
 	p.kick()
 	stop := s.t.Gone()
@@ -123,33 +158,28 @@ func (p *poller) serve(s *session) {
 			p.kick()
 			<-back
 			return
-		case <-asleep:
+		case <-n.asleep:
 			// The poller sleeps: sleep on s's doorbell for it.
 			ready := func() bool {
-				return s.sq.Published() || s.released.Load() || s.stopSpinning() || !p.sleeping()
+				return s.sq.Published() || s.released.Load() || s.stopSpinning() || closed(n.woke)
 			}
 			if err := s.t.WaitSubmissions(ready, idleSleep); err != nil {
 				s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("doorbell wait failed")
 			}
 			if s.sq.Published() || s.stopSpinning() {
+				// Wake the poller, and sleep on the doorbell again
+				// only at its next nap.
 				p.kick()
+				select {
+				case <-n.woke:
+				case <-back:
+					return
+				}
 			}
 		}
 		p.mu.Lock()
-		asleep = p.asleep
+		n = p.nap
 		p.mu.Unlock()
-	}
-}
-
-// sleeping reports whether the loop sleeps now.
-func (p *poller) sleeping() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.asleep:
-		return true
-	default:
-		return false
 	}
 }
 
@@ -216,83 +246,105 @@ func (p *poller) sleep() bool {
 		p.mu.Unlock()
 		return true
 	}
-	close(p.asleep)
+	n := p.nap
+	close(n.asleep)
 	p.mu.Unlock()
 	select {
 	case <-p.wake:
 	case <-p.srv.done:
-		if len(p.sessions) == 0 {
-			p.mu.Lock()
+		p.mu.Lock()
+		if len(p.sessions) == 0 && len(p.incoming) == 0 {
+			// The server has stopped and nothing is left to serve: end
+			// the loop (serve starts another if a session comes back).
 			p.started = false
-			p.asleep = make(chan struct{})
+			p.nap = newNap()
 			p.mu.Unlock()
+			close(n.woke)
 			return false
 		}
+		p.mu.Unlock()
 		<-p.wake
 	}
 	p.mu.Lock()
-	p.asleep = make(chan struct{})
+	p.nap = newNap()
 	p.mu.Unlock()
+	close(n.woke)
 	return true
 }
 
-// pass visits every session once, starting after where the last pass
-// started, and runs the batches it queued. It returns the submissions
-// it consumed.
+// pass is one light scan and one heavy visit. It returns the
+// submissions it consumed.
 func (p *poller) pass() int {
-	quota := min(max(minPollQuota, p.srv.cfg.MaxBatch/max(1, p.active)), readBatch)
-	consumed, active := 0, 0
-	n := len(p.sessions)
-	if n > 0 {
-		p.next %= n
-	}
-	start := p.next
-	for k := 0; k < n; k++ {
-		i := (start + k) % n
-		s := p.sessions[i]
-		if s == nil {
-			continue
-		}
-		got, keep := p.visit(s, quota)
-		if !keep {
-			p.sessions[i] = nil
-			continue
-		}
-		if got > 0 {
-			consumed += got
-			active++
+	consumed := p.lightScan()
+	p.runQueued()
+	for k := range p.sessions {
+		i := (p.next + k) % len(p.sessions)
+		if s := p.sessions[i]; s != nil && s.heavy && s.sq.Pending() {
+			p.next = i + 1
+			consumed += p.visit(i, min(heavyQuota, p.srv.cfg.MaxBatch))
+			// Light requests that came meanwhile go first in the
+			// heavy session's batch.
+			consumed += p.lightScan()
+			p.runQueued()
+			break
 		}
 	}
 	p.sessions = slices.DeleteFunc(p.sessions, func(s *session) bool { return s == nil })
-	p.next = start + 1
-	p.active = active
-	for i, b := range p.runs {
-		b.tryRunFor(true)
-		p.runs[i] = nil
-	}
-	p.runs = p.runs[:0]
 	if consumed > 0 {
 		p.passes.Add(1)
 	}
 	return consumed
 }
 
-// visit consumes at most quota submissions of s and handles them. keep
-// false: s was handed back to its goroutine.
-func (p *poller) visit(s *session, quota int) (consumed int, keep bool) {
+// lightScan visits every light session (and hands back every session
+// that drains or whose client left). It returns the submissions it
+// consumed.
+func (p *poller) lightScan() int {
+	consumed := 0
+	for i, s := range p.sessions {
+		switch {
+		case s == nil:
+		case !s.heavy:
+			consumed += p.visit(i, lightQuota)
+		case s.draining.Load() || s.gone():
+			p.sessions[i] = nil
+			p.handBack(s)
+		}
+	}
+	return consumed
+}
+
+// runQueued runs the batches of the models the poller queued predicts
+// for (unless another runner has them, or they are costly: see
+// polledBatchCost).
+func (p *poller) runQueued() {
+	for i, b := range p.runs {
+		b.tryRunFor(true)
+		p.runs[i] = nil
+	}
+	p.runs = p.runs[:0]
+}
+
+// visit consumes at most quota submissions of p.sessions[i] and handles
+// them; it returns how many it consumed. A session handed back to its
+// goroutine is left nil in p.sessions.
+func (p *poller) visit(i, quota int) int {
+	s := p.sessions[i]
 	if s.draining.Load() || s.gone() {
+		p.sessions[i] = nil
 		p.handBack(s)
-		return 0, false
+		return 0
 	}
 	if !s.flushOverflow() {
-		return 0, true // its completion ring is full: back-pressure
+		return 0 // its completion ring is full: back-pressure
 	}
 	n := s.sq.Consume(p.buf[:quota])
 	if n == 0 {
-		return 0, true
+		return 0
 	}
+	s.heavy = n >= lightQuota
 	s.srv.stats.submissions.Add(uint64(n))
-	keep = true
+	keep := true
 	for i := range p.buf[:n] {
 		if !polled(p.buf[i].Opcode) {
 			s.carry = append(s.carry[:0], p.buf[i:n]...)
@@ -310,7 +362,8 @@ func (p *poller) visit(s *session, quota int) (consumed int, keep bool) {
 	}
 	s.toRun = s.toRun[:0]
 	if !keep {
+		p.sessions[i] = nil
 		p.handBack(s)
 	}
-	return n, keep
+	return n
 }

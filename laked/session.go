@@ -71,6 +71,7 @@ type session struct {
 	handback chan struct{}
 	released atomic.Bool
 	carry    []shm.SQE
+	heavy    bool          // the poller takes the ring a batch at a time (owned by the poller)
 	drainCh  chan struct{} // closed by drain
 	drainMu  sync.Once
 
