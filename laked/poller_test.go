@@ -1,0 +1,335 @@
+package laked
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lakeos/lake/shm"
+)
+
+// addOne answers each 4-byte record with the record plus one.
+type addOne struct{}
+
+func (addOne) Info() ModelInfo { return ModelInfo{Name: "add-one", InputBytes: 4, OutputBytes: 4} }
+func (addOne) Predict(in, out []byte, n int) error {
+	for i := 0; i < n; i++ {
+		binary.LittleEndian.PutUint32(out[4*i:], binary.LittleEndian.Uint32(in[4*i:])+1)
+	}
+	return nil
+}
+
+// goneTransport is a memTransport whose client can leave.
+type goneTransport struct {
+	memTransport
+	gone chan struct{}
+}
+
+func (t *goneTransport) Gone() <-chan struct{} { return t.gone }
+
+// pollClient is the client side of a session the test drives by hand:
+// every submission is a predict of one record (or the opcode given),
+// tagged with a sequence number, whose input is the tag. Its input and
+// output records lie at (tag mod window)*8 in the arena: a client keeps
+// at most window submissions unanswered.
+type pollClient struct {
+	t      *testing.T
+	s      *session
+	next   uint64          // tag of the next submission
+	sent   int             // submissions published
+	done   map[uint64]bool // completions seen, by tag
+	status map[uint64]shm.Status
+}
+
+func newPollClient(t *testing.T, srv *Server, id uint32) *pollClient {
+	s := newMemSession(t, srv)
+	s.id = id
+	gt := &goneTransport{memTransport: *s.t.(*memTransport), gone: make(chan struct{})}
+	s.t = gt
+	t.Cleanup(func() { _ = gt.Close() })
+	return &pollClient{t: t, s: s, done: map[uint64]bool{}, status: map[uint64]shm.Status{}}
+}
+
+const window = 1024
+
+// submit publishes one submission; false when the ring is full (or
+// window submissions are unanswered).
+func (c *pollClient) submit(op shm.Opcode) bool {
+	if c.sent-len(c.done) >= window {
+		return false
+	}
+	tag := c.next
+	slot := tag % window
+	e := shm.SQE{Opcode: op, Tag: tag}
+	if op == shm.OpPredict {
+		in, err := c.s.region.ArenaRange(slot*8, 4)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		binary.LittleEndian.PutUint32(in, uint32(tag))
+		e.Args = [shm.NumArgs]uint64{1, 1, slot * 8, 4, slot*8 + 4, 4}
+	}
+	if err := c.s.sq.TrySubmit(&e); err != nil {
+		if errors.Is(err, shm.ErrRingFull) {
+			return false
+		}
+		c.t.Fatal(err)
+	}
+	c.next++
+	c.sent++
+	return true
+}
+
+// fill submits predicts until the ring is full (or at most max).
+func (c *pollClient) fill(max int) {
+	for i := 0; i < max && c.submit(shm.OpPredict); i++ {
+	}
+}
+
+// reap takes every posted completion, checking each predict's output.
+func (c *pollClient) reap() {
+	var cs [64]shm.CQE
+	for {
+		n := c.s.cq.Reap(cs[:])
+		if n == 0 {
+			return
+		}
+		for _, e := range cs[:n] {
+			if c.done[e.Tag] {
+				c.t.Fatalf("client %d: tag %d completed twice", c.s.id, e.Tag)
+			}
+			c.done[e.Tag] = true
+			c.status[e.Tag] = e.Status
+			if e.Status != shm.StatusOK {
+				continue
+			}
+			out, _ := c.s.region.ArenaRange((e.Tag%window)*8+4, 4)
+			if got := binary.LittleEndian.Uint32(out); got != uint32(e.Tag)+1 {
+				c.t.Fatalf("client %d: tag %d answered %d, want %d", c.s.id, e.Tag, got, e.Tag+1)
+			}
+		}
+	}
+}
+
+// consumed is how many submissions laked has taken from the ring.
+func (c *pollClient) consumed() int { return int(c.s.sq.Head()) }
+
+// newTestPoller returns a server serving addOne as model 1 whose poller
+// the test drives by hand (its loop is not started), and n clients.
+func newTestPoller(t *testing.T, n int) (*Server, *poller, []*pollClient) {
+	srv, err := New(Config{IdleSpin: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	if err := srv.RegisterModel(1, addOne{}); err != nil {
+		t.Fatal(err)
+	}
+	p := srv.poller
+	var cs []*pollClient
+	for i := 0; i < n; i++ {
+		c := newPollClient(t, srv, uint32(i+1))
+		c.s.handback = make(chan struct{})
+		p.sessions = append(p.sessions, c.s)
+		cs = append(cs, c)
+	}
+	return srv, p, cs
+}
+
+// settle makes passes and reaps until every client has all its
+// submissions answered (the batches of a model whose cost is not yet
+// known run on its runner goroutine, so completions may come after the
+// pass that consumed them).
+func settle(t *testing.T, p *poller, cs []*pollClient) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.pass()
+		left := 0
+		for _, c := range cs {
+			c.reap()
+			left += c.sent - len(c.done)
+		}
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, c := range cs {
+				if len(c.done) != c.sent {
+					t.Fatalf("client %d: %d of %d submissions answered", c.s.id, len(c.done), c.sent)
+				}
+			}
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// TestPollerLightRequestWithinOnePass: 31 sessions keep their 64-entry
+// rings full (refilled after every pass) and one light session submits
+// one request at a time. Every light request is consumed by the very
+// pass that follows its submission, each pass consumes at most one
+// heavy ring's worth plus the light scan (a bounded pass), every
+// bursting session gets a visit in every round of 31 passes (no
+// starvation), and every request of every session is answered exactly
+// once with the right output.
+func TestPollerLightRequestWithinOnePass(t *testing.T) {
+	const heavy, rounds = 31, 4
+	_, p, cs := newTestPoller(t, heavy+1)
+	light := cs[heavy] // scanned last
+	for _, c := range cs[:heavy] {
+		c.fill(64)
+	}
+	// The first pass sees every session for the first time: each gives
+	// lightQuota at the light scan and turns heavy.
+	p.pass()
+	for _, c := range cs[:heavy] {
+		if !c.s.heavy {
+			t.Fatalf("client %d: gave %d at its first visit and is not heavy", c.s.id, c.consumed())
+		}
+	}
+	before := make([]int, heavy)
+	for i, c := range cs[:heavy] {
+		before[i] = c.consumed()
+	}
+	for pass := 0; pass < rounds*heavy; pass++ {
+		for _, c := range cs {
+			c.reap()
+		}
+		for _, c := range cs[:heavy] {
+			c.fill(64)
+		}
+		want := light.consumed() + 1
+		if !light.submit(shm.OpPredict) {
+			t.Fatal("light ring full")
+		}
+		taken := 0
+		for _, c := range cs {
+			taken -= c.consumed()
+		}
+		p.pass()
+		for _, c := range cs {
+			taken += c.consumed()
+		}
+		if got := light.consumed(); got != want {
+			t.Fatalf("pass %d: light session consumed %d, want %d: its request waits for more than one pass", pass, got, want)
+		}
+		if taken > heavyQuota+lightQuota*len(cs) {
+			t.Fatalf("pass %d consumed %d submissions: not bounded", pass, taken)
+		}
+		if light.s.heavy {
+			t.Fatalf("pass %d: the light session turned heavy", pass)
+		}
+		if (pass+1)%heavy == 0 {
+			// A round of the heavy sessions: every one had a visit.
+			for i, c := range cs[:heavy] {
+				if c.consumed()-before[i] < heavyQuota {
+					t.Fatalf("round %d: client %d got %d submissions consumed, want a visit (%d)", pass/heavy, c.s.id, c.consumed()-before[i], heavyQuota)
+				}
+				before[i] = c.consumed()
+			}
+		}
+	}
+	// Let every session run dry: everything is answered, once, right.
+	settle(t, p, cs)
+	for _, c := range cs {
+		for tag, st := range c.status {
+			if st != shm.StatusOK {
+				t.Fatalf("client %d: tag %d: %v", c.s.id, tag, st)
+			}
+		}
+	}
+}
+
+// TestPollerHandsBackDeviceOps: the poller runs predicts but hands a
+// session back to its goroutine at a device operation, with the
+// submissions from that one on, which the goroutine then handles in
+// order before anything else in the ring.
+func TestPollerHandsBackDeviceOps(t *testing.T) {
+	_, p, cs := newTestPoller(t, 2)
+	c, other := cs[0], cs[1]
+	c.submit(shm.OpPredict)  // tag 0: run by the poller
+	c.submit(shm.OpMemAlloc) // tag 1: no backend: "not supported", on the session's goroutine
+	c.submit(shm.OpPredict)  // tag 2: after it, also on the session's goroutine
+	other.fill(3)
+	p.pass()
+	if !c.s.released.Load() || !closed(c.s.handback) {
+		t.Fatal("the session with a device operation was not handed back")
+	}
+	if len(p.sessions) != 1 || p.sessions[0] != other.s {
+		t.Fatalf("the poller still serves %d sessions, want only the other one", len(p.sessions))
+	}
+	if other.consumed() != 3 {
+		t.Fatalf("the other session's 3 predicts: %d consumed", other.consumed())
+	}
+	if len(c.s.carry) != 2 || c.s.carry[0].Tag != 1 || c.s.carry[1].Tag != 2 {
+		t.Fatalf("carried %d submissions, want tags 1 and 2", len(c.s.carry))
+	}
+	c.submit(shm.OpPredict) // tag 3: published after the hand-back
+	buf := make([]shm.SQE, readBatch)
+	if !c.s.read(buf, true) {
+		t.Fatal("the session's goroutine ended its session")
+	}
+	if len(c.s.carry) != 0 || c.consumed() != 4 {
+		t.Fatalf("after its goroutine ran dry: %d carried, %d consumed, want 0 and 4", len(c.s.carry), c.consumed())
+	}
+	settle(t, p, cs)
+	want := map[uint64]shm.Status{0: shm.StatusOK, 1: shm.StatusNotSupported, 2: shm.StatusOK, 3: shm.StatusOK}
+	for tag, st := range want {
+		if c.status[tag] != st {
+			t.Fatalf("tag %d: %v, want %v", tag, c.status[tag], st)
+		}
+	}
+}
+
+// TestPollerHandsBackDepartedAndDraining: a session whose client left,
+// and one that drains, are handed back at the next pass even when they
+// are heavy and their rings are empty; the draining one's goroutine
+// answers what is left in its ring with "shutting down", every other
+// request having been answered once.
+func TestPollerHandsBackDepartedAndDraining(t *testing.T) {
+	_, p, cs := newTestPoller(t, 3)
+	left, draining, stays := cs[0], cs[1], cs[2]
+	for _, c := range cs {
+		c.fill(64)
+	}
+	p.pass() // all three turn heavy
+	for pending := true; pending; {
+		p.pass()
+		pending = false
+		for _, c := range cs {
+			c.reap()
+			pending = pending || c.s.sq.Published()
+		}
+	}
+	settle(t, p, cs)
+	close(left.s.t.(*goneTransport).gone)
+	draining.s.drain()
+	p.pass()
+	if !closed(left.s.handback) || !closed(draining.s.handback) {
+		t.Fatal("the departed or the draining session was not handed back")
+	}
+	if len(p.sessions) != 1 || p.sessions[0] != stays.s {
+		t.Fatalf("the poller serves %d sessions, want the one that stays", len(p.sessions))
+	}
+	if left.s.heavy == false || draining.s.heavy == false {
+		t.Fatal("the sessions were not heavy when handed back")
+	}
+	draining.fill(64)
+	draining.s.finalDrain(make([]shm.SQE, readBatch))
+	stays.fill(64)
+	for i := 0; i < 40; i++ {
+		p.pass()
+	}
+	settle(t, p, []*pollClient{draining, stays})
+	shut := 0
+	for _, st := range draining.status {
+		if st == shm.StatusShutdown {
+			shut++
+		}
+	}
+	if shut == 0 {
+		t.Fatal("the draining session's unconsumed submissions were not answered shutting down")
+	}
+}
