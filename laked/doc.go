@@ -9,12 +9,22 @@
 //
 //   - Server: owns the backend, the model registry, the batchers, the
 //     sessions and the statistics; Attach serves one Transport.
-//   - session: one client region; a reader goroutine that consumes
-//     submissions, runs most operations inline and hands predict
-//     requests to the model's batcher; completions are posted in
-//     batches, and kept in laked's memory when the client's completion
-//     ring is full (back-pressure: the session stops reading until the
-//     client reaps).
+//   - session: one client region and a goroutine that owns its life
+//     (drain, departure, teardown); completions are posted in batches,
+//     and kept in laked's memory when the client's completion ring is
+//     full (back-pressure: laked stops reading the client's submissions
+//     until it reaps).
+//   - poller (poller.go): one goroutine that serves the submission rings
+//     of all userspace sessions, as io_uring's SQPOLL thread does: it
+//     scans every ring in bounded passes (a light client's request is
+//     consumed within one pass however many clients burst), runs the
+//     operations that cannot block and hands predicts to the batchers,
+//     running cheap CPU batches itself. A session with a device
+//     operation is handed to its own goroutine until its ring runs dry;
+//     the kernel's /dev/lake session always has its own reader. While
+//     the poller is awake clients ring no doorbell; when it naps after
+//     its idle window, the session goroutines sleep on their doorbells
+//     and wake it.
 //   - batcher: one per served model; gathers what is queued, round robin
 //     across sessions, up to a maximum batch size (waiting for more, an
 //     adaptive wait, only when the GPU would take a larger batch), runs

@@ -24,22 +24,26 @@ type Config struct {
 	// larger batch; the wait adapts below it to the arrival rate (see
 	// batcher).
 	MaxWait time.Duration
-	// BusyPoll makes session readers spin instead of sleeping when idle
-	// (lowest latency, one core per busy client).
+	// BusyPoll makes the poller (and the kernel's session reader) spin
+	// instead of sleeping when idle (lowest latency, a core kept busy).
 	BusyPoll bool
-	// IdleSpin is the idle window: a session reader that finds its ring
-	// empty spins this long for the next submission before it sleeps on
-	// the doorbell (at most SpinReaders readers spin at once; the others
-	// sleep at once). Negative: never spin.
+	// IdleSpin is the idle window: the poller (poller.go), once no ring
+	// has work, spins this long for the next submission before it sleeps
+	// and the sessions' doorbells are armed; the kernel's session reader
+	// does the same on its ring (at most SpinReaders such readers spin at
+	// once; the others sleep at once; the poller is not counted).
+	// Negative: never spin.
 	IdleSpin time.Duration
-	// IdleYield makes a reader in its idle window yield its CPU to other
+	// IdleYield makes a reader (the poller, a kernel session's reader)
+	// in its idle window yield its CPU to other
 	// threads (sched_yield) once it has found nothing for
 	// shm.SpinOSYield: a client woken onto the reader's CPU then runs at
 	// once instead of after the window, at the price of the reader
 	// losing its CPU for a time slice when other threads want it.
 	IdleYield bool
-	// SpinReaders bounds the session readers spinning at once (0:
-	// max(1, GOMAXPROCS/2)); BusyPoll readers are not counted.
+	// SpinReaders bounds the session readers of their own (the
+	// kernel's /dev/lake sessions) spinning at once (0: max(1,
+	// GOMAXPROCS/2)); BusyPoll readers and the poller are not counted.
 	SpinReaders int
 	// MaxClients bounds concurrent sessions; a handshake beyond it is
 	// refused before laked creates anything for it.
