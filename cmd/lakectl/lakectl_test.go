@@ -588,7 +588,8 @@ func TestHelpPerCommand(t *testing.T) {
 	own := map[string][]string{
 		"models load":   {"--replace"},
 		"policy params": {"--gpu-min-batch", "--gpu-batch-ns"},
-		"bench":         {"--model", "--concurrency", "--busy-poll"},
+		"bench":         {"--model", "--concurrency", "--busy-poll", "--burst", "--burst-ring"},
+		"burst":         {"--model", "--clients", "--ring", "--duration"},
 	}
 	for _, cmd := range commands {
 		for _, args := range [][]string{
