@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -51,6 +52,10 @@ func (c *cli) startBurstChild(ctx context.Context, o burstOpts) (*burstChild, er
 		"burst", "--model", strconv.FormatInt(o.model, 10), "--clients", strconv.Itoa(o.clients), "--ring", strconv.Itoa(o.ring))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = c.errw
+	// The bursting clients are another application: Go's default
+	// scheduler (one P per CPU), whatever GOMAXPROCS this process was
+	// given to tune the measured client.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "GOMAXPROCS=") })
 	cmd.WaitDelay = c.timeout
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -163,8 +168,9 @@ type burstBenchReport struct {
 	BurstRing int    `json:"burst_ring"`
 	Rounds    int    `json:"rounds"`
 	// Phases are the measured client's phases, unloaded and loaded
-	// alternating; Bursts the bursting process's report of each loaded
-	// phase.
+	// alternating (their laked_cpu_ns_per_op is laked's CPU time per
+	// predicted item, all clients'); Bursts the bursting process's
+	// report of each loaded phase.
 	Phases []benchResult `json:"phases"`
 	Bursts []burstReport `json:"bursts"`
 	// Unloaded and Loaded are the medians over the rounds of each
