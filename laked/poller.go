@@ -326,8 +326,9 @@ func (p *poller) runQueued() {
 }
 
 // visit consumes at most quota submissions of p.sessions[i] and handles
-// them; it returns how many it consumed. A session handed back to its
-// goroutine is left nil in p.sessions.
+// them; it returns how many it consumed. A session that drains, whose
+// client left, whose completion ring is full or that has a device
+// operation is handed back to its goroutine and left nil in p.sessions.
 func (p *poller) visit(i, quota int) int {
 	s := p.sessions[i]
 	if s.draining.Load() || s.gone() {
@@ -336,7 +337,12 @@ func (p *poller) visit(i, quota int) int {
 		return 0
 	}
 	if !s.flushOverflow() {
-		return 0 // its completion ring is full: back-pressure
+		// Its completion ring is full: its goroutine waits for the
+		// client to reap (back-pressure) before it reads the ring, so
+		// that the poller neither spins nor skips it forever.
+		p.sessions[i] = nil
+		p.handBack(s)
+		return 0
 	}
 	n := s.sq.Consume(p.buf[:quota])
 	if n == 0 {

@@ -46,9 +46,7 @@ type pollClient struct {
 func newPollClient(t *testing.T, srv *Server, id uint32) *pollClient {
 	s := newMemSession(t, srv)
 	s.id = id
-	gt := &goneTransport{memTransport: *s.t.(*memTransport), gone: make(chan struct{})}
-	s.t = gt
-	t.Cleanup(func() { _ = gt.Close() })
+	s.t = &goneTransport{memTransport: *s.t.(*memTransport), gone: make(chan struct{})}
 	return &pollClient{t: t, s: s, done: map[uint64]bool{}, status: map[uint64]shm.Status{}}
 }
 
@@ -123,7 +121,6 @@ func newTestPoller(t *testing.T, n int) (*Server, *poller, []*pollClient) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	if err := srv.RegisterModel(1, addOne{}); err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +132,15 @@ func newTestPoller(t *testing.T, n int) (*Server, *poller, []*pollClient) {
 		p.sessions = append(p.sessions, c.s)
 		cs = append(cs, c)
 	}
+	t.Cleanup(func() {
+		// What a failed test left queued is answered "shutting down";
+		// the regions stay mapped until nothing is in flight.
+		_ = srv.Shutdown(context.Background())
+		for _, c := range cs {
+			c.s.inflight.Wait()
+			_ = c.s.t.Close()
+		}
+	})
 	return srv, p, cs
 }
 
@@ -331,5 +337,52 @@ func TestPollerHandsBackDepartedAndDraining(t *testing.T) {
 	}
 	if shut == 0 {
 		t.Fatal("the draining session's unconsumed submissions were not answered shutting down")
+	}
+}
+
+// TestPollerHandsBackAClientThatDoesNotReap: a session whose completion
+// ring is full and whose client does not reap is handed back to its
+// goroutine (which waits for the reaping, back-pressure) instead of
+// being visited by every pass; once the client reaps, its goroutine
+// posts what laked held back, serves the ring and returns the session
+// to the poller, every request answered once.
+func TestPollerHandsBackAClientThatDoesNotReap(t *testing.T) {
+	_, p, cs := newTestPoller(t, 2)
+	c := cs[0]
+	for deadline := time.Now().Add(10 * time.Second); !closed(c.s.handback); {
+		if time.Now().After(deadline) {
+			t.Fatal("a session whose client does not reap is still served by the poller")
+		}
+		c.fill(64)
+		p.pass()
+		time.Sleep(100 * time.Microsecond)
+	}
+	c.s.cqMu.Lock()
+	held := len(c.s.overflow)
+	c.s.cqMu.Unlock()
+	if held == 0 {
+		t.Fatal("handed back with no completion held back")
+	}
+	if len(p.sessions) != 1 {
+		t.Fatalf("the poller serves %d sessions, want 1", len(p.sessions))
+	}
+	dry := make(chan bool)
+	go func() { dry <- c.s.read(make([]shm.SQE, readBatch), true) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.reap()
+		select {
+		case ok := <-dry:
+			if !ok {
+				t.Fatal("the session ended")
+			}
+			settle(t, p, cs)
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session's goroutine did not run its ring dry once the client reaped")
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
