@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -174,10 +175,18 @@ type burstBenchReport struct {
 	Phases []benchResult `json:"phases"`
 	Bursts []burstReport `json:"bursts"`
 	// Unloaded and Loaded are the medians over the rounds of each
-	// percentile; P99Ratio is Loaded.P99Ns / Unloaded.P99Ns.
-	Unloaded latencySummary `json:"unloaded"`
-	Loaded   latencySummary `json:"loaded"`
-	P99Ratio float64        `json:"p99_ratio"`
+	// percentile; P99Ratio is Loaded.P99Ns / Unloaded.P99Ns, and
+	// RoundP99Ratios each round's loaded p99 / its unloaded p99.
+	Unloaded       latencySummary `json:"unloaded"`
+	Loaded         latencySummary `json:"loaded"`
+	P99Ratio       float64        `json:"p99_ratio"`
+	RoundP99Ratios []float64      `json:"round_p99_ratios"`
+	// LoadAvgStart and LoadAvgEnd are the machine's 1-minute load
+	// average (/proc/loadavg) before the first phase and after the last
+	// (which the bursting clients raise); nil where unreadable. Tail
+	// latencies mean something only on a quiet machine.
+	LoadAvgStart *float64 `json:"load_avg_start"`
+	LoadAvgEnd   *float64 `json:"load_avg_end"`
 	// MeasuredBusy: the measured client's predicts answered busy (all
 	// phases); BurstBusy and BurstFailed: the bursting clients'.
 	MeasuredBusy uint64 `json:"measured_busy"`
@@ -258,7 +267,7 @@ func (c *cli) benchBurst(ctx context.Context, o benchOpts, cl *lakelib.Client, i
 	newBufs := func() *opBufs { return &opBufs{out: make([]byte, info.OutputBytes*o.n)} }
 	pid := cl.DaemonPID()
 	rep := burstBenchReport{Model: id, N: o.n, Bursters: o.burst, BurstRing: o.burstRing, Rounds: o.rounds,
-		Phases: []benchResult{}, Bursts: []burstReport{}}
+		Phases: []benchResult{}, Bursts: []burstReport{}, LoadAvgStart: loadAvg()}
 	phase := func(name string, round int) (benchResult, error) {
 		b0 := busy.Load()
 		pa := c.probe(ctx, pid)
@@ -304,6 +313,7 @@ func (c *cli) benchBurst(ctx context.Context, o benchOpts, cl *lakelib.Client, i
 		rep.Phases = append(rep.Phases, r)
 		rep.Bursts = append(rep.Bursts, br)
 	}
+	rep.LoadAvgEnd = loadAvg()
 	rep.summarize()
 	rep.OutputsChecked, rep.WrongOutputs = checked.Load(), wrong.Load()
 	if c.json {
@@ -332,6 +342,16 @@ func (rep *burstBenchReport) summarize() {
 	rep.Unloaded, rep.Loaded = sum("unloaded"), sum("loaded")
 	if rep.Unloaded.P99Ns > 0 {
 		rep.P99Ratio = float64(rep.Loaded.P99Ns) / float64(rep.Unloaded.P99Ns)
+	}
+	rep.RoundP99Ratios = []float64{}
+	var unloaded int64
+	for _, r := range rep.Phases {
+		switch {
+		case r.Phase == "unloaded":
+			unloaded = r.P99Ns
+		case unloaded > 0:
+			rep.RoundP99Ratios = append(rep.RoundP99Ratios, float64(r.P99Ns)/float64(unloaded))
+		}
 	}
 	for _, r := range rep.Phases {
 		rep.MeasuredBusy += r.Busy
@@ -388,7 +408,14 @@ func (c *cli) printBurst(rep burstBenchReport) error {
 	fmt.Fprintf(c.out, "median of %d rounds: unloaded p50 %s p90 %s p99 %s p99.9 %s; while %d clients burst rings of %d: p50 %s p90 %s p99 %s p99.9 %s\n",
 		rep.Rounds, fmtNs(u.P50Ns), fmtNs(u.P90Ns), fmtNs(u.P99Ns), fmtNs(u.P999Ns), rep.Bursters, rep.BurstRing,
 		fmtNs(l.P50Ns), fmtNs(l.P90Ns), fmtNs(l.P99Ns), fmtNs(l.P999Ns))
-	fmt.Fprintf(c.out, "loaded p99 / unloaded p99 = %.1fx (issue 13 asks <= 5x)\n", rep.P99Ratio)
+	var rounds []string
+	for _, x := range rep.RoundP99Ratios {
+		rounds = append(rounds, fmt.Sprintf("%.1fx", x))
+	}
+	fmt.Fprintf(c.out, "loaded p99 / unloaded p99 = %.1fx (issue 13 asks <= 5x); each round: %s\n", rep.P99Ratio, strings.Join(rounds, ", "))
+	fmt.Fprintf(c.out, "machine load average: %s before, %s after (tails mean something only on a quiet machine)\n",
+		fmtOpt(rep.LoadAvgStart, func(v float64) string { return fmt.Sprintf("%.2f", v) }),
+		fmtOpt(rep.LoadAvgEnd, func(v float64) string { return fmt.Sprintf("%.2f", v) }))
 	fmt.Fprintf(c.out, "busy answers: measured client %d, bursting clients %d (other errors %d); measured outputs checked %d, wrong %d\n",
 		rep.MeasuredBusy, rep.BurstBusy, rep.BurstFailed, rep.OutputsChecked, rep.WrongOutputs)
 	fmt.Fprintf(c.out, "bursting clients: %.0f predicts/s, median ring cycle %s, fewest rings of one client %d, slept for completions %d times; measured client slept in %d unloaded and %d loaded calls\n",
@@ -397,3 +424,20 @@ func (c *cli) printBurst(rep burstBenchReport) error {
 }
 
 var errBusy = lakelib.ErrStatus(shm.StatusBusy)
+
+// loadAvg is the machine's 1-minute load average, or nil.
+func loadAvg() *float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return nil
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}

@@ -100,6 +100,12 @@ func TestBenchBurst(t *testing.T) {
 	if rep.Unloaded.P99Ns <= 0 || rep.Loaded.P99Ns <= 0 || rep.P99Ratio != float64(rep.Loaded.P99Ns)/float64(rep.Unloaded.P99Ns) {
 		t.Fatalf("summary %+v %+v ratio %v", rep.Unloaded, rep.Loaded, rep.P99Ratio)
 	}
+	if len(rep.RoundP99Ratios) != 2 || rep.RoundP99Ratios[1] != float64(rep.Phases[3].P99Ns)/float64(rep.Phases[2].P99Ns) {
+		t.Fatalf("round ratios %v, phases %+v", rep.RoundP99Ratios, rep.Phases)
+	}
+	if rep.LoadAvgStart == nil || rep.LoadAvgEnd == nil || *rep.LoadAvgStart < 0 {
+		t.Fatalf("load average %v %v", rep.LoadAvgStart, rep.LoadAvgEnd)
+	}
 	// The server ran every bursting predict the children counted (and
 	// the measured ones).
 	var burst uint64
@@ -118,7 +124,8 @@ func TestBenchBurst(t *testing.T) {
 	hasLine(t, out, `^1\s+unloaded\s+100\s+(\S+\s+){5}0\s+\d+\s+\S+\s+\S+\s+-\s+-\s+-$`)
 	hasLine(t, out, `^1\s+loaded\s+100\s+(\S+\s+){5}0\s+\d+\s+\S+\s+\S+\s+\d+\s+\S+\s+0$`)
 	hasLine(t, out, `^median of 1 rounds: unloaded p50 \S+ p90 \S+ p99 \S+ p99.9 \S+; while 2 clients burst rings of 8: p50 \S+ p90 \S+ p99 \S+ p99.9 \S+$`)
-	hasLine(t, out, `^loaded p99 / unloaded p99 = \d+\.\dx \(issue 13 asks <= 5x\)$`)
+	hasLine(t, out, `^loaded p99 / unloaded p99 = \d+\.\dx \(issue 13 asks <= 5x\); each round: \d+\.\dx$`)
+	hasLine(t, out, `^machine load average: \d+\.\d\d before, \d+\.\d\d after \(tails mean something only on a quiet machine\)$`)
 	hasLine(t, out, `^busy answers: measured client 0, bursting clients 0 \(other errors 0\); measured outputs checked 200, wrong 0$`)
 	hasLine(t, out, `^bursting clients: \d+ predicts/s, median ring cycle \S+, fewest rings of one client [1-9]\d*, slept for completions \d+ times; measured client slept in \d+ unloaded and \d+ loaded calls$`)
 
