@@ -66,22 +66,25 @@ type poller struct {
 //
 //   - the light scan visits every light session and consumes at most
 //     lightQuota submissions of each, then runs the batches;
-//   - the heavy visit consumes at most heavyQuota (and MaxBatch)
-//     submissions of the next heavy session in round robin that has
-//     any, then scans the light sessions again and runs the batches
-//     (the light requests first in them: batcher.newQueueLocked).
+//   - the heavy visit (heavyVisit) consumes at most heavyQuota (and
+//     MaxBatch) submissions of the next heavy session in round robin
+//     that has any, heavyChunk at a time, and after each chunk scans
+//     the light sessions again and runs the batches (the light requests
+//     first in them: batcher.newQueueLocked); the heavy session's
+//     completion doorbell is rung once, at the end of the visit.
 //
 // A session turns heavy when a visit finds at least lightQuota
 // submissions in its ring (a bursting client), and light when a visit
 // finds fewer, but some (a closed-loop client); it starts light. A
-// light session's request therefore waits for at most one heavy visit
-// and its batch, however many sessions burst; a bursting session's ring
-// is taken about a batch at a time (one completion doorbell per batch),
-// and every heavy session with work gets a visit within one round of
-// the heavy sessions.
+// light session's request therefore waits for at most one chunk of a
+// heavy visit and its batch, however many sessions burst; a bursting
+// session's ring is taken about a batch at a time, with one completion
+// doorbell per visit; and every heavy session with work gets a visit
+// within one round of the heavy sessions.
 const (
 	lightQuota = 4
 	heavyQuota = readBatch
+	heavyChunk = 16
 )
 
 // nap is one sleep of the poller's loop.
@@ -161,12 +164,12 @@ func (p *poller) serve(s *session) {
 		case <-n.asleep:
 			// The poller sleeps: sleep on s's doorbell for it.
 			ready := func() bool {
-				return s.sq.Published() || s.released.Load() || s.stopSpinning() || closed(n.woke)
+				return s.sq.Published() || s.heldBack.Load() || s.released.Load() || s.stopSpinning() || closed(n.woke)
 			}
 			if err := s.t.WaitSubmissions(ready, idleSleep); err != nil {
 				s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("doorbell wait failed")
 			}
-			if s.sq.Published() || s.stopSpinning() {
+			if s.sq.Published() || s.heldBack.Load() || s.stopSpinning() {
 				// Wake the poller, and sleep on the doorbell again
 				// only at its next nap.
 				p.kick()
@@ -231,7 +234,7 @@ func (p *poller) ready() bool {
 		return true
 	}
 	for _, s := range p.sessions {
-		if s.sq.Pending() {
+		if s.sq.Pending() || s.heldBack.Load() {
 			return true
 		}
 	}
@@ -281,11 +284,7 @@ func (p *poller) pass() int {
 		i := (p.next + k) % len(p.sessions)
 		if s := p.sessions[i]; s != nil && s.heavy && s.sq.Pending() {
 			p.next = i + 1
-			consumed += p.visit(i, min(heavyQuota, p.srv.cfg.MaxBatch))
-			// Light requests that came meanwhile go first in the
-			// heavy session's batch.
-			consumed += p.lightScan()
-			p.runQueued()
+			consumed += p.heavyVisit(i, min(heavyQuota, p.srv.cfg.MaxBatch))
 			break
 		}
 	}
@@ -296,8 +295,37 @@ func (p *poller) pass() int {
 	return consumed
 }
 
+// heavyVisit takes up to quota submissions of the heavy session
+// p.sessions[i], heavyChunk at a time; after each chunk it scans the
+// light sessions and runs the batches (the light requests first in
+// them), so that a light request waits for one chunk, not the whole
+// visit. The session's completion doorbell is rung once, at the end of
+// the visit (a futex wake costs the poller several µs, tens when the
+// woken thread takes its CPU). It returns the submissions it consumed,
+// the light sessions' included.
+func (p *poller) heavyVisit(i, quota int) int {
+	s := p.sessions[i]
+	s.holdBell()
+	defer s.releaseBell()
+	taken, consumed := 0, 0
+	for taken < quota && p.sessions[i] != nil {
+		n := p.visit(i, min(heavyChunk, quota-taken))
+		taken += n
+		consumed += n + p.lightScan()
+		p.runQueued()
+		if n == 0 {
+			break
+		}
+	}
+	if taken > 0 && taken < lightQuota {
+		s.heavy = false
+	}
+	return consumed
+}
+
 // lightScan visits every light session (and hands back every session
-// that drains or whose client left). It returns the submissions it
+// that drains or whose client left, and posts the completions held
+// back of every session). It returns the submissions it
 // consumed.
 func (p *poller) lightScan() int {
 	consumed := 0
@@ -305,10 +333,19 @@ func (p *poller) lightScan() int {
 		switch {
 		case s == nil:
 		case !s.heavy:
-			consumed += p.visit(i, lightQuota)
+			n := p.visit(i, lightQuota)
+			if n >= lightQuota {
+				s.heavy = true
+			}
+			consumed += n
 		case s.draining.Load() || s.gone():
 			p.sessions[i] = nil
 			p.handBack(s)
+		case s.heldBack.Load():
+			// Completions held back for want of ring space: post
+			// them now (or hand the session back if the client still
+			// does not reap), even if its ring stays empty.
+			p.visit(i, 0)
 		}
 	}
 	return consumed
@@ -348,7 +385,6 @@ func (p *poller) visit(i, quota int) int {
 	if n == 0 {
 		return 0
 	}
-	s.heavy = n >= lightQuota
 	s.srv.stats.submissions.Add(uint64(n))
 	keep := true
 	for i := range p.buf[:n] {

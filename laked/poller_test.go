@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,10 +22,17 @@ func (addOne) Predict(in, out []byte, n int) error {
 	return nil
 }
 
-// goneTransport is a memTransport whose client can leave.
+// goneTransport is a memTransport whose client can leave; it counts
+// the completion doorbell's rings.
 type goneTransport struct {
 	memTransport
-	gone chan struct{}
+	gone  chan struct{}
+	rings atomic.Int64
+}
+
+func (t *goneTransport) NotifyCompletions() error {
+	t.rings.Add(1)
+	return t.memTransport.NotifyCompletions()
 }
 
 func (t *goneTransport) Gone() <-chan struct{} { return t.gone }
@@ -164,7 +172,11 @@ func settle(t *testing.T, p *poller, cs []*pollClient) {
 		if time.Now().After(deadline) {
 			for _, c := range cs {
 				if len(c.done) != c.sent {
-					t.Fatalf("client %d: %d of %d submissions answered", c.s.id, len(c.done), c.sent)
+					c.s.cqMu.Lock()
+					held := len(c.s.overflow)
+					c.s.cqMu.Unlock()
+					t.Fatalf("client %d: %d of %d submissions answered (handed back %v, %d completions held back, ring pending %v)",
+						c.s.id, len(c.done), c.sent, c.s.released.Load(), held, c.s.sq.Published())
 				}
 			}
 		}
@@ -385,4 +397,47 @@ func TestPollerHandsBackAClientThatDoesNotReap(t *testing.T) {
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+}
+
+// TestPollerRingsOncePerHeavyVisit: the poller takes a heavy session's
+// ring in chunks (a batch each) but rings its completion doorbell once
+// per visit, after every completion of the visit is posted.
+func TestPollerRingsOncePerHeavyVisit(t *testing.T) {
+	_, p, cs := newTestPoller(t, 1)
+	c := cs[0]
+	tr := c.s.t.(*goneTransport)
+	// Warm up: the model's cost becomes known, so that the poller runs
+	// its batches itself (polledBatchCost).
+	for i := 0; i < 4; i++ {
+		c.fill(64)
+		settle(t, p, cs)
+	}
+	for try := 0; ; try++ {
+		c.fill(64)
+		c.s.heavy = true
+		r0 := tr.rings.Load()
+		p.pass()
+		rings := tr.rings.Load() - r0
+		ready := 0
+		for c.s.cq.Ready() && ready < 64 {
+			var e [1]shm.CQE
+			ready += c.s.cq.Reap(e[:])
+			c.done[e[0].Tag] = true
+			c.status[e[0].Tag] = e[0].Status
+		}
+		if ready < 64 && try < 3 {
+			// A batch went to the model's runner goroutine (this
+			// machine was slow): its completions come later.
+			settle(t, p, cs)
+			continue
+		}
+		if ready != 64 {
+			t.Fatalf("one heavy visit answered %d of 64", ready)
+		}
+		if rings != 1 {
+			t.Fatalf("one heavy visit of %d chunks rang the doorbell %d times, want once", 64/heavyChunk, rings)
+		}
+		break
+	}
+	settle(t, p, cs)
 }

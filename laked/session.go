@@ -43,8 +43,11 @@ type session struct {
 	cq     *shm.CQ
 
 	cqMu     sync.Mutex
-	overflow []shm.CQE // completions waiting for ring space, oldest first
-	pending  []shm.CQE // reader-local completions not yet posted
+	overflow []shm.CQE   // completions waiting for ring space, oldest first
+	heldBack atomic.Bool // overflow is not empty (read without cqMu by the poller)
+	bellHeld bool        // the poller defers the completion doorbell (holdBell)
+	bellOwed bool        // completions were posted while it was held
+	pending  []shm.CQE   // reader-local completions not yet posted
 
 	inflight sync.WaitGroup // accepted predict requests not yet completed
 	// admission budgets of this session (Limits)
@@ -373,12 +376,44 @@ func (s *session) postLocked(cs []shm.CQE) {
 	n := s.cq.Post(cs)
 	if n < len(cs) {
 		s.overflow = append(s.overflow, cs[n:]...)
+		s.heldBack.Store(true)
 		s.srv.stats.overflowed.Add(uint64(len(cs) - n))
 	}
 	if n > 0 {
-		if err := s.t.NotifyCompletions(); err != nil {
-			s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("completion doorbell")
-		}
+		s.ringLocked()
+	}
+}
+
+// ringLocked rings the completion doorbell, or, while the poller holds
+// it (holdBell), notes that it owes a ring. Callers hold cqMu.
+func (s *session) ringLocked() {
+	if s.bellHeld {
+		s.bellOwed = true
+		return
+	}
+	if err := s.t.NotifyCompletions(); err != nil {
+		s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("completion doorbell")
+	}
+}
+
+// holdBell defers the completion doorbell until releaseBell: the
+// completions are posted (a spinning client sees them at once), and a
+// sleeping client is woken once for all of them.
+func (s *session) holdBell() {
+	s.cqMu.Lock()
+	s.bellHeld = true
+	s.cqMu.Unlock()
+}
+
+// releaseBell rings the doorbell if completions were posted since
+// holdBell.
+func (s *session) releaseBell() {
+	s.cqMu.Lock()
+	defer s.cqMu.Unlock()
+	s.bellHeld = false
+	if s.bellOwed {
+		s.bellOwed = false
+		s.ringLocked()
 	}
 }
 
@@ -404,10 +439,9 @@ func (s *session) flushOverflow() bool {
 	n := s.cq.Post(s.overflow)
 	if n > 0 {
 		s.overflow = append(s.overflow[:0], s.overflow[n:]...)
-		if err := s.t.NotifyCompletions(); err != nil {
-			s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("completion doorbell")
-		}
+		s.ringLocked()
 	}
+	s.heldBack.Store(len(s.overflow) > 0)
 	return len(s.overflow) == 0
 }
 
