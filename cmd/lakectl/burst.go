@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -342,9 +341,6 @@ func (c *cli) burst(ctx context.Context, args []string) error {
 		}
 	} else {
 		fmt.Fprintf(c.out, "bursting: %d clients, each resubmitting its ring of %d predicts (model %d) as soon as it completed\n", o.clients, o.ring, o.model)
-	}
-	if f, ok := c.out.(*os.File); ok {
-		f.Sync() // the parent of a bench --burst child waits for the line
 	}
 	var timeout <-chan time.Time
 	if dur > 0 {
