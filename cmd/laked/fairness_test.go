@@ -83,10 +83,11 @@ type fairnessReport struct {
 // burst), all three separate processes. It asserts what does not depend
 // on the machine's load: the measured client and the bursting clients
 // are never answered busy, the bursting clients really ran (every one
-// cycled its ring during the measurement, and they ran at least ten
-// times the measured client's predicts), every measured output equals
-// laked's answer before the bursts, which is the CPU model's, and the
-// bursting process is gone when bench returns. The p99 ratio is always
+// cycled its ring during the measurement, and together they ran at
+// least as many predicts as the measured client; a higher bound would
+// fail as laked gets fairer and the loaded phase shorter), every
+// measured output equals laked's answer before the bursts, which is the
+// CPU model's, and the bursting process is gone when bench returns. The p99 ratio is always
 // logged; it is asserted (loaded p99 <= 5x unloaded) only with
 // LAKE_FAIRNESS_P99=1, on a quiet machine. LAKE_FAIRNESS_COUNT and
 // LAKE_FAIRNESS_ROUNDS change the measurement's size.
@@ -156,7 +157,7 @@ func TestFairnessThroughLakectl(t *testing.T) {
 		t.Fatalf("answered busy: measured client %d, bursting clients %d (other errors %d)", rep.MeasuredBusy, rep.BurstBusy, rep.BurstFailed)
 	}
 	for i, b := range rep.Bursts {
-		if b.State != "done" || b.MinClientCycles == 0 || b.Predicts < 10*uint64(count) {
+		if b.State != "done" || b.MinClientCycles == 0 || b.Predicts < uint64(count) {
 			t.Fatalf("round %d: the bursting clients ran %d rings (one client only %d), %d predicts during %d measured ones: they were not all bursting",
 				i+1, b.Cycles, b.MinClientCycles, b.Predicts, count)
 		}
