@@ -18,7 +18,7 @@
 //     of all userspace sessions, as io_uring's SQPOLL thread does: it
 //     scans every ring in bounded passes (a light client's request is
 //     consumed within one pass however many clients burst), runs the
-//     operations that cannot block and hands predicts to the batchers,
+//     operations that complete at once and hands predicts to the batchers,
 //     running cheap CPU batches itself. A session with a device
 //     operation is handed to its own goroutine until its ring runs dry;
 //     the kernel's /dev/lake session always has its own reader. While

@@ -22,10 +22,10 @@ import (
 // per ring cycle, and a light client's request is consumed within one
 // pass, however many sessions burst.
 //
-// The poller runs only the operations that cannot block: nop, init,
-// model_info, model_fetch, predict (and answers to malformed slots). At
-// a session's first device operation it hands the session back to the
-// session's own goroutine (with the submissions it consumed from that
+// The poller runs only the operations that complete at once: nop, init,
+// model_info, predict (and answers to malformed slots). At a session's
+// first other operation (a device operation, model_fetch) it hands the
+// session back to the session's own goroutine (with the submissions it consumed from that
 // one on, session.carry), which serves the ring itself, in order, until
 // it runs dry, and then hands it to the poller again: a synchronous
 // device call (a CPU-backend launch, a GPU copy) never holds up the
@@ -122,11 +122,11 @@ func (p *poller) kick() {
 	}
 }
 
-// polled reports whether the poller may run op: it completes without
-// blocking.
+// polled reports whether the poller may run op: it completes at once
+// (model_fetch copies an image of up to MaxImageBytes: it is not).
 func polled(op shm.Opcode) bool {
 	switch op {
-	case shm.OpNop, shm.OpInit, shm.OpModelInfo, shm.OpModelFetch, shm.OpPredict:
+	case shm.OpNop, shm.OpInit, shm.OpModelInfo, shm.OpPredict:
 		return true
 	}
 	return !op.Valid() // answered "bad opcode" at once

@@ -441,3 +441,22 @@ func TestPollerRingsOncePerHeavyVisit(t *testing.T) {
 	}
 	settle(t, p, cs)
 }
+
+// TestPolledOps: the poller runs only the operations that complete at
+// once; every device operation and model_fetch (an image copy of up to
+// MaxImageBytes) goes to the session's goroutine.
+func TestPolledOps(t *testing.T) {
+	for op := shm.Opcode(0); op < 255; op++ {
+		want := !op.Valid()
+		switch op {
+		case shm.OpNop, shm.OpInit, shm.OpModelInfo, shm.OpPredict:
+			want = true
+		}
+		if polled(op) != want {
+			t.Errorf("opcode %d (%v): polled %v, want %v", op, op, polled(op), want)
+		}
+	}
+	if polled(shm.OpModelFetch) || polled(shm.OpLaunchKernel) || polled(shm.OpMemcpyHtoD) {
+		t.Fatal("a copying or launching operation runs on the poller")
+	}
+}
