@@ -51,10 +51,22 @@ type pollClient struct {
 	status map[uint64]shm.Status
 }
 
-func newPollClient(t *testing.T, srv *Server, id uint32) *pollClient {
-	s := newMemSession(t, srv)
-	s.id = id
-	s.t = &goneTransport{memTransport: *s.t.(*memTransport), gone: make(chan struct{})}
+// newPollClient makes a client whose ring has 64 slots and whose
+// completion ring has cqEntries: a client whose completion ring holds
+// everything it keeps unanswered (window) never makes laked hold
+// completions back.
+func newPollClient(t *testing.T, srv *Server, id, cqEntries uint32) *pollClient {
+	cfg := shm.Config{SQEntries: 64, CQEntries: cqEntries, ArenaSize: 64 << 10}
+	l, _ := cfg.Layout()
+	m, err := shm.NewAnonymous(l.RegionSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := shm.NewRegion(m.Mem, cfg, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(srv, id, &goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})})
 	return &pollClient{t: t, s: s, done: map[uint64]bool{}, status: map[uint64]shm.Status{}}
 }
 
@@ -123,8 +135,9 @@ func (c *pollClient) reap() {
 func (c *pollClient) consumed() int { return int(c.s.sq.Head()) }
 
 // newTestPoller returns a server serving addOne as model 1 whose poller
-// the test drives by hand (its loop is not started), and n clients.
-func newTestPoller(t *testing.T, n int) (*Server, *poller, []*pollClient) {
+// the test drives by hand (its loop is not started), and n clients with
+// completion rings of cqEntries.
+func newTestPoller(t *testing.T, n int, cqEntries uint32) (*Server, *poller, []*pollClient) {
 	srv, err := New(Config{IdleSpin: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +148,7 @@ func newTestPoller(t *testing.T, n int) (*Server, *poller, []*pollClient) {
 	p := srv.poller
 	var cs []*pollClient
 	for i := 0; i < n; i++ {
-		c := newPollClient(t, srv, uint32(i+1))
+		c := newPollClient(t, srv, uint32(i+1), cqEntries)
 		c.s.handback = make(chan struct{})
 		p.sessions = append(p.sessions, c.s)
 		cs = append(cs, c)
@@ -194,7 +207,7 @@ func settle(t *testing.T, p *poller, cs []*pollClient) {
 // once with the right output.
 func TestPollerLightRequestWithinOnePass(t *testing.T) {
 	const heavy, rounds = 31, 4
-	_, p, cs := newTestPoller(t, heavy+1)
+	_, p, cs := newTestPoller(t, heavy+1, 2*window)
 	light := cs[heavy] // scanned last
 	for _, c := range cs[:heavy] {
 		c.fill(64)
@@ -265,7 +278,7 @@ func TestPollerLightRequestWithinOnePass(t *testing.T) {
 // submissions from that one on, which the goroutine then handles in
 // order before anything else in the ring.
 func TestPollerHandsBackDeviceOps(t *testing.T) {
-	_, p, cs := newTestPoller(t, 2)
+	_, p, cs := newTestPoller(t, 2, 2*window)
 	c, other := cs[0], cs[1]
 	c.submit(shm.OpPredict)  // tag 0: run by the poller
 	c.submit(shm.OpMemAlloc) // tag 1: no backend: "not supported", on the session's goroutine
@@ -307,7 +320,7 @@ func TestPollerHandsBackDeviceOps(t *testing.T) {
 // answers what is left in its ring with "shutting down", every other
 // request having been answered once.
 func TestPollerHandsBackDepartedAndDraining(t *testing.T) {
-	_, p, cs := newTestPoller(t, 3)
+	_, p, cs := newTestPoller(t, 3, 2*window)
 	left, draining, stays := cs[0], cs[1], cs[2]
 	for _, c := range cs {
 		c.fill(64)
@@ -359,7 +372,7 @@ func TestPollerHandsBackDepartedAndDraining(t *testing.T) {
 // posts what laked held back, serves the ring and returns the session
 // to the poller, every request answered once.
 func TestPollerHandsBackAClientThatDoesNotReap(t *testing.T) {
-	_, p, cs := newTestPoller(t, 2)
+	_, p, cs := newTestPoller(t, 2, 64)
 	c := cs[0]
 	for deadline := time.Now().Add(10 * time.Second); !closed(c.s.handback); {
 		if time.Now().After(deadline) {
@@ -403,7 +416,7 @@ func TestPollerHandsBackAClientThatDoesNotReap(t *testing.T) {
 // ring in chunks (a batch each) but rings its completion doorbell once
 // per visit, after every completion of the visit is posted.
 func TestPollerRingsOncePerHeavyVisit(t *testing.T) {
-	_, p, cs := newTestPoller(t, 1)
+	_, p, cs := newTestPoller(t, 1, 2*window)
 	c := cs[0]
 	tr := c.s.t.(*goneTransport)
 	// Warm up: the model's cost becomes known, so that the poller runs
