@@ -417,6 +417,35 @@ func (s *session) releaseBell() {
 	}
 }
 
+// releaseBellTo is releaseBell that leaves the ring, if one is owed, to
+// the poller's ringer; false: its queue is full, nothing was released.
+func (s *session) releaseBellTo(ring chan<- *session) bool {
+	s.cqMu.Lock()
+	defer s.cqMu.Unlock()
+	if s.bellOwed {
+		select {
+		case ring <- s:
+		default:
+			return false
+		}
+	}
+	s.bellHeld, s.bellOwed = false, false
+	return true
+}
+
+// ringFromRinger rings the completion doorbell for the poller's ringer,
+// unless the session has ended (its region may be unmapped).
+func (s *session) ringFromRinger() {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.closed {
+		return
+	}
+	if err := s.t.NotifyCompletions(); err != nil {
+		s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("completion doorbell")
+	}
+}
+
 func (s *session) postPending() {
 	if len(s.pending) == 0 {
 		return
