@@ -24,7 +24,9 @@
 //     the kernel's /dev/lake session always has its own reader. While
 //     the poller is awake clients ring no doorbell; when it naps after
 //     its idle window, the session goroutines sleep on their doorbells
-//     and wake it.
+//     and wake it. The completion doorbells of a bursting session are
+//     rung once per visit, by a ringer goroutine, so that the thread a
+//     ring wakes takes the ringer's CPU, not the poller's.
 //   - batcher: one per served model; gathers what is queued, round robin
 //     across sessions, up to a maximum batch size (waiting for more, an
 //     adaptive wait, only when the GPU would take a larger batch), runs
