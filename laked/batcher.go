@@ -89,19 +89,20 @@ type batcher struct {
 	s     *Server
 	model *servedModel
 
-	mu      sync.Mutex
-	queues  map[*session]*sessQueue
-	ring    []*sessQueue // sessions with queued requests, round-robin order
-	next    int          // ring position the next batch starts at
-	queued  int          // requests queued, all sessions
-	spare   []*sessQueue
-	running bool // a runner owns the batch (the fields under "runner")
-	waiting bool // the runner goroutine waits for more requests
-	stopped bool
-	stopSt  shm.Status // what requests get once stopped
-	exited  bool       // the runner goroutine has ended
-	ia      float64    // EWMA of inter-arrival time, ns
-	last    time.Time  // last arrival
+	mu       sync.Mutex
+	queues   map[*session]*sessQueue
+	ring     []*sessQueue // sessions with queued requests, round-robin order
+	next     int          // ring position the next batch starts at
+	queued   int          // requests queued, all sessions
+	spare    []*sessQueue
+	running  bool // a runner owns the batch (the fields under "runner")
+	waiting  bool // the runner goroutine waits for more requests
+	stopped  bool
+	stopSt   shm.Status // what requests get once stopped
+	exited   bool       // the runner goroutine has ended
+	handoffs int        // runner roles handed to the runner goroutine (tests)
+	ia       float64    // EWMA of inter-arrival time, ns
+	last     time.Time  // last arrival
 
 	handoff chan struct{} // passes the runner role to the runner goroutine
 	wake    chan struct{} // wakes a waiting runner goroutine
@@ -301,6 +302,7 @@ func (b *batcher) handOff() {
 		return
 	}
 	b.handoff <- struct{}{} // capacity 1, one runner: never blocks
+	b.handoffs++
 	b.mu.Unlock()
 }
 

@@ -3,7 +3,6 @@ package laked
 import (
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/lakeos/lake/shm"
 )
@@ -65,8 +64,6 @@ type poller struct {
 	buf      []shm.SQE
 	runs     []*batcher // models with predicts queued in this pass
 	spinner  shm.Spinner
-
-	passes atomic.Uint64 // passes that consumed something (tests)
 }
 
 // A pass of the poller (pass) is a light scan, then one heavy visit:
@@ -299,9 +296,6 @@ func (p *poller) pass() int {
 		}
 	}
 	p.sessions = slices.DeleteFunc(p.sessions, func(s *session) bool { return s == nil })
-	if consumed > 0 {
-		p.passes.Add(1)
-	}
 	return consumed
 }
 

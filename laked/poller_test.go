@@ -421,7 +421,7 @@ func TestPollerHandsBackAClientThatDoesNotReap(t *testing.T) {
 // per visit (by the ringer goroutine), after every completion of the
 // visit is posted.
 func TestPollerRingsOncePerHeavyVisit(t *testing.T) {
-	_, p, cs := newTestPoller(t, 1, 2*window)
+	srv, p, cs := newTestPoller(t, 1, 2*window)
 	c := cs[0]
 	tr := c.s.t.(*goneTransport)
 	// Warm up: the model's cost becomes known, so that the poller runs
@@ -439,7 +439,14 @@ func TestPollerRingsOncePerHeavyVisit(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 		r0 := tr.rings.Load()
+		b := srv.models.lookup(1).b
+		b.mu.Lock()
+		h0 := b.handoffs
+		b.mu.Unlock()
 		p.pass()
+		b.mu.Lock()
+		handed := b.handoffs != h0
+		b.mu.Unlock()
 		ready := 0
 		for c.s.cq.Ready() && ready < 64 {
 			var e [1]shm.CQE
@@ -454,11 +461,15 @@ func TestPollerRingsOncePerHeavyVisit(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 		rings := tr.rings.Load() - r0
-		if ready < 64 && try < 3 {
+		if handed && try < 5 {
 			// A batch went to the model's runner goroutine (this
-			// machine was slow): its completions come later.
+			// machine was slow: polledBatchCost): its completions,
+			// and their rings, come on their own.
 			settle(t, p, cs)
 			continue
+		}
+		if handed {
+			t.Fatal("every try handed a batch to the model's runner goroutine")
 		}
 		if ready != 64 {
 			t.Fatalf("one heavy visit answered %d of 64", ready)
