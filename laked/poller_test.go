@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/lakeos/lake/shm"
 )
@@ -499,4 +500,94 @@ func TestPolledOps(t *testing.T) {
 	if polled(shm.OpModelFetch) || polled(shm.OpLaunchKernel) || polled(shm.OpMemcpyHtoD) {
 		t.Fatal("a copying or launching operation runs on the poller")
 	}
+}
+
+// regionWord is the u32 at off in r (as a client writes it).
+func regionWord(r *shm.Region, off uint64) *atomic.Uint32 {
+	return (*atomic.Uint32)(unsafe.Pointer(&r.Bytes()[off]))
+}
+
+// napOf returns the poller's current nap once its loop sleeps in it.
+func napOf(t *testing.T, p *poller) *nap {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		p.mu.Lock()
+		n := p.nap
+		p.mu.Unlock()
+		if closed(n.asleep) && !closed(n.woke) {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the poller does not nap")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPollerNapsWhenAClientScribblesItsHead: a client that writes its
+// ring's shared head word and the sequence word of the slot it names (as
+// if a submission were published there, where laked's consumer is not)
+// and rings its doorbell cannot keep laked's poller awake: the poller
+// naps on, its session's goroutine asleep on the doorbell. (When the
+// session goroutine's wake-up check read the shared head word, it woke
+// the poller, which found nothing, napped, and was woken again, for as
+// long as the client liked.) The client's real submissions are served
+// afterwards as before.
+func TestPollerNapsWhenAClientScribblesItsHead(t *testing.T) {
+	srv, err := New(Config{IdleSpin: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := srv.poller
+	cfg := shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10}
+	l, _ := cfg.Layout()
+	m, err := shm.NewAnonymous(l.RegionSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := shm.NewRegion(m.Mem, cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})}
+	if _, err := srv.Attach(tr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	sq, cq := r.SQ(), r.CQ()
+	nop := func(tag uint64) {
+		t.Helper()
+		if err := sq.TrySubmit(&shm.SQE{Opcode: shm.OpNop, Tag: tag}); err != nil {
+			t.Fatal(err)
+		}
+		_ = sq.Bell.Ring()
+		var e [1]shm.CQE
+		for deadline := time.Now().Add(10 * time.Second); cq.Reap(e[:]) == 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("nop %d not answered", tag)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		if e[0].Tag != tag || e[0].Status != shm.StatusOK {
+			t.Fatalf("nop %d answered tag %d, %v", tag, e[0].Tag, e[0].Status)
+		}
+	}
+	nop(1)
+	n0 := napOf(t, p)
+	// Scribble: head names slot 9, whose sequence word reads published.
+	regionWord(r, shm.OffSQHead).Store(9)
+	regionWord(r, l.SQEsOff+9*shm.SlotSize).Store(10)
+	_ = sq.Bell.Kick() // the client rings (whether or not laked sleeps)
+	time.Sleep(50 * time.Millisecond)
+	if n := napOf(t, p); n != n0 {
+		t.Fatal("a client's scribbled head word woke laked's poller (it naps again and again)")
+	}
+	// Repair the words; the client's real submissions are still served.
+	regionWord(r, l.SQEsOff+9*shm.SlotSize).Store(9)
+	regionWord(r, shm.OffSQHead).Store(1)
+	nop(2)
 }

@@ -38,6 +38,9 @@ type SQ struct {
 	// is informational for producers and tools; the consumer never
 	// trusts the shared copy.
 	next uint32
+	// pos is next for other goroutines (Published): laked's memory, not
+	// the region's, so that the client cannot make it lie.
+	pos atomic.Uint32
 }
 
 // Entries returns the number of slots.
@@ -151,6 +154,7 @@ func (q *SQ) Consume(out []SQE) int {
 	}
 	if n > 0 {
 		q.head.Store(q.next)
+		q.pos.Store(q.next)
 	}
 	return n
 }
@@ -158,12 +162,15 @@ func (q *SQ) Consume(out []SQE) int {
 // Pending reports whether the next slot is published (consumer only).
 func (q *SQ) Pending() bool { return q.seq(q.next).Load() == q.next+1 }
 
-// Published reports whether the slot at the published consumer position
-// (the shared head word) holds a submission. Unlike Pending, any
-// goroutine may call it while the consumer runs; the head word is the
-// client's to scribble over, so it is a wake-up hint only.
+// Published reports whether the slot at the consumer's position holds a
+// submission. Unlike Pending, any goroutine may call it while the
+// consumer runs (it may lag the consumer by one Consume: a wake-up hint).
+// It reads the position from laked's own copy, never from the shared
+// head word: a client that wrote its head word and the sequence word of
+// the slot it names would otherwise make it report a submission that
+// Consume does not see, for as long as it liked.
 func (q *SQ) Published() bool {
-	h := q.head.Load()
+	h := q.pos.Load()
 	return q.seq(h).Load() == h+1
 }
 
@@ -182,6 +189,7 @@ func (q *SQ) ResumeConsumer() uint32 {
 	}
 	q.next = h
 	q.head.Store(h)
+	q.pos.Store(h)
 	return h
 }
 

@@ -357,3 +357,48 @@ func TestSpinnerOSYield(t *testing.T) {
 		t.Errorf("busy-polling spinner yielded %d times", yields)
 	}
 }
+
+// TestSQPublishedIgnoresHeadWord: Published (read by laked's session
+// goroutines while its poller consumes) reports a submission at the
+// consumer's own position; what the client writes into the shared head
+// word and a slot's sequence word elsewhere does not make it report one
+// (a client that could would keep laked's poller from ever napping),
+// while a real submission does.
+func TestSQPublishedIgnoresHeadWord(t *testing.T) {
+	r := newTestRegion(t, Config{SQEntries: 8, CQEntries: 8, ArenaSize: PageSize})
+	sq := r.SQ()
+	sq.ResumeConsumer()
+	if sq.Published() {
+		t.Fatal("an empty ring reads as published")
+	}
+	// The client scribbles: head 5, and slot 5's sequence word as if a
+	// submission were published there.
+	sq.head.Store(5)
+	sq.seq(5).Store(6)
+	if sq.Published() {
+		t.Fatal("a scribbled head word and sequence word read as a published submission")
+	}
+	// A real submission at the consumer's position (0) is seen whatever
+	// the head word says.
+	if err := sq.TrySubmit(&SQE{Opcode: OpNop, Tag: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if !sq.Published() {
+		t.Fatal("a submission at the consumer's position is not seen")
+	}
+	out := make([]SQE, 8)
+	if n := sq.Consume(out); n != 1 || out[0].Tag != 1 {
+		t.Fatalf("consumed %d (tag %d), want the one submission", n, out[0].Tag)
+	}
+	sq.head.Store(5)
+	if sq.Published() {
+		t.Fatal("after the consumer took it, a scribbled head reads as published")
+	}
+	// A laked that re-attaches resumes at the head word: Published
+	// follows it there.
+	sq.head.Store(1)
+	sq.seq(1).Store(2)
+	if sq.ResumeConsumer() != 1 || !sq.Published() {
+		t.Fatal("after ResumeConsumer, the submission at the consumer's position is not seen")
+	}
+}
