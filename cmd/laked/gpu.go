@@ -35,8 +35,14 @@ type loadSources struct {
 
 	lastGPU atomic.Pointer[loadReading]
 	lastCPU atomic.Uint32
-	stop    chan struct{}
-	done    chan struct{}
+	// wanted: a decision read the load since the last sample. The
+	// sampler reads the slow sources only then, so an idle laked reads
+	// no /proc/stat and calls no driver (the first decision after an
+	// idle spell sees the reading from before it, refreshed within
+	// loadEvery).
+	wanted atomic.Bool
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 type loadReading struct {
@@ -48,6 +54,7 @@ type loadReading struct {
 type polledGPU struct{ s *loadSources }
 
 func (p polledGPU) Sample() (policy.Load, error) {
+	p.s.want()
 	r := p.s.lastGPU.Load()
 	return r.l, r.err
 }
@@ -76,7 +83,8 @@ func newLoadSources(index int, log zerolog.Logger) *loadSources {
 }
 
 // startLoadSources samples sampleGPU and sampleCPU (either may be nil:
-// no such source) once now and then every every on a goroutine of their
+// no such source) once now, at the first tick, and then at every tick
+// (every every) after a decision read the load, on a goroutine of their
 // own, until close.
 func startLoadSources(sampleGPU func() (policy.Load, error), sampleCPU func() uint32, every time.Duration) *loadSources {
 	s := &loadSources{stop: make(chan struct{}), done: make(chan struct{})}
@@ -86,7 +94,10 @@ func startLoadSources(sampleGPU func() (policy.Load, error), sampleCPU func() ui
 		s.gpu = polledGPU{s}
 	}
 	if sampleCPU != nil {
-		s.cpu = s.lastCPU.Load
+		s.cpu = func() uint32 {
+			s.want()
+			return s.lastCPU.Load()
+		}
 	}
 	sample := func() {
 		if sampleGPU != nil {
@@ -98,6 +109,7 @@ func startLoadSources(sampleGPU func() (policy.Load, error), sampleCPU func() ui
 		}
 	}
 	sample()
+	s.wanted.Store(true) // and once more at the first tick
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(every)
@@ -107,11 +119,21 @@ func startLoadSources(sampleGPU func() (policy.Load, error), sampleCPU func() ui
 			case <-s.stop:
 				return
 			case <-t.C:
-				sample()
+				if s.wanted.Swap(false) {
+					sample()
+				}
 			}
 		}
 	}()
 	return s
+}
+
+// want records that a decision read the load (a store only when the
+// flag is clear, so decisions do not write a shared line every batch).
+func (s *loadSources) want() {
+	if !s.wanted.Load() {
+		s.wanted.Store(true)
+	}
 }
 
 func (s *loadSources) close() {

@@ -511,3 +511,35 @@ func TestGPUContextsThroughLaked(t *testing.T) {
 	}
 	addSync("rebuilt context", x1, fn(x1, "lake_vector_add"), alloc(x1, 4*n), alloc(x1, 4*n))
 }
+
+// TestLoadSourcesIdleWhenUnread: the slow load sources are read only
+// while decisions read the load; an idle laked (no batches, no
+// decisions) samples nothing after its first tick, and the first read
+// after the idle spell brings a fresh sample within a tick or two.
+func TestLoadSourcesIdleWhenUnread(t *testing.T) {
+	var cpuCalls atomic.Int32
+	cpuSample := func() uint32 { cpuCalls.Add(1); return 40 }
+	src := startLoadSources(nil, cpuSample, time.Millisecond)
+	defer src.close()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d samples", what, cpuCalls.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("the first tick's sample", func() bool { return cpuCalls.Load() >= 2 })
+	time.Sleep(10 * time.Millisecond) // let a tick in flight finish
+	idle := cpuCalls.Load()
+	time.Sleep(100 * time.Millisecond) // ~100 ticks with nobody reading
+	if n := cpuCalls.Load(); n != idle {
+		t.Fatalf("%d samples while no decision read the load (%d before)", n-idle, idle)
+	}
+	if got := src.cpu(); got != 40 {
+		t.Fatalf("cpu %d, want the last reading 40", got)
+	}
+	waitFor("a sample after a decision read the load", func() bool { return cpuCalls.Load() > idle })
+}
