@@ -64,6 +64,8 @@ type poller struct {
 	buf      []shm.SQE
 	runs     []*batcher // models with predicts queued in this pass
 	spinner  shm.Spinner
+
+	handedBack func(*session) // tests: called as handBack gives a session back
 }
 
 // A pass of the poller (pass) is a light scan, then one heavy visit:
@@ -197,6 +199,9 @@ func (p *poller) handBack(s *session) {
 	close(s.handback)
 	if k, ok := s.t.(kicker); ok {
 		k.Kick() // its goroutine may sleep on the doorbell
+	}
+	if p.handedBack != nil {
+		p.handedBack(s)
 	}
 }
 

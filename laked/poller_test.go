@@ -591,3 +591,82 @@ func TestPollerNapsWhenAClientScribblesItsHead(t *testing.T) {
 	regionWord(r, shm.OffSQHead).Store(1)
 	nop(2)
 }
+
+// endedTransport is a goneTransport that reports a completion doorbell
+// rung after its session ended (a torn-down session's region is
+// unmapped: that ring would fault).
+type endedTransport struct {
+	goneTransport
+	t     *testing.T
+	ended atomic.Bool
+}
+
+func (e *endedTransport) NotifyCompletions() error {
+	if e.ended.Load() {
+		e.t.Error("the completion doorbell of an ended session was rung")
+	}
+	return e.goneTransport.NotifyCompletions()
+}
+
+// TestPollerNeverRingsAnEndedSession: a heavy visit that hands its
+// session back (here at a device operation) owes the session a
+// completion doorbell for what it posted before; when the ringer's
+// queue is full the poller rings it itself, and by then the session's
+// goroutine may have torn the session down (its client left) and
+// unmapped the region. The poller rings it only if the session has not
+// ended, as the ringer does; a session that has not ended still gets its
+// one ring.
+func TestPollerNeverRingsAnEndedSession(t *testing.T) {
+	for _, end := range []bool{true, false} {
+		_, p, cs := newTestPoller(t, 2, 2*window)
+		c, blocker := cs[0], cs[1]
+		old := c.s.t.(*goneTransport)
+		tr := &endedTransport{goneTransport: goneTransport{memTransport: old.memTransport, gone: old.gone}, t: t}
+		c.s.t = tr
+		// Fill the ringer's queue: its goroutine blocks on the first
+		// session it rings.
+		blocker.s.lifeMu.Lock()
+		p.ringer <- blocker.s
+		for deadline := time.Now().Add(10 * time.Second); len(p.ringer) > 0; {
+			if time.Now().After(deadline) {
+				t.Fatal("the ringer does not take its queue")
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		for len(p.ringer) < cap(p.ringer) {
+			p.ringer <- blocker.s
+		}
+		// 16 nops (a chunk, answered at once), then a device operation.
+		for i := 0; i < heavyChunk; i++ {
+			c.submit(shm.OpNop)
+		}
+		c.submit(shm.OpMemAlloc)
+		c.s.heavy = true
+		p.handedBack = func(s *session) {
+			if s == c.s && end {
+				// Its goroutine runs at once and its client has left:
+				// it tears the session down.
+				s.lifeMu.Lock()
+				s.closed = true
+				s.lifeMu.Unlock()
+				tr.ended.Store(true)
+			}
+		}
+		r0 := tr.rings.Load()
+		p.pass()
+		if !closed(c.s.handback) {
+			t.Fatal("the session with a device operation was not handed back")
+		}
+		rings := tr.rings.Load() - r0
+		blocker.s.lifeMu.Unlock()
+		if !end && rings != 1 {
+			t.Fatalf("a visit with the ringer's queue full rang its session's doorbell %d times, want once", rings)
+		}
+		tr.ended.Store(false) // the cleanup's drain may ring
+		var e [2 * heavyChunk]shm.CQE
+		if n := c.s.cq.Reap(e[:]); n != heavyChunk || e[0].Tag != 0 || e[n-1].Tag != heavyChunk-1 {
+			t.Fatalf("%d answers to the %d nops", n, heavyChunk)
+		}
+		c.sent = 0 // the cleanup's drain answers the device operation
+	}
+}

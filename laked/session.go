@@ -406,14 +406,16 @@ func (s *session) holdBell() {
 }
 
 // releaseBell rings the doorbell if completions were posted since
-// holdBell.
+// holdBell, unless the session has ended: the poller may have handed
+// the session back during its visit, and its goroutine torn it down (and
+// unmapped the region) since.
 func (s *session) releaseBell() {
 	s.cqMu.Lock()
-	defer s.cqMu.Unlock()
-	s.bellHeld = false
-	if s.bellOwed {
-		s.bellOwed = false
-		s.ringLocked()
+	owed := s.bellOwed
+	s.bellHeld, s.bellOwed = false, false
+	s.cqMu.Unlock()
+	if owed {
+		s.ringFromRinger()
 	}
 }
 
@@ -433,7 +435,8 @@ func (s *session) releaseBellTo(ring chan<- *session) bool {
 	return true
 }
 
-// ringFromRinger rings the completion doorbell for the poller's ringer,
+// ringFromRinger rings the completion doorbell for the poller (its ringer,
+// or releaseBell when the ringer has a long queue),
 // unless the session has ended (its region may be unmapped).
 func (s *session) ringFromRinger() {
 	s.lifeMu.Lock()
