@@ -129,7 +129,8 @@ func (c *stressClient) reap() {
 // and laked drains while the others still submit. Every submission
 // laked consumed is answered exactly once, with the right output, the
 // operations that complete at once in order; nothing unconsumed is
-// answered; the submissions counter matches what laked consumed.
+// answered; the submissions counter matches what laked consumed, and
+// the admission budgets are all given back.
 func TestPollerStressHandOffs(t *testing.T) {
 	for _, spin := range []time.Duration{-1, 20 * time.Microsecond} {
 		t.Run(fmt.Sprintf("IdleSpin=%v", spin), func(t *testing.T) { stressHandOffs(t, spin) })
@@ -235,6 +236,9 @@ func stressHandOffs(t *testing.T, spin time.Duration) {
 	st := srv.Stats()
 	if st.Submissions != consumed {
 		t.Fatalf("submissions counter %d, laked consumed %d", st.Submissions, consumed)
+	}
+	if u, q := srv.inflightBudget.used.Load(), srv.queuedBudget.used.Load(); u != 0 || q != 0 {
+		t.Fatalf("after the drain %d predicts (%d bytes) of admission budget were not given back", u, q)
 	}
 	if st.Overflowed == 0 {
 		t.Fatal("no completion was held back: the slow reapers did not test back-pressure")
