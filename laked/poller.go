@@ -3,6 +3,7 @@ package laked
 import (
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/lakeos/lake/shm"
 )
@@ -175,6 +176,7 @@ func (p *poller) serve(s *session) {
 			}
 			if err := s.t.WaitSubmissions(ready, idleSleep); err != nil {
 				s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("doorbell wait failed")
+				time.Sleep(time.Millisecond)
 			}
 			if s.sq.Published() || s.heldBack.Load() || s.stopSpinning() {
 				// Wake the poller, and sleep on the doorbell again

@@ -670,3 +670,52 @@ func TestPollerNeverRingsAnEndedSession(t *testing.T) {
 		c.sent = 0 // the cleanup's drain answers the device operation
 	}
 }
+
+// failingWaitTransport is a goneTransport whose doorbell wait fails at
+// once, every time; it counts the calls.
+type failingWaitTransport struct {
+	goneTransport
+	waits atomic.Int64
+}
+
+func (f *failingWaitTransport) WaitSubmissions(func() bool, time.Duration) error {
+	f.waits.Add(1)
+	return errors.New("doorbell broken")
+}
+
+// TestPollerDoorbellWaitErrorBacksOff: while the poller naps, a
+// session's goroutine whose doorbell wait fails retries it after a
+// pause (as the session reader always did), instead of calling it (and
+// logging its warning) in a tight loop.
+func TestPollerDoorbellWaitErrorBacksOff(t *testing.T) {
+	srv, err := New(Config{IdleSpin: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10}
+	l, _ := cfg.Layout()
+	m, err := shm.NewAnonymous(l.RegionSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := shm.NewRegion(m.Mem, cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &failingWaitTransport{goneTransport: goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})}}
+	if _, err := srv.Attach(tr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		close(tr.gone)
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	napOf(t, srv.poller)
+	w0 := tr.waits.Load()
+	time.Sleep(100 * time.Millisecond)
+	if n := tr.waits.Load() - w0; n > 1000 {
+		t.Fatalf("a failing doorbell wait was retried %d times in 100 ms", n)
+	}
+}
