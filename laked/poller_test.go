@@ -719,3 +719,57 @@ func TestPollerDoorbellWaitErrorBacksOff(t *testing.T) {
 		t.Fatalf("a failing doorbell wait was retried %d times in 100 ms", n)
 	}
 }
+
+// TestReattachClearsADeadLakedsSleeper: a laked killed while its session
+// slept on the region's submission doorbell leaves its sleeper announced
+// in the region (the decrement died with it), and the client would then
+// ring the doorbell (a futex wake) at every submission to the laked that
+// re-attaches it, even while that laked's poller is awake. The new laked
+// clears the dead one's announcement when it attaches a region that was
+// not detached.
+func TestReattachClearsADeadLakedsSleeper(t *testing.T) {
+	srv, err := New(Config{IdleSpin: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10}
+	l, _ := cfg.Layout()
+	m, err := shm.NewAnonymous(l.RegionSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := shm.NewRegion(m.Mem, cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sq, cq := r.SQ(), r.CQ()
+	// What a laked killed while it slept leaves behind.
+	r.SetDaemonState(shm.DaemonServing)
+	sq.Bell.Waiters.Store(1)
+	tr := &goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})}
+	if _, err := srv.Attach(tr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := sq.TrySubmit(&shm.SQE{Opcode: shm.OpNop, Tag: 7}); err != nil {
+		t.Fatal(err)
+	}
+	_ = sq.Bell.Ring()
+	var e [1]shm.CQE
+	for deadline := time.Now().Add(10 * time.Second); cq.Reap(e[:]) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the nop was not answered")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	// The poller is in its idle window (500 ms): nobody sleeps on the
+	// doorbell.
+	time.Sleep(20 * time.Millisecond)
+	if w := sq.Bell.Waiters.Load(); w != 0 {
+		t.Fatalf("%d sleepers announced on the doorbell while laked's poller is awake: the dead laked's is still there", w)
+	}
+}

@@ -203,6 +203,16 @@ func (s *session) run() {
 	defer close(ended)
 	go s.abortOnDeparture(ended)
 	defer s.teardown()
+	if s.region.DaemonState() != shm.DaemonDetached {
+		// The laked that served the region before died without
+		// detaching it (kill -9): a sleeper it had announced on the
+		// submission doorbell is announced for good (its decrement died
+		// with it), and the client would ring the doorbell at every
+		// submission. No other laked serves the region now (a client
+		// re-attaches once the old laked's connection has closed; one
+		// laked at a time opens /dev/lake).
+		s.sq.Bell.Waiters.Store(0)
+	}
 	s.sq.ResumeConsumer()
 	s.region.BumpDaemonEpoch()
 	s.region.SetDaemonState(shm.DaemonServing)
