@@ -26,6 +26,14 @@ type predictReq struct {
 	start    time.Time
 	deadline time.Time // zero: none
 	cost     uint64    // bytes taken from the admission budgets (session.admit)
+	// A request of more than Config.MaxBatch items runs in pieces, one
+	// per batch (see takeLocked): done counts its items already run (by
+	// earlier batches), piece its items [done, done+piece) in the batch
+	// that holds it now; version is the model version its pieces ran on,
+	// gpu whether one ran on the GPU. Only the runner touches them.
+	done, piece int
+	version     uint64
+	gpu         bool
 }
 
 // Queue bounds. A session's queued predicts per model are bounded so that
@@ -57,6 +65,17 @@ func (q *sessQueue) len() int           { return len(q.reqs) - q.head }
 func (q *sessQueue) peek() *predictReq  { return q.reqs[q.head] }
 func (q *sessQueue) push(r *predictReq) { q.reqs = append(q.reqs, r) }
 
+// pushFront puts r back at the head of the queue (an unfinished large
+// request after one of its pieces ran).
+func (q *sessQueue) pushFront(r *predictReq) {
+	if q.head > 0 {
+		q.head--
+		q.reqs[q.head] = r
+		return
+	}
+	q.reqs = slices.Insert(q.reqs, 0, r)
+}
+
 func (q *sessQueue) pop() *predictReq {
 	r := q.reqs[q.head]
 	q.reqs[q.head] = nil
@@ -76,7 +95,11 @@ func (q *sessQueue) pop() *predictReq {
 // nothing queued first, up to Config.MaxBatch items), asks the
 // placer, and when the batch goes to the CPU runs it on its own goroutine
 // and completes it without a hand-off. Requests that arrive meanwhile
-// form the next batch (the natural backlog). After inlineBatches batches,
+// form the next batch (the natural backlog). A batch is never larger
+// than Config.MaxBatch items: a larger request runs one piece per batch
+// (takeLocked), and between its pieces the other sessions' requests ride
+// the following batches, so a light client never waits for another
+// client's whole large request. After inlineBatches batches,
 // or for a batch placed on the GPU, the reader hands the runner role to
 // the model's runner goroutine and goes back to its ring.
 //
@@ -115,7 +138,7 @@ type batcher struct {
 	inMem, outMem    stagedMem // inBuf and outBuf of the batch as hostMem
 	inSpans          []recSpan // GPU runs path: where each request's records lie
 	outSpans         []recSpan // ...and where its outputs go
-	runs             []copyRun // planned copies of one chunk
+	runs             []copyRun // planned copies of one model call
 	inRuns, outRuns  [][]byte  // ...resolved to host memory
 	batch            []*predictReq
 	items            int
@@ -370,10 +393,17 @@ func (b *batcher) gather() bool {
 
 // takeLocked moves queued requests into the batch, one per session per
 // turn, until the batch holds limit items or the next request does not
-// fit (it then starts the next batch, so a large request is never
-// starved). A request larger than limit forms a batch of its own, run in
-// chunks of at most limit items. A zero now reads the clock when a
-// request with a deadline needs it (most have none).
+// fit (it then starts the next batch, so a request is never starved).
+//
+// A request of more than Config.MaxBatch items (a large one) is taken a
+// piece at a time: as many of its remaining items as the batch has room
+// for (r.piece, from r.done). Once the batch has run, execute puts an
+// unfinished request back at the head of its session's queue (requeue);
+// the round robin has moved on meanwhile, so the other sessions'
+// requests (a light session's first) ride the next batch instead of
+// waiting for the whole large request. A batch therefore holds at most
+// one unfinished piece (the piece fills it). A zero now reads the clock
+// when a request with a deadline needs it (most have none).
 func (b *batcher) takeLocked(now time.Time, limit int) {
 	for b.items < limit && len(b.ring) > 0 {
 		b.next %= len(b.ring)
@@ -382,18 +412,26 @@ func (b *batcher) takeLocked(now time.Time, limit int) {
 		if now.IsZero() && !r.deadline.IsZero() {
 			now = time.Now()
 		}
+		rest, k := r.n-r.done, 0
 		switch {
 		case b.missed(r, now) || r.sess.gone():
 			// answered without running: too late, or its client left
+			// (also between two pieces of a large request)
 			b.late = append(b.late, r)
-		case b.items == 0 || b.items+r.n <= limit:
-			b.batch = append(b.batch, r)
-			b.items += r.n
-			if r.sess.kernel {
-				b.kernelItems += r.n
-			}
+		case r.n > b.s.cfg.MaxBatch:
+			k = min(rest, limit-b.items)
+		case b.items == 0 || b.items+rest <= limit:
+			k = rest
 		default:
 			return
+		}
+		if k > 0 {
+			r.piece = k
+			b.batch = append(b.batch, r)
+			b.items += k
+			if r.sess.kernel {
+				b.kernelItems += k
+			}
 		}
 		q.pop()
 		b.queued--
@@ -406,12 +444,12 @@ func (b *batcher) takeLocked(now time.Time, limit int) {
 }
 
 // missed reports whether r cannot finish by its deadline: it has passed,
-// or the recent CPU cost of r's items would take it past.
+// or the recent CPU cost of r's remaining items would take it past.
 func (b *batcher) missed(r *predictReq, now time.Time) bool {
 	if r.deadline.IsZero() {
 		return false
 	}
-	est := time.Duration(b.cpuItem * float64(r.n))
+	est := time.Duration(b.cpuItem * float64(r.n-r.done))
 	return now.Add(est).After(r.deadline)
 }
 
@@ -436,8 +474,20 @@ func (b *batcher) decide() {
 	b.mu.Lock()
 	depth := b.queued
 	b.mu.Unlock()
+	// A piece of a large request is placed as the whole request was
+	// before it ran in pieces: the placer counts its items not yet run
+	// too (with max_size 64, a 1024-item request still meets a GPU
+	// policy's minimum batch, and each of its pieces goes to the GPU).
+	items, kernelItems := b.items, b.kernelItems
+	for _, r := range b.batch {
+		rest := r.n - r.done - r.piece
+		items += rest
+		if r.sess.kernel {
+			kernelItems += rest
+		}
+	}
 	b.gpu, b.hint = b.s.placeHint(BatchInfo{
-		Model: b.model.id, Items: b.items, QueueDepth: depth, KernelItems: b.kernelItems,
+		Model: b.model.id, Items: items, QueueDepth: depth, KernelItems: kernelItems,
 		CPUPerItem: time.Duration(b.cpuItem), GPUPerItem: time.Duration(b.gpuItem),
 	})
 	b.decided = true
@@ -524,13 +574,22 @@ wait:
 	b.answerLate()
 }
 
-// execute runs the gathered batch in calls of at most MaxBatch items and
-// completes every request.
+// execute runs the gathered batch (at most MaxBatch items) and completes
+// every request of it whose last piece it ran; an unfinished large
+// request goes back to its queue (requeue).
 func (b *batcher) execute() {
 	b.decide()
 	mv := b.model.current.Load()
 	info := b.model.info
 	items := b.items
+	for _, r := range b.batch {
+		if r.done > 0 && r.version != mv.version {
+			// The model was replaced between two pieces of r: this piece
+			// starts r over (its items from 0), so that all of r's
+			// outputs are of the version its completion reports.
+			r.done, r.gpu = 0, false
+		}
+	}
 	inLen, outLen := items*info.InputBytes, items*info.OutputBytes
 	if cap(b.inBuf) < inLen {
 		b.inBuf = make([]byte, inLen)
@@ -589,26 +648,39 @@ func (b *batcher) execute() {
 		status = shm.StatusModelFailed
 		b.s.log.Warn().Err(err).Uint32("model", b.model.id).Int("items", items).Msg("batch failed")
 	}
-	var gpuFlag uint64
-	if ranGPU {
-		gpuFlag = 1
-	}
 	off := 0
 	for i, r := range b.batch {
-		n := r.n * info.OutputBytes
-		c := shm.CQE{Tag: r.tag, Status: status, Results: [2]uint64{mv.version, gpuFlag}}
+		b.batch[i] = nil
+		n := r.piece * info.OutputBytes
+		c := shm.CQE{Tag: r.tag, Status: status}
 		if r.bad {
 			c.Status = shm.StatusInternal
 		} else if status == shm.StatusOK && !(direct && r.sess.dma) { // direct: the GPU wrote the arena
-			if dst, aerr := r.sess.region.ArenaRange(r.outOff, r.outLen); aerr == nil && len(dst) == n {
+			// The piece's outputs go to its offset in the request's
+			// output range (the client reads none before the completion).
+			at := uint64(r.done * info.OutputBytes)
+			if dst, aerr := r.sess.region.ArenaRange(r.outOff+at, uint64(n)); aerr == nil && at+uint64(n) <= r.outLen {
 				copy(dst, out[off:off+n])
 			} else {
 				c.Status = shm.StatusInternal // validated at accept time: cannot happen
 			}
 		}
 		off += n
+		if c.Status == shm.StatusOK {
+			r.done += r.piece
+			r.gpu = r.gpu || ranGPU
+			r.version, r.piece = mv.version, 0
+			if r.done < r.n {
+				b.requeue(r)
+				continue
+			}
+		}
+		var gpuFlag uint64 // 1: (a piece of) it ran on the GPU
+		if r.gpu || ranGPU {
+			gpuFlag = 1
+		}
+		c.Results = [2]uint64{mv.version, gpuFlag}
 		b.addCompletion(c, r)
-		b.batch[i] = nil
 	}
 	b.flushCompletions()
 	b.batch = b.batch[:0]
@@ -617,16 +689,42 @@ func (b *batcher) execute() {
 	b.decided = false
 }
 
-// stageInputs gathers every request's inputs into in (laked's batch
-// buffer): from the copy taken at accept time, or from the client's arena
-// for a request whose inputs were left there.
+// requeue puts r, a large request whose piece ran and that has items
+// left, back at the head of its session's queue for its next piece. Its
+// session's turn is over: a queue still in the ring was passed when r was
+// taken, and a queue made afresh goes last in the turn (not first like a
+// light session's). It may take the session's or the model's queue one
+// request past its bound (a batch holds at most one unfinished piece):
+// r was accepted already and must not be refused. Once stopped, r is
+// answered as the queued requests were.
+func (b *batcher) requeue(r *predictReq) {
+	b.mu.Lock()
+	if b.stopped {
+		st := b.stopSt
+		b.mu.Unlock()
+		r.sess.completeAsync(shm.CQE{Tag: r.tag, Status: st}, r)
+		return
+	}
+	q := b.queues[r.sess]
+	if q == nil {
+		q = b.newQueueLocked(r.sess) // at ring position b.next...
+		b.next++                     // ...which now follows it
+	}
+	q.pushFront(r)
+	b.queued++
+	b.mu.Unlock()
+}
+
+// stageInputs gathers the inputs of every request's piece into in
+// (laked's batch buffer): from the copy taken at accept time, or from the
+// client's arena for a request whose inputs were left there.
 func (b *batcher) stageInputs(in []byte, info ModelInfo) {
 	off := 0
 	for _, r := range b.batch {
-		n := r.n * info.InputBytes
+		n, at := r.piece*info.InputBytes, r.done*info.InputBytes
 		if r.in != nil {
-			copy(in[off:off+n], r.in)
-		} else if src, err := r.sess.region.ArenaRange(r.inOff, uint64(n)); err == nil {
+			copy(in[off:off+n], r.in[at:at+n])
+		} else if src, err := r.sess.region.ArenaRange(r.inOff+uint64(at), uint64(n)); err == nil {
 			copy(in[off:off+n], src)
 		} else {
 			clear(in[off : off+n]) // validated at accept time: cannot happen
@@ -657,22 +755,24 @@ func (b *batcher) runGPURuns(rm GPURunsModel, in, out []byte, info ModelInfo) er
 	b.inSpans, b.outSpans = b.inSpans[:0], b.outSpans[:0]
 	item, staged := 0, 0
 	for _, r := range b.batch {
+		// The request's piece: its records [done, done+piece).
 		ib, ob := uint64(item*info.InputBytes), uint64(item*info.OutputBytes)
+		ri, ro := r.done*info.InputBytes, uint64(r.done*info.OutputBytes)
 		if r.in != nil {
-			copy(in[ib:], r.in)
-			b.inSpans = append(b.inSpans, recSpan{mem: &b.inMem, off: ib, items: r.n})
+			copy(in[ib:], r.in[ri:ri+r.piece*info.InputBytes])
+			b.inSpans = append(b.inSpans, recSpan{mem: &b.inMem, off: ib, items: r.piece})
 		} else {
-			b.inSpans = append(b.inSpans, recSpan{mem: r.sess.region, off: r.inOff, items: r.n})
+			b.inSpans = append(b.inSpans, recSpan{mem: r.sess.region, off: r.inOff + uint64(ri), items: r.piece})
 		}
 		if r.sess.dma {
-			b.outSpans = append(b.outSpans, recSpan{mem: r.sess.region, off: r.outOff, items: r.n})
+			b.outSpans = append(b.outSpans, recSpan{mem: r.sess.region, off: r.outOff + ro, items: r.piece})
 		} else {
-			b.outSpans = append(b.outSpans, recSpan{mem: &b.outMem, off: ob, items: r.n})
+			b.outSpans = append(b.outSpans, recSpan{mem: &b.outMem, off: ob, items: r.piece})
 		}
 		if r.in != nil || !r.sess.dma {
-			staged += r.n
+			staged += r.piece
 		}
-		item += r.n
+		item += r.piece
 	}
 	b.s.stats.gpuStagedItems.Add(uint64(staged))
 	b.s.stats.gpuDirectItems.Add(uint64(item - staged))

@@ -30,7 +30,10 @@
 //   - batcher: one per served model; gathers what is queued, round robin
 //     across sessions, up to a maximum batch size (waiting for more, an
 //     adaptive wait, only when the GPU would take a larger batch), runs
-//     it as one batch, and scatters the outputs.
+//     it as one batch, and scatters the outputs. A request larger than
+//     the maximum batch size runs one piece per batch, the other
+//     sessions' requests riding the batches between its pieces; it
+//     completes once, when its last piece has run.
 //   - The GPU copy path (gpucopy.go): a client's region is registered
 //     with the GPU backend (backend.HostRegisterer) while it is attached.
 //     For a model whose GPU path copies runs (GPURunsModel: LinnOS and

@@ -160,7 +160,8 @@ func predictAll(t *testing.T, sock string, base laked.Model, ns []int) int {
 // with the GPU backend, a GPU batch gets its inputs and writes its
 // outputs as runs inside the client's registered region (no staging in
 // laked): one input and one output run per request, split only at
-// batch.max_size; a request larger than it runs in chunks. Answers are
+// batch.max_size; a request larger than it runs in pieces (one per
+// batch, each from its offset in the arena). Answers are
 // the CPU model's, and the items are counted as direct.
 func TestGPURunsFromRegisteredArena(t *testing.T) {
 	base, err := laked.NewMLPModel("mlp", laked.DemoMLPBlob(1, 8, 16, 2))
@@ -173,7 +174,7 @@ func TestGPURunsFromRegisteredArena(t *testing.T) {
 	ns := []int{1, 5, 16, 40, 3}
 	total := predictAll(t, sock, base, ns)
 	calls, inRuns, outRuns, inInside, outInside := g.counts()
-	// 40 items at max_size 16: 3 calls; the others one each.
+	// 40 items at max_size 16: 3 pieces, 3 calls; the others one each.
 	if calls != len(ns)+2 || inRuns != calls || outRuns != calls {
 		t.Fatalf("%d calls with %d input and %d output runs, want %d each", calls, inRuns, outRuns, len(ns)+2)
 	}
@@ -184,16 +185,17 @@ func TestGPURunsFromRegisteredArena(t *testing.T) {
 	if st.GPUDirectItems != uint64(total) || st.GPUStagedItems != 0 || st.GPUFallbacks != 0 {
 		t.Fatalf("direct %d staged %d fallbacks %d, want %d direct", st.GPUDirectItems, st.GPUStagedItems, st.GPUFallbacks, total)
 	}
-	// The GPU path fails: the batch runs on the CPU, from inputs read
-	// out of the arena then, with the right answers.
+	// The GPU path fails: each batch (the 4 items; each of the two
+	// pieces of the 20) runs on the CPU, from inputs read out of the
+	// arena then, with the right answers.
 	g.fail.Store(true)
 	predictAll(t, sock, base, []int{4, 20})
-	if c, _, _, _, _ := g.counts(); c != calls+2 {
-		t.Fatalf("GPU path called %d times after failing", c-calls)
+	if c, _, _, _, _ := g.counts(); c != calls+3 {
+		t.Fatalf("GPU path called %d times after failing, want 3 (one per batch)", c-calls)
 	}
 	// Each failed GPU batch ran on the CPU: a fallback.
-	if st := srv.Stats(); st.GPUFallbacks != 2 {
-		t.Fatalf("fallbacks %d after two failed GPU batches", st.GPUFallbacks)
+	if st := srv.Stats(); st.GPUFallbacks != 3 {
+		t.Fatalf("fallbacks %d after three failed GPU batches", st.GPUFallbacks)
 	}
 }
 

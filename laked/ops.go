@@ -259,7 +259,7 @@ func (s *session) acceptPredict(e *shm.SQE) shm.Status {
 // registered this client's region (a GPU batch then copies them by DMA;
 // a CPU batch copies them into laked's buffer when it runs), and the
 // input and output ranges do not overlap (an in-place predict is copied
-// now, so a chunk's outputs never overwrite inputs not yet read).
+// now, so a piece's outputs never overwrite inputs not yet read).
 func (s *session) leaveInArena(sm *servedModel, a *[shm.NumArgs]uint64) bool {
 	if !s.dma || !s.srv.gpuAvailable() {
 		return false

@@ -73,7 +73,7 @@ var DefaultConfig = Config{
 // BatchInfo is what a Placer sees about one batch.
 type BatchInfo struct {
 	Model      uint32
-	Items      int           // items in the batch
+	Items      int           // items in the batch, and those of its large requests' later pieces (see batcher.decide)
 	QueueDepth int           // requests waiting behind it
 	CPUPerItem time.Duration // recent CPU cost per item (0: unknown)
 	GPUPerItem time.Duration // recent GPU cost per item (0: unknown)
