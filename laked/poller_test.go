@@ -773,3 +773,85 @@ func TestReattachClearsADeadLakedsSleeper(t *testing.T) {
 		t.Fatalf("%d sleepers announced on the doorbell while laked's poller is awake: the dead laked's is still there", w)
 	}
 }
+
+// TestPollerIdleWindow: after work, the poller spins for its idle window
+// and then naps (IdleSpin), never naps (BusyPoll), or naps at once
+// (negative IdleSpin); once its last session has left it naps whatever
+// the mode.
+func TestPollerIdleWindow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		// awake: the poller must still be awake this long after the
+		// work; napBy: it must nap within this (0: never).
+		awake, napBy time.Duration
+	}{
+		{"IdleSpin=-1", Config{IdleSpin: -1}, 0, 2 * time.Second},
+		{"IdleSpin=300ms", Config{IdleSpin: 300 * time.Millisecond}, 100 * time.Millisecond, 5 * time.Second},
+		{"BusyPoll", Config{BusyPoll: true}, 300 * time.Millisecond, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, err := New(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := srv.poller
+			cfg := shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10}
+			l, _ := cfg.Layout()
+			m, err := shm.NewAnonymous(l.RegionSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := shm.NewRegion(m.Mem, cfg, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := &goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})}
+			if _, err := srv.Attach(tr); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := srv.Shutdown(context.Background()); err != nil {
+					t.Error(err)
+				}
+			}()
+			sq, cq := r.SQ(), r.CQ()
+			if err := sq.TrySubmit(&shm.SQE{Opcode: shm.OpNop, Tag: 1}); err != nil {
+				t.Fatal(err)
+			}
+			_ = sq.Bell.Ring()
+			var e [1]shm.CQE
+			for deadline := time.Now().Add(10 * time.Second); cq.Reap(e[:]) == 0; {
+				if time.Now().After(deadline) {
+					t.Fatal("the nop was not answered")
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+			answered := time.Now()
+			p.mu.Lock()
+			n := p.nap
+			p.mu.Unlock()
+			for {
+				napped := closed(n.asleep)
+				since := time.Since(answered)
+				if napped && since < tc.awake {
+					t.Fatalf("the poller napped %v after its work, inside its idle window", since)
+				}
+				if napped {
+					t.Logf("napped within %v", since)
+					break
+				}
+				if tc.napBy == 0 && since > tc.awake {
+					break // BusyPoll: still awake
+				}
+				if tc.napBy > 0 && since > tc.napBy {
+					t.Fatalf("the poller is still awake %v after its work", since)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			// The session leaves: the poller hands it back and naps.
+			close(tr.gone)
+			napOf(t, p)
+		})
+	}
+}
