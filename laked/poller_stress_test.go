@@ -21,19 +21,28 @@ type keptTransport struct{ goneTransport }
 
 func (*keptTransport) Close() error { return nil }
 
+// A stress client's predict has at most stressMaxItems 4-byte records,
+// its inputs and then its outputs in its tag's stretch of the arena.
+const (
+	stressMaxItems = 128 // twice the default batch.max_size
+	stressStride   = 8 * stressMaxItems
+)
+
 // stressClient submits a random mix of predicts, nops and device
 // operations (which the poller hands to the session's goroutine), tags
 // them with their ring positions and checks every answer.
 type stressClient struct {
-	r    *shm.Region
-	tr   *keptTransport
-	sq   *shm.SQ
-	cq   *shm.CQ
-	next uint64                // tag (= ring position) of the next submission
-	ops  map[uint64]shm.Opcode // submitted, not yet answered
-	sync []uint64              // tags of the non-predicts not yet answered, in order
-	done int                   // answers
-	err  error
+	r     *shm.Region
+	tr    *keptTransport
+	sq    *shm.SQ
+	cq    *shm.CQ
+	next  uint64                // tag (= ring position) of the next submission
+	low   uint64                // no tag below it is unanswered
+	ops   map[uint64]shm.Opcode // submitted, not yet answered
+	items map[uint64]uint64     // records of the predicts in ops
+	sync  []uint64              // tags of the non-predicts not yet answered, in order
+	done  int                   // answers
+	err   error
 }
 
 func (c *stressClient) fail(format string, args ...any) {
@@ -43,18 +52,35 @@ func (c *stressClient) fail(format string, args ...any) {
 }
 
 func (c *stressClient) submit(rng *rand.Rand) bool {
-	if len(c.ops) >= window {
+	// Its records are at its tag's stretch of the arena: no submission
+	// may reuse the stretch of one still unanswered.
+	for c.low < c.next {
+		if _, ok := c.ops[c.low]; ok {
+			break
+		}
+		c.low++
+	}
+	if c.next-c.low >= window {
 		return false
 	}
 	tag := c.next
 	e := shm.SQE{Opcode: shm.OpNop, Tag: tag}
 	switch k := rng.IntN(10); {
 	case k < 7:
-		slot := tag % window
-		in, _ := c.r.ArenaRange(slot*8, 4)
-		binary.LittleEndian.PutUint32(in, uint32(tag))
+		// Mostly 1-4 records; a few larger than a batch (run in
+		// pieces, with other sessions' requests between them).
+		n := uint64(1 + rng.IntN(4))
+		if rng.IntN(20) == 0 {
+			n = stressMaxItems/2 + uint64(rng.IntN(stressMaxItems/2))
+		}
+		off := (tag % window) * stressStride
+		in, _ := c.r.ArenaRange(off, 4*n)
+		for i := uint64(0); i < n; i++ {
+			binary.LittleEndian.PutUint32(in[4*i:], uint32(tag*stressMaxItems+i))
+		}
 		e.Opcode = shm.OpPredict
-		e.Args = [shm.NumArgs]uint64{1, 1, slot * 8, 4, slot*8 + 4, 4}
+		e.Args = [shm.NumArgs]uint64{1, n, off, 4 * n, off + 4*stressMaxItems, 4 * n}
+		c.items[tag] = n
 	case k < 9:
 	default:
 		e.Opcode = shm.OpMemAlloc // no backend: "not supported", by the session's goroutine
@@ -91,7 +117,9 @@ func (c *stressClient) reap() {
 				c.fail("tag %d answered twice or never submitted (%d submitted)", e.Tag, c.next)
 				continue
 			}
+			n := c.items[e.Tag]
 			delete(c.ops, e.Tag)
+			delete(c.items, e.Tag)
 			c.done++
 			if op != shm.OpPredict {
 				// Operations that complete at once are answered in
@@ -108,9 +136,12 @@ func (c *stressClient) reap() {
 			switch e.Status {
 			case want:
 				if op == shm.OpPredict {
-					out, _ := c.r.ArenaRange((e.Tag%window)*8+4, 4)
-					if got := binary.LittleEndian.Uint32(out); got != uint32(e.Tag)+1 {
-						c.fail("tag %d answered %d, want %d", e.Tag, got, e.Tag+1)
+					out, _ := c.r.ArenaRange((e.Tag%window)*stressStride+4*stressMaxItems, 4*n)
+					for i := uint64(0); i < n; i++ {
+						if got, want := binary.LittleEndian.Uint32(out[4*i:]), uint32(e.Tag*stressMaxItems+i)+1; got != want {
+							c.fail("tag %d record %d of %d answered %d, want %d", e.Tag, i, n, got, want)
+							break
+						}
 					}
 				}
 			case shm.StatusShutdown:
@@ -121,8 +152,8 @@ func (c *stressClient) reap() {
 	}
 }
 
-// TestPollerStressHandOffs: clients submit random mixes of predicts,
-// nops and device operations (each a hand-off from the poller to the
+// TestPollerStressHandOffs: clients submit random mixes of predicts (a
+// few larger than a batch), nops and device operations (each a hand-off from the poller to the
 // session's goroutine and back) in bursts with pauses (the poller naps
 // and is woken), some reaping slowly (back-pressure: completion rings
 // smaller than what they keep unanswered); one client leaves mid-run
@@ -152,7 +183,7 @@ func stressHandOffs(t *testing.T, spin time.Duration) {
 		if i%3 == 2 {
 			cqEntries = 64 // a slow reaper's ring overflows
 		}
-		cfg := shm.Config{SQEntries: 64, CQEntries: cqEntries, ArenaSize: 64 << 10}
+		cfg := shm.Config{SQEntries: 64, CQEntries: cqEntries, ArenaSize: window * stressStride}
 		l, _ := cfg.Layout()
 		m, err := shm.NewAnonymous(l.RegionSize)
 		if err != nil {
@@ -167,7 +198,7 @@ func stressHandOffs(t *testing.T, spin time.Duration) {
 		if _, err := srv.Attach(tr); err != nil {
 			t.Fatal(err)
 		}
-		cs = append(cs, &stressClient{r: r, tr: tr, sq: r.SQ(), cq: r.CQ(), ops: map[uint64]shm.Opcode{}})
+		cs = append(cs, &stressClient{r: r, tr: tr, sq: r.SQ(), cq: r.CQ(), ops: map[uint64]shm.Opcode{}, items: map[uint64]uint64{}})
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
