@@ -350,9 +350,17 @@ func (b *batcher) runInline(polled bool) {
 }
 
 // cheap reports whether the gathered batch is expected to run on the CPU
-// within polledBatchCost (the model's cost per item is known).
+// within polledBatchCost (the model's cost per item is known). A piece
+// of a large request counts with the request's items not yet run: the
+// poller would otherwise run its pieces back to back (up to
+// inlineBatches) instead of reading the other sessions' rings; such a
+// request goes to the runner goroutine, as it did as one batch.
 func (b *batcher) cheap() bool {
-	return b.cpuItem > 0 && b.cpuItem*float64(b.items) <= float64(polledBatchCost)
+	items := b.items
+	for _, r := range b.batch {
+		items += r.n - r.done - r.piece
+	}
+	return b.cpuItem > 0 && b.cpuItem*float64(items) <= float64(polledBatchCost)
 }
 
 // runOwned runs batches on the runner goroutine until nothing is queued.
@@ -396,14 +404,16 @@ func (b *batcher) gather() bool {
 // fit (it then starts the next batch, so a request is never starved).
 //
 // A request of more than Config.MaxBatch items (a large one) is taken a
-// piece at a time: as many of its remaining items as the batch has room
-// for (r.piece, from r.done). Once the batch has run, execute puts an
-// unfinished request back at the head of its session's queue (requeue);
-// the round robin has moved on meanwhile, so the other sessions'
-// requests (a light session's first) ride the next batch instead of
-// waiting for the whole large request. A batch therefore holds at most
-// one unfinished piece (the piece fills it). A zero now reads the clock
-// when a request with a deadline needs it (most have none).
+// piece at a time (r.piece items from r.done): a piece of limit items
+// starts a batch of its own and fills it; only a last piece that fits
+// joins a batch with other requests. Once the batch has run, execute
+// puts an unfinished request back at the head of its session's queue
+// (requeue); the round robin has moved on meanwhile, so the other
+// sessions' requests (a light session's first) form the next batch
+// instead of waiting for the whole large request, and a light request
+// never waits for more than the piece in progress and its own batch. A
+// batch therefore holds at most one unfinished piece. A zero now reads
+// the clock when a request with a deadline needs it (most have none).
 func (b *batcher) takeLocked(now time.Time, limit int) {
 	for b.items < limit && len(b.ring) > 0 {
 		b.next %= len(b.ring)
@@ -418,8 +428,8 @@ func (b *batcher) takeLocked(now time.Time, limit int) {
 			// answered without running: too late, or its client left
 			// (also between two pieces of a large request)
 			b.late = append(b.late, r)
-		case r.n > b.s.cfg.MaxBatch:
-			k = min(rest, limit-b.items)
+		case r.n > b.s.cfg.MaxBatch && b.items == 0:
+			k = min(rest, limit)
 		case b.items == 0 || b.items+rest <= limit:
 			k = rest
 		default:

@@ -101,3 +101,44 @@ func sessionsOf(rs []*predictReq) []uint32 {
 	}
 	return ids
 }
+
+// TestPieceCheapCountsWholeRequest: the poller runs a batch itself only
+// if it is cheap; a piece of a large request counts with the request's
+// items not yet run (it goes to the runner goroutine, as the whole
+// request did as one batch), while a batch of as many small items is
+// cheap. A large request's piece starts a batch of its own: a small
+// request queued behind it in the turn forms the next batch.
+func TestPieceCheapCountsWholeRequest(t *testing.T) {
+	const maxBatch = 8
+	srv := &Server{cfg: Config{MaxBatch: maxBatch}}
+	b := &batcher{s: srv, queues: map[*session]*sessQueue{}}
+	b.cpuItem = float64(polledBatchCost) / (2 * maxBatch) // a full batch is cheap
+	heavy, light := &session{id: 1, t: stubTransport{}}, &session{id: 2, t: stubTransport{}}
+	for _, r := range []*predictReq{{sess: heavy, n: 8 * maxBatch}, {sess: light, n: 1}} {
+		if st := b.enqueue(r); st != shm.StatusOK {
+			t.Fatal(st)
+		}
+	}
+	take := func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.batch, b.items = b.batch[:0], 0
+		b.takeLocked(time.Time{}, maxBatch)
+	}
+	take() // the light request; the large one does not join its batch
+	if len(b.batch) != 1 || b.batch[0].sess != light || !b.cheap() {
+		t.Fatalf("first batch %v (%d items), cheap %v: want the light request alone, cheap", sessionsOf(b.batch), b.items, b.cheap())
+	}
+	take() // a piece of the large request
+	if len(b.batch) != 1 || b.items != maxBatch || b.batch[0].piece != maxBatch {
+		t.Fatalf("second batch %v of %d items, want one piece of %d", sessionsOf(b.batch), b.items, maxBatch)
+	}
+	if b.cheap() {
+		t.Fatalf("a piece of %d of a %d-item request counted as cheap for the poller", maxBatch, 8*maxBatch)
+	}
+	b.batch[0].piece = 0
+	b.batch[0].done = 8*maxBatch - 2 // its last piece: 2 items
+	if !b.cheap() {
+		t.Fatal("a large request's last 2 items not cheap")
+	}
+}

@@ -116,7 +116,8 @@ func predictVals(ctx context.Context, c *lakelib.Client, model uint32, n int, ba
 // TestLightRequestRidesBetweenPieces: client A's request of
 // 16×batch.max_size items is running (its first piece held in the model)
 // when client B queues a request of one item; B's item runs in the very
-// next model call, beside A's next piece, not after A's whole request.
+// next model call (a batch of its own: A's next piece follows it), not
+// after A's whole request.
 // A's request still runs every item exactly once, in calls of at most
 // max_size items, and each request completes once.
 func TestLightRequestRidesBetweenPieces(t *testing.T) {
