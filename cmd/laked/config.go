@@ -185,7 +185,7 @@ var keys = []key{
 	{"watchdog", time.Duration(0), "", ""},
 	{"log.level", "info", "log-level", "debug, info, warn or error"},
 	{"log.format", "auto", "log-format", "json, console or auto"},
-	{"batch.max_size", 64, "max-batch", "most items in one model call (larger requests run in chunks)"},
+	{"batch.max_size", 64, "max-batch", "most items in one model call and one batch (a larger request runs one piece per batch)"},
 	{"batch.max_wait", 200 * time.Microsecond, "max-wait", "longest a predict batch waits for more requests (only for the GPU)"},
 	{"policy.name", "default", "policy", "shipped placement policy: " + strings.Join(shippedNames(), ", ")},
 	{"policy.file", "", "policy-file", "compiled eBPF policy object to load instead"},
