@@ -508,6 +508,39 @@ func regionWord(r *shm.Region, off uint64) *atomic.Uint32 {
 }
 
 // napOf returns the poller's current nap once its loop sleeps in it.
+// newTestServer is New(cfg), shut down when the test ends.
+func newTestServer(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return srv
+}
+
+// newGoneTransport is a client region (64-slot rings, client id 1) in
+// anonymous memory, and a transport for it whose gone channel the test
+// closes when the client should leave.
+func newGoneTransport(t *testing.T) *goneTransport {
+	t.Helper()
+	cfg := shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10}
+	l, _ := cfg.Layout()
+	m, err := shm.NewAnonymous(l.RegionSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := shm.NewRegion(m.Mem, cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})}
+}
+
 func napOf(t *testing.T, p *poller) *nap {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
@@ -534,30 +567,14 @@ func napOf(t *testing.T, p *poller) *nap {
 // long as the client liked.) The client's real submissions are served
 // afterwards as before.
 func TestPollerNapsWhenAClientScribblesItsHead(t *testing.T) {
-	srv, err := New(Config{IdleSpin: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newTestServer(t, Config{IdleSpin: -1})
 	p := srv.poller
-	cfg := shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10}
-	l, _ := cfg.Layout()
-	m, err := shm.NewAnonymous(l.RegionSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := shm.NewRegion(m.Mem, cfg, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})}
+	tr := newGoneTransport(t)
+	r := tr.r
+	l := r.Layout()
 	if _, err := srv.Attach(tr); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := srv.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
 	sq, cq := r.SQ(), r.CQ()
 	nop := func(tag uint64) {
 		t.Helper()
@@ -688,30 +705,12 @@ func (f *failingWaitTransport) WaitSubmissions(func() bool, time.Duration) error
 // pause (as the session reader always did), instead of calling it (and
 // logging its warning) in a tight loop.
 func TestPollerDoorbellWaitErrorBacksOff(t *testing.T) {
-	srv, err := New(Config{IdleSpin: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10}
-	l, _ := cfg.Layout()
-	m, err := shm.NewAnonymous(l.RegionSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := shm.NewRegion(m.Mem, cfg, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &failingWaitTransport{goneTransport: goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})}}
+	srv := newTestServer(t, Config{IdleSpin: -1})
+	tr := &failingWaitTransport{goneTransport: *newGoneTransport(t)}
 	if _, err := srv.Attach(tr); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		close(tr.gone)
-		if err := srv.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	t.Cleanup(func() { close(tr.gone) }) // before the server's Shutdown (cleanups run last first)
 	napOf(t, srv.poller)
 	w0 := tr.waits.Load()
 	time.Sleep(100 * time.Millisecond)
@@ -728,33 +727,16 @@ func TestPollerDoorbellWaitErrorBacksOff(t *testing.T) {
 // clears the dead one's announcement when it attaches a region that was
 // not detached.
 func TestReattachClearsADeadLakedsSleeper(t *testing.T) {
-	srv, err := New(Config{IdleSpin: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10}
-	l, _ := cfg.Layout()
-	m, err := shm.NewAnonymous(l.RegionSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := shm.NewRegion(m.Mem, cfg, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newTestServer(t, Config{IdleSpin: 500 * time.Millisecond})
+	tr := newGoneTransport(t)
+	r := tr.r
 	sq, cq := r.SQ(), r.CQ()
 	// What a laked killed while it slept leaves behind.
 	r.SetDaemonState(shm.DaemonServing)
 	sq.Bell.Waiters.Store(1)
-	tr := &goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})}
 	if _, err := srv.Attach(tr); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := srv.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
 	if err := sq.TrySubmit(&shm.SQE{Opcode: shm.OpNop, Tag: 7}); err != nil {
 		t.Fatal(err)
 	}
@@ -791,30 +773,13 @@ func TestPollerIdleWindow(t *testing.T) {
 		{"BusyPoll", Config{BusyPoll: true}, 300 * time.Millisecond, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, err := New(tc.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			srv := newTestServer(t, tc.cfg)
 			p := srv.poller
-			cfg := shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10}
-			l, _ := cfg.Layout()
-			m, err := shm.NewAnonymous(l.RegionSize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := shm.NewRegion(m.Mem, cfg, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr := &goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})}
+			tr := newGoneTransport(t)
+			r := tr.r
 			if _, err := srv.Attach(tr); err != nil {
 				t.Fatal(err)
 			}
-			defer func() {
-				if err := srv.Shutdown(context.Background()); err != nil {
-					t.Error(err)
-				}
-			}()
 			sq, cq := r.SQ(), r.CQ()
 			if err := sq.TrySubmit(&shm.SQE{Opcode: shm.OpNop, Tag: 1}); err != nil {
 				t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lakeos/lake/internal/lakedtest"
 )
 
 // TestMain lets the test binary act as lakectl when
@@ -21,45 +23,6 @@ func TestMain(m *testing.M) {
 		main()
 	}
 	os.Exit(m.Run())
-}
-
-// burstProcs lists the live processes whose command line runs lakectl
-// burst on sock (bench --burst's child).
-func burstProcs(t *testing.T, sock string) []int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(b), "\x00")
-		hasSock, hasBurst := false, false
-		for _, a := range args {
-			hasSock = hasSock || a == sock
-			hasBurst = hasBurst || a == "burst"
-		}
-		if !hasSock || !hasBurst {
-			continue
-		}
-		// A zombie is reaped by its parent; one whose parent is gone is
-		// not ours to count.
-		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:])); len(f) > 0 && f[0] == "Z" {
-				continue
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
 }
 
 // TestBenchBurst: bench --burst measures the client unloaded and while
@@ -115,7 +78,7 @@ func TestBenchBurst(t *testing.T) {
 	if st := f.srv.Stats(); st.BatchItems < burst+uint64(rep.OutputsChecked) {
 		t.Fatalf("laked ran %d items; bursters counted %d, measured %d", st.BatchItems, burst, rep.OutputsChecked)
 	}
-	if p := burstProcs(t, f.sock); len(p) != 0 {
+	if p := lakedtest.BurstProcs(t, f.sock); len(p) != 0 {
 		t.Fatalf("bursting processes left: %v", p)
 	}
 
@@ -146,7 +109,7 @@ func TestBenchBurst(t *testing.T) {
 	if code, _, errs := f.ctl(t, "bench", "--model", "9", "--burst", "2", "--count", "10"); code != 1 || !strings.Contains(errs, "model 9") {
 		t.Fatalf("bench --burst on a missing model: %d %s", code, errs)
 	}
-	if p := burstProcs(t, f.sock); len(p) != 0 {
+	if p := lakedtest.BurstProcs(t, f.sock); len(p) != 0 {
 		t.Fatalf("bursting processes left: %v", p)
 	}
 }
@@ -209,13 +172,13 @@ func TestBurstChildEndsWithBench(t *testing.T) {
 			// once the child has been bursting a while (past its
 			// "bursting" line: a child that dies writing to the dead
 			// parent's pipe would hide a missing Pdeathsig).
-			for deadline := time.Now().Add(60 * time.Second); len(burstProcs(t, f.sock)) == 0; time.Sleep(5 * time.Millisecond) {
+			for deadline := time.Now().Add(60 * time.Second); len(lakedtest.BurstProcs(t, f.sock)) == 0; time.Sleep(5 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					t.Fatal("no bursting child within 60 s")
 				}
 			}
 			time.Sleep(300 * time.Millisecond)
-			child := burstProcs(t, f.sock)
+			child := lakedtest.BurstProcs(t, f.sock)
 			if len(child) == 0 {
 				t.Fatal("the bursting child ended within 300 ms of the 50000-predict loaded phase")
 			}
@@ -245,7 +208,7 @@ func TestBurstChildEndsWithBench(t *testing.T) {
 				wait = 0 // bench reaped it before exiting
 			}
 			for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) {
-				p := burstProcs(t, f.sock)
+				p := lakedtest.BurstProcs(t, f.sock)
 				if len(p) == 0 {
 					break
 				}

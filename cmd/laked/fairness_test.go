@@ -9,10 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/lakeos/lake/internal/lakedtest"
 	"github.com/lakeos/lake/linnos"
 )
 
@@ -189,41 +189,11 @@ func TestFairnessThroughLakectl(t *testing.T) {
 			t.Fatalf("input %d: laked %d, CPU model %d", k, got, want[0])
 		}
 	}
-	if p := burstChildren(t, sock); len(p) != 0 {
+	if p := lakedtest.BurstProcs(t, sock); len(p) != 0 {
 		t.Fatalf("bursting processes left after bench returned: %v", p)
 	}
 	if os.Getenv("LAKE_FAIRNESS_P99") != "" && rep.P99Ratio > 5 {
 		t.Fatalf("measured client's p99 %v while 31 clients burst, %.1fx its unloaded p99 %v (issue 13: <= 5x)",
 			time.Duration(rep.Loaded.P99Ns), rep.P99Ratio, time.Duration(rep.Unloaded.P99Ns))
 	}
-}
-
-// burstChildren lists the live processes running lakectl burst on sock.
-func burstChildren(t *testing.T, sock string) []int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(b), "\x00")
-		hasSock, hasBurst := false, false
-		for _, a := range args {
-			hasSock = hasSock || a == sock
-			hasBurst = hasBurst || a == "burst"
-		}
-		if hasSock && hasBurst {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
