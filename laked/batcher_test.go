@@ -64,6 +64,31 @@ func (m *echoModel) Predict(in, out []byte, n int) error {
 
 const echoID = 7
 
+// burstRing dials a bursting client with ring-entry rings that sleeps
+// for its completions (a ring's worth coming) instead of spinning, and
+// returns it with cycle, which submits the whole ring of echo predicts
+// as one Batch and returns their completions (valid until the next
+// cycle).
+func burstRing(t *testing.T, sock string, ring int) (*lakelib.Client, func(context.Context) ([]shm.CQE, error)) {
+	t.Helper()
+	c := dial(t, sock, lakelib.Options{Region: shm.Config{SQEntries: uint32(ring), CQEntries: uint32(ring)}, SpinMax: time.Microsecond})
+	in, err := c.AllocHost(8 * ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.AllocHost(8 * ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, cs := make([]shm.SQE, ring), make([]shm.CQE, ring)
+	return c, func(ctx context.Context) ([]shm.CQE, error) {
+		for i := range es {
+			es[i] = shm.SQE{Opcode: shm.OpPredict, Args: [shm.NumArgs]uint64{echoID, 1, in.Offset() + uint64(8*i), 8, out.Offset() + uint64(8*i), 8}}
+		}
+		return cs, c.Batch(ctx, es, cs)
+	}
+}
+
 func startEcho(t *testing.T, cfg laked.Config, m *echoModel) (*laked.Server, string) {
 	t.Helper()
 	srv, sock := startServer(t, cfg)
@@ -427,16 +452,7 @@ func TestBurstingClients(t *testing.T) {
 	for k := 0; k < bursters; k++ {
 		// A bursting client sleeps for its completions (it has a ring's
 		// worth coming) instead of spinning for them.
-		c := dial(t, sock, lakelib.Options{Region: shm.Config{SQEntries: ring, CQEntries: ring}, SpinMax: time.Microsecond})
-		in, err := c.AllocHost(8 * ring)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := c.AllocHost(8 * ring)
-		if err != nil {
-			t.Fatal(err)
-		}
-		es, cs := make([]shm.SQE, ring), make([]shm.CQE, ring)
+		_, cycle := burstRing(t, sock, ring)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -446,11 +462,9 @@ func TestBurstingClients(t *testing.T) {
 					return
 				default:
 				}
-				for i := range es {
-					es[i] = shm.SQE{Opcode: shm.OpPredict, Args: [shm.NumArgs]uint64{echoID, 1, in.Offset() + uint64(8*i), 8, out.Offset() + uint64(8*i), 8}}
-				}
 				t0 := time.Now()
-				if err := c.Batch(ctx, es, cs); err != nil {
+				cs, err := cycle(ctx)
+				if err != nil {
 					t.Error(err)
 					return
 				}

@@ -117,17 +117,8 @@ func TestBurstingClientsRingNoDoorbell(t *testing.T) {
 	errs := make(chan error, clients)
 	var sqs []*shm.SQ
 	for k := 0; k < clients; k++ {
-		c := dial(t, sock, lakelib.Options{Region: shm.Config{SQEntries: ring, CQEntries: ring}, SpinMax: time.Microsecond})
-		in, err := c.AllocHost(8 * ring)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := c.AllocHost(8 * ring)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, cycle := burstRing(t, sock, ring)
 		sqs = append(sqs, c.Region().SQ())
-		es, cs := make([]shm.SQE, ring), make([]shm.CQE, ring)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -137,10 +128,8 @@ func TestBurstingClientsRingNoDoorbell(t *testing.T) {
 					return
 				default:
 				}
-				for i := range es {
-					es[i] = shm.SQE{Opcode: shm.OpPredict, Args: [shm.NumArgs]uint64{echoID, 1, in.Offset() + uint64(8*i), 8, out.Offset() + uint64(8*i), 8}}
-				}
-				if err := c.Batch(ctx, es, cs); err != nil {
+				cs, err := cycle(ctx)
+				if err != nil {
 					errs <- err
 					return
 				}

@@ -523,6 +523,25 @@ func newTestServer(t *testing.T, cfg Config) *Server {
 	return srv
 }
 
+// answerNop submits a nop with tag on r's ring, rings laked, and returns
+// its completion once laked has posted it.
+func answerNop(t *testing.T, r *shm.Region, tag uint64) shm.CQE {
+	t.Helper()
+	sq, cq := r.SQ(), r.CQ()
+	if err := sq.TrySubmit(&shm.SQE{Opcode: shm.OpNop, Tag: tag}); err != nil {
+		t.Fatal(err)
+	}
+	_ = sq.Bell.Ring()
+	var e [1]shm.CQE
+	for deadline := time.Now().Add(10 * time.Second); cq.Reap(e[:]) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("nop %d not answered", tag)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return e[0]
+}
+
 // newGoneTransport is a client region (64-slot rings, client id 1) in
 // anonymous memory, and a transport for it whose gone channel the test
 // closes when the client should leave.
@@ -575,22 +594,11 @@ func TestPollerNapsWhenAClientScribblesItsHead(t *testing.T) {
 	if _, err := srv.Attach(tr); err != nil {
 		t.Fatal(err)
 	}
-	sq, cq := r.SQ(), r.CQ()
+	sq := r.SQ()
 	nop := func(tag uint64) {
 		t.Helper()
-		if err := sq.TrySubmit(&shm.SQE{Opcode: shm.OpNop, Tag: tag}); err != nil {
-			t.Fatal(err)
-		}
-		_ = sq.Bell.Ring()
-		var e [1]shm.CQE
-		for deadline := time.Now().Add(10 * time.Second); cq.Reap(e[:]) == 0; {
-			if time.Now().After(deadline) {
-				t.Fatalf("nop %d not answered", tag)
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
-		if e[0].Tag != tag || e[0].Status != shm.StatusOK {
-			t.Fatalf("nop %d answered tag %d, %v", tag, e[0].Tag, e[0].Status)
+		if e := answerNop(t, r, tag); e.Tag != tag || e.Status != shm.StatusOK {
+			t.Fatalf("nop %d answered tag %d, %v", tag, e.Tag, e.Status)
 		}
 	}
 	nop(1)
@@ -730,24 +738,14 @@ func TestReattachClearsADeadLakedsSleeper(t *testing.T) {
 	srv := newTestServer(t, Config{IdleSpin: 500 * time.Millisecond})
 	tr := newGoneTransport(t)
 	r := tr.r
-	sq, cq := r.SQ(), r.CQ()
+	sq := r.SQ()
 	// What a laked killed while it slept leaves behind.
 	r.SetDaemonState(shm.DaemonServing)
 	sq.Bell.Waiters.Store(1)
 	if _, err := srv.Attach(tr); err != nil {
 		t.Fatal(err)
 	}
-	if err := sq.TrySubmit(&shm.SQE{Opcode: shm.OpNop, Tag: 7}); err != nil {
-		t.Fatal(err)
-	}
-	_ = sq.Bell.Ring()
-	var e [1]shm.CQE
-	for deadline := time.Now().Add(10 * time.Second); cq.Reap(e[:]) == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the nop was not answered")
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+	answerNop(t, r, 7)
 	// The poller is in its idle window (500 ms): nobody sleeps on the
 	// doorbell.
 	time.Sleep(20 * time.Millisecond)
@@ -780,18 +778,7 @@ func TestPollerIdleWindow(t *testing.T) {
 			if _, err := srv.Attach(tr); err != nil {
 				t.Fatal(err)
 			}
-			sq, cq := r.SQ(), r.CQ()
-			if err := sq.TrySubmit(&shm.SQE{Opcode: shm.OpNop, Tag: 1}); err != nil {
-				t.Fatal(err)
-			}
-			_ = sq.Bell.Ring()
-			var e [1]shm.CQE
-			for deadline := time.Now().Add(10 * time.Second); cq.Reap(e[:]) == 0; {
-				if time.Now().After(deadline) {
-					t.Fatal("the nop was not answered")
-				}
-				time.Sleep(100 * time.Microsecond)
-			}
+			answerNop(t, r, 1)
 			answered := time.Now()
 			p.mu.Lock()
 			n := p.nap
