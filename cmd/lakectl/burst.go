@@ -20,12 +20,14 @@ type burstOpts struct {
 	model   int64
 	clients int
 	ring    int
+	pause   time.Duration // after each ring (0: resubmit at once)
 }
 
 // Burst limits.
 const (
 	maxBurstClients = 256 // laked's default max_clients
 	maxBurstRing    = 4096
+	maxBurstPause   = time.Second
 )
 
 func (o burstOpts) validate(cmd string) error {
@@ -36,6 +38,8 @@ func (o burstOpts) validate(cmd string) error {
 		return usageErr("%s: %d bursting clients: want 1..%d", cmd, o.clients, maxBurstClients)
 	case o.ring < shm.MinEntries || o.ring > maxBurstRing || o.ring&(o.ring-1) != 0:
 		return usageErr("%s: ring %d: want a power of two in [%d, %d]", cmd, o.ring, shm.MinEntries, maxBurstRing)
+	case o.pause < 0 || o.pause > maxBurstPause:
+		return usageErr("%s: --pause %v: want 0..%v", cmd, o.pause, maxBurstPause)
 	}
 	return nil
 }
@@ -225,6 +229,9 @@ func (c *cli) startBurst(ctx context.Context, o burstOpts) (*burstRun, error) {
 					return
 				}
 				progress.Add(1)
+				if o.pause > 0 {
+					time.Sleep(o.pause)
+				}
 				if r.measure.Load() {
 					b.rings++
 					if len(b.cycles) < maxCycles {
@@ -312,6 +319,7 @@ func (c *cli) burst(ctx context.Context, args []string) error {
 	fs.Int64Var(&o.model, "model", 1, "model id the clients predict with (one item per predict)")
 	fs.IntVar(&o.clients, "clients", 31, "bursting clients, each its own connection")
 	fs.IntVar(&o.ring, "ring", 64, "each client's ring: predicts submitted at once, as one batch")
+	fs.DurationVar(&o.pause, "pause", 0, "each client sleeps this long after every ring (bulk clients slowed down; 0: resubmit at once)")
 	var dur time.Duration
 	fs.DurationVar(&dur, "duration", 0, "stop after this long (0: at SIGINT/SIGTERM)")
 	if err := c.parseNoArgs(fs, args); err != nil {

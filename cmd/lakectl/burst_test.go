@@ -140,7 +140,20 @@ func TestBurstCommand(t *testing.T) {
 	out = f.ok(t, "burst", "--model", "2", "--clients", "1", "--ring", "8", "--duration", "100ms")
 	hasLine(t, out, `^bursting: 1 clients, each resubmitting its ring of 8 predicts \(model 2\) as soon as it completed$`)
 	hasLine(t, out, `^burst: \d+ predicts in \S+ \(\d+/s\), \d+ rings \(fewest of one client [1-9]\d*\), median ring cycle \S+, busy 0, failed 0, slept for completions \d+ times$`)
-	for _, bad := range [][]string{{"burst", "--clients", "0"}, {"burst", "--ring", "7"}, {"burst", "--model", "-1"}, {"burst", "--duration", "-1s"}} {
+	// --pause: each client sleeps after every ring, so a 20 ms pause
+	// allows at most ~15 rings per client in 300 ms (thousands without).
+	_, out, errs = f.ctl(t, "burst", "--model", "2", "--clients", "2", "--ring", "8", "--duration", "300ms", "--pause", "20ms", "--json")
+	dec = json.NewDecoder(strings.NewReader(out))
+	var paused burstReport
+	for dec.More() {
+		if err := dec.Decode(&paused); err != nil {
+			t.Fatalf("%v\n%s%s", err, out, errs)
+		}
+	}
+	if paused.State != "done" || paused.Cycles == 0 || paused.Cycles > 2*20 || paused.Busy != 0 || paused.Failed != 0 {
+		t.Fatalf("--pause 20ms: report %+v (at most ~15 rings per client in 300 ms)", paused)
+	}
+	for _, bad := range [][]string{{"burst", "--clients", "0"}, {"burst", "--ring", "7"}, {"burst", "--model", "-1"}, {"burst", "--duration", "-1s"}, {"burst", "--pause", "-1ms"}, {"burst", "--pause", "2s"}} {
 		if code, _, errs := f.ctl(t, bad...); code != 2 {
 			t.Errorf("lakectl %v: %d %s", bad, code, errs)
 		}

@@ -70,7 +70,7 @@ var commands = []command{
 	{"liteflow unpin", "[--restart] APP", "ship adapted snapshots again after a snapshot loaded by hand pinned APP"},
 	{"stats", "", "counters and latencies from laked's /metrics"},
 	{"bench", "[--model ID] [--n N] [--count C] [--concurrency K] [--busy-poll] [--rounds R] [--open-loop] [--burst K]", "round-trip (nop) and predict latency; --open-loop: capacity and Poisson arrivals; --burst: predict latency while K clients burst their rings"},
-	{"burst", "[--model ID] [--clients K] [--ring R] [--duration D]", "K clients each resubmitting its whole ring of predicts as soon as it completed, until interrupted"},
+	{"burst", "[--model ID] [--clients K] [--ring R] [--pause P] [--duration D]", "K clients each resubmitting its whole ring of predicts as soon as it completed, until interrupted"},
 	{"reload", "", "re-read laked's configuration and policy (what SIGHUP does)"},
 }
 

@@ -35,10 +35,11 @@
 //	                               unloaded and while K clients burst
 //	                               their rings (lakectl burst, run as a
 //	                               child process) (bench --help: the rest)
-//	burst [--model ID] [--clients K] [--ring R] [--duration D]
+//	burst [--model ID] [--clients K] [--ring R] [--pause P] [--duration D]
 //	                               K clients, each resubmitting its whole
 //	                               ring of predicts as one batch as soon
-//	                               as it completed, until SIGINT/SIGTERM
+//	                               as it completed (or --pause after it),
+//	                               until SIGINT/SIGTERM
 //	                               or --duration; with --json one line
 //	                               when every client has cycled its ring
 //	                               and one with what they did

@@ -589,7 +589,7 @@ func TestHelpPerCommand(t *testing.T) {
 		"models load":   {"--replace"},
 		"policy params": {"--gpu-min-batch", "--gpu-batch-ns"},
 		"bench":         {"--model", "--concurrency", "--busy-poll", "--burst", "--burst-ring"},
-		"burst":         {"--model", "--clients", "--ring", "--duration"},
+		"burst":         {"--model", "--clients", "--ring", "--pause", "--duration"},
 	}
 	for _, cmd := range commands {
 		for _, args := range [][]string{
