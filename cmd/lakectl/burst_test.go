@@ -171,8 +171,14 @@ func TestBurstChildEndsWithBench(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			f := newFixture(t)
+			// Each phase must outlast the 300 ms below: ~1 s on a quiet
+			// machine (2-3 µs a predict), and several with -race.
+			count := 500000
+			if raceBuild {
+				count = 50000
+			}
 			cmd := exec.Command(os.Args[0], "--socket", f.sock, "--metrics", f.metrics, "bench", "--model", "2",
-				"--count", "50000", "--warmup", "0", "--burst", "2", "--burst-ring", "8")
+				"--count", strconv.Itoa(count), "--warmup", "0", "--burst", "2", "--burst-ring", "8")
 			cmd.Env = append(os.Environ(), "LAKECTL_TEST_AS_LAKECTL=1", "GOMAXPROCS=1")
 			cmd.Stdout = io.Discard
 			if err := cmd.Start(); err != nil {
@@ -193,7 +199,7 @@ func TestBurstChildEndsWithBench(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			child := lakedtest.BurstProcs(t, f.sock)
 			if len(child) == 0 {
-				t.Fatal("the bursting child ended within 300 ms of the 50000-predict loaded phase")
+				t.Fatalf("the bursting child ended within 300 ms of the %d-predict loaded phase", count)
 			}
 			// The bursting process runs with Go's default scheduler,
 			// not the GOMAXPROCS that tunes the measured client.
