@@ -60,6 +60,8 @@ type benchOpts struct {
 	jitterPin   bool
 	burst       int
 	burstRing   int
+	place       placement // the measuring process's (--cpus, --nice)
+	burstPlace  placement // the bursting process's (--burst-cpus, --burst-nice)
 }
 
 // Bench limits: keep a typo from pinning laked for hours.
@@ -95,8 +97,18 @@ func (o benchOpts) validate() error {
 		return usageErr("bench: --burst needs --model")
 	case o.burst > 0 && o.openLoop:
 		return usageErr("bench: --burst and --open-loop are separate measurements")
+	case o.burst == 0 && o.burstPlace.set():
+		return usageErr("bench: --burst-cpus and --burst-nice need --burst")
 	case o.burst > 0:
-		return burstOpts{model: o.model, clients: o.burst, ring: o.burstRing}.validate("bench --burst")
+		if err := (burstOpts{model: o.model, clients: o.burst, ring: o.burstRing}).validate("bench --burst"); err != nil {
+			return err
+		}
+		if err := o.burstPlace.validate("bench", "--burst-cpus", "--burst-nice"); err != nil {
+			return err
+		}
+	}
+	if err := o.place.validate("bench", "--cpus", "--nice"); err != nil {
+		return err
 	}
 	return nil
 }
@@ -119,11 +131,18 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	fs.BoolVar(&o.jitterPin, "jitter-pin", false, "pin the jitter threads to CPUs 0 and 1")
 	fs.IntVar(&o.burst, "burst", 0, "predict unloaded, then while this many clients burst their rings in another process (lakectl burst); 0: off")
 	fs.IntVar(&o.burstRing, "burst-ring", 64, "--burst: each bursting client's ring (predicts submitted at once)")
+	fs.StringVar(&o.place.CPUs, "cpus", "", "run the measuring process on these CPUs (a list as taskset -c takes: 0,2-3; empty: unchanged)")
+	fs.IntVar(&o.place.Nice, "nice", 0, "run the measuring process at this nice value, -20..19 (0: unchanged)")
+	fs.StringVar(&o.burstPlace.CPUs, "burst-cpus", "", "--burst: run the bursting process on these CPUs (empty: unchanged)")
+	fs.IntVar(&o.burstPlace.Nice, "burst-nice", 0, "--burst: run the bursting process at this nice value (0: unchanged)")
 	if err := c.parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if err := o.validate(); err != nil {
 		return err
+	}
+	if err := o.place.apply(); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
 	var loads []float64
 	if o.openLoop {

@@ -50,7 +50,8 @@ func (c *cli) startBurstChild(ctx context.Context, o burstOpts) (*burstChild, er
 		return nil, fmt.Errorf("bench --burst: find lakectl's executable: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, exe, "--socket", c.socket, "--timeout", c.timeout.String(), "--json",
-		"burst", "--model", strconv.FormatInt(o.model, 10), "--clients", strconv.Itoa(o.clients), "--ring", strconv.Itoa(o.ring))
+		"burst", "--model", strconv.FormatInt(o.model, 10), "--clients", strconv.Itoa(o.clients), "--ring", strconv.Itoa(o.ring),
+		"--cpus", o.place.CPUs, "--nice", strconv.Itoa(o.place.Nice))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = c.errw
 	// The bursting clients are another application: Go's default
@@ -209,6 +210,10 @@ type burstBenchReport struct {
 	// the same input before any burst; WrongOutputs: those that differed.
 	OutputsChecked uint64 `json:"outputs_checked"`
 	WrongOutputs   uint64 `json:"wrong_outputs"`
+	// Placement is where the measured client's threads ran at the end,
+	// read back from the kernel (with --cpus or --nice only); each
+	// Bursts entry has the bursting process's.
+	Placement *placement `json:"placement,omitempty"`
 }
 
 // burstInputs is the size of the measured client's input pool.
@@ -234,7 +239,7 @@ func burstInput(k, size int) []byte {
 // inputs and checks every answer against the one laked gave the same
 // input before the bursts.
 func (c *cli) benchBurst(ctx context.Context, o benchOpts, cl *lakelib.Client, id uint32, info lakelib.ModelInfo) error {
-	bo := burstOpts{model: o.model, clients: o.burst, ring: o.burstRing}
+	bo := burstOpts{model: o.model, clients: o.burst, ring: o.burstRing, place: o.burstPlace}
 	pool := make([][]byte, burstInputs)
 	refs := make([][]byte, burstInputs)
 	for k := range pool {
@@ -314,12 +319,37 @@ func (c *cli) benchBurst(ctx context.Context, o benchOpts, cl *lakelib.Client, i
 		rep.Bursts = append(rep.Bursts, br)
 	}
 	rep.LoadAvgEnd = loadAvg()
+	if o.place.set() {
+		got, err := currentPlacement()
+		if err != nil {
+			return fmt.Errorf("bench --burst: read back the placement: %w", err)
+		}
+		rep.Placement = &got
+	}
 	rep.summarize()
 	rep.OutputsChecked, rep.WrongOutputs = checked.Load(), wrong.Load()
 	if c.json {
 		return c.emitJSON(rep)
 	}
 	return c.printBurst(rep)
+}
+
+// placementLine says where the measured client and the bursting clients
+// ran, as read back from the kernel, when either was placed ("" if
+// neither was).
+func (rep *burstBenchReport) placementLine() string {
+	var parts []string
+	if p := rep.Placement; p != nil {
+		parts = append(parts, fmt.Sprintf("measured client on CPUs %s at nice %d", p.CPUs, p.Nice))
+	}
+	if len(rep.Bursts) > 0 && rep.Bursts[0].Placement != nil {
+		p := rep.Bursts[0].Placement
+		parts = append(parts, fmt.Sprintf("bursting clients on CPUs %s at nice %d", p.CPUs, p.Nice))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "placement: " + strings.Join(parts, "; ")
 }
 
 // summarize fills the report's medians and totals from its phases.
@@ -413,6 +443,9 @@ func (c *cli) printBurst(rep burstBenchReport) error {
 		rounds = append(rounds, fmt.Sprintf("%.1fx", x))
 	}
 	fmt.Fprintf(c.out, "loaded p99 / unloaded p99 = %.1fx (issue 13 asks <= 5x); each round: %s\n", rep.P99Ratio, strings.Join(rounds, ", "))
+	if p := rep.placementLine(); p != "" {
+		fmt.Fprintln(c.out, p)
+	}
 	fmt.Fprintf(c.out, "machine load average: %s before, %s after (tails mean something only on a quiet machine)\n",
 		fmtOpt(rep.LoadAvgStart, func(v float64) string { return fmt.Sprintf("%.2f", v) }),
 		fmtOpt(rep.LoadAvgEnd, func(v float64) string { return fmt.Sprintf("%.2f", v) }))

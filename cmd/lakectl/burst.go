@@ -21,6 +21,7 @@ type burstOpts struct {
 	clients int
 	ring    int
 	pause   time.Duration // after each ring (0: resubmit at once)
+	place   placement     // where the bursting process runs (--cpus, --nice)
 }
 
 // Burst limits.
@@ -41,7 +42,7 @@ func (o burstOpts) validate(cmd string) error {
 	case o.pause < 0 || o.pause > maxBurstPause:
 		return usageErr("%s: --pause %v: want 0..%v", cmd, o.pause, maxBurstPause)
 	}
-	return nil
+	return o.place.validate(cmd, "--cpus", "--nice")
 }
 
 // burstReport is what lakectl burst did. With --json it prints one per
@@ -72,6 +73,9 @@ type burstReport struct {
 	// Sleeps counts the bursting clients' waits that slept for their
 	// completions (spin ran out), since "bursting".
 	Sleeps uint64 `json:"sleeps"`
+	// Placement is where the process's threads ran at "done", read back
+	// from the kernel (with --cpus or --nice only).
+	Placement *placement `json:"placement,omitempty"`
 }
 
 // burster is one bursting client: its connection and its ring of
@@ -322,6 +326,8 @@ func (c *cli) burst(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.pause, "pause", 0, "each client sleeps this long after every ring (bulk clients slowed down; 0: resubmit at once)")
 	var dur time.Duration
 	fs.DurationVar(&dur, "duration", 0, "stop after this long (0: at SIGINT/SIGTERM)")
+	fs.StringVar(&o.place.CPUs, "cpus", "", "run on these CPUs (a list as taskset -c takes: 0,2-3; empty: unchanged)")
+	fs.IntVar(&o.place.Nice, "nice", 0, "run at this nice value, -20..19 (0: unchanged)")
 	if err := c.parseNoArgs(fs, args); err != nil {
 		return err
 	}
@@ -330,6 +336,9 @@ func (c *cli) burst(ctx context.Context, args []string) error {
 	}
 	if dur < 0 {
 		return usageErr("burst: --duration %v: want >= 0", dur)
+	}
+	if err := o.place.apply(); err != nil {
+		return fmt.Errorf("burst: %w", err)
 	}
 	r, err := c.startBurst(ctx, o)
 	if err != nil {
@@ -367,8 +376,18 @@ func (c *cli) burst(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if o.place.set() {
+		got, err := currentPlacement()
+		if err != nil {
+			return fmt.Errorf("burst: read back the placement: %w", err)
+		}
+		rep.Placement = &got
+	}
 	if c.json {
 		return c.emitJSONLine(rep)
+	}
+	if rep.Placement != nil {
+		fmt.Fprintf(c.out, "placement: CPUs %s, nice %d\n", rep.Placement.CPUs, rep.Placement.Nice)
 	}
 	fmt.Fprintf(c.out, "burst: %d predicts in %s (%.0f/s), %d rings (fewest of one client %d), median ring cycle %s, busy %d, failed %d, slept for completions %d times\n",
 		rep.Predicts, fmtNs(rep.ElapsedNs), rep.PredictsPerSec, rep.Cycles, rep.MinClientCycles, fmtNs(rep.CycleP50Ns), rep.Busy, rep.Failed, rep.Sleeps)

@@ -5,12 +5,16 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lakeos/lake/internal/lakedtest"
 	"github.com/lakeos/lake/linnos"
@@ -90,7 +94,10 @@ type fairnessReport struct {
 // CPU model's, and the bursting process is gone when bench returns. The p99 ratio is always
 // logged; it is asserted (loaded p99 <= 5x unloaded) only with
 // LAKE_FAIRNESS_P99=1, on a quiet machine. LAKE_FAIRNESS_COUNT and
-// LAKE_FAIRNESS_ROUNDS change the measurement's size.
+// LAKE_FAIRNESS_ROUNDS change the measurement's size. LAKE_FAIRNESS_ISOLATE=1
+// measures the isolated deployment of docs/RELIABILITY.md instead: laked
+// on CPU 0, the bursting clients on CPU 0 at nice 19, the measured client
+// on CPU 1 (bench --cpus, --burst-cpus, --burst-nice).
 func TestFairnessThroughLakectl(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
@@ -124,13 +131,23 @@ func TestFairnessThroughLakectl(t *testing.T) {
 		t.Fatal(err)
 	}
 	msock := filepath.Join(dir, "metrics.sock")
-	_, sock := startLaked(t, "--linnos-weights", weights, "--metrics-addr", "unix:"+msock)
+	lakedCmd, sock := startLaked(t, "--linnos-weights", weights, "--metrics-addr", "unix:"+msock)
+	var placeArgs []string
+	if os.Getenv("LAKE_FAIRNESS_ISOLATE") != "" {
+		var cpus unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &cpus); err != nil || !cpus.IsSet(0) || !cpus.IsSet(1) {
+			t.Fatalf("LAKE_FAIRNESS_ISOLATE needs CPUs 0 and 1 (%d CPUs allowed, %v)", cpus.Count(), err)
+		}
+		pinProcess(t, lakedCmd.Process.Pid, 0)
+		placeArgs = []string{"--cpus", "1", "--burst-cpus", "0", "--burst-nice", "19"}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, lakectl, "--socket", sock, "--metrics", "unix:"+msock, "--timeout", "30s", "--json",
 		"bench", "--model", "1", "--count", strconv.Itoa(count), "--warmup", strconv.Itoa(warmup),
 		"--burst", "31", "--rounds", strconv.Itoa(rounds))
+	cmd.Args = append(cmd.Args, placeArgs...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -195,5 +212,28 @@ func TestFairnessThroughLakectl(t *testing.T) {
 	if os.Getenv("LAKE_FAIRNESS_P99") != "" && rep.P99Ratio > 5 {
 		t.Fatalf("measured client's p99 %v while 31 clients burst, %.1fx its unloaded p99 %v (issue 13: <= 5x)",
 			time.Duration(rep.Loaded.P99Ns), rep.P99Ratio, time.Duration(rep.Unloaded.P99Ns))
+	}
+}
+
+// pinProcess pins every thread of process pid to cpu (threads it starts
+// later inherit the affinity of the thread that starts them).
+func pinProcess(t *testing.T, pid, cpu int) {
+	t.Helper()
+	var one unix.CPUSet
+	one.Set(cpu)
+	for pass := 0; pass < 3; pass++ {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, &one); err != nil && !errors.Is(err, unix.ESRCH) {
+				t.Fatalf("pin laked's thread %d to CPU %d: %v", tid, cpu, err)
+			}
+		}
 	}
 }
