@@ -158,6 +158,7 @@ func (p *poller) serve(s *session) {
 	p.mu.Unlock()
 	p.kick()
 	stop := s.t.Gone()
+	bell := doorbellBackoff()
 	for {
 		select {
 		case <-back:
@@ -174,10 +175,12 @@ func (p *poller) serve(s *session) {
 			ready := func() bool {
 				return s.sq.Published() || s.heldBack.Load() || s.released.Load() || s.stopSpinning() || closed(n.woke)
 			}
+			start := time.Now()
 			if err := s.t.WaitSubmissions(ready, idleSleep); err != nil {
 				s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("doorbell wait failed")
 				time.Sleep(time.Millisecond)
 			}
+			s.afterDoorbellWait(&bell, start, ready())
 			if s.sq.Published() || s.heldBack.Load() || s.stopSpinning() {
 				// Wake the poller, and sleep on the doorbell again
 				// only at its next nap.

@@ -42,12 +42,14 @@ type session struct {
 	sq     *shm.SQ
 	cq     *shm.CQ
 
-	cqMu     sync.Mutex
-	overflow []shm.CQE   // completions waiting for ring space, oldest first
-	heldBack atomic.Bool // overflow is not empty (read without cqMu by the poller)
-	bellHeld bool        // the poller defers the completion doorbell (holdBell)
-	bellOwed bool        // completions were posted while it was held
-	pending  []shm.CQE   // reader-local completions not yet posted
+	cqMu       sync.Mutex
+	overflow   []shm.CQE    // completions waiting for ring space, oldest first
+	heldBack   atomic.Bool  // overflow is not empty (read without cqMu by the poller)
+	warnedBell atomic.Bool  // logged that its client wakes laked for nothing
+	fullChecks atomic.Int64 // times its goroutine found the completion ring still full (tests)
+	bellHeld   bool         // the poller defers the completion doorbell (holdBell)
+	bellOwed   bool         // completions were posted while it was held
+	pending    []shm.CQE    // reader-local completions not yet posted
 
 	inflight sync.WaitGroup // accepted predict requests not yet completed
 	// admission budgets of this session (Limits)
@@ -245,6 +247,7 @@ func (s *session) run() {
 // returns false when the session ends (drained, or its client left).
 func (s *session) read(buf []shm.SQE, untilDry bool) bool {
 	worked := false // found work since it last slept: the idle window applies
+	cqFull, bell := cqFullBackoff(), doorbellBackoff()
 	for {
 		if s.draining.Load() {
 			s.finalDrain(buf)
@@ -255,10 +258,13 @@ func (s *session) read(buf []shm.SQE, untilDry bool) bool {
 		}
 		if !s.flushOverflow() {
 			// The client's completion ring is full: stop reading its
-			// submissions until it reaps (back-pressure).
-			time.Sleep(50 * time.Microsecond)
+			// submissions until it reaps (back-pressure), looking again
+			// after 50 µs, then less and less often (backoff).
+			s.fullChecks.Add(1)
+			cqFull.wait()
 			continue
 		}
+		cqFull.reset()
 		n := copy(buf, s.carry)
 		if n > 0 {
 			s.carry = append(s.carry[:0], s.carry[n:]...)
@@ -297,10 +303,31 @@ func (s *session) read(buf []shm.SQE, untilDry bool) bool {
 			}
 		}
 		worked = false
+		start := time.Now()
 		if err := s.t.WaitSubmissions(s.sq.Pending, idleSleep); err != nil {
 			s.srv.log.Warn().Err(err).Uint32("client", s.id).Msg("doorbell wait failed")
 			time.Sleep(time.Millisecond)
 		}
+		s.afterDoorbellWait(&bell, start, s.sq.Pending() || s.stopSpinning())
+	}
+}
+
+// afterDoorbellWait counts a doorbell wait that began at start and
+// returned quickly with nothing to do (work false) as spurious: the
+// client rang, or rewrote, its doorbell without publishing anything.
+// Past a few, each such return costs a sleep (backoff); one that
+// finds work, or a wait that lasted, resets it.
+func (s *session) afterDoorbellWait(b *backoff, start time.Time, work bool) {
+	if work || time.Since(start) >= quickReturn {
+		b.reset()
+		return
+	}
+	if !b.wait() {
+		return
+	}
+	s.srv.stats.spuriousWakes.Add(1)
+	if !s.warnedBell.Swap(true) {
+		s.srv.log.Warn().Uint32("client", s.id).Msg("client wakes laked without submitting anything: its doorbell is checked less often until it does")
 	}
 }
 

@@ -91,6 +91,7 @@ type stats struct {
 	sessions       atomic.Int64
 	sessionsSeen   atomic.Uint64
 	overflowed     atomic.Uint64
+	spuriousWakes  atomic.Uint64 // doorbell wake-ups with nothing submitted that cost a backoff sleep
 	refused        atomic.Uint64 // handshakes refused (limits, bad region fds)
 	// deadlineMissed counts predicts answered "deadline exceeded"
 	// (also counted under that status in completions).
@@ -184,6 +185,7 @@ type Stats struct {
 	Sessions       int64
 	SessionsServed uint64
 	Overflowed     uint64 // completions held back because a ring was full
+	SpuriousWakes  uint64 // clients' doorbell wake-ups with nothing submitted, past the free ones (each cost laked a backoff sleep)
 	Refused        uint64 // handshakes refused: max_clients, limits, bad region fds
 	DeadlineMissed uint64 // predicts answered "deadline exceeded" instead of running late
 
@@ -212,6 +214,7 @@ func (s *Server) Stats() Stats {
 		Sessions:       st.sessions.Load(),
 		SessionsServed: st.sessionsSeen.Load(),
 		Overflowed:     st.overflowed.Load(),
+		SpuriousWakes:  st.spuriousWakes.Load(),
 		Refused:        st.refused.Load(),
 		DeadlineMissed: st.deadlineMissed.Load(),
 		BatchSize:      st.batchSize.snapshot(1),

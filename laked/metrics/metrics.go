@@ -47,6 +47,7 @@ var (
 	descDecisions   = prometheus.NewDesc("lake_decisions_total", "Placement decisions per batch, by side.", []string{"side"}, nil)
 	descFallbacks   = prometheus.NewDesc("lake_gpu_fallbacks_total", "Batches placed on the GPU that ran on the CPU.", nil, nil)
 	descOverflowed  = prometheus.NewDesc("lake_completions_overflowed_total", "Completions held back because a client's completion ring was full.", nil, nil)
+	descSpurious    = prometheus.NewDesc("lake_spurious_wakeups_total", "Clients' doorbell wake-ups with nothing submitted that laked answered with a backoff sleep.", nil, nil)
 	descRefused     = prometheus.NewDesc("lake_handshakes_refused_total", "Handshakes refused: max_clients, a limits budget, or a re-attach fd that is not a sealed memfd.", nil, nil)
 	descSessions    = prometheus.NewDesc("lake_sessions", "Clients attached now.", nil, nil)
 	descServed      = prometheus.NewDesc("lake_sessions_served_total", "Clients attached since start.", nil, nil)
@@ -72,7 +73,7 @@ func NewCollector(src Source, pol PolicySource) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSubmissions, descCompletions, descBatches, descBatchSize, descQueueWait,
-		descService, descDecisions, descFallbacks, descOverflowed, descRefused, descSessions, descServed, descModel} {
+		descService, descDecisions, descFallbacks, descOverflowed, descSpurious, descRefused, descSessions, descServed, descModel} {
 		ch <- d
 	}
 	if c.pol != nil {
@@ -119,6 +120,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDecisions, st.DecisionsGPU, "gpu")
 	counter(descFallbacks, st.GPUFallbacks)
 	counter(descOverflowed, st.Overflowed)
+	counter(descSpurious, st.SpuriousWakes)
 	counter(descRefused, st.Refused)
 	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(st.Sessions))
 	counter(descServed, st.SessionsServed)

@@ -43,6 +43,7 @@ func fixture() *fakeSource {
 			Sessions:       3,
 			SessionsServed: 9,
 			Overflowed:     4,
+			SpuriousWakes:  5,
 			Refused:        6,
 			BatchSize:      laked.HistogramSnapshot{Bounds: []float64{1, 2, 4}, Counts: []uint64{2, 1, 2, 1}, Sum: 20},
 			QueueWait:      laked.HistogramSnapshot{Bounds: []float64{1e-6, 1e-3}, Counts: []uint64{1, 4, 0}, Sum: 0.002},
@@ -119,7 +120,7 @@ func TestCollectorExposition(t *testing.T) {
 	if s.BatchSize.Count != 6 || s.BatchSize.Sum != 20 || len(s.BatchSize.Buckets) != 3 || s.BatchSize.Buckets[2] != (Bucket{4, 5}) {
 		t.Errorf("parsed batch size %+v", s.BatchSize)
 	}
-	if s.Sessions != 3 || s.SessionsServed != 9 || s.GPUFallbacks != 1 || s.Overflowed != 4 || s.Decisions["gpu"] != 1 {
+	if s.Sessions != 3 || s.SessionsServed != 9 || s.GPUFallbacks != 1 || s.Overflowed != 4 || s.SpuriousWakes != 5 || s.Decisions["gpu"] != 1 {
 		t.Errorf("parsed %+v", s)
 	}
 	if len(s.Models) != 2 || s.Models[0] != (ModelVersion{2, "mlp", 1}) || s.Models[1] != (ModelVersion{7, "linnos", 3}) {

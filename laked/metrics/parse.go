@@ -37,6 +37,7 @@ type Snapshot struct {
 	Decisions      map[string]uint64 `json:"decisions"` // by side
 	GPUFallbacks   uint64            `json:"gpu_fallbacks"`
 	Overflowed     uint64            `json:"completions_overflowed"`
+	SpuriousWakes  uint64            `json:"spurious_wakeups"`
 	Refused        uint64            `json:"handshakes_refused"`
 	Sessions       int64             `json:"sessions"`
 	SessionsServed uint64            `json:"sessions_served"`
@@ -158,6 +159,7 @@ func Parse(r io.Reader) (*Snapshot, error) {
 	d.labelled("lake_decisions_total", "side", s.Decisions)
 	s.GPUFallbacks = d.counter("lake_gpu_fallbacks_total")
 	s.Overflowed = d.counter("lake_completions_overflowed_total")
+	s.SpuriousWakes = d.counter("lake_spurious_wakeups_total")
 	s.Refused = d.counter("lake_handshakes_refused_total")
 	if g, ok := d.gauge("lake_sessions"); ok {
 		if g < -1<<53 || g > 1<<53 || g != math.Trunc(g) {
