@@ -21,6 +21,7 @@ import "time"
 // sleeps up to ~1 ms, so there the bound changes little). A client
 // that publishes its submissions and reaps its completions never meets
 // either: a wake-up that finds work, or a ring with room, resets it.
+// Kernel sessions (/dev/lake) are exempt (session.afterDoorbellWait).
 type backoff struct {
 	freeN int           // empty returns free of a sleep after a reset
 	free  int           // of those, still to come

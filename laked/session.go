@@ -261,7 +261,11 @@ func (s *session) read(buf []shm.SQE, untilDry bool) bool {
 			// submissions until it reaps (back-pressure), looking again
 			// after 50 µs, then less and less often (backoff).
 			s.fullChecks.Add(1)
-			cqFull.wait()
+			if s.kernel {
+				time.Sleep(50 * time.Microsecond) // the kernel reaps as it is rung
+			} else {
+				cqFull.wait()
+			}
 			continue
 		}
 		cqFull.reset()
@@ -317,8 +321,12 @@ func (s *session) read(buf []shm.SQE, untilDry bool) bool {
 // client rang, or rewrote, its doorbell without publishing anything.
 // Past a few, each such return costs a sleep (backoff); one that
 // finds work, or a wait that lasted, resets it.
+//
+// Kernel sessions (/dev/lake) are exempt: the kernel is not a hostile
+// client, its wait (LAKE_IOC_COMMIT_WAIT, poll) has wake-ups of its own
+// (laked's kicks, signals), and a sleep there would delay kernel I/O.
 func (s *session) afterDoorbellWait(b *backoff, start time.Time, work bool) {
-	if work || time.Since(start) >= quickReturn {
+	if s.kernel || work || time.Since(start) >= quickReturn {
 		b.reset()
 		return
 	}
