@@ -159,8 +159,8 @@ func (w *rssWatch) Stop() uint64 { close(w.stop); <-w.done; return w.peak.Load()
 // with a regular file, a pipe and an unsealed memfd shrunk afterwards,
 // predicts flooding past the queued-bytes budgets, device memory filled
 // and written past the device budgets, kernel launches left running by a
-// departing client, and the admin loader pointed at /dev/zero and a
-// FIFO. After each attack laked must be alive and serve a well-behaved
+// departing client, doorbells rung and rewritten with nothing submitted,
+// and the admin loader pointed at /dev/zero and a FIFO. After each attack laked must be alive and serve a well-behaved
 // client correctly; its RSS is sampled throughout and must stay under
 // the global budget (asserted without -race, which inflates memory).
 func TestAttacksOnLakedProcess(t *testing.T) {
