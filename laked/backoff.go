@@ -36,8 +36,9 @@ const (
 	backoffDoorbellMax = 10 * time.Millisecond
 	backoffCQMax       = time.Millisecond
 	// quickReturn: a doorbell wait that returns sooner than this with
-	// nothing to do counts as spurious (an idle wait lasts idleSleep).
-	quickReturn = time.Millisecond
+	// nothing to do counts as spurious (an idle wait lasts idleSleep; a
+	// spurious one can take milliseconds on a loaded machine).
+	quickReturn = idleSleep / 2
 )
 
 func doorbellBackoff() backoff {

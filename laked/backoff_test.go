@@ -72,17 +72,8 @@ func TestDoorbellStormIsBackedOff(t *testing.T) {
 // submission is answered, once.
 func TestFullCompletionRingIsBackedOff(t *testing.T) {
 	srv := newTestServer(t, Config{IdleSpin: -1})
-	cfg := shm.Config{SQEntries: 8, CQEntries: 8, ArenaSize: 64 << 10}
-	l, _ := cfg.Layout()
-	m, err := shm.NewAnonymous(l.RegionSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := shm.NewRegion(m.Mem, cfg, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &goneTransport{memTransport: memTransport{bellTransport: newBellTransport(r), m: m, r: r}, gone: make(chan struct{})}
+	tr := newGoneTransportWith(t, shm.Config{SQEntries: 8, CQEntries: 8, ArenaSize: 64 << 10})
+	r := tr.r
 	id, err := srv.Attach(tr)
 	if err != nil {
 		t.Fatal(err)

@@ -547,8 +547,16 @@ func answerNop(t *testing.T, r *shm.Region, tag uint64) shm.CQE {
 // closes when the client should leave.
 func newGoneTransport(t *testing.T) *goneTransport {
 	t.Helper()
-	cfg := shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10}
-	l, _ := cfg.Layout()
+	return newGoneTransportWith(t, shm.Config{SQEntries: 64, CQEntries: 64, ArenaSize: 64 << 10})
+}
+
+// newGoneTransportWith is newGoneTransport with a region of cfg's sizes.
+func newGoneTransportWith(t *testing.T, cfg shm.Config) *goneTransport {
+	t.Helper()
+	l, err := cfg.Layout()
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := shm.NewAnonymous(l.RegionSize)
 	if err != nil {
 		t.Fatal(err)
