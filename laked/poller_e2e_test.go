@@ -170,10 +170,12 @@ func TestBurstingClientsRingNoDoorbell(t *testing.T) {
 	}
 	t.Logf("%d ring cycles; a doorbell sleeper announced in %d of %d samples", cycles.Load(), announced, samples)
 	// Measured 0-0.6 % on a quiet machine, 0-4 % under -race at load 2,
-	// 6.4 % once under -race with other tests running (the poller's idle
-	// window is wall-clock time: a poller thread preempted for longer
-	// naps); the reader-per-session design announced in 65-70 %.
-	if announced*5 > samples {
-		t.Fatalf("a sleeper was announced on a bursting client's doorbell in %d of %d samples (want under 20%%)", announced, samples)
+	// 1-10 % beside two CPU-bound loops (the same on the code before the
+	// doorbell backoff), and once 23 % in CI beside the other packages'
+	// tests (the poller's idle window is wall-clock time: a poller thread
+	// preempted for longer naps); the reader-per-session design
+	// announced in 65-70 %.
+	if announced*100 > 40*samples {
+		t.Fatalf("a sleeper was announced on a bursting client's doorbell in %d of %d samples (want under 40%%)", announced, samples)
 	}
 }
