@@ -34,8 +34,12 @@
 //	                               arrivals; --burst K: predict latency
 //	                               unloaded and while K clients burst
 //	                               their rings (lakectl burst, run as a
-//	                               child process) (bench --help: the rest)
+//	                               child process); --cpus/--nice and
+//	                               --burst-cpus/--burst-nice place the
+//	                               measuring and the bursting process
+//	                               (bench --help: the rest)
 //	burst [--model ID] [--clients K] [--ring R] [--pause P] [--duration D]
+//	      [--cpus LIST] [--nice N]
 //	                               K clients, each resubmitting its whole
 //	                               ring of predicts as one batch as soon
 //	                               as it completed (or --pause after it),
