@@ -478,7 +478,7 @@ func TestAttacksOnLakedProcess(t *testing.T) {
 			// for a second without publishing anything: laked backs off
 			// (laked TestDoorbellStormIsBackedOff) instead of spinning a
 			// session goroutine on each; it uses under 300 ms of CPU in
-			// that second (asserted without -race). Measured: 120-140 ms
+			// that second (asserted without -race). Measured: 60-70 ms
 			// (20 ms with the four clients idle), 570 ms without the
 			// backoff.
 			var cs []*lakelib.Client
