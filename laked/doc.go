@@ -35,7 +35,9 @@
 //     sessions' requests riding the batches between its pieces; it
 //     completes once, when its last piece has run.
 //   - The GPU copy path (gpucopy.go): a client's region is registered
-//     with the GPU backend (backend.HostRegisterer) while it is attached.
+//     with the GPU backend (backend.HostRegisterer) while it is attached
+//     (registered before the session joins the server, outside its
+//     lock: pinning a large arena does not hold up other handshakes).
 //     For a model whose GPU path copies runs (GPURunsModel: LinnOS and
 //     the MLPs on the CUDA backend) a predict's inputs stay in the
 //     client's arena until its batch runs; a GPU batch then moves them,

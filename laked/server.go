@@ -252,13 +252,22 @@ func (s *Server) unreserve() {
 // attachReserved starts the session of a reserved id over t; the
 // reservation is used up either way. On error t is left open.
 func (s *Server) attachReserved(id uint32, t Transport) error {
+	// Built outside the server lock: it registers the region with the
+	// GPU backend (cuMemHostRegister pins every page of it, milliseconds
+	// for a large arena), which must not hold up the other sessions'
+	// handshakes and departures. The reservation keeps its place.
+	sess := newSession(s, id, t)
 	s.mu.Lock()
 	s.reserved--
 	if s.closing {
 		s.mu.Unlock()
+		if sess.unregister != nil {
+			if err := sess.unregister(); err != nil {
+				s.log.Warn().Err(err).Uint32("client", id).Msg("unregister region")
+			}
+		}
 		return ErrShutdown
 	}
-	sess := newSession(s, id, t)
 	s.sessions[id] = sess
 	s.wg.Add(1)
 	s.mu.Unlock()
