@@ -45,7 +45,14 @@ func doorbellBackoff() backoff {
 	return backoff{freeN: backoffFree, free: backoffFree, max: backoffDoorbellMax}
 }
 
-func cqFullBackoff() backoff { return backoff{max: backoffCQMax} }
+// cqFullBackoff: a kernel session's ring is looked at every backoffMin
+// (the kernel reaps as laked rings it; it is not a hostile client).
+func cqFullBackoff(kernel bool) backoff {
+	if kernel {
+		return backoff{max: backoffMin}
+	}
+	return backoff{max: backoffCQMax}
+}
 
 // wait is one more check that found nothing: it sleeps once the free
 // ones are used up, each sleep twice the last up to max, and reports

@@ -247,7 +247,7 @@ func (s *session) run() {
 // returns false when the session ends (drained, or its client left).
 func (s *session) read(buf []shm.SQE, untilDry bool) bool {
 	worked := false // found work since it last slept: the idle window applies
-	cqFull, bell := cqFullBackoff(), doorbellBackoff()
+	cqFull, bell := cqFullBackoff(s.kernel), doorbellBackoff()
 	for {
 		if s.draining.Load() {
 			s.finalDrain(buf)
@@ -261,11 +261,7 @@ func (s *session) read(buf []shm.SQE, untilDry bool) bool {
 			// submissions until it reaps (back-pressure), looking again
 			// after 50 µs, then less and less often (backoff).
 			s.fullChecks.Add(1)
-			if s.kernel {
-				time.Sleep(50 * time.Microsecond) // the kernel reaps as it is rung
-			} else {
-				cqFull.wait()
-			}
+			cqFull.wait()
 			continue
 		}
 		cqFull.reset()
